@@ -1,0 +1,200 @@
+// The manifest of a model package (docs/package-format.md), validated on load so that a wrong or missing field is
+// reported once, by file and field, before any session is created.
+import { readFileSync } from "node:fs";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { PackageError } from "../util/errors.js";
+
+export const MANIFEST_FORMAT = "emu2-package/1";
+
+const positiveInt = z.number().int().positive();
+const onnxFile = z.string().regex(/\.onnx$/, "expected an .onnx file name");
+const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
+
+const tokenizerSchema = z.strictObject({
+  file: z.string().min(1),
+  vocab_size: positiveInt,
+  bos_token_id: z.number().int().nonnegative(),
+  eos_token_id: z.number().int().nonnegative(),
+  pad_token_id: z.number().int().nonnegative(),
+  add_bos: z.boolean(),
+  special_tokens: z.record(z.string(), z.number().int().nonnegative()),
+});
+
+const visionSchema = z.strictObject({
+  file: onnxFile,
+  image_size: positiveInt,
+  patch_size: positiveInt,
+  width: positiveInt,
+  layers: positiveInt,
+  heads: positiveInt,
+  mean: rgbTriple,
+  std: rgbTriple,
+  resample: z.literal("bicubic"),
+  n_query: positiveInt,
+  video_n_query: positiveInt,
+});
+
+const llmSchema = z.strictObject({
+  embed_tokens_file: onnxFile,
+  decoder_file: onnxFile,
+  lm_head_file: onnxFile,
+  project_up_file: onnxFile,
+  project_down_file: onnxFile,
+  hidden_size: positiveInt,
+  num_layers: positiveInt,
+  num_heads: positiveInt,
+  head_dim: positiveInt,
+  intermediate_size: positiveInt,
+  max_position_embeddings: positiveInt,
+  rms_norm_eps: z.number().positive(),
+});
+
+const schedulerSchema = z.strictObject({
+  type: z.literal("euler_discrete"),
+  num_train_timesteps: positiveInt,
+  beta_start: z.number().positive(),
+  beta_end: z.number().positive(),
+  beta_schedule: z.literal("scaled_linear"),
+  timestep_spacing: z.enum(["leading", "trailing", "linspace"]),
+  steps_offset: z.number().int().nonnegative(),
+  prediction_type: z.literal("epsilon"),
+});
+
+const visualDecoderSchema = z.strictObject({
+  unet_file: onnxFile,
+  vae_decoder_file: onnxFile,
+  latent_channels: positiveInt,
+  latent_size: positiveInt,
+  vae_scale_factor: positiveInt,
+  scaling_factor: z.number().positive(),
+  time_ids: z.array(z.number()).length(6),
+  scheduler: schedulerSchema,
+  num_inference_steps: positiveInt,
+  guidance_scale: z.number().nonnegative(),
+});
+
+const promptSchema = z.strictObject({
+  template: z.enum(["base", "chat", "gen"]),
+  image_placeholder: z.string().min(1),
+  system_message: z.string().optional(),
+  short_system_message: z.string().optional(),
+});
+
+const generationSchema = z.strictObject({
+  max_new_tokens: positiveInt,
+  min_new_tokens: z.number().int().nonnegative(),
+  num_beams: positiveInt,
+  length_penalty: z.number(),
+  repetition_penalty: z.number().positive(),
+  do_sample: z.boolean(),
+  temperature: z.number().positive(),
+  top_k: z.number().int().nonnegative(),
+  top_p: z.number().gt(0).lte(1),
+});
+
+export const manifestSchema = z
+  .strictObject({
+    format: z.literal(MANIFEST_FORMAT),
+    name: z.string().min(1),
+    description: z.string(),
+    variant: z.enum(["emu2", "emu2-chat", "emu2-gen"]),
+    dtype: z.enum(["float32", "float16"]),
+    tokenizer: tokenizerSchema,
+    vision: visionSchema,
+    llm: llmSchema,
+    visual_decoder: visualDecoderSchema.optional(),
+    prompt: promptSchema,
+    generation: generationSchema,
+  })
+  .superRefine((m, ctx) => {
+    // Cross-field rules: each is a mistake that would otherwise surface as a shape error deep inside a session.
+    const grid = m.vision.image_size / m.vision.patch_size;
+    if (!Number.isInteger(grid)) {
+      ctx.addIssue({ code: "custom", path: ["vision", "patch_size"], message: `must divide image_size ${m.vision.image_size}` });
+    }
+    for (const key of ["n_query", "video_n_query"] as const) {
+      const side = Math.sqrt(m.vision[key]);
+      if (!Number.isInteger(side) || !Number.isInteger(grid / side)) {
+        ctx.addIssue({ code: "custom", path: ["vision", key], message: `must be a square whose side divides the ${grid}x${grid} patch grid` });
+      }
+    }
+    if (m.llm.num_heads * m.llm.head_dim !== m.llm.hidden_size) {
+      ctx.addIssue({ code: "custom", path: ["llm", "head_dim"], message: `num_heads x head_dim must equal hidden_size ${m.llm.hidden_size}` });
+    }
+    for (const [token, id] of Object.entries(m.tokenizer.special_tokens)) {
+      if (id >= m.tokenizer.vocab_size) {
+        ctx.addIssue({ code: "custom", path: ["tokenizer", "special_tokens", token], message: `id ${id} is outside the vocabulary (${m.tokenizer.vocab_size})` });
+      }
+    }
+    for (const token of REQUIRED_SPECIAL_TOKENS[m.prompt.template]) {
+      if (!(token in m.tokenizer.special_tokens)) {
+        ctx.addIssue({ code: "custom", path: ["tokenizer", "special_tokens"], message: `missing ${token} (needed by the ${m.prompt.template} template)` });
+      }
+    }
+    if (m.prompt.template === "chat" && m.prompt.system_message === undefined) {
+      ctx.addIssue({ code: "custom", path: ["prompt", "system_message"], message: "required by the chat template" });
+    }
+  });
+
+const COMMON_TOKENS = ["[PAD]", "[IMG]", "[/IMG]", "<image>", "<grounding>", "<phrase>", "</phrase>", "<object>", "</object>"];
+const REQUIRED_SPECIAL_TOKENS: Record<"base" | "chat" | "gen", string[]> = {
+  base: COMMON_TOKENS,
+  gen: COMMON_TOKENS,
+  chat: [...COMMON_TOKENS, "[USER]", "[ASSISTANT]"],
+};
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type VisionConfig = Manifest["vision"];
+export type LlmConfig = Manifest["llm"];
+export type VisualDecoderConfig = NonNullable<Manifest["visual_decoder"]>;
+export type GenerationDefaults = Manifest["generation"];
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let node = root;
+  for (const key of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+/** Validates a parsed manifest; `file` is only used in the error message. */
+export function validateManifest(raw: unknown, file: string): Manifest {
+  const result = manifestSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = issue.path.map(String).join(".") || "(top level)";
+  let detail = issue.message;
+  if (issue.code === "unrecognized_keys") {
+    detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  } else if (issue.code === "invalid_type" || issue.code === "invalid_value" || issue.code === "too_small" || issue.code === "too_big") {
+    detail = `${issue.message.replace(/^Invalid input: /, "")} (found ${describeValue(valueAt(raw, issue.path))})`;
+  }
+  const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more)` : "";
+  throw new PackageError(`${file}: field ${field}: ${detail}${more}`);
+}
+
+/** Reads and validates manifest.yaml; YAML syntax errors name the line and column. */
+export function readManifest(file: string): Manifest {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PackageError(code === "ENOENT" ? `${file}: no such file (a model package needs a manifest.yaml)` : `${file}: cannot read (${code})`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
+    throw new PackageError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
+  }
+  return validateManifest(doc.toJS(), file);
+}

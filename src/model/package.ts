@@ -1,0 +1,121 @@
+// A model package on disk: its validated manifest, its tokenizer file and its graphs, whose sessions are created on
+// first use and then kept (re-creating sessions leaks memory in onnxruntime-node, runtime-facts.md).
+import { existsSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { InferenceSession } from "onnxruntime-node";
+import { PackageError } from "../util/errors.js";
+import { readManifest, type Manifest } from "./manifest.js";
+import { createSession, DEFAULT_SESSION_OPTIONS, type SessionOptions } from "./session.js";
+
+export type GraphRole =
+  | "visual_encoder"
+  | "embed_tokens"
+  | "project_up"
+  | "decoder"
+  | "lm_head"
+  | "project_down"
+  | "unet"
+  | "vae_decoder";
+
+export const MANIFEST_FILE = "manifest.yaml";
+
+export function graphFiles(manifest: Manifest): Partial<Record<GraphRole, string>> {
+  const files: Partial<Record<GraphRole, string>> = {
+    visual_encoder: manifest.vision.file,
+    embed_tokens: manifest.llm.embed_tokens_file,
+    project_up: manifest.llm.project_up_file,
+    decoder: manifest.llm.decoder_file,
+    lm_head: manifest.llm.lm_head_file,
+    project_down: manifest.llm.project_down_file,
+  };
+  if (manifest.visual_decoder) {
+    files.unet = manifest.visual_decoder.unet_file;
+    files.vae_decoder = manifest.visual_decoder.vae_decoder_file;
+  }
+  return files;
+}
+
+export interface FileReport { role: string; file: string; bytes: number; externalDataBytes: number }
+
+export class ModelPackage {
+  private readonly sessions = new Map<GraphRole, Promise<InferenceSession>>();
+
+  private constructor(
+    readonly dir: string,
+    readonly manifest: Manifest,
+    private readonly sessionOptions: SessionOptions,
+  ) {}
+
+  /** Loads and validates a package folder; every file the manifest names must exist. */
+  static open(dir: string, sessionOptions: Partial<SessionOptions> = {}): ModelPackage {
+    const folder = resolve(dir);
+    if (!existsSync(folder)) throw new PackageError(`${dir}: no such model package folder`);
+    if (!statSync(folder).isDirectory()) throw new PackageError(`${dir}: a model package is a folder, not a file`);
+    const manifest = readManifest(join(folder, MANIFEST_FILE));
+    const pkg = new ModelPackage(folder, manifest, { ...DEFAULT_SESSION_OPTIONS, ...sessionOptions });
+    for (const { role, file } of pkg.files()) {
+      if (!existsSync(join(folder, file))) {
+        throw new PackageError(`${join(dir, MANIFEST_FILE)}: ${role} file ${file} is missing from the package`);
+      }
+    }
+    return pkg;
+  }
+
+  get name(): string {
+    return this.manifest.name;
+  }
+
+  get canGenerateImages(): boolean {
+    return this.manifest.visual_decoder !== undefined;
+  }
+
+  path(file: string): string {
+    return join(this.dir, file);
+  }
+
+  files(): { role: string; file: string }[] {
+    const list = [{ role: "tokenizer", file: this.manifest.tokenizer.file }];
+    for (const [role, file] of Object.entries(graphFiles(this.manifest))) list.push({ role, file });
+    return list;
+  }
+
+  fileReport(): FileReport[] {
+    return this.files().map(({ role, file }) => {
+      const data = this.path(`${file}_data`);
+      return {
+        role,
+        file,
+        bytes: statSync(this.path(file)).size,
+        externalDataBytes: existsSync(data) ? statSync(data).size : 0,
+      };
+    });
+  }
+
+  /** The session of one graph, created on first use. */
+  session(role: GraphRole): Promise<InferenceSession> {
+    let session = this.sessions.get(role);
+    if (!session) {
+      const file = graphFiles(this.manifest)[role];
+      if (!file) {
+        throw new PackageError(`${this.dir}: package ${this.name} has no ${role} graph (it has no visual decoder)`);
+      }
+      session = createSession(this.path(file), this.sessionOptions);
+      // A failed creation must not be cached: the next call reports the same error instead of a stale rejection.
+      session.catch(() => this.sessions.delete(role));
+      this.sessions.set(role, session);
+    }
+    return session;
+  }
+
+  async release(): Promise<void> {
+    const open = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const session of open) {
+      try {
+        await (await session).release();
+      } catch {
+        // A session whose creation failed has nothing to release.
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { parse } from "yaml";
+import { readManifest, validateManifest } from "../../src/model/manifest.js";
+import { PackageError } from "../../src/util/errors.js";
+
+const configs = ["emu2", "emu2-chat", "emu2-gen"];
+
+test("the real models' manifests validate and carry emu2-facts.md's numbers", () => {
+  for (const name of configs) {
+    const m = readManifest(`configs/models/${name}.yaml`);
+    assert.equal(m.llm.hidden_size, 6656);
+    assert.equal(m.llm.num_layers, 60);
+    assert.equal(m.llm.num_heads, 52);
+    assert.equal(m.vision.width, 1792);
+    assert.equal(m.tokenizer.special_tokens["<image>"], 32003);
+    assert.equal(m.tokenizer.special_tokens["<patch_index_0256>"], 32271);
+  }
+  const chat = readManifest("configs/models/emu2-chat.yaml");
+  assert.equal(chat.vision.n_query, 256);
+  assert.equal(chat.tokenizer.vocab_size, 32274);
+  assert.equal(chat.tokenizer.special_tokens["[ASSISTANT]"], 32273);
+  const gen = readManifest("configs/models/emu2-gen.yaml");
+  assert.equal(gen.visual_decoder?.scaling_factor, 0.13025);
+  assert.deepEqual(gen.visual_decoder?.time_ids, [1024, 1024, 0, 0, 1024, 1024]);
+  assert.equal(readManifest("configs/models/emu2.yaml").visual_decoder, undefined);
+});
+
+function mutated(edit: (m: Record<string, any>) => void): unknown {
+  const m = parse(readFileSync("configs/models/emu2-gen.yaml", "utf8"));
+  edit(m);
+  return m;
+}
+
+test("a bad field is one line naming the file and the field", () => {
+  const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
+    ["wrong type", (m) => { m.llm.hidden_size = "big"; }, /^x\.yaml: field llm\.hidden_size: expected number, received string \(found "big"\)$/],
+    ["missing", (m) => { delete m.vision.n_query; }, /^x\.yaml: field vision\.n_query: expected number/],
+    ["unknown", (m) => { m.llm.hiden = 3; }, /^x\.yaml: field llm: unknown field hiden$/],
+    ["bad enum", (m) => { m.dtype = "int4"; }, /^x\.yaml: field dtype: /],
+    ["n_query not a square", (m) => { m.vision.n_query = 60; }, /field vision\.n_query: must be a square/],
+    ["heads", (m) => { m.llm.head_dim = 100; }, /field llm\.head_dim: num_heads x head_dim must equal hidden_size/],
+    ["token outside vocabulary", (m) => { m.tokenizer.vocab_size = 32001; }, /field tokenizer\.special_tokens\.\[IMG\]: id 32001 is outside/],
+    ["wrong format", (m) => { m.format = "emu2-package/9"; }, /field format: /],
+  ];
+  for (const [label, edit, pattern] of cases) {
+    assert.throws(() => validateManifest(mutated(edit), "x.yaml"), (err: unknown) => {
+      assert.ok(err instanceof PackageError, label);
+      assert.match(err.message, pattern, label);
+      assert.ok(!err.message.includes("\n"), `${label}: one line`);
+      return true;
+    });
+  }
+});
+
+test("YAML syntax errors give line and column", () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-manifest-"));
+  const file = join(dir, "manifest.yaml");
+  writeFileSync(file, "format: emu2-package/1\nname: [unclosed\n");
+  assert.throws(() => readManifest(file), /manifest\.yaml: YAML error at line \d+, column \d+/);
+  assert.throws(() => readManifest(join(dir, "nope.yaml")), /nope\.yaml: no such file/);
+});
