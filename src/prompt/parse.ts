@@ -1,0 +1,175 @@
+// Prompt sources: the command line (-p text, --image), text files, stdin, and the YAML prompt format
+// (docs/prompt-format.md). Image paths in a YAML file resolve relative to that file.
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { isMap, isSeq, LineCounter, parseDocument, type Node } from "yaml";
+import { PromptError } from "../util/errors.js";
+import type { Box, Conversation, ImageSource, Message, Part, PromptInput } from "./types.js";
+
+/** Placeholders a user may write in -p text or a text file to say where each --image goes. */
+export const USER_IMAGE_MARKERS = ["[<IMG_PLH>]", "<image>"];
+
+/**
+ * -p text with --image files. Images fill the markers in the text in order; with no marker in the text the images
+ * come first, as in the official examples (`[image] Describe the image in details:`).
+ */
+export function sequenceFromText(text: string, imagePaths: string[], cwd = process.cwd()): Part[] {
+  const marker = new RegExp(USER_IMAGE_MARKERS.map((m) => m.replace(/[[\]<>/]/g, "\\$&")).join("|"), "g");
+  const pieces = text.split(marker);
+  const markers = pieces.length - 1;
+  const images: Part[] = imagePaths.map((p) => ({ kind: "image", image: { path: resolve(cwd, p) } }));
+  if (markers === 0) {
+    return [...images, ...(text.length > 0 ? [{ kind: "text" as const, text }] : [])];
+  }
+  if (markers !== images.length) {
+    throw new PromptError(`the prompt has ${markers} image placeholder${markers === 1 ? "" : "s"} but ${images.length} image${images.length === 1 ? " was" : "s were"} given with --image`);
+  }
+  const parts: Part[] = [];
+  pieces.forEach((piece, i) => {
+    if (piece.length > 0) parts.push({ kind: "text", text: piece });
+    if (i < images.length) parts.push(images[i]);
+  });
+  return parts;
+}
+
+class YamlPromptReader {
+  private readonly lines = new LineCounter();
+  private readonly root: Node | null;
+
+  constructor(private readonly text: string, private readonly file: string, private readonly baseDir: string) {
+    const doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: true });
+    if (doc.errors.length > 0) {
+      const e = doc.errors[0];
+      const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
+      throw new PromptError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
+    }
+    this.root = doc.contents as Node | null;
+  }
+
+  private fail(node: unknown, field: string, expected: string): never {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    const where = range ? (({ line, col }) => `line ${line}, column ${col}`)(this.lines.linePos(range[0])) : "";
+    throw new PromptError(`${this.file}: ${where ? `${where}: ` : ""}${field}: expected ${expected}`);
+  }
+
+  private scalarString(node: unknown, field: string): string {
+    const value = (node as { value?: unknown } | null)?.value;
+    if (typeof value === "string") return value;
+    if (typeof value === "number" || typeof value === "boolean") return String(value);
+    return this.fail(node, field, "text");
+  }
+
+  private imagePath(node: unknown, field: string): ImageSource {
+    const path = this.scalarString(node, field);
+    if (path.length === 0) this.fail(node, field, "an image path");
+    return { path: resolve(this.baseDir, path) };
+  }
+
+  private box(node: unknown, field: string): Box {
+    const items = isSeq(node) ? node.items.map((n) => (n as { value?: unknown }).value) : [];
+    if (items.length !== 4 || !items.every((v) => typeof v === "number" && Number.isFinite(v))) {
+      this.fail(node, field, "a box of 4 numbers [left, top, right, bottom]");
+    }
+    return items as Box;
+  }
+
+  private part(node: unknown, field: string): Part {
+    if (!isMap(node)) return { kind: "text", text: this.scalarString(node, field) };
+    const keys = node.items.map((pair) => String((pair.key as { value?: unknown }).value));
+    const get = (key: string) => node.items.find((pair) => (pair.key as { value?: unknown }).value === key)?.value;
+    if (keys.length === 1 && keys[0] === "text") return { kind: "text", text: this.scalarString(get("text"), `${field}.text`) };
+    if (keys.length === 1 && keys[0] === "image") return { kind: "image", image: this.imagePath(get("image"), `${field}.image`) };
+    if (keys.includes("box") && keys.every((k) => ["phrase", "box", "image"].includes(k))) {
+      const part: Part = { kind: "object", box: this.box(get("box"), `${field}.box`) };
+      if (keys.includes("phrase")) part.phrase = this.scalarString(get("phrase"), `${field}.phrase`);
+      if (keys.includes("image")) part.image = this.imagePath(get("image"), `${field}.image`);
+      return part;
+    }
+    return this.fail(node, field, "text, {text: ...}, {image: path} or {phrase: ..., box: [l, t, r, b], image: path}");
+  }
+
+  private parts(node: unknown, field: string): Part[] {
+    if (isSeq(node)) return node.items.map((item, i) => this.part(item, `${field}[${i}]`));
+    return [this.part(node, field)];
+  }
+
+  private message(node: unknown, field: string): Message {
+    if (!isMap(node) || node.items.length !== 1) this.fail(node, field, "one of {user: ...} or {assistant: ...}");
+    const pair = node.items[0];
+    const role = String((pair.key as { value?: unknown }).value);
+    if (role !== "user" && role !== "assistant") this.fail(pair.key, field, `user or assistant, not ${role}`);
+    return { role, parts: this.parts(pair.value, `${field}.${role}`) };
+  }
+
+  read(): PromptInput {
+    const root = this.root;
+    if (isSeq(root)) return { kind: "sequence", parts: this.parts(root, "prompt") };
+    if (!isMap(root)) this.fail(root, "(top level)", "a mapping with prompt: or messages:, or a list of parts");
+    const get = (key: string) => root.items.find((pair) => (pair.key as { value?: unknown }).value === key)?.value;
+    const allowed = ["prompt", "messages", "system", "grounding"];
+    for (const pair of root.items) {
+      const key = String((pair.key as { value?: unknown }).value);
+      if (!allowed.includes(key)) this.fail(pair.key, key, `one of ${allowed.join(", ")}`);
+    }
+    const hasPrompt = get("prompt") !== undefined;
+    const hasMessages = get("messages") !== undefined;
+    if (hasPrompt === hasMessages) this.fail(root, "(top level)", "exactly one of prompt: or messages:");
+    if (hasPrompt) {
+      if (get("system") !== undefined || get("grounding") !== undefined) {
+        this.fail(root, "system/grounding", "these only with messages: (a conversation)");
+      }
+      return { kind: "sequence", parts: this.parts(get("prompt"), "prompt") };
+    }
+    const messagesNode = get("messages");
+    if (!isSeq(messagesNode) || messagesNode.items.length === 0) this.fail(messagesNode, "messages", "a non-empty list");
+    const conversation: Conversation = {
+      messages: messagesNode.items.map((item, i) => this.message(item, `messages[${i}]`)),
+    };
+    const system = get("system");
+    if (system !== undefined) conversation.system = this.scalarString(system, "system");
+    const grounding = get("grounding");
+    if (grounding !== undefined) {
+      const value = (grounding as { value?: unknown }).value;
+      if (typeof value !== "boolean") this.fail(grounding, "grounding", "true or false");
+      conversation.grounding = value;
+    }
+    return { kind: "conversation", conversation };
+  }
+}
+
+/** Parses the YAML prompt format; `file` names the source in errors, `baseDir` anchors relative image paths. */
+export function parsePromptYaml(text: string, file: string, baseDir: string): PromptInput {
+  return new YamlPromptReader(text, file, baseDir).read();
+}
+
+const YAML_TOP_KEY = /^(prompt|messages|system|grounding)\s*:/m;
+
+/** Whether text read from a file of unknown kind (stdin, .txt) is the YAML prompt format rather than plain text. */
+export function looksLikePromptYaml(text: string): boolean {
+  return YAML_TOP_KEY.test(text.replace(/^(#.*|\s*)\n/gm, "").split("\n", 1)[0] ?? "");
+}
+
+export function readTextSource(file: string): string {
+  try {
+    return file === "-" ? readFileSync(0, "utf8") : readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const what = file === "-" ? "standard input" : file;
+    throw new PromptError(code === "ENOENT" ? `${what}: no such file` : code === "EISDIR" ? `${what}: is a directory, not a prompt file` : `${what}: cannot read (${code})`);
+  }
+}
+
+/**
+ * A prompt file (or `-` for stdin): YAML (by extension, or by its first key) or plain text whose image markers are
+ * filled by `imagePaths`.
+ */
+export function promptFromFile(file: string, imagePaths: string[] = []): PromptInput {
+  const text = readTextSource(file);
+  const isYaml = /\.ya?ml$/i.test(file) || looksLikePromptYaml(text);
+  if (isYaml) {
+    if (imagePaths.length > 0) throw new PromptError(`--image cannot be combined with a YAML prompt (${file}): list the images in the file`);
+    const name = file === "-" ? "<stdin>" : file;
+    return parsePromptYaml(text, name, file === "-" ? process.cwd() : dirname(resolve(file)));
+  }
+  return { kind: "sequence", parts: sequenceFromText(text.replace(/\n+$/, ""), imagePaths) };
+}

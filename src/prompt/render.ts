@@ -1,0 +1,98 @@
+// Templates: an interleaved prompt -> text in which every image is the package's placeholder, plus the list of
+// images in the order their placeholders appear. The formats follow the official code: plain concatenation for
+// Emu2 and Emu2-Gen (emu/emu.py, the generation pipeline), the demo's ConvMeta.format_chat for Emu2-Chat.
+import type { Manifest } from "../model/manifest.js";
+import { PromptError } from "../util/errors.js";
+import type { Box, Conversation, ImageSource, Part, PromptInput } from "./types.js";
+
+export type TemplateName = Manifest["prompt"]["template"];
+
+/** An image the encoder must see: a user's image, or a box mask drawn for grounded generation. */
+export type ImageSlot = { kind: "image"; image: ImageSource } | { kind: "box-mask"; box: Box };
+
+export interface RenderedPrompt {
+  template: TemplateName;
+  /** The prompt text with one placeholder per image (bos is added by the tokenizer, not here). */
+  text: string;
+  images: ImageSlot[];
+}
+
+export interface TemplateTokens {
+  placeholder: string;
+  systemMessage?: string;
+}
+
+export const GROUNDING = "<grounding>";
+const USER = "[USER]";
+const ASSISTANT = "[ASSISTANT]";
+const EOS_TEXT = "</s>";
+
+function renderParts(parts: Part[], placeholder: string, images: ImageSlot[], template: TemplateName): string {
+  let text = "";
+  for (const part of parts) {
+    if (part.kind === "text") {
+      text += part.text;
+    } else if (part.kind === "image") {
+      text += placeholder;
+      images.push({ kind: "image", image: part.image });
+    } else {
+      if (template !== "gen") {
+        throw new PromptError(`grounded objects (phrase + box) are a generation prompt feature; the ${template} template cannot use them`);
+      }
+      if (part.phrase !== undefined) text += `<phrase>${part.phrase}</phrase>`;
+      text += `<object>${placeholder}</object>`;
+      images.push({ kind: "box-mask", box: part.box });
+      if (part.image) {
+        text += placeholder;
+        images.push({ kind: "image", image: part.image });
+      }
+    }
+  }
+  return text;
+}
+
+function renderChat(conversation: Conversation, tokens: TemplateTokens, images: ImageSlot[]): string {
+  if (conversation.messages.length === 0) throw new PromptError("the conversation has no messages");
+  if (conversation.messages[0].role !== "user") throw new PromptError("a conversation must start with a user message");
+  const last = conversation.messages[conversation.messages.length - 1];
+  if (last.role !== "user") throw new PromptError("the last message must be the user's: the assistant answers it");
+  let text = conversation.system ?? tokens.systemMessage ?? "";
+  let previous: Conversation["messages"][number]["role"] | undefined;
+  for (const message of conversation.messages) {
+    if (message.role !== previous) {
+      if (previous === undefined) text += ` ${USER}: `;
+      else if (previous === "assistant") text += `${EOS_TEXT}${USER}: `;
+      else text += ` ${ASSISTANT}: `;
+      previous = message.role;
+    }
+    text += renderParts(message.parts, tokens.placeholder, images, "chat");
+  }
+  text += ` ${ASSISTANT}:`;
+  if (conversation.grounding) text += GROUNDING;
+  return text;
+}
+
+export function renderPrompt(input: PromptInput, template: TemplateName, tokens: TemplateTokens): RenderedPrompt {
+  const images: ImageSlot[] = [];
+  if (template === "chat") {
+    const conversation: Conversation =
+      input.kind === "conversation" ? input.conversation : { messages: [{ role: "user", parts: input.parts }] };
+    return { template, text: renderChat(conversation, tokens, images), images };
+  }
+  if (input.kind === "conversation") {
+    const { messages } = input.conversation;
+    if (messages.length !== 1 || messages[0].role !== "user") {
+      throw new PromptError(`the ${template} template takes one interleaved prompt, not a conversation; use a chat package`);
+    }
+    input = { kind: "sequence", parts: messages[0].parts };
+  }
+  let text = renderParts(input.parts, tokens.placeholder, images, template);
+  if (template === "gen" && input.parts.some((p) => p.kind === "object")) text = GROUNDING + text;
+  return { template, text, images };
+}
+
+export function templateTokens(manifest: Manifest, options: { shortAnswers?: boolean; system?: string } = {}): TemplateTokens {
+  const system =
+    options.system ?? (options.shortAnswers ? manifest.prompt.short_system_message : undefined) ?? manifest.prompt.system_message;
+  return { placeholder: manifest.prompt.image_placeholder, systemMessage: system };
+}
