@@ -51,7 +51,8 @@ export class ModelPackage {
     const folder = resolve(dir);
     if (!existsSync(folder)) throw new PackageError(`${dir}: no such model package folder`);
     if (!statSync(folder).isDirectory()) throw new PackageError(`${dir}: a model package is a folder, not a file`);
-    const manifest = readManifest(join(folder, MANIFEST_FILE));
+    // Messages name the manifest as the user wrote the folder, not as an absolute path.
+    const manifest = readManifest(join(dir, MANIFEST_FILE));
     const pkg = new ModelPackage(folder, manifest, { ...DEFAULT_SESSION_OPTIONS, ...sessionOptions });
     for (const { role, file } of pkg.files()) {
       if (!existsSync(join(folder, file))) {

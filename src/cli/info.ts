@@ -1,0 +1,48 @@
+// emu2 info <package>: what a package holds and whether it validates.
+import type { Command } from "commander";
+import { ModelPackage } from "../model/package.js";
+import { writeJson } from "./io.js";
+
+function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function registerInfo(program: Command): void {
+  program
+    .command("info")
+    .description("show what a model package holds and check that it is valid")
+    .argument("<package>", "model package folder")
+    .option("--json", "print JSON")
+    .action((dir: string, options: { json?: boolean }) => {
+      const pkg = ModelPackage.open(dir);
+      const m = pkg.manifest;
+      const files = pkg.fileReport();
+      const total = files.reduce((sum, f) => sum + f.bytes + f.externalDataBytes, 0);
+      if (options.json) {
+        writeJson({ valid: true, dir: pkg.dir, manifest: m, files, totalBytes: total });
+        return;
+      }
+      const vd = m.visual_decoder;
+      const lines = [
+        `${m.name} (${m.variant}, ${m.dtype}): ${m.description}`,
+        `  package     ${pkg.dir}`,
+        `  valid       yes (${m.format})`,
+        `  vision      ${m.vision.image_size}px, patch ${m.vision.patch_size}, width ${m.vision.width}, ${m.vision.layers} layers, ${m.vision.n_query} tokens per image`,
+        `  llm         hidden ${m.llm.hidden_size}, ${m.llm.num_layers} layers, ${m.llm.num_heads} heads, vocabulary ${m.tokenizer.vocab_size}, context ${m.llm.max_position_embeddings}`,
+        `  decoder     ${vd ? `${vd.latent_size * vd.vae_scale_factor}x${vd.latent_size * vd.vae_scale_factor} images, Euler ${vd.num_inference_steps} steps, guidance ${vd.guidance_scale}` : "none (this package cannot generate images)"}`,
+        `  template    ${m.prompt.template}`,
+        `  generation  ${m.generation.num_beams} beams, max ${m.generation.max_new_tokens} new tokens, length penalty ${m.generation.length_penalty}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,
+        "  files",
+        ...files.map((f) => `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes)}`),
+        `  total       ${formatBytes(total)}`,
+      ];
+      process.stdout.write(`${lines.join("\n")}\n`);
+    });
+}

@@ -1,0 +1,51 @@
+// The emu2 command line: parse, dispatch, and turn every failure into one line on stderr and an exit code
+// (0 success, 2 usage, 1 anything else, 130 interrupted).
+import { Command, CommanderError } from "commander";
+import { Emu2Error, errorMessage } from "../util/errors.js";
+import { registerInfo } from "./info.js";
+import { VERSION } from "../index.js";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_INTERRUPTED = 130;
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name("emu2")
+    .description("Run Emu2 (BAAI's generative multimodal model) on ONNX Runtime: chat, caption, generate, evaluate")
+    .version(VERSION)
+    .option("-v, --verbose", "show stack traces and details on stderr")
+    .configureOutput({
+      writeErr: (text) => process.stderr.write(text),
+      // Commander's usage errors become the same single "emu2: ..." line as every other error.
+      outputError: (text, write) => write(`emu2: ${text.replace(/^error: /, "").trimEnd()} (see emu2 --help)\n`),
+    })
+    .exitOverride();
+  registerInfo(program);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes("-v") || argv.includes("--verbose");
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return EXIT_OK;
+      return EXIT_USAGE;
+    }
+    if (err instanceof Emu2Error) {
+      process.stderr.write(`emu2: ${err.message}\n`);
+      if (verbose && err.stack) process.stderr.write(`${err.stack}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`emu2: internal error: ${errorMessage(err).split("\n")[0]}${verbose ? "" : " (run with --verbose for details)"}\n`);
+    if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return EXIT_FAILURE;
+  }
+}
