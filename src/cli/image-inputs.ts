@@ -1,8 +1,7 @@
 // Turns caption's arguments (files, folders, globs, `-` for a list of paths on stdin) into an ordered list of
 // image files, failing early with one line for what cannot be an input.
-import { readFileSync, statSync } from "node:fs";
-import { readdirSync } from "node:fs";
-import { extname, join, resolve } from "node:path";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { extname, isAbsolute, join, resolve } from "node:path";
 import { glob, isDynamicPattern } from "tinyglobby";
 import { Emu2Error } from "../util/errors.js";
 
@@ -29,7 +28,7 @@ export async function expandImageInputs(args: string[], readStdin: () => string 
       continue;
     }
     if (isDynamicPattern(arg)) {
-      const matches = (await glob(arg, { onlyFiles: true, absolute: false, expandDirectories: false })).filter(isImageFile).sort();
+      const matches = (await glob(arg, { onlyFiles: true, absolute: isAbsolute(arg), expandDirectories: false })).filter(isImageFile).sort();
       if (matches.length === 0) throw new Emu2Error(`${arg}: the pattern matches no image files`);
       files.push(...matches);
       continue;
