@@ -1,0 +1,97 @@
+// Text generation flags in llama.cpp's style; anything not given comes from the package's generation defaults.
+import type { Command } from "commander";
+import type { GenerationDefaults } from "../model/manifest.js";
+import { UsageError } from "../util/errors.js";
+
+export interface TextGenerationSettings {
+  maxNewTokens: number;
+  minNewTokens: number;
+  numBeams: number;
+  lengthPenalty: number;
+  repetitionPenalty: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stop: string[];
+}
+
+export interface GenerationFlags {
+  maxNewTokens?: string;
+  minNewTokens?: string;
+  beams?: string;
+  lengthPenalty?: string;
+  repeatPenalty?: string;
+  temp?: string;
+  topK?: string;
+  topP?: string;
+  seed?: string;
+  sample?: boolean;
+  greedy?: boolean;
+  stop?: string[];
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function addGenerationOptions(command: Command): Command {
+  return command
+    .option("-n, --max-new-tokens <n>", "most tokens to generate")
+    .option("--min-new-tokens <n>", "fewest tokens to generate before end-of-sequence is allowed")
+    .option("--beams <n>", "beam search width (1 = no beam search)")
+    .option("--length-penalty <x>", "beam score = log-prob / length^x")
+    .option("--repeat-penalty <x>", "penalty for tokens already present (1 = none)")
+    .option("--temp <x>", "sampling temperature (implies --sample)")
+    .option("--top-k <n>", "sample among the k most likely tokens (0 = all; implies --sample)")
+    .option("--top-p <x>", "sample within this probability mass (implies --sample)")
+    .option("--sample", "sample instead of searching")
+    .option("--greedy", "pick the most likely token at each step (one beam, no sampling)")
+    .option("--stop <text>", "stop when this text is produced (repeatable)", collect)
+    .option("--seed <n>", "random seed for sampling", "0");
+}
+
+function number(flag: string, value: string | undefined, check: (x: number) => boolean, expected: string): number | undefined {
+  if (value === undefined) return undefined;
+  const x = Number(value);
+  if (value.trim() === "" || !Number.isFinite(x) || !check(x)) throw new UsageError(`${flag}: expected ${expected}, got ${JSON.stringify(value)}`);
+  return x;
+}
+
+const isInt = (x: number) => Number.isInteger(x);
+
+export function resolveGenerationSettings(flags: GenerationFlags, defaults: GenerationDefaults): TextGenerationSettings {
+  if (flags.sample && flags.greedy) throw new UsageError("--sample and --greedy cannot be used together");
+  const maxNewTokens = number("--max-new-tokens", flags.maxNewTokens, (x) => isInt(x) && x > 0, "a whole number > 0");
+  const minNewTokens = number("--min-new-tokens", flags.minNewTokens, (x) => isInt(x) && x >= 0, "a whole number >= 0");
+  const numBeams = number("--beams", flags.beams, (x) => isInt(x) && x > 0, "a whole number > 0");
+  const lengthPenalty = number("--length-penalty", flags.lengthPenalty, () => true, "a number");
+  const repetitionPenalty = number("--repeat-penalty", flags.repeatPenalty, (x) => x > 0, "a number > 0");
+  const temperature = number("--temp", flags.temp, (x) => x > 0, "a number > 0");
+  const topK = number("--top-k", flags.topK, (x) => isInt(x) && x >= 0, "a whole number >= 0");
+  const topP = number("--top-p", flags.topP, (x) => x > 0 && x <= 1, "a number in (0, 1]");
+  const seed = number("--seed", flags.seed, (x) => isInt(x) && x >= 0 && x <= Number.MAX_SAFE_INTEGER, "a whole number >= 0") ?? 0;
+  const samplingFlag = temperature !== undefined || topK !== undefined || topP !== undefined;
+  if (flags.greedy && samplingFlag) throw new UsageError("--greedy cannot be combined with --temp, --top-k or --top-p");
+  const doSample = flags.greedy ? false : flags.sample || samplingFlag ? true : defaults.do_sample;
+  const settings: TextGenerationSettings = {
+    maxNewTokens: maxNewTokens ?? defaults.max_new_tokens,
+    minNewTokens: minNewTokens ?? defaults.min_new_tokens,
+    // Asking to sample means one sampled sequence unless --beams says otherwise.
+    numBeams: flags.greedy ? 1 : numBeams ?? (doSample ? 1 : defaults.num_beams),
+    lengthPenalty: lengthPenalty ?? defaults.length_penalty,
+    repetitionPenalty: repetitionPenalty ?? defaults.repetition_penalty,
+    doSample,
+    temperature: temperature ?? defaults.temperature,
+    topK: topK ?? defaults.top_k,
+    topP: topP ?? defaults.top_p,
+    seed,
+    stop: flags.stop ?? [],
+  };
+  if (settings.doSample && settings.numBeams > 1) {
+    throw new UsageError(`--beams ${settings.numBeams} with sampling (beam sampling) is not supported: use --beams 1 to sample, or --greedy`);
+  }
+  if (settings.minNewTokens > settings.maxNewTokens) {
+    throw new UsageError(`--min-new-tokens (${settings.minNewTokens}) cannot exceed --max-new-tokens (${settings.maxNewTokens})`);
+  }
+  return settings;
+}
