@@ -1,0 +1,206 @@
+// The Emu2-Gen image pipeline (pipeline_emu2_gen.py semantics) over the package's unet and vae_decoder graphs:
+// seeded latents x init_noise_sigma; per step one UNet call on the batch [cond; uncond], noise = uncond +
+// s (cond - uncond), an Euler step; then the VAE decodes latents / scaling_factor and the image is (x / 2 + 0.5)
+// clamped to [0, 1]. Guidance applies only when s > 1 (the official do_classifier_free_guidance); otherwise the
+// UNet sees the cond batch alone. The same loop does autoencoding when cond holds image features and uncond the
+// features of an all-zero normalized image.
+import type { InferenceSession, Tensor } from "onnxruntime-node";
+import type { VisualDecoderConfig } from "../model/manifest.js";
+import { loadOrt } from "../model/session.js";
+import { initialNoise } from "./noise.js";
+import { eulerSchedule, eulerStep, scaleModelInput } from "./scheduler.js";
+
+export interface VisualDecoderSessions {
+  unet: InferenceSession;
+  vae: InferenceSession;
+}
+
+/** Visual embeddings [B,Q,W], row-major. */
+export interface Embeddings {
+  data: Float32Array;
+  dims: readonly [number, number, number];
+}
+
+export interface StepProgress {
+  step: number; // 1-based, after the step finished
+  steps: number;
+  timestep: number;
+}
+
+export interface GenerateImagesOptions {
+  cond: Embeddings;
+  /** Required when guidanceScale > 1. */
+  uncond?: Embeddings;
+  steps?: number;
+  guidanceScale?: number;
+  seed: number;
+  /** Element type of the graphs' activations: the manifest's dtype. */
+  dtype?: "float32" | "float16";
+  onStep?: (progress: StepProgress) => void;
+}
+
+export interface GeneratedImages {
+  /** RGB in [0,1], [B,3,H,W] row-major. */
+  images: Float32Array;
+  dims: [number, number, number, number];
+  /** Final latents [B,C,h,w] (before the division by scaling_factor). */
+  latents: Float32Array;
+}
+
+const f = Math.fround;
+
+export async function generateImages(
+  sessions: VisualDecoderSessions,
+  config: VisualDecoderConfig,
+  options: GenerateImagesOptions,
+): Promise<GeneratedImages> {
+  const ort = await loadOrt();
+  const dtype = options.dtype ?? "float32";
+  const steps = options.steps ?? config.num_inference_steps;
+  const scale = options.guidanceScale ?? config.guidance_scale;
+  const guided = scale > 1;
+  const [batch, queries, width] = options.cond.dims;
+  checkEmbeddings(options.cond, "cond");
+  if (guided) {
+    if (!options.uncond) throw new RangeError("guidance scale > 1 needs uncond embeddings");
+    checkEmbeddings(options.uncond, "uncond");
+    if (options.uncond.dims.some((d, i) => d !== options.cond.dims[i])) {
+      throw new RangeError(`uncond dims [${options.uncond.dims}] differ from cond dims [${options.cond.dims}]`);
+    }
+  }
+
+  // One UNet batch for the whole loop: the inputs that do not change are built once, and the shapes stay fixed.
+  const rows = guided ? 2 * batch : batch;
+  const hidden = new Float32Array(rows * queries * width);
+  hidden.set(options.cond.data);
+  if (guided) hidden.set(options.uncond!.data, batch * queries * width);
+  const textEmbeds = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    // torch.mean over the tokens: a float32 sum divided by Q (the order of the sum differs, within float32 noise).
+    for (let c = 0; c < width; c++) {
+      let sum = 0;
+      for (let q = 0; q < queries; q++) sum += hidden[(r * queries + q) * width + c];
+      textEmbeds[r * width + c] = sum / queries;
+    }
+  }
+  const timeIds = new Float32Array(rows * 6);
+  for (let r = 0; r < rows; r++) timeIds.set(config.time_ids, r * 6);
+
+  const channels = config.latent_channels;
+  const side = config.latent_size;
+  const perImage = channels * side * side;
+  const schedule = eulerSchedule(config.scheduler, steps);
+  const latents = initialNoise(options.seed, batch, perImage);
+  for (let i = 0; i < latents.length; i++) latents[i] = f(latents[i] * schedule.initNoiseSigma);
+
+  const tensor = (data: Float32Array, dims: readonly number[]): Tensor =>
+    dtype === "float16" ? new ort.Tensor("float16", toFloat16(data), dims) : new ort.Tensor("float32", data, dims);
+  const fixedFeeds = {
+    encoder_hidden_states: tensor(hidden, [rows, queries, width]),
+    text_embeds: tensor(textEmbeds, [rows, width]),
+    time_ids: tensor(timeIds, [rows, 6]),
+  };
+  const modelInput = new Float32Array(rows * perImage);
+  const timestep = new Float32Array(rows);
+  const guidance = f(scale);
+  for (let step = 0; step < steps; step++) {
+    scaleModelInput(schedule, step, latents, modelInput);
+    if (guided) modelInput.copyWithin(batch * perImage, 0, batch * perImage);
+    timestep.fill(schedule.timesteps[step]);
+    const out = await sessions.unet.run({
+      sample: tensor(modelInput, [rows, channels, side, side]),
+      timestep: tensor(timestep, [rows]),
+      ...fixedFeeds,
+    });
+    const prediction = readFloat(out.out_sample, "unet out_sample");
+    let noise = prediction;
+    if (guided) {
+      noise = new Float32Array(batch * perImage);
+      const offset = batch * perImage;
+      for (let i = 0; i < noise.length; i++) {
+        const c = prediction[i], u = prediction[offset + i];
+        noise[i] = u + f(guidance * f(c - u));
+      }
+    }
+    eulerStep(schedule, step, noise, latents);
+    options.onStep?.({ step: step + 1, steps, timestep: schedule.timesteps[step] });
+  }
+
+  const inverse = f(1 / config.scaling_factor);
+  const scaled = new Float32Array(latents.length);
+  for (let i = 0; i < latents.length; i++) scaled[i] = inverse * latents[i];
+  const decoded = await sessions.vae.run({ latent_sample: tensor(scaled, [batch, channels, side, side]) });
+  const sample = readFloat(decoded.sample, "vae_decoder sample");
+  const images = new Float32Array(sample.length);
+  for (let i = 0; i < sample.length; i++) images[i] = Math.min(1, Math.max(0, f(f(sample[i] / 2) + 0.5)));
+  const dims = decoded.sample.dims.map(Number) as [number, number, number, number];
+  return { images, dims, latents };
+}
+
+function checkEmbeddings(e: Embeddings, name: string): void {
+  const [b, q, w] = e.dims;
+  if (e.data.length !== b * q * w) throw new RangeError(`${name}: ${e.data.length} values for dims [${e.dims}]`);
+}
+
+function readFloat(t: Tensor | undefined, what: string): Float32Array {
+  if (!t) throw new Error(`${what}: missing from the graph's outputs`);
+  if (t.type === "float32") return t.data as Float32Array;
+  if (t.type === "float16") return fromFloat16(t.data as Uint16Array);
+  throw new Error(`${what}: unexpected element type ${t.type}`);
+}
+
+// float16 tensors are Uint16Array bit patterns on Node 20 (runtime-facts.md).
+const scratch = new DataView(new ArrayBuffer(4));
+
+export function toFloat16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    scratch.setFloat32(0, values[i]);
+    const x = scratch.getUint32(0);
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let half = mant >>> shift;
+      const rest = mant & ((1 << shift) - 1);
+      const mid = 1 << (shift - 1);
+      if (rest > mid || (rest === mid && (half & 1))) half++;
+      out[i] = sign | half;
+      continue;
+    }
+    let half = (e << 10) | (mant >>> 13);
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (half & 1))) half++; // round to nearest even; may carry into exp
+    out[i] = sign | half;
+  }
+  return out;
+}
+
+export function fromFloat16(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) out[i] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) out[i] = mant ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
