@@ -215,6 +215,15 @@ def _read_safetensors(path: str) -> dict:
 
 
 def _load_weights(folder: str) -> dict:
+    for variant in ("", ".bf16", ".fp16"):
+        index = os.path.join(folder, f"diffusion_pytorch_model{variant}.safetensors.index.json")
+        if os.path.exists(index):  # sharded checkpoint: the index maps each tensor to its shard file
+            with open(index) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            weights = {}
+            for shard in shards:
+                weights.update(_read_safetensors(os.path.join(folder, shard)))
+            return weights
     for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bf16.safetensors",
                  "diffusion_pytorch_model.fp16.safetensors"):
         if os.path.exists(os.path.join(folder, name)):
@@ -277,9 +286,10 @@ def _vae_from_checkpoint(folder: str) -> AutoencoderKLDecoder:
     return vae.eval()
 
 
-def export_visual_decoder_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16") -> dict:
+def export_visual_decoder_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
+                                          parity_dir: str = None) -> dict:
     """Exports the official Emu2-Gen visual decoder (checkpoint_dir holds diffusers folders unet/, vae/ and
-    scheduler/) and returns the manifest's visual_decoder section."""
+    scheduler/) and returns the manifest's visual_decoder section; parity_dir as in export_visual_decoder."""
     unet = _unet_from_checkpoint(os.path.join(checkpoint_dir, "unet"))
     vae = _vae_from_checkpoint(os.path.join(checkpoint_dir, "vae"))
     scheduler = None
@@ -288,7 +298,7 @@ def export_visual_decoder_from_checkpoint(checkpoint_dir: str, out_dir: str, dty
         with open(scheduler_file) as f:
             scheduler = _scheduler_section(json.load(f))
     return export_visual_decoder(out_dir, unet, vae, {"unet": unet.config, "vae": vae.config}, dtype=dtype,
-                                 scheduler=scheduler)
+                                 parity_dir=parity_dir, scheduler=scheduler)
 
 
 def _scheduler_section(raw: dict) -> dict:
