@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { InferenceSession } from "onnxruntime-node";
 import { generateImages, type VisualDecoderSessions } from "../../src/diffusion/pipeline.js";
 import type { VisualDecoderConfig } from "../../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";

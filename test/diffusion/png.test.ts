@@ -11,7 +11,7 @@ test("pixels round like the official pipeline's numpy_to_pil", () => {
   const [, height, width] = image.shape;
   const bytes = toRgbBytes({ data: image.data, height, width });
   assert.deepEqual(bytes, golden.get("run.pixels").data);
-  // Ties go to even: 0.5/255 and 1.5/255 scaled back are exact halves in float32 only when representable; check 2.5.
+  // Exact ties (2.5 and 3.5 after the float32 product) go to the even neighbour, as numpy rounds.
   assert.deepEqual(toRgbBytes({ data: Float32Array.from([2.5 / 255, 3.5 / 255, 1]), height: 1, width: 1 }), Uint8Array.from([2, 4, 255]));
 });
 
