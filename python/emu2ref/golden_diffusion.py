@@ -74,8 +74,7 @@ def write_diffusion_goldens(golden_dir: str, unet, vae, visual_decoder_section: 
     normalized image, for the autoencoding run."""
     section = visual_decoder_section
     w = GoldenWriter(golden_dir)
-    cond = torch.as_tensor(np.asarray(cond_embeds), dtype=torch.float32)
-    uncond = torch.as_tensor(np.asarray(uncond_embeds), dtype=torch.float32)
+    cond, uncond = _float_tensor(cond_embeds), _float_tensor(uncond_embeds)
 
     for steps in (section["num_inference_steps"], SHORT_RUN_STEPS):
         scheduler = EulerDiscreteScheduler.from_section(section["scheduler"])
@@ -105,8 +104,7 @@ def write_diffusion_goldens(golden_dir: str, unet, vae, visual_decoder_section: 
     meta = {"visual_decoder": section, "seed": seed, "steps": SHORT_RUN_STEPS, "guidance_scale": SHORT_RUN_GUIDANCE,
             "scheduler_steps": [section["num_inference_steps"], SHORT_RUN_STEPS]}
     if image_features is not None:
-        features = torch.as_tensor(np.asarray(image_features), dtype=torch.float32)
-        null = torch.as_tensor(np.asarray(null_image_features), dtype=torch.float32)
+        features, null = _float_tensor(image_features), _float_tensor(null_image_features)
         auto = generate(unet, vae, section, features, null, SHORT_RUN_STEPS, SHORT_RUN_GUIDANCE, seed + 1)
         w.add("autoencode.features", features)
         w.add("autoencode.null_features", null)
@@ -114,3 +112,10 @@ def write_diffusion_goldens(golden_dir: str, unet, vae, visual_decoder_section: 
         meta["autoencode_seed"] = seed + 1
     w.meta = meta
     w.save()
+
+
+def _float_tensor(value) -> torch.Tensor:
+    """A numpy array or a torch tensor (possibly part of an autograd graph) as a detached float32 tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float32)
+    return torch.as_tensor(np.asarray(value), dtype=torch.float32)
