@@ -1,0 +1,87 @@
+// Decoding images into 8-bit RGB the way the official Emu2 code sees them: Image.open(path).convert("RGB").
+//
+// What that means, and how sharp is told to do the same:
+// - alpha is dropped, not composited over a background (PIL's RGBA -> RGB keeps the colour of transparent pixels):
+//   removeAlpha() drops the band;
+// - grayscale is replicated into three channels and palettes are expanded: toColourspace("srgb");
+// - embedded ICC profiles are ignored (PIL does not colour-manage): ignoreIcc;
+// - animated GIF/WebP/TIFF pages: the first frame (sharp's default page 0, one page).
+// One deliberate difference: EXIF orientation IS applied (autoOrient), because a photo shown upright to the user
+// should reach the model upright; PIL leaves the stored pixel order, so on rotated JPEGs the official code sees
+// the image sideways. Known remaining differences (rare inputs): CMYK JPEGs go through sharp's CMYK profile where PIL
+// uses its naive formula; transparent pixels of GIFs come out black where PIL gives the palette colour; 16-bit
+// images are scaled to 8 bits where PIL clips 16-bit grayscale.
+import { stat } from "node:fs/promises";
+import sharp from "sharp";
+import { Emu2Error } from "../util/errors.js";
+
+/** 8-bit RGB pixels, row-major, interleaved (HWC): data.length === width * height * 3. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** An image file (or buffer) that cannot be decoded. The message is one line that names the file. */
+export class ImageLoadError extends Emu2Error {
+  constructor(readonly source: string, readonly problem: string) {
+    super(`${source}: ${problem}`, 1);
+    this.name = "ImageLoadError";
+  }
+}
+
+/** sharp's format ids this loader accepts (heif is AVIF in sharp's prebuilt libvips). */
+const SUPPORTED_FORMATS: ReadonlyMap<string, string> = new Map([
+  ["jpeg", "JPEG"], ["png", "PNG"], ["webp", "WebP"], ["gif", "GIF"], ["tiff", "TIFF"], ["heif", "AVIF"],
+]);
+
+export const SUPPORTED_FORMAT_NAMES = [...SUPPORTED_FORMATS.values()];
+
+function oneLine(message: string): string {
+  return message.replace(/\s+/g, " ").trim();
+}
+
+/** Decodes a file path or an encoded image in memory into RGB. Throws ImageLoadError naming the source. */
+export async function loadImage(input: string | Buffer): Promise<RgbImage> {
+  const source = typeof input === "string" ? input : "image data in memory";
+  if (typeof input === "string") {
+    let info;
+    try {
+      info = await stat(input);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ImageLoadError(source, code === "ENOENT" ? "no such file" : `cannot read the file (${code ?? oneLine(String(err))})`);
+    }
+    if (info.isDirectory()) throw new ImageLoadError(source, "is a folder, not an image file");
+    if (info.size === 0) throw new ImageLoadError(source, "the file is empty");
+  } else if (input.length === 0) {
+    throw new ImageLoadError(source, "the image data is empty");
+  }
+
+  let format: string | undefined;
+  try {
+    format = (await sharp(input).metadata()).format;
+  } catch (err) {
+    const message = oneLine((err as Error).message);
+    if (/unsupported image format/i.test(message)) {
+      throw new ImageLoadError(source, `not an image in a supported format (${SUPPORTED_FORMAT_NAMES.join(", ")})`);
+    }
+    throw new ImageLoadError(source, `corrupt or unreadable image (${message})`);
+  }
+  if (format === undefined || !SUPPORTED_FORMATS.has(format)) {
+    throw new ImageLoadError(source, `${format ?? "unknown"} images are not supported (${SUPPORTED_FORMAT_NAMES.join(", ")})`);
+  }
+
+  try {
+    const { data, info } = await sharp(input, { ignoreIcc: true, failOn: "truncated" })
+      .autoOrient()
+      .toColourspace("srgb")
+      .removeAlpha()
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (err) {
+    throw new ImageLoadError(source, `corrupt or unreadable ${SUPPORTED_FORMATS.get(format)} image (${oneLine((err as Error).message)})`);
+  }
+}

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import sharp from "sharp";
+import { Emu2Error } from "../../src/util/errors.js";
+import { ImageLoadError, loadImage } from "../../src/vision/image.js";
+import { maxAbsDiff } from "../helpers/golden.js";
+import { golden, IMAGES, meta, uint8 } from "./helpers.js";
+
+test("decoded pixels equal PIL's Image.open(path).convert('RGB') (alpha dropped, gray replicated, palettes expanded)", async () => {
+  const checked = meta.images.filter((name) => name !== meta.exif_rotated && golden.names().includes(`${name}.rgb`));
+  assert.ok(checked.length >= 8, `only ${checked.length} images have decoded-pixel goldens`);
+  for (const name of checked) {
+    const image = await loadImage(join(IMAGES, name));
+    const [h, w] = golden.get(`${name}.rgb`).shape;
+    assert.deepEqual([image.height, image.width], [h, w], name);
+    assert.equal(maxAbsDiff(image.data, uint8(`${name}.rgb`)), 0, name);
+  }
+});
+
+test("EXIF orientation is applied, unlike PIL: the rotated JPEG loads as PIL's exif_transpose of it", async () => {
+  const name = meta.exif_rotated;
+  const image = await loadImage(join(IMAGES, name));
+  const upright = golden.get(`${name}.upright.rgb`);
+  const stored = golden.get(`${name}.rgb`);
+  assert.deepEqual([image.height, image.width], upright.shape.slice(0, 2));
+  assert.notDeepEqual(upright.shape, stored.shape, "the fixture must be stored sideways");
+  assert.equal(maxAbsDiff(image.data, uint8(`${name}.upright.rgb`)), 0);
+});
+
+test("a buffer decodes like its file", async () => {
+  const path = join(IMAGES, "night.jpg");
+  const fromBuffer = await loadImage(readFileSync(path));
+  assert.equal(maxAbsDiff(fromBuffer.data, uint8("night.jpg.rgb")), 0);
+});
+
+test("AVIF decodes (sharp's libheif) close to the image it encodes", async () => {
+  const source = await loadImage(join(IMAGES, "blocks.png"));
+  const avif = await sharp(Buffer.from(source.data), { raw: { width: source.width, height: source.height, channels: 3 } })
+    .avif({ lossless: true })
+    .toBuffer();
+  const decoded = await loadImage(avif);
+  assert.deepEqual([decoded.width, decoded.height], [source.width, source.height]);
+  assert.ok(maxAbsDiff(decoded.data, source.data) <= 2, `AVIF round trip differs by ${maxAbsDiff(decoded.data, source.data)}`);
+});
+
+test("the first frame of an animated GIF is the image", async () => {
+  const image = await loadImage(join(IMAGES, "extra", "palette.gif"));
+  assert.equal(maxAbsDiff(image.data, uint8("extra/palette.gif.rgb")), 0);
+});
+
+function expectLoadError(path: string | Buffer, pattern: RegExp) {
+  return assert.rejects(loadImage(path), (err: unknown) => {
+    assert.ok(err instanceof ImageLoadError, `expected ImageLoadError, got ${String(err)}`);
+    assert.ok(err instanceof Emu2Error);
+    assert.ok(!err.message.includes("\n"), `message is not one line: ${err.message}`);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+test("errors are one line naming the file and the problem", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-vision-"));
+  const missing = join(dir, "missing.jpg");
+  await expectLoadError(missing, new RegExp(`^${missing}: no such file$`));
+  await expectLoadError(dir, /is a folder, not an image file$/);
+
+  const empty = join(dir, "empty.png");
+  writeFileSync(empty, "");
+  await expectLoadError(empty, new RegExp(`^${empty}: the file is empty$`));
+
+  const text = join(dir, "notes.jpg");
+  writeFileSync(text, "these are not the pixels you are looking for\n");
+  await expectLoadError(text, new RegExp(`^${text}: not an image in a supported format \\(JPEG, PNG, WebP, GIF, TIFF, AVIF\\)$`));
+
+  const truncated = join(dir, "truncated.jpg");
+  const jpeg = readFileSync(join(IMAGES, "night.jpg"));
+  writeFileSync(truncated, jpeg.subarray(0, Math.floor(jpeg.length / 2)));
+  await expectLoadError(truncated, new RegExp(`^${truncated}: corrupt or unreadable JPEG image \\(.+\\)$`));
+
+  const svg = join(dir, "drawing.svg");
+  writeFileSync(svg, '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>');
+  await expectLoadError(svg, new RegExp(`^${svg}: svg images are not supported`));
+
+  await expectLoadError(Buffer.alloc(0), /^image data in memory: the image data is empty$/);
+  await expectLoadError(Buffer.from("garbage"), /^image data in memory: not an image in a supported format/);
+});
