@@ -91,6 +91,11 @@ def make_extra_images() -> None:
     Image.fromarray(_scene(520, 470, 5)).save(os.path.join(EXTRA, "photo.webp"), quality=70, method=4)
     # LZW TIFF.
     Image.fromarray(_scene(110, 130, 6)).save(os.path.join(EXTRA, "scan.tiff"), compression="tiff_lzw")
+    # CMYK JPEG with a real black channel (grey removed into K): PIL converts it with its own formula, no profile.
+    cmy = 255 - _scene(80, 60, 10).astype(np.int32)
+    k = cmy.min(axis=-1, keepdims=True)
+    cmyk = np.concatenate([cmy - k, k], axis=-1).astype(np.uint8)
+    Image.fromarray(cmyk, "CMYK").save(os.path.join(EXTRA, "cmyk.jpg"), quality=90)
     # Sizes where PIL skips one pass at 224: the width (vertical pass only) or the height (horizontal only) is kept.
     Image.fromarray(_scene(224, 170, 8)).save(os.path.join(EXTRA, "keep_width.jpg"), quality=85)
     Image.fromarray(_scene(300, 224, 9)).save(os.path.join(EXTRA, "keep_height.jpg"), quality=85)

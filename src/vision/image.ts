@@ -6,11 +6,11 @@
 // - grayscale is replicated into three channels and palettes are expanded: toColourspace("srgb");
 // - embedded ICC profiles are ignored (PIL does not colour-manage): ignoreIcc;
 // - animated GIF/WebP/TIFF pages: the first frame (sharp's default page 0, one page).
+// - CMYK (JPEG, TIFF) uses PIL's profile-free formula on the stored CMYK values, not sharp's CMYK profile.
 // One deliberate difference: EXIF orientation IS applied (autoOrient), because a photo shown upright to the user
 // should reach the model upright; PIL leaves the stored pixel order, so on rotated JPEGs the official code sees
-// the image sideways. Known remaining differences (rare inputs): CMYK JPEGs go through sharp's CMYK profile where PIL
-// uses its naive formula; transparent pixels of GIFs come out black where PIL gives the palette colour; 16-bit
-// images are scaled to 8 bits where PIL clips 16-bit grayscale.
+// the image sideways. Known remaining differences (rare inputs): transparent pixels of GIFs come out black where PIL
+// gives the colour their palette index happens to have; 16-bit grayscale is scaled to 8 bits where PIL clips it.
 import { stat } from "node:fs/promises";
 import sharp from "sharp";
 import { Emu2Error } from "../util/errors.js";
@@ -59,8 +59,11 @@ export async function loadImage(input: string | Buffer): Promise<RgbImage> {
   }
 
   let format: string | undefined;
+  let cmyk = false;
   try {
-    format = (await sharp(input).metadata()).format;
+    const metadata = await sharp(input).metadata();
+    format = metadata.format;
+    cmyk = metadata.space === "cmyk";
   } catch (err) {
     const message = oneLine((err as Error).message);
     if (/unsupported image format/i.test(message)) {
@@ -73,15 +76,32 @@ export async function loadImage(input: string | Buffer): Promise<RgbImage> {
   }
 
   try {
-    const { data, info } = await sharp(input, { ignoreIcc: true, failOn: "truncated" })
-      .autoOrient()
-      .toColourspace("srgb")
-      .removeAlpha()
-      .raw({ depth: "uchar" })
+    const decoder = sharp(input, { ignoreIcc: true, failOn: "truncated" }).autoOrient();
+    if (cmyk) {
+      const { data, info } = await decoder.pipelineColourspace("cmyk").toColourspace("cmyk").raw({ depth: "uchar" })
+        .toBuffer({ resolveWithObject: true });
+      if (info.channels !== 4) throw new Error(`decoded CMYK to ${info.channels} channels, expected 4`);
+      return { width: info.width, height: info.height, data: cmykToRgb(data) };
+    }
+    const { data, info } = await decoder.toColourspace("srgb").removeAlpha().raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (err) {
     throw new ImageLoadError(source, `corrupt or unreadable ${SUPPORTED_FORMATS.get(format)} image (${oneLine((err as Error).message)})`);
   }
+}
+
+/** PIL's CMYK -> RGB (Convert.c cmyk2rgb): v = (255 - k) - round(c * (255 - k) / 255), in its integer arithmetic. */
+function cmykToRgb(cmyk: Uint8Array): Uint8Array {
+  const pixels = cmyk.length / 4;
+  const rgb = new Uint8Array(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    const notBlack = 255 - cmyk[p * 4 + 3];
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[p * 4 + c] * notBlack + 128;
+      rgb[p * 3 + c] = notBlack - ((t + (t >> 8)) >> 8);
+    }
+  }
+  return rgb;
 }

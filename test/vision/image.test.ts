@@ -9,7 +9,7 @@ import { ImageLoadError, loadImage } from "../../src/vision/image.js";
 import { maxAbsDiff } from "../helpers/golden.js";
 import { golden, IMAGES, meta, uint8 } from "./helpers.js";
 
-test("decoded pixels equal PIL's Image.open(path).convert('RGB') (alpha dropped, gray replicated, palettes expanded)", async () => {
+test("decoded pixels equal PIL's Image.open(path).convert('RGB') (alpha dropped, gray replicated, palettes expanded, CMYK by PIL's formula)", async () => {
   const checked = meta.images.filter((name) => name !== meta.exif_rotated && golden.names().includes(`${name}.rgb`));
   assert.ok(checked.length >= 8, `only ${checked.length} images have decoded-pixel goldens`);
   for (const name of checked) {
