@@ -6,7 +6,8 @@
 Per fixture image (fixtures/images/*.{png,jpg} and fixtures/images/extra/*), keeping data.bin to a few MB:
 `<image>.<size>.resized` the resized pixels [S,S,3] uint8 as the official code makes them
 (Image.open(path).convert("RGB").resize((S, S), BICUBIC)) at 224 for every image and at 448 for FULL_SIZE_IMAGES;
-`<image>.rgb` the decoded pixels [H,W,3] uint8 for images of at most RGB_MAX_PIXELS pixels (decoder parity);
+`<image>.rgb` the decoded pixels [H,W,3] uint8 for images of at most RGB_MAX_PIXELS pixels (decoder parity; the
+only golden for the BMPs);
 `<image>.<size>` the normalized tensor [3,S,S] float32 (python/emu2ref/preprocess.py) for NORMALIZED_IMAGE only:
 normalization is a per-value map of the resized bytes, so one image pins it down.
 The EXIF-rotated JPEG also gets `<image>.upright.*`: the same after ImageOps.exif_transpose, which is what the
@@ -96,6 +97,11 @@ def make_extra_images() -> None:
     k = cmy.min(axis=-1, keepdims=True)
     cmyk = np.concatenate([cmy - k, k], axis=-1).astype(np.uint8)
     Image.fromarray(cmyk, "CMYK").save(os.path.join(EXTRA, "cmyk.jpg"), quality=90)
+    # BMPs (decoded by our own reader, libvips has none): 24-bit, 32-bit with alpha, 8-bit palette, 1-bit.
+    Image.fromarray(_scene(70, 50, 11)).save(os.path.join(EXTRA, "rgb24.bmp"))
+    Image.fromarray(rgba[:50, :70].copy(), "RGBA").save(os.path.join(EXTRA, "rgba32.bmp"))
+    Image.fromarray(_scene(70, 50, 12)).quantize(colors=64).save(os.path.join(EXTRA, "palette8.bmp"))
+    Image.fromarray(_scene(70, 50, 13)).convert("1").save(os.path.join(EXTRA, "mono1.bmp"))
     # Sizes where PIL skips one pass at 224: the width (vertical pass only) or the height (horizontal only) is kept.
     Image.fromarray(_scene(224, 170, 8)).save(os.path.join(EXTRA, "keep_width.jpg"), quality=85)
     Image.fromarray(_scene(300, 224, 9)).save(os.path.join(EXTRA, "keep_height.jpg"), quality=85)
@@ -117,8 +123,10 @@ def add_image(w: GoldenWriter, key: str, image: Image.Image) -> None:
     rgb = image.convert("RGB")
     if rgb.width * rgb.height <= RGB_MAX_PIXELS or key == "night.jpg":
         w.add(f"{key}.rgb", np.asarray(rgb, dtype=np.uint8))
-    if key == EXIF_ROTATED:
-        return  # compared at the decoded-pixel level only: the loader deliberately returns the upright image
+    if key == EXIF_ROTATED or key.endswith(".bmp"):
+        # Compared at the decoded-pixel level only: the loader deliberately returns the upright image, and a BMP
+        # differs from the other images only in its decoder.
+        return
     for size in SIZES:
         if size == 224 or key in FULL_SIZE_IMAGES:
             w.add(f"{key}.{size}.resized", np.asarray(rgb.resize((size, size), Image.BICUBIC), dtype=np.uint8))

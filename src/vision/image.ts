@@ -6,14 +6,16 @@
 // - grayscale is replicated into three channels and palettes are expanded: toColourspace("srgb");
 // - embedded ICC profiles are ignored (PIL does not colour-manage): ignoreIcc;
 // - animated GIF/WebP/TIFF pages: the first frame (sharp's default page 0, one page).
+// - BMP, which libvips cannot read, goes through a small decoder of our own (bmp.ts);
 // - CMYK (JPEG, TIFF) uses PIL's profile-free formula on the stored CMYK values, not sharp's CMYK profile.
 // One deliberate difference: EXIF orientation IS applied (autoOrient), because a photo shown upright to the user
 // should reach the model upright; PIL leaves the stored pixel order, so on rotated JPEGs the official code sees
 // the image sideways. Known remaining differences (rare inputs): transparent pixels of GIFs come out black where PIL
 // gives the colour their palette index happens to have; 16-bit grayscale is scaled to 8 bits where PIL clips it.
-import { stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import sharp from "sharp";
 import { Emu2Error } from "../util/errors.js";
+import { decodeBmp, isBmp } from "./bmp.js";
 
 /** 8-bit RGB pixels, row-major, interleaved (HWC): data.length === width * height * 3. */
 export interface RgbImage {
@@ -35,7 +37,7 @@ const SUPPORTED_FORMATS: ReadonlyMap<string, string> = new Map([
   ["jpeg", "JPEG"], ["png", "PNG"], ["webp", "WebP"], ["gif", "GIF"], ["tiff", "TIFF"], ["heif", "AVIF"],
 ]);
 
-export const SUPPORTED_FORMAT_NAMES = [...SUPPORTED_FORMATS.values()];
+export const SUPPORTED_FORMAT_NAMES = [...SUPPORTED_FORMATS.values(), "BMP"];
 
 function oneLine(message: string): string {
   return message.replace(/\s+/g, " ").trim();
@@ -44,24 +46,33 @@ function oneLine(message: string): string {
 /** Decodes a file path or an encoded image in memory into RGB. Throws ImageLoadError naming the source. */
 export async function loadImage(input: string | Buffer): Promise<RgbImage> {
   const source = typeof input === "string" ? input : "image data in memory";
+  let bytes: Buffer;
   if (typeof input === "string") {
-    let info;
     try {
-      info = await stat(input);
+      bytes = await readFile(input);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new ImageLoadError(source, code === "ENOENT" ? "no such file" : `cannot read the file (${code ?? oneLine(String(err))})`);
+      if (code === "ENOENT") throw new ImageLoadError(source, "no such file");
+      if (code === "EISDIR") throw new ImageLoadError(source, "is a folder, not an image file");
+      throw new ImageLoadError(source, `cannot read the file (${code ?? oneLine(String(err))})`);
     }
-    if (info.isDirectory()) throw new ImageLoadError(source, "is a folder, not an image file");
-    if (info.size === 0) throw new ImageLoadError(source, "the file is empty");
-  } else if (input.length === 0) {
-    throw new ImageLoadError(source, "the image data is empty");
+    if (bytes.length === 0) throw new ImageLoadError(source, "the file is empty");
+  } else {
+    bytes = input;
+    if (bytes.length === 0) throw new ImageLoadError(source, "the image data is empty");
+  }
+  if (isBmp(bytes)) {
+    try {
+      return decodeBmp(bytes);
+    } catch (err) {
+      throw new ImageLoadError(source, `unreadable BMP image (${oneLine((err as Error).message)})`);
+    }
   }
 
   let format: string | undefined;
   let cmyk = false;
   try {
-    const metadata = await sharp(input).metadata();
+    const metadata = await sharp(bytes).metadata();
     format = metadata.format;
     cmyk = metadata.space === "cmyk";
   } catch (err) {
@@ -76,7 +87,7 @@ export async function loadImage(input: string | Buffer): Promise<RgbImage> {
   }
 
   try {
-    const decoder = sharp(input, { ignoreIcc: true, failOn: "truncated" }).autoOrient();
+    const decoder = sharp(bytes, { ignoreIcc: true, failOn: "truncated" }).autoOrient();
     if (cmyk) {
       const { data, info } = await decoder.pipelineColourspace("cmyk").toColourspace("cmyk").raw({ depth: "uchar" })
         .toBuffer({ resolveWithObject: true });

@@ -51,6 +51,21 @@ test("the first frame of an animated GIF is the image", async () => {
   assert.equal(maxAbsDiff(image.data, uint8("extra/palette.gif.rgb")), 0);
 });
 
+test("a top-down BMP (negative height) decodes like its bottom-up twin", async () => {
+  const bottomUp = readFileSync(join(IMAGES, "extra", "rgb24.bmp"));
+  const width = bottomUp.readInt32LE(18);
+  const height = bottomUp.readInt32LE(22);
+  const offset = bottomUp.readUInt32LE(10);
+  const stride = Math.ceil((width * 24) / 32) * 4;
+  const topDown = Buffer.from(bottomUp);
+  topDown.writeInt32LE(-height, 22);
+  for (let y = 0; y < height; y++) {
+    bottomUp.copy(topDown, offset + y * stride, offset + (height - 1 - y) * stride, offset + (height - y) * stride);
+  }
+  const image = await loadImage(topDown);
+  assert.equal(maxAbsDiff(image.data, uint8("extra/rgb24.bmp.rgb")), 0);
+});
+
 function expectLoadError(path: string | Buffer, pattern: RegExp) {
   return assert.rejects(loadImage(path), (err: unknown) => {
     assert.ok(err instanceof ImageLoadError, `expected ImageLoadError, got ${String(err)}`);
@@ -73,7 +88,7 @@ test("errors are one line naming the file and the problem", async () => {
 
   const text = join(dir, "notes.jpg");
   writeFileSync(text, "these are not the pixels you are looking for\n");
-  await expectLoadError(text, new RegExp(`^${text}: not an image in a supported format \\(JPEG, PNG, WebP, GIF, TIFF, AVIF\\)$`));
+  await expectLoadError(text, new RegExp(`^${text}: not an image in a supported format \\(JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP\\)$`));
 
   const truncated = join(dir, "truncated.jpg");
   const jpeg = readFileSync(join(IMAGES, "night.jpg"));
@@ -83,6 +98,14 @@ test("errors are one line naming the file and the problem", async () => {
   const svg = join(dir, "drawing.svg");
   writeFileSync(svg, '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>');
   await expectLoadError(svg, new RegExp(`^${svg}: svg images are not supported`));
+
+  const bmp = readFileSync(join(IMAGES, "extra", "rgb24.bmp"));
+  const truncatedBmp = join(dir, "truncated.bmp");
+  writeFileSync(truncatedBmp, bmp.subarray(0, bmp.length - 10));
+  await expectLoadError(truncatedBmp, new RegExp(`^${truncatedBmp}: unreadable BMP image \\(truncated BMP file\\)$`));
+  const rle = Buffer.from(bmp);
+  rle.writeUInt32LE(1, 30); // BI_RLE8
+  await expectLoadError(rle, /^image data in memory: unreadable BMP image \(BMP compression 1 \(RLE or other\) is not supported\)$/);
 
   await expectLoadError(Buffer.alloc(0), /^image data in memory: the image data is empty$/);
   await expectLoadError(Buffer.from("garbage"), /^image data in memory: not an image in a supported format/);
