@@ -66,6 +66,21 @@ test("a top-down BMP (negative height) decodes like its bottom-up twin", async (
   assert.equal(maxAbsDiff(image.data, uint8("extra/rgb24.bmp.rgb")), 0);
 });
 
+test("a 32-bit BI_BITFIELDS BMP reads its channels through the masks", async () => {
+  // Rewrite the fixture's BGRA pixels as RGBA with masks saying so; the colours must not change.
+  const source = readFileSync(join(IMAGES, "extra", "rgba32.bmp"));
+  const offset = source.readUInt32LE(10);
+  const masks = Buffer.alloc(12);
+  [0xff, 0xff00, 0xff0000].forEach((m, i) => masks.writeUInt32LE(m, i * 4));
+  const pixels = Buffer.from(source.subarray(offset));
+  for (let p = 0; p < pixels.length; p += 4) [pixels[p], pixels[p + 2]] = [pixels[p + 2], pixels[p]];
+  const bitfields = Buffer.concat([source.subarray(0, 14 + 40), masks, pixels]);
+  bitfields.writeUInt32LE(3, 30); // BI_BITFIELDS
+  bitfields.writeUInt32LE(14 + 40 + 12, 10);
+  const image = await loadImage(bitfields);
+  assert.equal(maxAbsDiff(image.data, uint8("extra/rgba32.bmp.rgb")), 0);
+});
+
 function expectLoadError(path: string | Buffer, pattern: RegExp) {
   return assert.rejects(loadImage(path), (err: unknown) => {
     assert.ok(err instanceof ImageLoadError, `expected ImageLoadError, got ${String(err)}`);
