@@ -6,15 +6,16 @@
 Per fixture image (fixtures/images/*.{png,jpg} and fixtures/images/extra/*), keeping data.bin to a few MB:
 `<image>.<size>.resized` the resized pixels [S,S,3] uint8 as the official code makes them
 (Image.open(path).convert("RGB").resize((S, S), BICUBIC)) at 224 for every image and at 448 for FULL_SIZE_IMAGES;
-`<image>.rgb` the decoded pixels [H,W,3] uint8 for images of at most RGB_MAX_PIXELS pixels (decoder parity; the
-only golden for the BMPs);
+`<image>.rgb` the decoded pixels [H,W,3] uint8 for images of at most RGB_MAX_PIXELS pixels and for night.jpg
+(decoder parity; the only golden for the BMPs);
 `<image>.<size>` the normalized tensor [3,S,S] float32 (python/emu2ref/preprocess.py) for NORMALIZED_IMAGE only:
 normalization is a per-value map of the resized bytes, so one image pins it down.
-The EXIF-rotated JPEG also gets `<image>.upright.*`: the same after ImageOps.exif_transpose, which is what the
-TypeScript loader produces on purpose (the official code does not apply EXIF orientation).
+The EXIF-rotated JPEG gets `<image>.rgb` (the stored, sideways pixels PIL sees) and `<image>.upright.*`: the same
+after ImageOps.exif_transpose, which is what the TypeScript loader produces on purpose.
 
-Box masks: `box_mask.<i>` [448*448/8] uint8, np.packbits of the (three equal) channels of the mask drawn with cv2.rectangle(thickness=3) exactly as the official Emu2-Gen
-grounded-generation example (Emu2/README.md, draw_box) does; the boxes are in meta.box_masks.
+Box masks: `box_mask.<i>` [448*448/8] uint8, np.packbits of the (three equal) channels of the mask drawn with
+cv2.rectangle(thickness=3) exactly as the official Emu2-Gen grounded-generation example (Emu2/README.md, draw_box)
+does; the boxes are in meta.box_masks. Needs OpenCV (Debian: apt-get install python3-opencv).
 
 Pooling: `pool.input` [B,1+N,W] random, `pool.output.<q>` = the official pooling (drop CLS, [B,W,g,g],
 avg_pool2d(kernel = stride = g / sqrt(q)), flatten row-major) for each q in POOL_QUERIES.
@@ -37,6 +38,7 @@ OUT = os.path.join(REPO, "fixtures", "golden", "vision")
 SIZES = (448, 224)
 FULL_SIZE_IMAGES = ("landscape.png", "extra/photo.webp")  # an upscale and a downscale at 448
 RGB_MAX_PIXELS = 60_000
+RGB_ALWAYS = ("night.jpg",)  # the one real photo JPEG: its decoding is checked on its own
 NORMALIZED_IMAGE = ("landscape.png", 224)
 EXIF_ROTATED = "extra/rotated_exif6.jpg"
 # The three boxes of the official README example, the grounded.yaml fixture's boxes, one reversed, one that
@@ -121,7 +123,7 @@ def fixture_images() -> list[str]:
 
 def add_image(w: GoldenWriter, key: str, image: Image.Image) -> None:
     rgb = image.convert("RGB")
-    if rgb.width * rgb.height <= RGB_MAX_PIXELS or key == "night.jpg":
+    if rgb.width * rgb.height <= RGB_MAX_PIXELS or key in RGB_ALWAYS:
         w.add(f"{key}.rgb", np.asarray(rgb, dtype=np.uint8))
     if key == EXIF_ROTATED or key.endswith(".bmp"):
         # Compared at the decoded-pixel level only: the loader deliberately returns the upright image, and a BMP
