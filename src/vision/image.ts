@@ -5,13 +5,14 @@
 //   removeAlpha() drops the band;
 // - grayscale is replicated into three channels and palettes are expanded: toColourspace("srgb");
 // - embedded ICC profiles are ignored (PIL does not colour-manage): ignoreIcc;
-// - animated GIF/WebP/TIFF pages: the first frame (sharp's default page 0, one page).
+// - animated GIF/WebP/TIFF pages: the first frame (sharp's default page 0, one page);
 // - BMP, which libvips cannot read, goes through a small decoder of our own (bmp.ts);
 // - CMYK (JPEG, TIFF) uses PIL's profile-free formula on the stored CMYK values, not sharp's CMYK profile.
 // One deliberate difference: EXIF orientation IS applied (autoOrient), because a photo shown upright to the user
 // should reach the model upright; PIL leaves the stored pixel order, so on rotated JPEGs the official code sees
 // the image sideways. Known remaining differences (rare inputs): transparent pixels of GIFs come out black where PIL
-// gives the colour their palette index happens to have; 16-bit grayscale is scaled to 8 bits where PIL clips it.
+// gives the colour their palette index happens to have; 16-bit grayscale is scaled to 8 bits (v >> 8) where PIL
+// opens it as mode I and clips every value above 255 to white.
 import { readFile } from "node:fs/promises";
 import sharp from "sharp";
 import { Emu2Error } from "../util/errors.js";
