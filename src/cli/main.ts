@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { Emu2Error, errorMessage } from "../util/errors.js";
 import { registerInfo } from "./info.js";
+import { registerPrompt } from "./prompt.js";
 import { VERSION } from "../index.js";
 
 export const EXIT_OK = 0;
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     })
     .exitOverride();
   registerInfo(program);
+  registerPrompt(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

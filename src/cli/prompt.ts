@@ -1,0 +1,79 @@
+// emu2 prompt: shows what a prompt becomes for a package - the text with placeholders, the token ids, the images.
+import type { Command } from "commander";
+import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
+import { encodePrompt } from "../prompt/encode.js";
+import { renderPrompt, templateTokens, type ImageSlot, type TemplateName } from "../prompt/render.js";
+import type { PromptInput } from "../prompt/types.js";
+import { describeSource } from "../prompt/types.js";
+import { Emu2Tokenizer } from "../tokenizer/tokenizer.js";
+import { UsageError } from "../util/errors.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+
+interface PromptFlags extends ModelOptions {
+  prompt?: string;
+  file?: string;
+  image?: string[];
+  template?: TemplateName;
+  system?: string;
+  short?: boolean;
+  grounding?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function readPromptInput(flags: { prompt?: string; file?: string; image?: string[] }): PromptInput {
+  if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
+  if (flags.file !== undefined) return promptFromFile(flags.file, flags.image ?? []);
+  if (flags.prompt === undefined && (flags.image ?? []).length === 0) throw new UsageError("no prompt: give -p <text>, --image <file> or -f <file>");
+  return { kind: "sequence", parts: sequenceFromText(flags.prompt ?? "", flags.image ?? []) };
+}
+
+export function describeSlot(slot: ImageSlot): string {
+  return slot.kind === "box-mask" ? `box mask [${slot.box.join(", ")}]` : describeSource(slot.image);
+}
+
+export function registerPrompt(program: Command): void {
+  const command = program
+    .command("prompt")
+    .description("show what a prompt becomes: text with placeholders, token ids and image slots")
+    .option("-p, --prompt <text>", "prompt text; <image> or [<IMG_PLH>] marks where each --image goes")
+    .option("-f, --file <file>", "prompt file: YAML (docs/prompt-format.md) or text; - for stdin")
+    .option("--image <path>", "image (repeatable)", collect)
+    .option("--template <name>", "base, chat or gen (default: the package's)")
+    .option("--system <text>", "chat system message")
+    .option("--short", "chat: the short-answer system message")
+    .option("--grounding", "chat: ask for boxes")
+    .option("--json", "print JSON")
+    .option("-q, --quiet", "no notices on stderr");
+  addModelOptions(command).action((flags: PromptFlags) => {
+    const reporter = makeReporter(flags);
+    const pkg = openModel(flags, reporter, flags.template === "chat" ? "chat" : "default");
+    const template = flags.template ?? pkg.manifest.prompt.template;
+    if (!["base", "chat", "gen"].includes(template)) throw new UsageError(`--template: expected base, chat or gen, got ${JSON.stringify(template)}`);
+    let input = readPromptInput(flags);
+    if (flags.grounding) {
+      input = input.kind === "conversation"
+        ? { kind: "conversation", conversation: { ...input.conversation, grounding: true } }
+        : { kind: "conversation", conversation: { grounding: true, messages: [{ role: "user", parts: input.parts }] } };
+    }
+    const rendered = renderPrompt(input, template, templateTokens(pkg.manifest, { system: flags.system, shortAnswers: flags.short }));
+    const tokenizer = Emu2Tokenizer.fromFile(pkg.path(pkg.manifest.tokenizer.file), pkg.manifest.tokenizer);
+    const encoded = encodePrompt(rendered, tokenizer, pkg.manifest);
+    const images = encoded.images.map((slot, index) => ({ index, kind: slot.kind, source: describeSlot(slot) }));
+    if (flags.json) {
+      writeJson({ model: pkg.name, template, text: encoded.text, ids: encoded.ids, tokens: encoded.ids.length, nQuery: encoded.nQuery, images });
+      return;
+    }
+    const lines = [
+      `template  ${template} (${pkg.name})`,
+      `text      ${JSON.stringify(encoded.text)}`,
+      `tokens    ${encoded.ids.length} (${images.length} image${images.length === 1 ? "" : "s"} x ${encoded.nQuery + 2})`,
+      `ids       ${encoded.ids.join(" ")}`,
+      ...images.map((img) => `image ${img.index}   ${img.source}`),
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+  });
+}
