@@ -10,21 +10,16 @@ outputs of docs/package-format.md, opset 17, dynamic batch and spatial size).
 import json
 import os
 import struct
-import tempfile
 
-import numpy as np
-import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
 from . import manifest as mf
 from .golden import GoldenWriter
+from .onnx_export import export_graph
 from .scheduler import EulerDiscreteScheduler
 from .unet import DOWN_BLOCKS, UP_BLOCKS, UNet2DConditionModel
 from .vae import AutoencoderKLDecoder
 
-OPSET = 17
-TWO_GB = 2 ** 31
 
 # Small enough for a few-MB package and a UNet step of milliseconds, yet every block kind of the SDXL layout is
 # present: several transformer layers in one block, several heads, skip concatenations of unequal widths.
@@ -100,7 +95,7 @@ def export_visual_decoder(out_dir: str, unet: UNet2DConditionModel, vae: Autoenc
     latent = torch.randn(1, vae.config["latent_channels"], unet.config["sample_size"], unet.config["sample_size"],
                          generator=generator)
 
-    _export(unet, tuple(unet_inputs.values()), os.path.join(out_dir, section["unet_file"]), UNET_INPUTS,
+    export_graph(unet, tuple(unet_inputs.values()), os.path.join(out_dir, section["unet_file"]), UNET_INPUTS,
             ["out_sample"], {
                 "sample": {0: "batch", 2: "height", 3: "width"},
                 "timestep": {0: "batch"},
@@ -109,7 +104,7 @@ def export_visual_decoder(out_dir: str, unet: UNet2DConditionModel, vae: Autoenc
                 "time_ids": {0: "batch"},
                 "out_sample": {0: "batch", 2: "height", 3: "width"},
             }, dtype)
-    _export(vae, (latent,), os.path.join(out_dir, section["vae_decoder_file"]), ["latent_sample"], ["sample"], {
+    export_graph(vae, (latent,), os.path.join(out_dir, section["vae_decoder_file"]), ["latent_sample"], ["sample"], {
         "latent_sample": {0: "batch", 2: "height", 3: "width"},
         "sample": {0: "batch", 2: "image_height", 3: "image_width"},
     }, dtype)
@@ -128,69 +123,6 @@ def export_visual_decoder(out_dir: str, unet: UNet2DConditionModel, vae: Autoenc
                        "vae_decoder_file": section["vae_decoder_file"]}
         writer.save()
     return section
-
-
-def _export(module, args, path, input_names, output_names, dynamic_axes, dtype) -> None:
-    """torch.onnx.export, then (for float16) weights stored at half precision, then external data where the graph
-    would pass protobuf's 2 GB limit."""
-    name = os.path.basename(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = os.path.join(tmp, name)
-        with torch.no_grad():
-            torch.onnx.export(module, args, tmp_path, input_names=input_names, output_names=output_names,
-                              dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
-        model = onnx.load(tmp_path)
-    if dtype == "float16":
-        _store_float16(model)
-    data_file = f"{name}_data"
-    for stale in (path, os.path.join(os.path.dirname(path), data_file)):
-        if os.path.exists(stale):
-            os.remove(stale)
-    if sum(init.ByteSize() for init in model.graph.initializer) > TWO_GB - (1 << 24):
-        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data_file,
-                        size_threshold=1024)
-    else:
-        onnx.save_model(model, path)
-
-
-def _store_float16(model) -> None:
-    """float16 weights and float16 graph inputs/outputs, float32 arithmetic: every float initializer is stored as
-    float16 and cast back to float32 where it is used; inputs are cast up and outputs down. This halves the files and
-    keeps the SDXL VAE from overflowing (its activations exceed the float16 range), at float32 compute cost."""
-    graph = model.graph
-    casts = []
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT:
-            continue
-        array = numpy_helper.to_array(init)
-        half = numpy_helper.from_array(array.astype(np.float16), f"{init.name}.float16")
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-    for value in graph.input:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        inner = f"{value.name}.float32"
-        for node in graph.node:
-            for i, name in enumerate(node.input):
-                if name == value.name:
-                    node.input[i] = inner
-        value.type.tensor_type.elem_type = TensorProto.FLOAT16
-        casts.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT))
-    tail = []
-    for value in graph.output:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        inner = f"{value.name}.float32"
-        for node in graph.node:
-            for i, name in enumerate(node.output):
-                if name == value.name:
-                    node.output[i] = inner
-        value.type.tensor_type.elem_type = TensorProto.FLOAT16
-        tail.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT16))
-    nodes = casts + list(graph.node) + tail
-    del graph.node[:]
-    graph.node.extend(nodes)
 
 
 # ---- the real Emu2-Gen visual decoder (diffusers-format folders unet/, vae/, scheduler/) ----

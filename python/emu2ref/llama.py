@@ -1,0 +1,155 @@
+"""The LLaMA decoder of Emu2 with its regression heads (transformers 4.31 LlamaForCausalLM semantics: RMSNorm, rotary
+embeddings with the rotate-half convention, SiLU gated MLP, no GQA), at any size. Parameter names equal the official
+state-dict keys under the `decoder.lm.` prefix: model.embed_tokens, model.layers.N.{self_attn.{q,k,v,o}_proj,
+mlp.{gate,up,down}_proj, input_layernorm, post_attention_layernorm}, model.norm, lm_head, project_up, project_down."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .eva_vit import EvaViT
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, hidden: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.eps = eps
+
+    def forward(self, x):
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(variance + self.eps))
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim)), persistent=False)
+
+    def forward(self, position_ids):
+        # [B,T] -> cos, sin [B,1,T,d]; computed from the positions directly so any position id works.
+        freqs = position_ids[..., None].float() * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos()[:, None], emb.sin()[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = hidden // heads
+        self.q_proj = nn.Linear(hidden, hidden, bias=False)
+        self.k_proj = nn.Linear(hidden, hidden, bias=False)
+        self.v_proj = nn.Linear(hidden, hidden, bias=False)
+        self.o_proj = nn.Linear(hidden, hidden, bias=False)
+
+    def forward(self, x, cos, sin, mask, past):
+        b, t, _ = x.shape
+        shape = (b, t, self.heads, self.head_dim)
+        q = self.q_proj(x).view(shape).transpose(1, 2)
+        k = self.k_proj(x).view(shape).transpose(1, 2)
+        v = self.v_proj(x).view(shape).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        scores = (q @ k.transpose(2, 3)) / (self.head_dim ** 0.5) + mask
+        out = scores.softmax(dim=-1) @ v
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
+
+
+class Mlp(nn.Module):
+    def __init__(self, hidden: int, intermediate: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float):
+        super().__init__()
+        self.self_attn = Attention(hidden, heads)
+        self.mlp = Mlp(hidden, intermediate)
+        self.input_layernorm = RMSNorm(hidden, eps)
+        self.post_attention_layernorm = RMSNorm(hidden, eps)
+
+    def forward(self, x, cos, sin, mask, past):
+        attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), present
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, intermediate: int, eps: float):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab_size, hidden)
+        self.layers = nn.ModuleList([DecoderLayer(hidden, heads, intermediate, eps) for _ in range(layers)])
+        self.norm = RMSNorm(hidden, eps)
+
+
+def attention_mask_4d(attention_mask, new_tokens: int, dtype=torch.float32):
+    """HF's combined causal + padding mask [B,1,T,P+T]: 0 where a query may attend, the dtype's min elsewhere."""
+    b, total = attention_mask.shape
+    past = total - new_tokens
+    q = torch.arange(new_tokens)[:, None] + past
+    k = torch.arange(total)[None, :]
+    allowed = (k <= q)[None, None] & (attention_mask[:, None, None, :] > 0)
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class Emu2LLM(nn.Module):
+    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+                 rms_norm_eps: float, vision_width: int, **_):
+        super().__init__()
+        self.model = LlamaModel(vocab_size, hidden_size, num_layers, num_heads, intermediate_size, rms_norm_eps)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.project_up = nn.Linear(vision_width, hidden_size, bias=False)
+        self.project_down = nn.Linear(hidden_size, vision_width, bias=False)
+        self.rotary = Rotary(hidden_size // num_heads)
+
+    def embed_tokens(self, ids):
+        return self.model.embed_tokens(ids)
+
+    def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None):
+        """-> (last_hidden_state after the final norm, presents [(key, value) per layer, each [B,h,P+T,d]])."""
+        mask = attention_mask_4d(attention_mask, inputs_embeds.shape[1], inputs_embeds.dtype)
+        cos, sin = self.rotary(position_ids)
+        x = inputs_embeds
+        presents = []
+        for i, layer in enumerate(self.model.layers):
+            past = past_key_values[i] if past_key_values else None
+            x, present = layer(x, cos, sin, mask, past)
+            presents.append(present)
+        return self.model.norm(x), presents
+
+
+def build_vision_llm(config: dict, seed: int):
+    """config: {"vision": {image_size, patch_size, width, layers, heads, mlp_hidden},
+    "llm": {vocab_size, hidden_size, num_layers, num_heads, intermediate_size, rms_norm_eps, ...}} -> (vision, llm)
+    with seeded random weights scaled so activations stay well-conditioned and logits are far from flat (greedy and
+    beam search then test something)."""
+    generator = torch.Generator().manual_seed(seed)
+    vision = EvaViT(**config["vision"])
+    llm = Emu2LLM(**config["llm"], vision_width=config["vision"]["width"])
+    for module in (vision, llm):
+        for name, p in module.named_parameters():
+            with torch.no_grad():
+                if name.endswith("norm1.weight") or name.endswith("norm2.weight") or "layernorm" in name or name.endswith("norm.weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=generator))
+                elif p.dim() == 1:
+                    p.copy_(0.02 * torch.randn(p.shape, generator=generator))
+                elif "embed_tokens" in name or "lm_head" in name:
+                    p.copy_(torch.randn(p.shape, generator=generator) / p.shape[-1] ** 0.5 * (8.0 if "lm_head" in name else 2.0))
+                else:
+                    fan_in = p[0].numel()
+                    p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
+    return vision.eval(), llm.eval()
