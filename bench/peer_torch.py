@@ -1,0 +1,170 @@
+"""The PyTorch peer of `npm run bench`: the reference implementation (python/emu2ref, standing in for the Python
+release of Emu2) timed on the same tiny model, inputs and settings as the TypeScript side.
+
+    /usr/bin/python3 bench/peer_torch.py '<job JSON>'      (or the job JSON on stdin)
+
+Prints one JSON object on stdout: the job's timings plus the process's resident-set sizes, so that the memory of
+each side is its own process's. A failure prints {"error": "<one line>"} and exits 1.
+
+Jobs (bench/run.ts builds them):
+    {"kind": "probe"}                                          versions and thread counts
+    {"kind": "visual_decoder_section", "weights_seed", "cross_attention_dim"}   the manifest section of those weights
+    {"kind": "preprocess", "threads", "images", "size", "mean", "std", "warmup", "repeats", "out_dir"}
+    {"kind": "diffusion", "threads", "weights_seed", "cross_attention_dim", "section", "embeddings", "queries",
+     "steps", "guidance_scale", "noise_seed", "warmup", "repeats", "out_dir"}
+"""
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+
+def peak_rss_kb() -> int:
+    # Linux reports ru_maxrss in kilobytes.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def current_rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def set_threads(count: int) -> None:
+    import torch
+    # The TypeScript side gives ONNX Runtime `count` intra-op threads and one inter-op thread; torch gets the same.
+    torch.set_num_threads(count)
+    torch.set_num_interop_threads(1)
+
+
+def median_ms(samples: list) -> float:
+    return statistics.median(samples) * 1000.0
+
+
+def probe(job: dict) -> dict:
+    import numpy
+    import PIL
+    import torch
+    from emu2ref.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    return {"clip_mean": OPENAI_CLIP_MEAN, "clip_std": OPENAI_CLIP_STD, "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+            "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
+            "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip()}
+
+
+def visual_decoder_section(job: dict) -> dict:
+    """The manifest's visual_decoder section that the package builder writes for these weights (used when the
+    package has no manifest.yaml yet)."""
+    from emu2ref.export_diffusion import build_visual_decoder, visual_decoder_section as section_of
+    unet, vae, _ = build_visual_decoder({"cross_attention_dim": job["cross_attention_dim"]}, job["weights_seed"])
+    return {"section": section_of(unet, vae)}
+
+
+def run_preprocess(job: dict) -> dict:
+    import numpy as np
+    from emu2ref.preprocess import load_rgb, preprocess
+
+    set_threads(job["threads"])
+    baseline = current_rss_kb()
+    results = []
+    for index, path in enumerate(job["images"]):
+        def once():
+            return preprocess(load_rgb(path), job["size"], job["mean"], job["std"])
+        for _ in range(job["warmup"]):
+            once()
+        load_times, total_times = [], []
+        for _ in range(job["repeats"]):
+            start = time.perf_counter()
+            image = load_rgb(path)
+            loaded = time.perf_counter()
+            pixels = preprocess(image, job["size"], job["mean"], job["std"])
+            end = time.perf_counter()
+            load_times.append(loaded - start)
+            total_times.append(end - start)
+        out = os.path.join(job["out_dir"], f"preprocess-{index}.f32")
+        np.ascontiguousarray(pixels, dtype=np.float32).tofile(out)
+        results.append({"image": path, "load_ms": median_ms(load_times), "total_ms": median_ms(total_times),
+                        "total_samples_ms": [t * 1000.0 for t in total_times], "output": out})
+    return {"images": results, "rss_baseline_kb": baseline}
+
+
+def run_diffusion(job: dict) -> dict:
+    import numpy as np
+    import torch
+    from emu2ref.export_diffusion import build_visual_decoder
+    from emu2ref.golden_diffusion import decode, generate
+
+    set_threads(job["threads"])
+    baseline = current_rss_kb()
+    start = time.perf_counter()
+    unet, vae, _ = build_visual_decoder({"cross_attention_dim": job["cross_attention_dim"]}, job["weights_seed"])
+    build_ms = (time.perf_counter() - start) * 1000.0
+
+    queries, width = job["queries"], job["cross_attention_dim"]
+    embeddings = np.fromfile(job["embeddings"], dtype=np.float32).reshape(2, 1, queries, width)
+    cond, uncond = torch.from_numpy(embeddings[0]), torch.from_numpy(embeddings[1])
+    section = job["section"]
+
+    # One step is one period of the denoising loop (UNet on the [cond; uncond] batch, guidance, Euler update):
+    # the time between consecutive UNet calls, the same boundary the TypeScript side takes from onStep.
+    call_starts = []
+
+    def timed_unet(*args):
+        call_starts.append(time.perf_counter())
+        return unet(*args)
+
+    def once():
+        call_starts.clear()
+        return generate(timed_unet, vae, section, cond, uncond, job["steps"], job["guidance_scale"],
+                        job["noise_seed"])
+
+    for _ in range(job["warmup"]):
+        once()
+    totals, step_periods = [], []
+    for _ in range(job["repeats"]):
+        start = time.perf_counter()
+        result = once()
+        totals.append(time.perf_counter() - start)
+        step_periods.extend(b - a for a, b in zip(call_starts, call_starts[1:]))
+
+    latents = result["latents"]
+    for _ in range(job["warmup"]):
+        decode(vae, section, latents)
+    decode_times = []
+    for _ in range(job["repeats"]):
+        start = time.perf_counter()
+        decode(vae, section, latents)
+        decode_times.append(time.perf_counter() - start)
+
+    out = os.path.join(job["out_dir"], "diffusion-image.f32")
+    result["image"].numpy().astype(np.float32).tofile(out)
+    return {"build_ms": build_ms, "total_ms": median_ms(totals), "total_samples_ms": [t * 1000.0 for t in totals],
+            "step_ms": median_ms(step_periods),
+            "vae_decode_ms": median_ms(decode_times), "image": out, "image_dims": list(result["image"].shape),
+            "rss_baseline_kb": baseline}
+
+
+JOBS = {"probe": probe, "visual_decoder_section": visual_decoder_section, "preprocess": run_preprocess, "diffusion": run_diffusion}
+
+
+def main() -> None:
+    text = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
+    try:
+        job = json.loads(text)
+        run = JOBS.get(job.get("kind"))
+        if run is None:
+            raise ValueError(f"unknown job kind {job.get('kind')!r} (expected one of {', '.join(JOBS)})")
+        result = run(job)
+    except Exception as err:  # the bench prints this one line and stops
+        print(json.dumps({"error": f"{type(err).__name__}: {' '.join(str(err).split())}"}))
+        sys.exit(1)
+    result["rss_peak_kb"] = peak_rss_kb()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+// `npm run bench`: emu2 (TypeScript, onnxruntime-node) against its peer, the PyTorch reference in python/emu2ref
+// (the stand-in for the Python release), on the same tiny model, inputs and settings, in the same run.
+//
+// Each stage runs each side in a fresh process of its own (bench/ts_worker.ts, bench/peer_torch.py), one after the
+// other, so that the peak resident set printed for a side is that side's alone and the two never share the cores.
+// Times are medians after warm-up runs. Before timing is trusted, the outputs of both sides are compared: a
+// comparison of different work would be meaningless, so a visual decoder that does not reproduce the reference's
+// image stops the bench.
+//
+// A stage is an entry of STAGES: the files it needs (with how to make them), and a run that hands the same job to
+// both sides and turns their figures into rows. A new stage (the LLM's prefill and decode once src/llm exists) adds
+// an entry here, a case in ts_worker.ts and a job in peer_torch.py.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem } from "node:os";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import type {
+  DiffusionJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TsDiffusionFigures, WorkerJob,
+} from "./jobs.js";
+import { absDiffs } from "./stats.js";
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const PYTHON = "/usr/bin/python3";
+const BUILD_HINT = `run ${PYTHON} python/build_tiny_packages.py`;
+const PACKAGE_DIR = "fixtures/models/emu2-tiny";
+/** emu2-tiny's seed in python/build_tiny_packages.py; its visual decoder is built from seed + 1. */
+const PACKAGE_SEED = 1234;
+/** The tiny package's vision width, which is the UNet's cross_attention_dim (tiny.md). */
+const VISION_WIDTH = 32;
+/** emu2-tiny's n_query: the number of visual embeddings the LLM regresses for the decoder. */
+const N_QUERY = 64;
+const IMAGE_SIZE = 448;
+const DIFFUSION_STEPS = 10;
+const GUIDANCE_SCALE = 3.0;
+const NOISE_SEED = 42;
+/** Mean |TS - PyTorch| over the decoded image's [0,1] values above which the two sides are not doing the same work. */
+const SAME_IMAGE_TOLERANCE = 1e-3;
+
+class BenchError extends Error {}
+
+interface Row {
+  stage: string;
+  tsMs?: number;
+  torchMs?: number;
+  ts: ProcessFigures;
+  torch: ProcessFigures;
+  /** How the two sides' outputs compare, or what the figure means. */
+  note: string;
+}
+
+interface Context {
+  threads: number;
+  workDir: string;
+  clipMean: number[];
+  clipStd: number[];
+  runTs<T>(job: WorkerJob): Promise<T>;
+  runTorch<T>(job: Record<string, unknown>): Promise<T>;
+}
+
+interface Stage {
+  name: string;
+  needs: { path: string; hint: string }[];
+  run(ctx: Context): Promise<{ rows: Row[]; raw: Record<string, unknown> }>;
+}
+
+function benchImages(): string[] {
+  const folder = join(ROOT, "fixtures/images");
+  if (!existsSync(folder)) return [];
+  const top = readdirSync(folder).filter((name) => statSync(join(folder, name)).isFile()).sort();
+  return [...top.map((name) => `fixtures/images/${name}`), "fixtures/images/extra/photo.webp"];
+}
+
+const preprocessStage: Stage = {
+  name: "image preprocessing",
+  needs: [
+    { path: "fixtures/images/landscape.png", hint: "the fixture images are part of the repository: git checkout fixtures/images" },
+    { path: "fixtures/images/extra/photo.webp", hint: "the fixture images are part of the repository: git checkout fixtures/images" },
+    { path: "python/emu2ref/preprocess.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+  ],
+  async run(ctx) {
+    const job: PreprocessJob = {
+      kind: "preprocess", threads: ctx.threads, warmup: 3, repeats: 25, out_dir: ctx.workDir,
+      images: benchImages().map((path) => join(ROOT, path)), size: IMAGE_SIZE, mean: ctx.clipMean, std: ctx.clipStd,
+    };
+    const ts = await ctx.runTs<PreprocessFigures>(job);
+    const torch = await ctx.runTorch<PreprocessFigures>({ ...job });
+    const rows = ts.images.map((mine, i): Row => {
+      const peer = torch.images[i];
+      const diff = absDiffs(readFloats(mine.output), readFloats(peer.output));
+      return {
+        stage: `preprocess ${relative(join(ROOT, "fixtures/images"), mine.image)} -> ${IMAGE_SIZE}`,
+        tsMs: mine.total_ms, torchMs: peer.total_ms, ts, torch,
+        note: `decode ${fmtMs(mine.load_ms)} vs ${fmtMs(peer.load_ms)} ms; max |diff| ${diff.max.toExponential(1)}`,
+      };
+    });
+    return { rows, raw: { job, ts, torch } };
+  },
+};
+
+const diffusionStage: Stage = {
+  name: "visual decoder",
+  needs: [
+    { path: `${PACKAGE_DIR}/unet.onnx`, hint: BUILD_HINT },
+    { path: `${PACKAGE_DIR}/vae_decoder.onnx`, hint: BUILD_HINT },
+    { path: "python/emu2ref/golden_diffusion.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    { path: "python/emu2ref/export_diffusion.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+  ],
+  async run(ctx) {
+    const weightsSeed = PACKAGE_SEED + 1;
+    const manifestFile = join(ROOT, PACKAGE_DIR, "manifest.yaml");
+    let section: Record<string, unknown>;
+    let sectionSource: string;
+    if (existsSync(manifestFile)) {
+      const { readManifest } = await import("../src/model/manifest.js");
+      const manifest = readManifest(manifestFile);
+      if (!manifest.visual_decoder) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml has no visual_decoder section: ${BUILD_HINT}`);
+      section = manifest.visual_decoder;
+      sectionSource = "manifest.yaml";
+    } else {
+      // The package builder writes the manifest last; until it does, the section comes from the same function.
+      const reply = await ctx.runTorch<{ section: Record<string, unknown> }>({
+        kind: "visual_decoder_section", weights_seed: weightsSeed, cross_attention_dim: VISION_WIDTH,
+      });
+      section = reply.section;
+      sectionSource = "emu2ref visual_decoder_section (no manifest.yaml yet)";
+    }
+
+    // Stand-ins for the LLM's regressed embeddings: seeded normals, one file both sides read.
+    const { fillNormals } = await import("../src/diffusion/noise.js");
+    const perSide = N_QUERY * VISION_WIDTH;
+    const embeddings = new Float32Array(2 * perSide);
+    fillNormals(7, embeddings.subarray(0, perSide));
+    fillNormals(8, embeddings.subarray(perSide));
+    const embeddingsFile = join(ctx.workDir, "embeddings.f32");
+    writeFileSync(embeddingsFile, embeddings);
+
+    const job: DiffusionJob = {
+      kind: "diffusion", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir,
+      unet: join(ROOT, PACKAGE_DIR, "unet.onnx"), vae_decoder: join(ROOT, PACKAGE_DIR, "vae_decoder.onnx"),
+      weights_seed: weightsSeed, cross_attention_dim: VISION_WIDTH, section, embeddings: embeddingsFile,
+      queries: N_QUERY, steps: DIFFUSION_STEPS, guidance_scale: GUIDANCE_SCALE, noise_seed: NOISE_SEED,
+    };
+    const ts = await ctx.runTs<TsDiffusionFigures>(job);
+    const torch = await ctx.runTorch<TorchDiffusionFigures>({ ...job });
+    const diff = absDiffs(readFloats(ts.image), readFloats(torch.image));
+    if (!(diff.mean <= SAME_IMAGE_TOLERANCE)) {
+      throw new BenchError(
+        `the ONNX visual decoder and the torch modules rebuilt from seed ${weightsSeed} disagree (mean |diff| ` +
+        `${diff.mean.toExponential(2)} > ${SAME_IMAGE_TOLERANCE}): ${PACKAGE_DIR} was not built from that seed; ${BUILD_HINT}`,
+      );
+    }
+    const [, channels, height, width] = ts.image_dims;
+    const rss = { ts, torch };
+    const rows: Row[] = [
+      {
+        stage: `generate ${DIFFUSION_STEPS} steps, cfg ${GUIDANCE_SCALE} (${channels}x${height}x${width})`,
+        tsMs: ts.total_ms, torchMs: torch.total_ms, ...rss,
+        note: `same image: mean |diff| ${diff.mean.toExponential(1)}, max ${diff.max.toExponential(1)}`,
+      },
+      { stage: "  one denoising step (UNet on 2 rows, CFG, Euler)", tsMs: ts.step_ms, torchMs: torch.step_ms, ...rss, note: "median step period" },
+      { stage: "  VAE decode alone", tsMs: ts.vae_decode_ms, torchMs: torch.vae_decode_ms, ...rss, note: "" },
+      {
+        stage: "  setup: ORT sessions (unet + vae) / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ...rss,
+        note: "not comparable: a graph load vs a seeded init; no ratio",
+      },
+    ];
+    return { rows, raw: { job: { ...job, section_source: sectionSource }, ts, torch, image_diff: diff } };
+  },
+};
+
+const STAGES: Stage[] = [preprocessStage, diffusionStage];
+
+/** Why the LLM stage is not in STAGES yet: what of it exists in this checkout. */
+function llmStatus(): string {
+  const runtime = existsSync(join(ROOT, "src/llm")) && readdirSync(join(ROOT, "src/llm")).some((name) => name.endsWith(".ts"));
+  const graph = existsSync(join(ROOT, PACKAGE_DIR, "decoder.onnx"));
+  return `src/llm runtime ${runtime ? "present" : "absent"}, ${PACKAGE_DIR}/decoder.onnx ${graph ? "present" : "absent"}; ` +
+    "the stage goes into STAGES in bench/run.ts";
+}
+
+function readFloats(file: string): Float32Array {
+  const bytes = readFileSync(file);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+/** Runs a command with `input` on stdin; its stdout's last line is the JSON reply. */
+function runJson<T>(side: string, command: string, args: string[], input: string): Promise<T> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    child.on("error", (err) => reject(new BenchError(`${side}: cannot start ${command} (${err.message})`)));
+    child.on("close", (code) => {
+      const last = stdout.trim().split("\n").pop() ?? "";
+      let reply: (T & { error?: string }) | undefined;
+      try {
+        reply = JSON.parse(last) as T & { error?: string };
+      } catch {
+        reply = undefined;
+      }
+      if (reply?.error) return reject(new BenchError(`${side}: ${reply.error}`));
+      if (code !== 0 || !reply) {
+        const why = (stderr.trim().split("\n").pop() ?? "").trim() || `exit code ${code}`;
+        return reject(new BenchError(`${side}: ${why}`));
+      }
+      resolvePromise(reply);
+    });
+    child.stdin.end(input);
+  });
+}
+
+function checkNeeds(): void {
+  if (!existsSync(PYTHON)) throw new BenchError(`${PYTHON} missing: the PyTorch peer needs Debian's python3 with python3-torch`);
+  for (const stage of STAGES) {
+    for (const need of stage.needs) {
+      if (!existsSync(join(ROOT, need.path))) throw new BenchError(`${need.path} missing: ${need.hint}`);
+    }
+  }
+}
+
+async function nodeVersions(): Promise<{ ort: string; sharp: string; vips: string; sharpThreads: number }> {
+  try {
+    const ort = await import("onnxruntime-node");
+    const sharp = (await import("sharp")).default;
+    return { ort: ort.env.versions.common ?? "?", sharp: sharp.versions.sharp ?? "?", vips: sharp.versions.vips, sharpThreads: sharp.concurrency() };
+  } catch (err) {
+    throw new BenchError(`cannot load onnxruntime-node/sharp (${(err as Error).message.split("\n")[0]}): run npm install`);
+  }
+}
+
+function fmtMs(ms: number | undefined): string {
+  if (ms === undefined) return "-";
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+}
+
+/** "peak (after imports) MB" of one side's process. */
+function fmtRss(figures: ProcessFigures): string {
+  const mb = (kb: number) => (kb / 1024).toFixed(0);
+  return `${mb(figures.rss_peak_kb)} (${mb(figures.rss_baseline_kb)}) MB`;
+}
+
+function table(rows: Row[]): string {
+  const header = ["stage", "emu2 TS ms", "PyTorch ms", "TS/PyTorch", "TS peak RSS", "PyTorch peak RSS", "note"];
+  const cells = rows.map((r) => [
+    r.stage, fmtMs(r.tsMs), fmtMs(r.torchMs),
+    r.tsMs !== undefined && r.torchMs !== undefined && !r.note.startsWith("not comparable") ? `${(r.tsMs / r.torchMs).toFixed(2)}x` : "-",
+    fmtRss(r.ts), fmtRss(r.torch), r.note,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((v, i) => (i === 0 || i === c.length - 1 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  checkNeeds();
+  const versions = await nodeVersions();
+  const threads = availableParallelism();
+  const workDir = mkdtempSync(join(tmpdir(), "emu2-bench-"));
+  try {
+    const runTorch = <T>(job: Record<string, unknown>) => runJson<T>("PyTorch peer", PYTHON, [join(ROOT, "bench/peer_torch.py")], JSON.stringify(job));
+    const runTs = <T>(job: WorkerJob) =>
+      runJson<T>("TypeScript worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/ts_worker.ts")], JSON.stringify(job));
+    const probe = await runTorch<{
+      python: string; torch: string; numpy: string; pillow: string; torch_default_threads: number;
+      torch_parallel_backend: string; clip_mean: number[]; clip_std: number[];
+    }>({ kind: "probe" });
+
+    const machine = {
+      cpu: cpus()[0]?.model ?? "?", cores: threads, memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
+      os: `${platform()} ${release()} ${arch()}`, node: process.version, onnxruntime_node: versions.ort,
+      sharp: versions.sharp, libvips: versions.vips, python: probe.python, torch: probe.torch, numpy: probe.numpy,
+      pillow: probe.pillow,
+    };
+    const threading = {
+      ort_intra_op: threads, ort_inter_op: 1, torch_threads: threads, torch_interop_threads: 1,
+      torch_default_threads: probe.torch_default_threads, torch_backend: probe.torch_parallel_backend,
+      sharp_libvips_threads: versions.sharpThreads,
+    };
+    console.log("emu2 bench: emu2 (TypeScript, onnxruntime-node) vs the PyTorch reference (python/emu2ref), same tiny model and inputs");
+    console.log(`machine  ${machine.cpu}, ${machine.cores} cores, ${machine.memory_gb} GB, ${machine.os}`);
+    console.log(`versions node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}, sharp ${machine.sharp} (libvips ${machine.libvips}); ` +
+      `python ${machine.python}, torch ${machine.torch}, numpy ${machine.numpy}, pillow ${machine.pillow}`);
+    console.log(`threads  ORT intra-op ${threading.ort_intra_op}, inter-op 1 (sequential); torch.set_num_threads(${threading.torch_threads}), ` +
+      `interop 1 (torch default here: ${threading.torch_default_threads}; ${threading.torch_backend}); ` +
+      `sharp/libvips ${threading.sharp_libvips_threads}; JS resize and PIL are single-threaded`);
+    console.log("times are medians after warm-up; ratio = TS / PyTorch (below 1: TS faster); " +
+      "RSS: peak (after imports) of each side's own process\n");
+
+    const rows: Row[] = [];
+    const stages: Record<string, unknown> = {};
+    for (const stage of STAGES) {
+      const stageStart = performance.now();
+      process.stderr.write(`running ${stage.name}...\n`);
+      const ctx: Context = { threads, workDir, clipMean: probe.clip_mean, clipStd: probe.clip_std, runTs, runTorch };
+      const result = await stage.run(ctx);
+      rows.push(...result.rows);
+      stages[stage.name] = { ...result.raw, wall_s: (performance.now() - stageStart) / 1000 };
+    }
+    console.log(table(rows));
+
+    const wall = (performance.now() - started) / 1000;
+    const resultsDir = join(tmpdir(), "emu2-bench");
+    mkdirSync(resultsDir, { recursive: true });
+    const resultsFile = join(resultsDir, "latest.json");
+    const summary = rows.map((r) => ({
+      stage: r.stage, ts_ms: r.tsMs, torch_ms: r.torchMs, ts_rss_peak_kb: r.ts.rss_peak_kb,
+      torch_rss_peak_kb: r.torch.rss_peak_kb, note: r.note,
+    }));
+    writeFileSync(resultsFile, JSON.stringify({ date: new Date().toISOString(), machine, threading, rows: summary, stages, wall_s: wall }, null, 2) + "\n");
+    console.log(`\nnot benchmarked: LLM prefill and greedy decode (${llmStatus()})`);
+    console.log(`wrote ${resultsFile}; total ${wall.toFixed(1)} s`);
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof BenchError) {
+    console.error(`bench: ${err.message}`);
+    process.exit(1);
+  }
+  throw err;
+});

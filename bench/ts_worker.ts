@@ -1,0 +1,115 @@
+// The TypeScript side of `npm run bench`: runs one job (JSON on stdin, built by bench/run.ts) in its own process
+// and prints one JSON object with the timings and this process's resident-set sizes, so that each side's memory
+// is measured alone. A failure prints {"error": "<one line>"} and exits 1.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { generateImages, type GeneratedImages } from "../src/diffusion/pipeline.js";
+import type { VisualDecoderConfig } from "../src/model/manifest.js";
+import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
+import { loadImage } from "../src/vision/image.js";
+import { preprocessImage } from "../src/vision/preprocess.js";
+import type { DiffusionJob, PreprocessJob, WorkerJob } from "./jobs.js";
+import { median } from "./stats.js";
+
+async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown>> {
+  const baseline = process.memoryUsage().rss;
+  const config = { image_size: job.size, mean: job.mean, std: job.std };
+  const images = [];
+  for (const [index, path] of job.images.entries()) {
+    for (let i = 0; i < job.warmup; i++) preprocessImage(await loadImage(path), config);
+    const loadTimes: number[] = [];
+    const totalTimes: number[] = [];
+    let pixels: Float32Array | undefined;
+    for (let i = 0; i < job.repeats; i++) {
+      const start = performance.now();
+      const image = await loadImage(path);
+      const loaded = performance.now();
+      pixels = preprocessImage(image, config);
+      const end = performance.now();
+      loadTimes.push(loaded - start);
+      totalTimes.push(end - start);
+    }
+    if (!pixels) throw new RangeError("preprocess job: repeats must be at least 1");
+    const output = join(job.out_dir, `preprocess-${index}.f32`);
+    writeFileSync(output, pixels);
+    images.push({ image: path, load_ms: median(loadTimes), total_ms: median(totalTimes), total_samples_ms: totalTimes, output });
+  }
+  return { images, rss_baseline_kb: Math.round(baseline / 1024) };
+}
+
+async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>> {
+  const baseline = process.memoryUsage().rss;
+  const options = { ...DEFAULT_SESSION_OPTIONS, threads: job.threads };
+  const sessionStart = performance.now();
+  const unet = await createSession(job.unet, options);
+  const vae = await createSession(job.vae_decoder, options);
+  const sessionMs = performance.now() - sessionStart;
+
+  const section = job.section as VisualDecoderConfig;
+  const all = new Float32Array(readFileSync(job.embeddings).buffer.slice(0));
+  const perSide = job.queries * job.cross_attention_dim;
+  const dims = [1, job.queries, job.cross_attention_dim] as const;
+  const cond = { data: all.subarray(0, perSide), dims };
+  const uncond = { data: all.subarray(perSide, 2 * perSide), dims };
+
+  let stepEnds: number[] = [];
+  const once = () => {
+    stepEnds = [];
+    return generateImages({ unet, vae }, section, {
+      cond, uncond, steps: job.steps, guidanceScale: job.guidance_scale, seed: job.noise_seed,
+      onStep: () => stepEnds.push(performance.now()),
+    });
+  };
+  for (let i = 0; i < job.warmup; i++) await once();
+  const totals: number[] = [];
+  const stepPeriods: number[] = [];
+  let result: GeneratedImages | undefined;
+  for (let i = 0; i < job.repeats; i++) {
+    const start = performance.now();
+    result = await once();
+    totals.push(performance.now() - start);
+    for (let s = 1; s < stepEnds.length; s++) stepPeriods.push(stepEnds[s] - stepEnds[s - 1]);
+  }
+
+  if (!result) throw new RangeError("diffusion job: repeats must be at least 1");
+
+  // The VAE graph alone on the final latents, fed as the pipeline feeds it (latents / scaling_factor).
+  const { Tensor } = await import("onnxruntime-node");
+  const scaled = result.latents.map((v) => Math.fround(1 / section.scaling_factor) * v);
+  const side = section.latent_size;
+  const decodeFeed = { latent_sample: new Tensor("float32", scaled, [1, section.latent_channels, side, side]) };
+  for (let i = 0; i < job.warmup; i++) await vae.run(decodeFeed);
+  const decodeTimes: number[] = [];
+  for (let i = 0; i < job.repeats; i++) {
+    const start = performance.now();
+    await vae.run(decodeFeed);
+    decodeTimes.push(performance.now() - start);
+  }
+
+  const image = join(job.out_dir, "diffusion-image-ts.f32");
+  writeFileSync(image, result.images);
+  return {
+    session_ms: sessionMs, total_ms: median(totals), total_samples_ms: totals, step_ms: median(stepPeriods), vae_decode_ms: median(decodeTimes),
+    image, image_dims: result.dims, rss_baseline_kb: Math.round(baseline / 1024),
+  };
+}
+
+async function main(): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const job = JSON.parse(Buffer.concat(chunks).toString("utf8")) as WorkerJob;
+  let result: Record<string, unknown>;
+  switch (job.kind) {
+    case "preprocess": result = await runPreprocess(job); break;
+    case "diffusion": result = await runDiffusion(job); break;
+  }
+  result.rss_peak_kb = process.resourceUsage().maxRSS;
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stdout.write(JSON.stringify({ error: message.replace(/\s+/g, " ").trim() }) + "\n");
+  process.exit(1);
+});
