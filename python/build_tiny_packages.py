@@ -23,7 +23,9 @@ from emu2ref.export_diffusion import build_visual_decoder, export_visual_decoder
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2ref.golden_diffusion import write_diffusion_goldens  # noqa: E402
 from emu2ref.golden_llm import write_llm_goldens  # noqa: E402
+from emu2ref.eva_vit import pool_visual_features  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
+from emu2ref.preprocess import load_rgb, preprocess  # noqa: E402
 from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
 
 VISION = {"image_size": 448, "patch_size": 14, "width": 32, "layers": 2, "heads": 2, "mlp_hidden": 64}
@@ -56,7 +58,6 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
     tokens = mf.special_tokens(variant)
     vocab_size = 32000 + len(tokens)
 
-    torch.manual_seed(seed)
     vision, llm = build_vision_llm({"vision": VISION, "llm": {**LLM, "vocab_size": vocab_size}}, seed)
     sections = export_vision_llm(pkg, vision, llm, dtype="float32", parity_dir=os.path.join(golden, "llm-graphs"))
 
@@ -89,8 +90,16 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
         unet, vae, decoder_config = build_visual_decoder({"cross_attention_dim": VISION["width"]}, seed + 1)
         manifest["visual_decoder"] = export_visual_decoder(pkg, unet, vae, decoder_config, dtype="float32",
                                                            parity_dir=os.path.join(golden, "diffusion-graphs"))
+        # Autoencoding (image-only prompt): encoder features go straight to the UNet; the null condition is the
+        # features of an all-zero normalized image (emu2-facts.md).
+        with torch.no_grad():
+            pixels = torch.from_numpy(preprocess(load_rgb(os.path.join(ROOT, "fixtures", "images", "landscape.png")),
+                                                 VISION["image_size"]))[None]
+            image_features = pool_visual_features(vision(pixels), spec["n_query"])
+            null_features = pool_visual_features(vision(torch.zeros_like(pixels)), spec["n_query"])
         write_diffusion_goldens(os.path.join(golden, "diffusion"), unet, vae, manifest["visual_decoder"],
-                                regression["cond"], regression["uncond"], seed=seed)
+                                regression["cond"], regression["uncond"], seed=seed,
+                                image_features=image_features, null_image_features=null_features)
 
     mf.dump_manifest(manifest, os.path.join(pkg, "manifest.yaml"))
     print(f"built {pkg} and {golden}", file=sys.stderr)
