@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { initialNoise, SplitMix64 } from "../../src/diffusion/noise.js";
 import { Golden } from "../helpers/golden.js";
+import { goldenDir } from "../helpers/fixtures.js";
 
-const golden = new Golden("fixtures/golden/emu2-tiny/diffusion");
+const golden = new Golden(goldenDir("emu2-tiny", "diffusion"));
 const seed = golden.meta.seed as number;
 
 test("SplitMix64 outputs equal the Python reference's 64-bit values", () => {

@@ -4,10 +4,11 @@ import { generateImages, type VisualDecoderSessions } from "../../src/diffusion/
 import type { VisualDecoderConfig } from "../../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
 import { Golden, maxAbsDiff, meanAbsDiff } from "../helpers/golden.js";
+import { goldenDir, packageDir } from "../helpers/fixtures.js";
 
-const golden = new Golden("fixtures/golden/emu2-tiny/diffusion");
+const golden = new Golden(goldenDir("emu2-tiny", "diffusion"));
 const section = golden.meta.visual_decoder as VisualDecoderConfig;
-const modelDir = "fixtures/models/emu2-tiny";
+const modelDir = packageDir("emu2-tiny");
 let sessions: VisualDecoderSessions;
 
 before(async () => {

@@ -3,8 +3,9 @@ import { test } from "node:test";
 import sharp from "sharp";
 import { crc32, readPngText, toPng, toRgbBytes } from "../../src/diffusion/png.js";
 import { Golden } from "../helpers/golden.js";
+import { goldenDir } from "../helpers/fixtures.js";
 
-const golden = new Golden("fixtures/golden/emu2-tiny/diffusion");
+const golden = new Golden(goldenDir("emu2-tiny", "diffusion"));
 
 test("pixels round like the official pipeline's numpy_to_pil", () => {
   const image = golden.float32("run.image");

@@ -3,8 +3,9 @@ import { test } from "node:test";
 import { eulerSchedule, eulerStep, scaleModelInput, type SchedulerConfig } from "../../src/diffusion/scheduler.js";
 import type { VisualDecoderConfig } from "../../src/model/manifest.js";
 import { Golden, maxAbsDiff } from "../helpers/golden.js";
+import { goldenDir } from "../helpers/fixtures.js";
 
-const golden = new Golden("fixtures/golden/emu2-tiny/diffusion");
+const golden = new Golden(goldenDir("emu2-tiny", "diffusion"));
 const section = golden.meta.visual_decoder as VisualDecoderConfig;
 
 test("Euler sigmas, timesteps and init_noise_sigma match diffusers for 50 and 4 steps", () => {

@@ -3,9 +3,10 @@ import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
 import { Golden, maxAbsDiff } from "../helpers/golden.js";
+import { goldenDir, packageDir } from "../helpers/fixtures.js";
 
-const golden = new Golden("fixtures/golden/emu2-tiny/diffusion-graphs");
-const modelDir = "fixtures/models/emu2-tiny";
+const golden = new Golden(goldenDir("emu2-tiny", "diffusion-graphs"));
+const modelDir = packageDir("emu2-tiny");
 
 async function parity(file: string, prefix: string, inputs: string[], output: string): Promise<number> {
   const session = await createSession(`${modelDir}/${file}`, DEFAULT_SESSION_OPTIONS);
