@@ -8,7 +8,6 @@ each side is its own process's. A failure prints {"error": "<one line>"} and exi
 
 Jobs (bench/run.ts builds them):
     {"kind": "probe"}                                          versions and thread counts
-    {"kind": "visual_decoder_section", "weights_seed", "cross_attention_dim"}   the manifest section of those weights
     {"kind": "preprocess", "threads", "images", "size", "mean", "std", "warmup", "repeats", "out_dir"}
     {"kind": "diffusion", "threads", "weights_seed", "cross_attention_dim", "section", "embeddings", "queries",
      "steps", "guidance_scale", "noise_seed", "warmup", "repeats", "out_dir"}
@@ -50,24 +49,17 @@ def probe(job: dict) -> dict:
     import numpy
     import PIL
     import torch
-    from emu2ref.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-    return {"clip_mean": OPENAI_CLIP_MEAN, "clip_std": OPENAI_CLIP_STD, "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
             "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
             "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip()}
-
-
-def visual_decoder_section(job: dict) -> dict:
-    """The manifest's visual_decoder section that the package builder writes for these weights (used when the
-    package has no manifest.yaml yet)."""
-    from emu2ref.export_diffusion import build_visual_decoder, visual_decoder_section as section_of
-    unet, vae, _ = build_visual_decoder({"cross_attention_dim": job["cross_attention_dim"]}, job["weights_seed"])
-    return {"section": section_of(unet, vae)}
 
 
 def run_preprocess(job: dict) -> dict:
     import numpy as np
     from emu2ref.preprocess import load_rgb, preprocess
 
+    # PIL and numpy do this work, but the Python release always runs with torch loaded, so its import (and RSS) is
+    # part of the peer's process here as well.
     set_threads(job["threads"])
     baseline = current_rss_kb()
     results = []
@@ -148,7 +140,7 @@ def run_diffusion(job: dict) -> dict:
             "rss_baseline_kb": baseline}
 
 
-JOBS = {"probe": probe, "visual_decoder_section": visual_decoder_section, "preprocess": run_preprocess, "diffusion": run_diffusion}
+JOBS = {"probe": probe, "preprocess": run_preprocess, "diffusion": run_diffusion}
 
 
 def main() -> None:

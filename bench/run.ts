@@ -18,6 +18,9 @@ import { fileURLToPath } from "node:url";
 import type {
   DiffusionJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TsDiffusionFigures, WorkerJob,
 } from "./jobs.js";
+import { fillNormals } from "../src/diffusion/noise.js";
+import { readManifest, type Manifest } from "../src/model/manifest.js";
+import { Emu2Error } from "../src/util/errors.js";
 import { absDiffs } from "./stats.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -26,11 +29,6 @@ const BUILD_HINT = `run ${PYTHON} python/build_tiny_packages.py`;
 const PACKAGE_DIR = "fixtures/models/emu2-tiny";
 /** emu2-tiny's seed in python/build_tiny_packages.py; its visual decoder is built from seed + 1. */
 const PACKAGE_SEED = 1234;
-/** The tiny package's vision width, which is the UNet's cross_attention_dim (tiny.md). */
-const VISION_WIDTH = 32;
-/** emu2-tiny's n_query: the number of visual embeddings the LLM regresses for the decoder. */
-const N_QUERY = 64;
-const IMAGE_SIZE = 448;
 const DIFFUSION_STEPS = 10;
 const GUIDANCE_SCALE = 3.0;
 const NOISE_SEED = 42;
@@ -52,8 +50,7 @@ interface Row {
 interface Context {
   threads: number;
   workDir: string;
-  clipMean: number[];
-  clipStd: number[];
+  manifest: Manifest;
   runTs<T>(job: WorkerJob): Promise<T>;
   runTorch<T>(job: Record<string, unknown>): Promise<T>;
 }
@@ -61,7 +58,7 @@ interface Context {
 interface Stage {
   name: string;
   needs: { path: string; hint: string }[];
-  run(ctx: Context): Promise<{ rows: Row[]; raw: Record<string, unknown> }>;
+  run(ctx: Context): Promise<{ rows: Row[]; method: string; raw: Record<string, unknown> }>;
 }
 
 function benchImages(): string[] {
@@ -79,9 +76,11 @@ const preprocessStage: Stage = {
     { path: "python/emu2ref/preprocess.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
   ],
   async run(ctx) {
+    const vision = ctx.manifest.vision;
+    const size = vision.image_size;
     const job: PreprocessJob = {
       kind: "preprocess", threads: ctx.threads, warmup: 3, repeats: 25, out_dir: ctx.workDir,
-      images: benchImages().map((path) => join(ROOT, path)), size: IMAGE_SIZE, mean: ctx.clipMean, std: ctx.clipStd,
+      images: benchImages().map((path) => join(ROOT, path)), size, mean: [...vision.mean], std: [...vision.std],
     };
     const ts = await ctx.runTs<PreprocessFigures>(job);
     const torch = await ctx.runTorch<PreprocessFigures>({ ...job });
@@ -89,12 +88,14 @@ const preprocessStage: Stage = {
       const peer = torch.images[i];
       const diff = absDiffs(readFloats(mine.output), readFloats(peer.output));
       return {
-        stage: `preprocess ${relative(join(ROOT, "fixtures/images"), mine.image)} -> ${IMAGE_SIZE}`,
+        stage: `preprocess ${relative(join(ROOT, "fixtures/images"), mine.image)} -> ${size}`,
         tsMs: mine.total_ms, torchMs: peer.total_ms, ts, torch,
         note: `decode ${fmtMs(mine.load_ms)} vs ${fmtMs(peer.load_ms)} ms; max |diff| ${diff.max.toExponential(1)}`,
       };
     });
-    return { rows, raw: { job, ts, torch } };
+    const method = `loadImage + preprocessImage vs emu2ref load_rgb + preprocess (PIL), ${size}x${size}; ` +
+      `per image ${job.warmup} warm-up runs, then the median of ${job.repeats}`;
+    return { rows, method, raw: { job, ts, torch } };
   },
 };
 
@@ -108,27 +109,14 @@ const diffusionStage: Stage = {
   ],
   async run(ctx) {
     const weightsSeed = PACKAGE_SEED + 1;
-    const manifestFile = join(ROOT, PACKAGE_DIR, "manifest.yaml");
-    let section: Record<string, unknown>;
-    let sectionSource: string;
-    if (existsSync(manifestFile)) {
-      const { readManifest } = await import("../src/model/manifest.js");
-      const manifest = readManifest(manifestFile);
-      if (!manifest.visual_decoder) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml has no visual_decoder section: ${BUILD_HINT}`);
-      section = manifest.visual_decoder;
-      sectionSource = "manifest.yaml";
-    } else {
-      // The package builder writes the manifest last; until it does, the section comes from the same function.
-      const reply = await ctx.runTorch<{ section: Record<string, unknown> }>({
-        kind: "visual_decoder_section", weights_seed: weightsSeed, cross_attention_dim: VISION_WIDTH,
-      });
-      section = reply.section;
-      sectionSource = "emu2ref visual_decoder_section (no manifest.yaml yet)";
-    }
+    const section = ctx.manifest.visual_decoder;
+    if (!section) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml has no visual_decoder section: ${BUILD_HINT}`);
+    // The decoder is conditioned on n_query embeddings of the vision width (its cross_attention_dim).
+    const queries = ctx.manifest.vision.n_query;
+    const width = ctx.manifest.vision.width;
 
     // Stand-ins for the LLM's regressed embeddings: seeded normals, one file both sides read.
-    const { fillNormals } = await import("../src/diffusion/noise.js");
-    const perSide = N_QUERY * VISION_WIDTH;
+    const perSide = queries * width;
     const embeddings = new Float32Array(2 * perSide);
     fillNormals(7, embeddings.subarray(0, perSide));
     fillNormals(8, embeddings.subarray(perSide));
@@ -138,8 +126,8 @@ const diffusionStage: Stage = {
     const job: DiffusionJob = {
       kind: "diffusion", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir,
       unet: join(ROOT, PACKAGE_DIR, "unet.onnx"), vae_decoder: join(ROOT, PACKAGE_DIR, "vae_decoder.onnx"),
-      weights_seed: weightsSeed, cross_attention_dim: VISION_WIDTH, section, embeddings: embeddingsFile,
-      queries: N_QUERY, steps: DIFFUSION_STEPS, guidance_scale: GUIDANCE_SCALE, noise_seed: NOISE_SEED,
+      weights_seed: weightsSeed, cross_attention_dim: width, section, embeddings: embeddingsFile,
+      queries, steps: DIFFUSION_STEPS, guidance_scale: GUIDANCE_SCALE, noise_seed: NOISE_SEED,
     };
     const ts = await ctx.runTs<TsDiffusionFigures>(job);
     const torch = await ctx.runTorch<TorchDiffusionFigures>({ ...job });
@@ -150,11 +138,11 @@ const diffusionStage: Stage = {
         `${diff.mean.toExponential(2)} > ${SAME_IMAGE_TOLERANCE}): ${PACKAGE_DIR} was not built from that seed; ${BUILD_HINT}`,
       );
     }
-    const [, channels, height, width] = ts.image_dims;
+    const [, channels, imageHeight, imageWidth] = ts.image_dims;
     const rss = { ts, torch };
     const rows: Row[] = [
       {
-        stage: `generate ${DIFFUSION_STEPS} steps, cfg ${GUIDANCE_SCALE} (${channels}x${height}x${width})`,
+        stage: `generate ${DIFFUSION_STEPS} steps, cfg ${GUIDANCE_SCALE} (${channels}x${imageHeight}x${imageWidth})`,
         tsMs: ts.total_ms, torchMs: torch.total_ms, ...rss,
         note: `same image: mean |diff| ${diff.mean.toExponential(1)}, max ${diff.max.toExponential(1)}`,
       },
@@ -165,7 +153,10 @@ const diffusionStage: Stage = {
         note: "not comparable: a graph load vs a seeded init; no ratio",
       },
     ];
-    return { rows, raw: { job: { ...job, section_source: sectionSource }, ts, torch, image_diff: diff } };
+    const method = `generateImages (onnxruntime-node) vs golden_diffusion.generate (torch modules rebuilt from seed ` +
+      `${weightsSeed}), ${queries}x${width} embeddings, noise seed ${NOISE_SEED}; ` +
+      `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
+    return { rows, method, raw: { job, ts, torch, image_diff: diff } };
   },
 };
 
@@ -214,6 +205,7 @@ function runJson<T>(side: string, command: string, args: string[], input: string
 
 function checkNeeds(): void {
   if (!existsSync(PYTHON)) throw new BenchError(`${PYTHON} missing: the PyTorch peer needs Debian's python3 with python3-torch`);
+  if (!existsSync(join(ROOT, PACKAGE_DIR, "manifest.yaml"))) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml missing: ${BUILD_HINT}`);
   for (const stage of STAGES) {
     for (const need of stage.needs) {
       if (!existsSync(join(ROOT, need.path))) throw new BenchError(`${need.path} missing: ${need.hint}`);
@@ -257,6 +249,7 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   const started = performance.now();
   checkNeeds();
+  const manifest = readManifest(join(ROOT, PACKAGE_DIR, "manifest.yaml"));
   const versions = await nodeVersions();
   const threads = availableParallelism();
   const workDir = mkdtempSync(join(tmpdir(), "emu2-bench-"));
@@ -266,7 +259,7 @@ async function main(): Promise<void> {
       runJson<T>("TypeScript worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/ts_worker.ts")], JSON.stringify(job));
     const probe = await runTorch<{
       python: string; torch: string; numpy: string; pillow: string; torch_default_threads: number;
-      torch_parallel_backend: string; clip_mean: number[]; clip_std: number[];
+      torch_parallel_backend: string;
     }>({ kind: "probe" });
 
     const machine = {
@@ -291,16 +284,19 @@ async function main(): Promise<void> {
       "RSS: peak (after imports) of each side's own process\n");
 
     const rows: Row[] = [];
+    const methods: string[] = [];
     const stages: Record<string, unknown> = {};
     for (const stage of STAGES) {
       const stageStart = performance.now();
       process.stderr.write(`running ${stage.name}...\n`);
-      const ctx: Context = { threads, workDir, clipMean: probe.clip_mean, clipStd: probe.clip_std, runTs, runTorch };
+      const ctx: Context = { threads, workDir, manifest, runTs, runTorch };
       const result = await stage.run(ctx);
       rows.push(...result.rows);
+      methods.push(`${stage.name}: ${result.method}`);
       stages[stage.name] = { ...result.raw, wall_s: (performance.now() - stageStart) / 1000 };
     }
     console.log(table(rows));
+    console.log(`\n${methods.join("\n")}`);
 
     const wall = (performance.now() - started) / 1000;
     const resultsDir = join(tmpdir(), "emu2-bench");
@@ -319,7 +315,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof BenchError) {
+  if (err instanceof BenchError || err instanceof Emu2Error) {
     console.error(`bench: ${err.message}`);
     process.exit(1);
   }
