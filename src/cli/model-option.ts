@@ -42,7 +42,7 @@ export function addModelOptions(command: Command): Command {
 
 /** Opens the package the user named, or the embedded one with a one-line notice saying so. */
 export function openModel(options: ModelOptions, reporter: Reporter, kind: keyof typeof EMBEDDED_PACKAGES = "default"): ModelPackage {
-  let dir = options.model ?? process.env.EMU2_MODEL;
+  let dir = options.model ?? (process.env.EMU2_MODEL || undefined);
   const embedded = dir === undefined;
   if (dir === undefined) {
     dir = EMBEDDED_PACKAGES[kind];
