@@ -1,16 +1,50 @@
 """Exports the visual encoder and the LLM of a package as the graphs of docs/package-format.md (visual_encoder,
 embed_tokens, project_up, decoder with KV cache, lm_head, project_down), and writes parity goldens: seeded random
-inputs and the PyTorch outputs for every graph, which the TypeScript tests run through ONNX Runtime."""
-import os
+inputs and the PyTorch outputs for every graph, which the TypeScript tests run through ONNX Runtime.
 
+    export_vision_llm(out_dir, vision, llm, dtype, parity_dir) -> {"vision": {...}, "llm": {...}}
+    export_vision_llm_from_checkpoint(checkpoint_dir, out_dir, dtype, variant) -> the same, for the official weights
+
+Every graph goes through one streaming path, so the tiny packages test the code that exports the 37B model: the
+module is traced with export_params=False (its weights become graph inputs named by parameter), then each weight
+input is replaced by an initializer read from a source one tensor at a time (the in-memory module, or a checkpoint
+shard) and written in the target dtype, into `<graph>.onnx_data` when the graph passes 2 GB. For the checkpoint the
+traced module holds stride-0 placeholders (`torch.zeros(1).expand(shape)`), so no weight is ever materialized in
+full. Weights used only through a 2-D Transpose (every Linear) are stored transposed and the Transpose is dropped.
+
+float16 packages compute in float16 as transformers does with a half model (RMSNorm, rotary tables and softmax in
+float32 inside): the module is traced in float64, which stands for "the model dtype", and every float64 type,
+cast and constant is then rewritten to float16 (constants clamped to the float16 range, so the mask value
+finfo(float64).min becomes finfo(float16).min, HF's mask value in half precision). The explicit float32 islands of
+the module survive the rewrite because they are real casts in a float64 trace.
+"""
+import copy
+import json
+import os
+import tempfile
+
+import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, numpy_helper
 from torch import nn
 
+from .checkpoint import Checkpoint
+from .eva_vit import EvaViT
 from .golden import GoldenWriter
+from .llama import Emu2LLM
 from .noise import normals
-from .onnx_export import export_graph
 
+OPSET = 17
+TWO_GB = 2 ** 31
+# Headroom under protobuf's 2 GB limit for the graph itself.
+EXTERNAL_THRESHOLD = TWO_GB - (1 << 24)
+# External tensors start on page boundaries so ONNX Runtime can memory-map them.
+EXTERNAL_ALIGNMENT = 4096
 PIXEL_SEED = 11
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# The dtype a graph is traced in: float16 is traced as float64 and rewritten (module docstring).
+_TRACE_DTYPES = {"float32": torch.float32, "float16": torch.float64}
 
 
 class _Linear(nn.Module):
@@ -58,85 +92,135 @@ def position_ids_for(attention_mask, new_tokens: int):
     return pos[:, -new_tokens:]
 
 
-def export_vision_llm(out_dir: str, vision, llm, dtype: str = "float32", parity_dir: str = None) -> dict:
-    """Writes the six graphs into out_dir; returns {"vision": {...}, "llm": {...}} manifest fields it knows."""
-    os.makedirs(out_dir, exist_ok=True)
-    layers = len(llm.model.layers)
-    heads = llm.model.layers[0].self_attn.heads
-    head_dim = llm.model.layers[0].self_attn.head_dim
-    hidden = llm.model.embed_tokens.embedding_dim
-    width = llm.project_up.in_features
-    size = vision.image_size
+def _example_inputs(vision: EvaViT, llm: Emu2LLM) -> dict:
+    """Seeded inputs of every graph (also the parity goldens' inputs). The decoder case has a non-empty past and
+    left padding; the graph traced from it runs with any past length, zero included (the first step)."""
     g = torch.Generator().manual_seed(7)
-    writer = GoldenWriter(parity_dir) if parity_dir else None
-
-    def run(name, module, inputs: dict, outputs: list, dynamic: dict):
-        export_graph(module, tuple(inputs.values()), os.path.join(out_dir, f"{name}.onnx"), list(inputs), outputs,
-                     dynamic, dtype)
-
+    size = vision.image_size
+    attn = llm.model.layers[0].self_attn
+    hidden = llm.model.embed_tokens.embedding_dim
     # Drawn from the package's seeded normal generator (docs/package-format.md) so the test can remake them rather
     # than store 600k floats.
     pixels = torch.from_numpy(normals(PIXEL_SEED, 3 * size * size).astype("float32").reshape(1, 3, size, size))
-    run("visual_encoder", vision, {"pixel_values": pixels}, ["last_hidden_state"],
-        {"pixel_values": {0: "batch"}, "last_hidden_state": {0: "batch"}})
     ids = torch.randint(0, llm.model.embed_tokens.num_embeddings, (2, 5), generator=g)
-    run("embed_tokens", _Embed(llm), {"input_ids": ids}, ["inputs_embeds"],
-        {"input_ids": {0: "batch", 1: "tokens"}, "inputs_embeds": {0: "batch", 1: "tokens"}})
-    features = torch.randn(2, 4, width, generator=g)
-    run("project_up", _Linear(llm.project_up), {"image_features": features}, ["image_embeds"],
-        {"image_features": {0: "images", 1: "queries"}, "image_embeds": {0: "images", 1: "queries"}})
+    features = torch.randn(2, 4, llm.project_up.in_features, generator=g)
     states = torch.randn(1, 2, hidden, generator=g)
-    run("lm_head", _Linear(llm.lm_head), {"hidden_states": states}, ["logits"],
-        {"hidden_states": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}})
-    run("project_down", _Linear(llm.project_down), {"hidden_states": states}, ["visual_embeds"],
-        {"hidden_states": {0: "batch", 1: "tokens"}, "visual_embeds": {0: "batch", 1: "tokens"}})
-
-    # The decoder is traced with a non-empty past and left padding; ONNX Runtime runs it with any past length,
-    # zero included (the first step).
-    past_names, present_names = decoder_names(layers)
+    past_names, _ = decoder_names(len(llm.model.layers))
     batch, past_len, new = 2, 3, 2
     mask = torch.ones(batch, past_len + new, dtype=torch.long)
     mask[1, 0] = 0
-    embeds = torch.randn(batch, new, hidden, generator=g)
-    past = [torch.randn(batch, heads, past_len, head_dim, generator=g) for _ in past_names]
-    feeds = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": position_ids_for(mask, new)}
-    feeds.update(zip(past_names, past))
-    dynamic = {"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "total"},
-               "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
-    dynamic.update({n: {0: "batch", 2: "past"} for n in past_names})
-    dynamic.update({n: {0: "batch", 2: "total"} for n in present_names})
-    run("decoder", _Decoder(llm), feeds, ["last_hidden_state"] + present_names, dynamic)
+    decoder = {"inputs_embeds": torch.randn(batch, new, hidden, generator=g), "attention_mask": mask,
+               "position_ids": position_ids_for(mask, new)}
+    decoder.update((n, torch.randn(batch, attn.heads, past_len, attn.head_dim, generator=g)) for n in past_names)
+    return {"visual_encoder": {"pixel_values": pixels}, "embed_tokens": {"input_ids": ids},
+            "project_up": {"image_features": features}, "lm_head": {"hidden_states": states},
+            "project_down": {"hidden_states": states}, "decoder": decoder}
 
-    if writer:
-        with torch.no_grad():
-            writer.add("visual_encoder.last_hidden_state", vision(pixels))
-            writer.add("embed_tokens.input_ids", ids)
-            writer.add("embed_tokens.inputs_embeds", llm.embed_tokens(ids))
-            writer.add("project_up.image_features", features)
-            writer.add("project_up.image_embeds", llm.project_up(features))
-            writer.add("lm_head.hidden_states", states)
-            writer.add("lm_head.logits", llm.lm_head(states))
-            writer.add("project_down.hidden_states", states)
-            writer.add("project_down.visual_embeds", llm.project_down(states))
-            for case, case_feeds in (("decoder", feeds), ("decoder_first_step", _first_step(feeds, past_names))):
-                outputs = _Decoder(llm)(*case_feeds.values())
-                for name, value in case_feeds.items():
-                    writer.add(f"{case}.{name}", value)
-                for name, value in zip(["last_hidden_state"] + present_names, outputs):
-                    writer.add(f"{case}.{name}", value)
-        writer.meta = {"dtype": dtype, "layers": layers, "visual_encoder_pixel_seed": PIXEL_SEED,
-                       "visual_encoder_pixel_shape": list(pixels.shape),
-                       "cases": ["visual_encoder", "embed_tokens", "project_up", "lm_head", "project_down", "decoder",
-                                 "decoder_first_step"]}
-        writer.save()
 
+def _graph_specs(layers: int) -> dict:
+    """name -> (wrapper factory over (vision, llm), output names, dynamic axes)."""
+    past_names, present_names = decoder_names(layers)
+    decoder_axes = {"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "total"},
+                    "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
+    decoder_axes.update({n: {0: "batch", 2: "past"} for n in past_names})
+    decoder_axes.update({n: {0: "batch", 2: "total"} for n in present_names})
+    tokens = {0: "batch", 1: "tokens"}
     return {
-        "vision": {"file": "visual_encoder.onnx", "image_size": size, "width": width, "layers": len(vision.blocks),
-                   "heads": vision.blocks[0].attn.heads},
-        "llm": {"embed_tokens_file": "embed_tokens.onnx", "decoder_file": "decoder.onnx", "lm_head_file": "lm_head.onnx",
-                "project_up_file": "project_up.onnx", "project_down_file": "project_down.onnx", "hidden_size": hidden,
-                "num_layers": layers, "num_heads": heads, "head_dim": head_dim},
+        "visual_encoder": (lambda v, m: v, ["last_hidden_state"],
+                           {"pixel_values": {0: "batch"}, "last_hidden_state": {0: "batch"}}),
+        "embed_tokens": (lambda v, m: _Embed(m), ["inputs_embeds"], {"input_ids": tokens, "inputs_embeds": tokens}),
+        "project_up": (lambda v, m: _Linear(m.project_up), ["image_embeds"],
+                       {"image_features": {0: "images", 1: "queries"}, "image_embeds": {0: "images", 1: "queries"}}),
+        "decoder": (lambda v, m: _Decoder(m), ["last_hidden_state"] + present_names, decoder_axes),
+        "lm_head": (lambda v, m: _Linear(m.lm_head), ["logits"], {"hidden_states": tokens, "logits": tokens}),
+        "project_down": (lambda v, m: _Linear(m.project_down), ["visual_embeds"],
+                         {"hidden_states": tokens, "visual_embeds": tokens}),
     }
+
+
+def _sections(vision: EvaViT, llm: Emu2LLM) -> dict:
+    attn = llm.model.layers[0].self_attn
+    block = vision.blocks[0]
+    return {
+        "vision": {"file": "visual_encoder.onnx", "image_size": vision.image_size,
+                   "patch_size": vision.patch_embed.proj.kernel_size[0], "width": vision.pos_embed.shape[-1],
+                   "layers": len(vision.blocks), "heads": block.attn.heads},
+        "llm": {"embed_tokens_file": "embed_tokens.onnx", "decoder_file": "decoder.onnx",
+                "lm_head_file": "lm_head.onnx", "project_up_file": "project_up.onnx",
+                "project_down_file": "project_down.onnx", "hidden_size": llm.model.embed_tokens.embedding_dim,
+                "num_layers": len(llm.model.layers), "num_heads": attn.heads, "head_dim": attn.head_dim,
+                "intermediate_size": llm.model.layers[0].mlp.gate_proj.out_features,
+                "max_position_embeddings": llm.max_position_embeddings,
+                "rms_norm_eps": llm.model.norm.eps},
+    }
+
+
+def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, only=None) -> None:
+    """Traces each graph from (trace_vision, trace_llm) and fills its weights from tensor_for(root, name), where
+    root is "vision" or "llm" and name a parameter name of EvaViT or Emu2LLM."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected float32 or float16")
+    os.makedirs(out_dir, exist_ok=True)
+    trace_dtype = _TRACE_DTYPES[dtype]
+    examples = _example_inputs(trace_vision, trace_llm)
+    roots = {"vision": trace_vision, "llm": trace_llm}
+    for name, (wrap, outputs, axes) in _graph_specs(len(trace_llm.model.layers)).items():
+        if only is not None and name not in only:
+            continue
+        module = wrap(trace_vision, trace_llm)
+        root_names = {}
+        for root, root_module in roots.items():
+            ids = {id(p): n for n, p in root_module.named_parameters()}
+            root_names.update({n: (root, ids[id(p)]) for n, p in module.named_parameters() if id(p) in ids})
+        inputs = {k: v.to(trace_dtype) if v.is_floating_point() else v for k, v in examples[name].items()}
+        export_streamed(module, inputs, os.path.join(out_dir, f"{name}.onnx"), outputs, axes, dtype,
+                        lambda n: tensor_for(*root_names[n]))
+
+
+def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "float32",
+                      parity_dir: str = None) -> dict:
+    """Writes the six graphs into out_dir; returns the manifest's "vision" and "llm" fields it knows (n_query,
+    video_n_query, mean, std and resample are the caller's). With parity_dir, also writes goldens of seeded inputs
+    and the float32 PyTorch outputs of every graph."""
+    trace_dtype = _TRACE_DTYPES.get(dtype)
+    if trace_dtype is None:
+        raise ValueError(f"dtype {dtype!r}: expected float32 or float16")
+    if trace_dtype == torch.float32:
+        trace_vision, trace_llm = vision, llm
+    else:
+        trace_vision, trace_llm = copy.deepcopy(vision).to(trace_dtype), copy.deepcopy(llm).to(trace_dtype)
+    weights = {"vision": dict(vision.named_parameters()), "llm": dict(llm.named_parameters())}
+    _export_all(out_dir, trace_vision, trace_llm, dtype, lambda root, name: weights[root][name])
+    if parity_dir:
+        _write_parity(parity_dir, vision, llm, dtype)
+    return _sections(vision, llm)
+
+
+def _write_parity(parity_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str) -> None:
+    examples = _example_inputs(vision, llm)
+    specs = _graph_specs(len(llm.model.layers))
+    writer = GoldenWriter(parity_dir)
+    past_names, _ = decoder_names(len(llm.model.layers))
+    with torch.no_grad():
+        for name, (wrap, outputs, _) in specs.items():
+            cases = [(name, examples[name])]
+            if name == "decoder":
+                cases.append(("decoder_first_step", _first_step(examples[name], past_names)))
+                cases.append(("decoder_one_token", _one_token(examples[name], past_names)))
+            for case, feeds in cases:
+                result = wrap(vision, llm)(*feeds.values())
+                result = result if isinstance(result, tuple) else (result,)
+                # The pixels are remade by the test from PIXEL_SEED (docs/package-format.md's generator).
+                for input_name, value in feeds.items() if case != "visual_encoder" else ():
+                    writer.add(f"{case}.{input_name}", value)
+                for output_name, value in zip(outputs, result):
+                    writer.add(f"{case}.{output_name}", value)
+    pixels = examples["visual_encoder"]["pixel_values"]
+    writer.meta = {"dtype": dtype, "layers": len(llm.model.layers), "visual_encoder_pixel_seed": PIXEL_SEED,
+                   "visual_encoder_pixel_shape": list(pixels.shape),
+                   "cases": ["visual_encoder", "embed_tokens", "project_up", "lm_head", "project_down", "decoder",
+                             "decoder_first_step", "decoder_one_token"]}
+    writer.save()
 
 
 def _first_step(feeds: dict, past_names: list) -> dict:
@@ -148,3 +232,201 @@ def _first_step(feeds: dict, past_names: list) -> dict:
     shape = feeds[past_names[0]].shape
     first.update({n: torch.zeros(shape[0], shape[1], 0, shape[3]) for n in past_names})
     return first
+
+
+def _one_token(feeds: dict, past_names: list) -> dict:
+    """A generation step: one new token on the traced case's past, the second row padded twice on the left."""
+    batch, past_len = feeds["attention_mask"].shape[0], feeds[past_names[0]].shape[2]
+    mask = torch.ones(batch, past_len + 1, dtype=torch.long)
+    mask[1, :2] = 0
+    step = {"inputs_embeds": feeds["inputs_embeds"][:, -1:], "attention_mask": mask,
+            "position_ids": position_ids_for(mask, 1)}
+    step.update((n, feeds[n]) for n in past_names)
+    return step
+
+
+# ---- the streaming export ----
+
+def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: list, dynamic_axes: dict, dtype: str,
+                    tensor_for) -> None:
+    """Traces module on inputs without its weights, then writes every parameter from tensor_for(parameter name) in
+    dtype, one at a time (module docstring)."""
+    name = os.path.basename(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        traced = os.path.join(tmp, name)
+        with torch.no_grad():
+            torch.onnx.export(module, tuple(inputs.values()), traced, input_names=list(inputs),
+                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+                              export_params=False, do_constant_folding=False)
+        model = onnx.load(traced)
+    if dtype == "float16":
+        _float64_to_float16(model)
+    data_file = f"{name}_data"
+    for stale in (path, os.path.join(os.path.dirname(path), data_file)):
+        if os.path.exists(stale):
+            os.remove(stale)
+    _attach_weights(model, set(inputs), DTYPES[dtype], tensor_for, os.path.join(os.path.dirname(path), data_file))
+    onnx.save_model(model, path)
+
+
+def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for, data_path: str) -> None:
+    graph = model.graph
+    weight_inputs = [v for v in graph.input if v.name not in declared_inputs]
+    consumers: dict = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    transposed, dropped, rename = {}, set(), {}
+    for value in weight_inputs:
+        uses = consumers.get(value.name, [])
+        if uses and all(_is_matrix_transpose(n) for n in uses):
+            transposed[value.name] = uses[0].output[0]
+            for node in uses:
+                dropped.add(id(node))
+                rename[node.output[0]] = uses[0].output[0]
+    kept = [n for n in graph.node if id(n) not in dropped]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+    element_size = torch.tensor([], dtype=dtype).element_size()
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in weight_inputs}
+    total = sum(int(np.prod(s)) * element_size for s in shapes.values())
+    external = total > EXTERNAL_THRESHOLD
+    data = open(data_path, "wb") if external else None
+    try:
+        for value in weight_inputs:
+            tensor = tensor_for(value.name).detach()
+            if list(tensor.shape) != shapes[value.name]:
+                raise ValueError(f"{value.name}: weight shape {list(tensor.shape)}, graph expects {shapes[value.name]}")
+            tensor = tensor.to(dtype)
+            if value.name in transposed:
+                tensor = tensor.t()
+            array = tensor.contiguous().numpy()
+            init = numpy_helper.from_array(array, transposed.get(value.name, value.name)) if not external else \
+                _external_tensor(array, transposed.get(value.name, value.name), data, os.path.basename(data_path))
+            graph.initializer.append(init)
+    finally:
+        if data is not None:
+            data.close()
+    for value in weight_inputs:
+        graph.input.remove(value)
+
+
+def _is_matrix_transpose(node) -> bool:
+    if node.op_type != "Transpose":
+        return False
+    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+    return perm == [1, 0]
+
+
+def _external_tensor(array: np.ndarray, name: str, data, location: str) -> TensorProto:
+    pad = (-data.tell()) % EXTERNAL_ALIGNMENT
+    data.write(b"\0" * pad)
+    offset = data.tell()
+    raw = array.tobytes()
+    data.write(raw)
+    tensor = TensorProto()
+    tensor.name = name
+    tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, val in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, val
+    return tensor
+
+
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def _half(tensor: TensorProto) -> TensorProto:
+    array = np.clip(numpy_helper.to_array(tensor), -_FP16_MAX, _FP16_MAX).astype(np.float16)
+    return numpy_helper.from_array(array, tensor.name)
+
+
+def _float64_to_float16(model) -> None:
+    """Rewrites a graph traced in float64 (standing for the model dtype) to float16: graph inputs and outputs, casts
+    to float64, float64 constants (clamped to the float16 range). float32 parts stay float32."""
+    graph = model.graph
+    for value in list(graph.input) + list(graph.output):
+        if value.type.tensor_type.elem_type == TensorProto.DOUBLE:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.DOUBLE:
+                attr.i = TensorProto.FLOAT16
+            elif attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.DOUBLE:
+                attr.t.CopyFrom(_half(attr.t))
+    # Intermediate types recorded by the tracer are float64; ONNX Runtime infers them again.
+    del graph.value_info[:]
+    leftover = [n.name or n.op_type for n in graph.node for a in n.attribute
+                if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.DOUBLE]
+    if leftover:
+        raise ValueError(f"float64 left in the float16 graph: {leftover[:5]}")
+
+
+# ---- the official checkpoints ----
+
+# n_query per image (emu2-facts.md): Emu2-Chat pools to 256 tokens, Emu2 and Emu2-Gen to 64; video frames to 64.
+VARIANT_N_QUERY = {"emu2": 64, "emu2-chat": 256, "emu2-gen": 64}
+
+
+def _placeholders(module: nn.Module, dtype: torch.dtype) -> None:
+    """Replaces every parameter by a stride-0 tensor of its shape: traceable, and a few bytes whatever its size."""
+    for name, param in list(module.named_parameters()):
+        owner = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
+        setattr(owner, name.rpartition(".")[2],
+                nn.Parameter(torch.zeros(1, dtype=dtype).expand(param.shape), requires_grad=False))
+
+
+def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
+                                      variant: str = "emu2", vision_heads: int = 16,
+                                      llama_config: str = None) -> dict:
+    """Exports the six graphs of an official Emu2 / Emu2-Chat / Emu2-Gen checkpoint (checkpoint.py lists the
+    layouts read) and returns the manifest's "vision" and "llm" sections, n_query and video_n_query included; the
+    caller adds mean, std and resample (manifest.vision_section). One graph at a time, one tensor at a time: peak
+    memory is one .bin shard (or one tensor for safetensors) plus the traced graph. vision_heads and llama_config
+    (a LLaMA config.json; the official emu/conf/llama_config values otherwise) give what the weights cannot."""
+    if variant not in VARIANT_N_QUERY:
+        raise ValueError(f"variant {variant!r}: expected one of {sorted(VARIANT_N_QUERY)}")
+    ckpt = Checkpoint(checkpoint_dir)
+    config_json = None
+    if llama_config:
+        with open(llama_config) as f:
+            config_json = json.load(f)
+    vision_config = ckpt.vision_config(vision_heads)
+    llm_config = ckpt.llm_config(config_json)
+    trace_dtype = _TRACE_DTYPES[dtype]
+    # Built on the meta device (no weight memory), then given stride-0 placeholders to trace with.
+    vision = EvaViT(**vision_config, device="meta").eval()
+    _placeholders(vision, trace_dtype)
+    llm = Emu2LLM(**llm_config, vision_width=vision_config["width"], device="meta").eval()
+    _placeholders(llm, trace_dtype)
+    keys = {"vision": ckpt.vision_keys(n for n, _ in vision.named_parameters()),
+            "llm": ckpt.llm_keys(n for n, _ in llm.named_parameters())}
+    missing = [k for m in keys.values() for k in m.values() if k not in ckpt.key_file]
+    if missing:
+        raise KeyError(f"{checkpoint_dir}: missing {len(missing)} weights, e.g. {missing[:3]}")
+    _check_rotary(ckpt, llm)
+
+    def tensor_for(root, name):
+        return ckpt.read(keys[root][name])
+
+    _export_all(out_dir, vision, llm, dtype, tensor_for)
+    ckpt.release()
+    sections = _sections(vision, llm)
+    sections["vision"].update({"n_query": VARIANT_N_QUERY[variant], "video_n_query": 64})
+    return sections
+
+
+def _check_rotary(ckpt: Checkpoint, llm: Emu2LLM) -> None:
+    """Checkpoints written by transformers < 4.31 store rotary_emb.inv_freq; it must be the one Emu2LLM derives."""
+    stored = [k for k in ckpt.key_file if k.startswith(ckpt.lm_prefix) and k.endswith("rotary_emb.inv_freq")]
+    if stored:
+        value = ckpt.read(stored[0]).float()
+        if value.shape != llm.rotary.inv_freq.shape or not torch.allclose(value, llm.rotary.inv_freq, rtol=1e-3):
+            raise ValueError(f"{stored[0]} differs from the rotary frequencies of base 10000")

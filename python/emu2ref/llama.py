@@ -10,14 +10,16 @@ from .eva_vit import EvaViT
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, hidden: int, eps: float):
+    def __init__(self, hidden: int, eps: float, device=None):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden))
+        self.weight = nn.Parameter(torch.ones(hidden, device=device))
         self.eps = eps
 
     def forward(self, x):
-        variance = x.pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(variance + self.eps))
+        # In float32 whatever the model's dtype, as transformers 4.31 does (LLaMA activations overflow float16 squares).
+        h = x.to(torch.float32)
+        variance = h.pow(2).mean(-1, keepdim=True)
+        return self.weight * (h * torch.rsqrt(variance + self.eps)).to(x.dtype)
 
 
 def rotate_half(x):
@@ -30,22 +32,26 @@ class Rotary(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim)), persistent=False)
 
-    def forward(self, position_ids):
-        # [B,T] -> cos, sin [B,1,T,d]; computed from the positions directly so any position id works.
-        freqs = position_ids[..., None].float() * self.inv_freq
+    def forward(self, position_ids, dtype):
+        # [B,T] -> cos, sin [B,1,T,d] in dtype. HF 4.31 tabulates cos/sin of t * inv_freq in float32 (t = 0, 1, ...)
+        # and gathers rows by position id; one float32 product per entry either way, so this is the same table entry,
+        # and it needs no table (and no limit) in the graph.
+        freqs = position_ids[..., None].to(torch.float32) * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos()[:, None], emb.sin()[:, None]
+        return emb.cos()[:, None].to(dtype), emb.sin()[:, None].to(dtype)
 
 
 class Attention(nn.Module):
-    def __init__(self, hidden: int, heads: int):
+    def __init__(self, hidden: int, heads: int, device=None):
         super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden_size {hidden} is not a multiple of num_heads {heads}")
         self.heads = heads
         self.head_dim = hidden // heads
-        self.q_proj = nn.Linear(hidden, hidden, bias=False)
-        self.k_proj = nn.Linear(hidden, hidden, bias=False)
-        self.v_proj = nn.Linear(hidden, hidden, bias=False)
-        self.o_proj = nn.Linear(hidden, hidden, bias=False)
+        self.q_proj = nn.Linear(hidden, hidden, bias=False, device=device)
+        self.k_proj = nn.Linear(hidden, hidden, bias=False, device=device)
+        self.v_proj = nn.Linear(hidden, hidden, bias=False, device=device)
+        self.o_proj = nn.Linear(hidden, hidden, bias=False, device=device)
 
     def forward(self, x, cos, sin, mask, past):
         b, t, _ = x.shape
@@ -59,28 +65,28 @@ class Attention(nn.Module):
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
         scores = (q @ k.transpose(2, 3)) / (self.head_dim ** 0.5) + mask
-        out = scores.softmax(dim=-1) @ v
+        out = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype) @ v
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
 
 
 class Mlp(nn.Module):
-    def __init__(self, hidden: int, intermediate: int):
+    def __init__(self, hidden: int, intermediate: int, device=None):
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False, device=device)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False, device=device)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False, device=device)
 
     def forward(self, x):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float):
+    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float, device=None):
         super().__init__()
-        self.self_attn = Attention(hidden, heads)
-        self.mlp = Mlp(hidden, intermediate)
-        self.input_layernorm = RMSNorm(hidden, eps)
-        self.post_attention_layernorm = RMSNorm(hidden, eps)
+        self.self_attn = Attention(hidden, heads, device)
+        self.mlp = Mlp(hidden, intermediate, device)
+        self.input_layernorm = RMSNorm(hidden, eps, device)
+        self.post_attention_layernorm = RMSNorm(hidden, eps, device)
 
     def forward(self, x, cos, sin, mask, past):
         attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)
@@ -89,31 +95,40 @@ class DecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, intermediate: int, eps: float):
+    def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, intermediate: int, eps: float,
+                 device=None):
         super().__init__()
-        self.embed_tokens = nn.Embedding(vocab_size, hidden)
-        self.layers = nn.ModuleList([DecoderLayer(hidden, heads, intermediate, eps) for _ in range(layers)])
-        self.norm = RMSNorm(hidden, eps)
+        self.embed_tokens = nn.Embedding(vocab_size, hidden, device=device)
+        self.layers = nn.ModuleList([DecoderLayer(hidden, heads, intermediate, eps, device) for _ in range(layers)])
+        self.norm = RMSNorm(hidden, eps, device)
 
 
 def attention_mask_4d(attention_mask, new_tokens: int, dtype=torch.float32):
-    """HF's combined causal + padding mask [B,1,T,P+T]: 0 where a query may attend, the dtype's min elsewhere."""
-    b, total = attention_mask.shape
+    """transformers 4.31 _prepare_decoder_attention_mask, [B,1,T,P+T]: the padding mask (the dtype's min where
+    attention_mask is 0) plus the causal mask (the dtype's min on future keys; HF skips it for one new token, where
+    it is all zero anyway). Keys masked both ways get min + min, which is -inf in float32 as in HF; a padded query
+    row keeps finite entries (its own key is only padding-masked), so no row is all -inf and softmax stays finite."""
+    total = attention_mask.shape[1]
     past = total - new_tokens
-    q = torch.arange(new_tokens)[:, None] + past
-    k = torch.arange(total)[None, :]
-    allowed = (k <= q)[None, None] & (attention_mask[:, None, None, :] > 0)
-    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    low = torch.finfo(dtype).min
+    padding = torch.zeros(attention_mask.shape, dtype=dtype).masked_fill(attention_mask == 0, low)[:, None, None, :]
+    future = torch.arange(total)[None, :] > (torch.arange(new_tokens)[:, None] + past)
+    causal = torch.zeros(future.shape, dtype=dtype).masked_fill(future, low)[None, None]
+    return padding + causal
 
 
 class Emu2LLM(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                 rms_norm_eps: float, vision_width: int, **_):
+                 rms_norm_eps: float, vision_width: int, max_position_embeddings: int = 2048, device=None):
+        """device="meta" builds the structure without allocating weights (the streaming export of the real model)."""
         super().__init__()
-        self.model = LlamaModel(vocab_size, hidden_size, num_layers, num_heads, intermediate_size, rms_norm_eps)
-        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
-        self.project_up = nn.Linear(vision_width, hidden_size, bias=False)
-        self.project_down = nn.Linear(hidden_size, vision_width, bias=False)
+        self.max_position_embeddings = max_position_embeddings
+        self.model = LlamaModel(vocab_size, hidden_size, num_layers, num_heads, intermediate_size, rms_norm_eps,
+                                device)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False, device=device)
+        self.project_up = nn.Linear(vision_width, hidden_size, bias=False, device=device)
+        self.project_down = nn.Linear(hidden_size, vision_width, bias=False, device=device)
+        # Derived from the head size alone (never loaded): the checkpoints' rotary_emb.inv_freq buffers equal it.
         self.rotary = Rotary(hidden_size // num_heads)
 
     def embed_tokens(self, ids):
@@ -122,7 +137,7 @@ class Emu2LLM(nn.Module):
     def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None):
         """-> (last_hidden_state after the final norm, presents [(key, value) per layer, each [B,h,P+T,d]])."""
         mask = attention_mask_4d(attention_mask, inputs_embeds.shape[1], inputs_embeds.dtype)
-        cos, sin = self.rotary(position_ids)
+        cos, sin = self.rotary(position_ids, inputs_embeds.dtype)
         x = inputs_embeds
         presents = []
         for i, layer in enumerate(self.model.layers):

@@ -31,7 +31,10 @@ for (const name of TINY_PACKAGES) {
     const shape = golden.meta.visual_encoder_pixel_shape as number[];
     const pixels = new Float32Array(shape.reduce((a, b) => a * b, 1));
     fillNormals(golden.meta.visual_encoder_pixel_seed as number, pixels);
-    const out = await (await session("visual_encoder.onnx")).run({ pixel_values: new ort.Tensor("float32", pixels, shape) });
+    const s = await session("visual_encoder.onnx");
+    assert.deepEqual([...s.inputNames], ["pixel_values"]);
+    assert.deepEqual([...s.outputNames], ["last_hidden_state"]);
+    const out = await s.run({ pixel_values: new ort.Tensor("float32", pixels, shape) });
     const expected = golden.float32("visual_encoder.last_hidden_state");
     assert.deepEqual(out.last_hidden_state.dims, expected.shape);
     assert.ok(maxAbsDiff(out.last_hidden_state.data as Float32Array, expected.data) <= 1e-4);
@@ -40,7 +43,10 @@ for (const name of TINY_PACKAGES) {
   for (const [graph, spec] of Object.entries(GRAPHS)) {
     test(`${name}: ${graph} matches PyTorch`, async () => {
       const feeds = Object.fromEntries(spec.inputs.map((i) => [i, tensor(golden, `${graph}.${i}`)]));
-      const out = await (await session(spec.file)).run(feeds);
+      const s = await session(spec.file);
+      assert.deepEqual([...s.inputNames], spec.inputs);
+      assert.deepEqual([...s.outputNames], spec.outputs);
+      const out = await s.run(feeds);
       for (const o of spec.outputs) {
         const expected = golden.float32(`${graph}.${o}`);
         assert.deepEqual(out[o].dims, expected.shape);
@@ -49,12 +55,17 @@ for (const name of TINY_PACKAGES) {
     });
   }
 
-  for (const decoderCase of ["decoder", "decoder_first_step"]) {
+  for (const decoderCase of ["decoder", "decoder_first_step", "decoder_one_token"]) {
     test(`${name}: ${decoderCase} (KV cache, left padding) matches PyTorch`, async () => {
       const past = Array.from({ length: layers }, (_, i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]).flat();
       const present = Array.from({ length: layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
-      const feeds = Object.fromEntries(["inputs_embeds", "attention_mask", "position_ids", ...past].map((i) => [i, tensor(golden, `${decoderCase}.${i}`)]));
-      const out = await (await session("decoder.onnx")).run(feeds);
+      const inputs = ["inputs_embeds", "attention_mask", "position_ids", ...past];
+      const feeds = Object.fromEntries(inputs.map((i) => [i, tensor(golden, `${decoderCase}.${i}`)]));
+      const s = await session("decoder.onnx");
+      // The names and order of docs/package-format.md, which the runtime binds by name.
+      assert.deepEqual([...s.inputNames], inputs);
+      assert.deepEqual([...s.outputNames], ["last_hidden_state", ...present]);
+      const out = await s.run(feeds);
       for (const o of ["last_hidden_state", ...present]) {
         const expected = golden.float32(`${decoderCase}.${o}`);
         assert.deepEqual(out[o].dims, expected.shape, o);
