@@ -18,13 +18,30 @@ export interface PreprocessJob extends CommonJob {
   std: number[];
 }
 
-export interface DiffusionJob extends CommonJob {
+/** The torch side rebuilds the weights of this package as python/build_tiny_packages.py builds it. */
+interface PackageJob extends CommonJob {
+  package: string;
+}
+
+export interface VisualEncoderJob extends PackageJob {
+  kind: "visual_encoder";
+  visual_encoder: string;
+  /** The manifest's vision section and dtype. */
+  vision: Record<string, unknown>;
+  dtype: "float32" | "float16";
+  /** The LLM's vocabulary size: the builder draws the vision and LLM weights from one generator. */
+  vocab_size: number;
+  /** Raw float32 file: normalized pixels [1,3,S,S]. */
+  pixels: string;
+  n_query: number;
+}
+
+export interface DiffusionJob extends PackageJob {
   kind: "diffusion";
   unet: string;
   vae_decoder: string;
-  /** The torch modules are rebuilt from this seed (the one python/build_tiny_packages.py exported). */
-  weights_seed: number;
-  cross_attention_dim: number;
+  /** Width of the embeddings (the UNet's cross_attention_dim). */
+  width: number;
   /** The manifest's visual_decoder section. */
   section: Record<string, unknown>;
   /** Raw float32 file: cond [1,Q,W] then uncond [1,Q,W]. */
@@ -35,7 +52,7 @@ export interface DiffusionJob extends CommonJob {
   noise_seed: number;
 }
 
-export type WorkerJob = PreprocessJob | DiffusionJob;
+export type WorkerJob = PreprocessJob | VisualEncoderJob | DiffusionJob;
 
 /** What every side reports besides its stage's own figures. */
 export interface ProcessFigures {
@@ -47,6 +64,19 @@ export interface ProcessFigures {
 
 export interface PreprocessFigures extends ProcessFigures {
   images: { image: string; load_ms: number; total_ms: number; total_samples_ms: number[]; output: string }[];
+}
+
+export interface VisualEncoderFigures extends ProcessFigures {
+  encode_ms: number;
+  features: string;
+}
+
+export interface TsVisualEncoderFigures extends VisualEncoderFigures {
+  session_ms: number;
+}
+
+export interface TorchVisualEncoderFigures extends VisualEncoderFigures {
+  build_ms: number;
 }
 
 export interface DiffusionFigures extends ProcessFigures {

@@ -9,8 +9,13 @@ each side is its own process's. A failure prints {"error": "<one line>"} and exi
 Jobs (bench/run.ts builds them):
     {"kind": "probe"}                                          versions and thread counts
     {"kind": "preprocess", "threads", "images", "size", "mean", "std", "warmup", "repeats", "out_dir"}
-    {"kind": "diffusion", "threads", "weights_seed", "cross_attention_dim", "section", "embeddings", "queries",
-     "steps", "guidance_scale", "noise_seed", "warmup", "repeats", "out_dir"}
+    {"kind": "visual_encoder", "threads", "package", "vocab_size", "pixels", "n_query", "warmup", "repeats",
+     "out_dir"}
+    {"kind": "diffusion", "threads", "package", "section", "embeddings", "queries", "steps", "guidance_scale",
+     "noise_seed", "warmup", "repeats", "out_dir"}
+
+The torch modules are rebuilt as python/build_tiny_packages.py builds the package named by "package" (its seed and
+sizes are read from that script), so both sides run the same weights; bench/run.ts checks their outputs agree.
 """
 import json
 import os
@@ -84,19 +89,57 @@ def run_preprocess(job: dict) -> dict:
     return {"images": results, "rss_baseline_kb": baseline}
 
 
+def run_visual_encoder(job: dict) -> dict:
+    import numpy as np
+    import torch
+    import build_tiny_packages as packages
+    from emu2ref.eva_vit import pool_visual_features
+    from emu2ref.llama import build_vision_llm
+
+    set_threads(job["threads"])
+    baseline = current_rss_kb()
+    start = time.perf_counter()
+    spec = packages.PACKAGES[job["package"]]
+    torch.manual_seed(spec["seed"])
+    vision, _ = build_vision_llm({"vision": packages.VISION,
+                                  "llm": {**packages.LLM, "vocab_size": job["vocab_size"]}}, spec["seed"])
+    build_ms = (time.perf_counter() - start) * 1000.0
+
+    size = packages.VISION["image_size"]
+    pixels = torch.from_numpy(np.fromfile(job["pixels"], dtype=np.float32).reshape(1, 3, size, size))
+
+    def once():
+        with torch.no_grad():
+            return pool_visual_features(vision(pixels), job["n_query"])
+
+    for _ in range(job["warmup"]):
+        once()
+    times = []
+    for _ in range(job["repeats"]):
+        start = time.perf_counter()
+        features = once()
+        times.append(time.perf_counter() - start)
+    out = os.path.join(job["out_dir"], "visual-features.f32")
+    features.numpy().astype(np.float32).tofile(out)
+    return {"build_ms": build_ms, "encode_ms": median_ms(times), "features": out, "rss_baseline_kb": baseline}
+
+
 def run_diffusion(job: dict) -> dict:
     import numpy as np
     import torch
+    import build_tiny_packages as packages
     from emu2ref.export_diffusion import build_visual_decoder
     from emu2ref.golden_diffusion import decode, generate
 
     set_threads(job["threads"])
     baseline = current_rss_kb()
     start = time.perf_counter()
-    unet, vae, _ = build_visual_decoder({"cross_attention_dim": job["cross_attention_dim"]}, job["weights_seed"])
+    width = packages.VISION["width"]
+    # build_tiny_packages.py builds the visual decoder from the package's seed + 1.
+    unet, vae, _ = build_visual_decoder({"cross_attention_dim": width}, packages.PACKAGES[job["package"]]["seed"] + 1)
     build_ms = (time.perf_counter() - start) * 1000.0
 
-    queries, width = job["queries"], job["cross_attention_dim"]
+    queries = job["queries"]
     embeddings = np.fromfile(job["embeddings"], dtype=np.float32).reshape(2, 1, queries, width)
     cond, uncond = torch.from_numpy(embeddings[0]), torch.from_numpy(embeddings[1])
     section = job["section"]
@@ -140,7 +183,7 @@ def run_diffusion(job: dict) -> dict:
             "rss_baseline_kb": baseline}
 
 
-JOBS = {"probe": probe, "preprocess": run_preprocess, "diffusion": run_diffusion}
+JOBS = {"probe": probe, "preprocess": run_preprocess, "visual_encoder": run_visual_encoder, "diffusion": run_diffusion}
 
 
 def main() -> None:

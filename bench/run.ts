@@ -3,9 +3,8 @@
 //
 // Each stage runs each side in a fresh process of its own (bench/ts_worker.ts, bench/peer_torch.py), one after the
 // other, so that the peak resident set printed for a side is that side's alone and the two never share the cores.
-// Times are medians after warm-up runs. Before timing is trusted, the outputs of both sides are compared: a
-// comparison of different work would be meaningless, so a visual decoder that does not reproduce the reference's
-// image stops the bench.
+// Times are medians after warm-up runs. Before timing is trusted, the outputs of both sides are compared: timings of
+// different work would be meaningless, so a stage whose outputs disagree stops the bench.
 //
 // A stage is an entry of STAGES: the files it needs (with how to make them), and a run that hands the same job to
 // both sides and turns their figures into rows. A new stage (the LLM's prefill and decode once src/llm exists) adds
@@ -16,24 +15,29 @@ import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem }
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  DiffusionJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TsDiffusionFigures, WorkerJob,
+  DiffusionJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
+  TsDiffusionFigures, TsVisualEncoderFigures, VisualEncoderJob, WorkerJob,
 } from "./jobs.js";
 import { fillNormals } from "../src/diffusion/noise.js";
 import { readManifest, type Manifest } from "../src/model/manifest.js";
 import { Emu2Error } from "../src/util/errors.js";
+import { loadImage } from "../src/vision/image.js";
+import { preprocessImage } from "../src/vision/preprocess.js";
 import { absDiffs } from "./stats.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const PYTHON = "/usr/bin/python3";
 const BUILD_HINT = `run ${PYTHON} python/build_tiny_packages.py`;
-const PACKAGE_DIR = "fixtures/models/emu2-tiny";
-/** emu2-tiny's seed in python/build_tiny_packages.py; its visual decoder is built from seed + 1. */
-const PACKAGE_SEED = 1234;
+/** The package's name in python/build_tiny_packages.py, whose seeds and sizes the torch side rebuilds from. */
+const PACKAGE_NAME = "emu2-tiny";
+const PACKAGE_DIR = `fixtures/models/${PACKAGE_NAME}`;
+/** The image the visual encoder stage encodes. */
+const ENCODER_IMAGE = "fixtures/images/landscape.png";
 const DIFFUSION_STEPS = 10;
 const GUIDANCE_SCALE = 3.0;
 const NOISE_SEED = 42;
-/** Mean |TS - PyTorch| over the decoded image's [0,1] values above which the two sides are not doing the same work. */
-const SAME_IMAGE_TOLERANCE = 1e-3;
+/** Mean |TS - PyTorch| of an output above which the two sides are not doing the same work (float32 both). */
+const SAME_OUTPUT_TOLERANCE = 1e-3;
 
 class BenchError extends Error {}
 
@@ -108,7 +112,6 @@ const diffusionStage: Stage = {
     { path: "python/emu2ref/export_diffusion.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
   ],
   async run(ctx) {
-    const weightsSeed = PACKAGE_SEED + 1;
     const section = ctx.manifest.visual_decoder;
     if (!section) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml has no visual_decoder section: ${BUILD_HINT}`);
     // The decoder is conditioned on n_query embeddings of the vision width (its cross_attention_dim).
@@ -126,18 +129,13 @@ const diffusionStage: Stage = {
     const job: DiffusionJob = {
       kind: "diffusion", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir,
       unet: join(ROOT, PACKAGE_DIR, "unet.onnx"), vae_decoder: join(ROOT, PACKAGE_DIR, "vae_decoder.onnx"),
-      weights_seed: weightsSeed, cross_attention_dim: width, section, embeddings: embeddingsFile,
+      package: PACKAGE_NAME, width, section, embeddings: embeddingsFile,
       queries, steps: DIFFUSION_STEPS, guidance_scale: GUIDANCE_SCALE, noise_seed: NOISE_SEED,
     };
     const ts = await ctx.runTs<TsDiffusionFigures>(job);
     const torch = await ctx.runTorch<TorchDiffusionFigures>({ ...job });
     const diff = absDiffs(readFloats(ts.image), readFloats(torch.image));
-    if (!(diff.mean <= SAME_IMAGE_TOLERANCE)) {
-      throw new BenchError(
-        `the ONNX visual decoder and the torch modules rebuilt from seed ${weightsSeed} disagree (mean |diff| ` +
-        `${diff.mean.toExponential(2)} > ${SAME_IMAGE_TOLERANCE}): ${PACKAGE_DIR} was not built from that seed; ${BUILD_HINT}`,
-      );
-    }
+    checkSameWork("visual decoder", diff.mean);
     const [, channels, imageHeight, imageWidth] = ts.image_dims;
     const rss = { ts, torch };
     const rows: Row[] = [
@@ -153,14 +151,64 @@ const diffusionStage: Stage = {
         note: "not comparable: a graph load vs a seeded init; no ratio",
       },
     ];
-    const method = `generateImages (onnxruntime-node) vs golden_diffusion.generate (torch modules rebuilt from seed ` +
-      `${weightsSeed}), ${queries}x${width} embeddings, noise seed ${NOISE_SEED}; ` +
+    const method = `generateImages (onnxruntime-node) vs golden_diffusion.generate (torch modules rebuilt as ` +
+      `build_tiny_packages.py builds ${PACKAGE_NAME}), ${queries}x${width} embeddings, noise seed ${NOISE_SEED}; ` +
       `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
     return { rows, method, raw: { job, ts, torch, image_diff: diff } };
   },
 };
 
-const STAGES: Stage[] = [preprocessStage, diffusionStage];
+const visualEncoderStage: Stage = {
+  name: "visual encoder",
+  needs: [
+    { path: `${PACKAGE_DIR}/visual_encoder.onnx`, hint: BUILD_HINT },
+    { path: ENCODER_IMAGE, hint: "the fixture images are part of the repository: git checkout fixtures/images" },
+    { path: "python/emu2ref/eva_vit.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+  ],
+  async run(ctx) {
+    const vision = ctx.manifest.vision;
+    const pixels = preprocessImage(await loadImage(join(ROOT, ENCODER_IMAGE)), vision);
+    const pixelsFile = join(ctx.workDir, "pixels.f32");
+    writeFileSync(pixelsFile, pixels);
+    const job: VisualEncoderJob = {
+      kind: "visual_encoder", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir, package: PACKAGE_NAME,
+      visual_encoder: join(ROOT, PACKAGE_DIR, vision.file), vision, dtype: ctx.manifest.dtype,
+      vocab_size: ctx.manifest.tokenizer.vocab_size, pixels: pixelsFile, n_query: vision.n_query,
+    };
+    const ts = await ctx.runTs<TsVisualEncoderFigures>(job);
+    const torch = await ctx.runTorch<TorchVisualEncoderFigures>({ ...job });
+    const diff = absDiffs(readFloats(ts.features), readFloats(torch.features));
+    checkSameWork("visual encoder", diff.mean);
+    const patches = (vision.image_size / vision.patch_size) ** 2;
+    const rows: Row[] = [
+      {
+        stage: `encode 1 image (${patches + 1} tokens, width ${vision.width}) + pool to ${vision.n_query}`,
+        tsMs: ts.encode_ms, torchMs: torch.encode_ms, ts, torch,
+        note: `same features: mean |diff| ${diff.mean.toExponential(1)}, max ${diff.max.toExponential(1)}`,
+      },
+      {
+        stage: "  setup: ORT session / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ts, torch,
+        note: "not comparable: a graph load vs a seeded init (vision + LLM); no ratio",
+      },
+    ];
+    const method = `VisualEncoder.encodePixels (onnxruntime-node) vs EvaViT + pool_visual_features (torch modules ` +
+      `rebuilt as build_tiny_packages.py builds ${PACKAGE_NAME}) on the same pixels of ${ENCODER_IMAGE}; ` +
+      `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
+    return { rows, method, raw: { job, ts, torch, features_diff: diff } };
+  },
+};
+
+const STAGES: Stage[] = [preprocessStage, visualEncoderStage, diffusionStage];
+
+/** Stops the bench when the two sides' outputs differ: their timings would compare different work. */
+function checkSameWork(stage: string, meanAbsDiff: number): void {
+  if (!(meanAbsDiff <= SAME_OUTPUT_TOLERANCE)) {
+    throw new BenchError(
+      `${stage}: the ONNX graphs and the torch modules rebuilt as python/build_tiny_packages.py builds ${PACKAGE_NAME} ` +
+      `disagree (mean |diff| ${meanAbsDiff.toExponential(2)} > ${SAME_OUTPUT_TOLERANCE}): ${PACKAGE_DIR} is stale; ${BUILD_HINT}`,
+    );
+  }
+}
 
 /** Why the LLM stage is not in STAGES yet: what of it exists in this checkout. */
 function llmStatus(): string {

@@ -5,11 +5,12 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { generateImages, type GeneratedImages } from "../src/diffusion/pipeline.js";
-import type { VisualDecoderConfig } from "../src/model/manifest.js";
+import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { loadImage } from "../src/vision/image.js";
+import { VisualEncoder } from "../src/vision/encoder.js";
 import { preprocessImage } from "../src/vision/preprocess.js";
-import type { DiffusionJob, PreprocessJob, WorkerJob } from "./jobs.js";
+import type { DiffusionJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
 import { median } from "./stats.js";
 
 async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown>> {
@@ -38,6 +39,28 @@ async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown
   return { images, rss_baseline_kb: Math.round(baseline / 1024) };
 }
 
+async function runVisualEncoder(job: VisualEncoderJob): Promise<Record<string, unknown>> {
+  const baseline = process.memoryUsage().rss;
+  const sessionStart = performance.now();
+  const session = await createSession(job.visual_encoder, { ...DEFAULT_SESSION_OPTIONS, threads: job.threads });
+  const sessionMs = performance.now() - sessionStart;
+  const encoder = new VisualEncoder(session, job.vision as VisionConfig, job.dtype);
+  const bytes = readFileSync(job.pixels);
+  const pixels = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  for (let i = 0; i < job.warmup; i++) await encoder.encodePixels(pixels, job.n_query);
+  const times: number[] = [];
+  let features: Float32Array | undefined;
+  for (let i = 0; i < job.repeats; i++) {
+    const start = performance.now();
+    features = (await encoder.encodePixels(pixels, job.n_query)).data;
+    times.push(performance.now() - start);
+  }
+  if (!features) throw new RangeError("visual_encoder job: repeats must be at least 1");
+  const output = join(job.out_dir, "visual-features-ts.f32");
+  writeFileSync(output, features);
+  return { session_ms: sessionMs, encode_ms: median(times), features: output, rss_baseline_kb: Math.round(baseline / 1024) };
+}
+
 async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>> {
   const baseline = process.memoryUsage().rss;
   const options = { ...DEFAULT_SESSION_OPTIONS, threads: job.threads };
@@ -48,8 +71,8 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
 
   const section = job.section as VisualDecoderConfig;
   const all = new Float32Array(readFileSync(job.embeddings).buffer.slice(0));
-  const perSide = job.queries * job.cross_attention_dim;
-  const dims = [1, job.queries, job.cross_attention_dim] as const;
+  const perSide = job.queries * job.width;
+  const dims = [1, job.queries, job.width] as const;
   const cond = { data: all.subarray(0, perSide), dims };
   const uncond = { data: all.subarray(perSide, 2 * perSide), dims };
 
@@ -102,6 +125,7 @@ async function main(): Promise<void> {
   let result: Record<string, unknown>;
   switch (job.kind) {
     case "preprocess": result = await runPreprocess(job); break;
+    case "visual_encoder": result = await runVisualEncoder(job); break;
     case "diffusion": result = await runDiffusion(job); break;
   }
   result.rss_peak_kb = process.resourceUsage().maxRSS;
