@@ -56,7 +56,8 @@ def probe(job: dict) -> dict:
     import torch
     return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
             "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
-            "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip()}
+            "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip(),
+            "torch_mkl": torch.backends.mkl.is_available()}
 
 
 def run_preprocess(job: dict) -> dict:

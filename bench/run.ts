@@ -307,7 +307,7 @@ async function main(): Promise<void> {
       runJson<T>("TypeScript worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/ts_worker.ts")], JSON.stringify(job));
     const probe = await runTorch<{
       python: string; torch: string; numpy: string; pillow: string; torch_default_threads: number;
-      torch_parallel_backend: string;
+      torch_parallel_backend: string; torch_mkl: boolean;
     }>({ kind: "probe" });
 
     const machine = {
@@ -318,7 +318,7 @@ async function main(): Promise<void> {
     };
     const threading = {
       ort_intra_op: threads, ort_inter_op: 1, torch_threads: threads, torch_interop_threads: 1,
-      torch_default_threads: probe.torch_default_threads, torch_backend: probe.torch_parallel_backend,
+      torch_default_threads: probe.torch_default_threads, torch_backend: probe.torch_parallel_backend, torch_mkl: probe.torch_mkl,
       sharp_libvips_threads: versions.sharpThreads,
     };
     console.log("emu2 bench: emu2 (TypeScript, onnxruntime-node) vs the PyTorch reference (python/emu2ref), same tiny model and inputs");
@@ -326,7 +326,8 @@ async function main(): Promise<void> {
     console.log(`versions node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}, sharp ${machine.sharp} (libvips ${machine.libvips}); ` +
       `python ${machine.python}, torch ${machine.torch}, numpy ${machine.numpy}, pillow ${machine.pillow}`);
     console.log(`threads  ORT intra-op ${threading.ort_intra_op}, inter-op 1 (sequential); torch.set_num_threads(${threading.torch_threads}), ` +
-      `interop 1 (torch default here: ${threading.torch_default_threads}; ${threading.torch_backend}); ` +
+      `interop 1 (torch default here: ${threading.torch_default_threads}; ${threading.torch_backend}; ` +
+      `MKL ${threading.torch_mkl ? "yes" : "no"}); ` +
       `sharp/libvips ${threading.sharp_libvips_threads}; JS resize and PIL are single-threaded`);
     console.log("times are medians after warm-up; ratio = TS / PyTorch (below 1: TS faster); " +
       "RSS: peak (after imports) of each side's own process\n");
