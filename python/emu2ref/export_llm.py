@@ -331,7 +331,7 @@ def _external_tensor(array: np.ndarray, name: str, data, location: str) -> Tenso
     data.write(raw)
     tensor = TensorProto()
     tensor.name = name
-    tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.data_type = onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[array.dtype]
     tensor.dims.extend(array.shape)
     tensor.data_location = TensorProto.EXTERNAL
     for key, val in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
@@ -376,11 +376,12 @@ VARIANT_N_QUERY = {"emu2": 64, "emu2-chat": 256, "emu2-gen": 64}
 
 
 def _placeholders(module: nn.Module, dtype: torch.dtype) -> None:
-    """Replaces every parameter by a stride-0 tensor of its shape: traceable, and a few bytes whatever its size."""
-    for name, param in list(module.named_parameters()):
+    """Replaces every parameter by a stride-0 tensor of its shape: traceable, and a few bytes whatever its size.
+    Each holds its own value: the exporter merges parameters of equal shape and value into one graph input."""
+    for index, (name, param) in enumerate(list(module.named_parameters())):
         owner = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
-        setattr(owner, name.rpartition(".")[2],
-                nn.Parameter(torch.zeros(1, dtype=dtype).expand(param.shape), requires_grad=False))
+        value = torch.full((1,), 1.0 + index / 1024, dtype=dtype)
+        setattr(owner, name.rpartition(".")[2], nn.Parameter(value.expand(param.shape), requires_grad=False))
 
 
 def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",

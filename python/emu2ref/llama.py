@@ -65,7 +65,8 @@ class Attention(nn.Module):
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
         scores = (q @ k.transpose(2, 3)) / (self.head_dim ** 0.5) + mask
-        out = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype) @ v
+        # softmax(dtype=float32) as HF; spelled as casts because the ONNX exporter casts after a Softmax instead.
+        out = scores.to(torch.float32).softmax(dim=-1).to(q.dtype) @ v
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
 
 
