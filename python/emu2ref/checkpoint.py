@@ -44,7 +44,8 @@ class Checkpoint:
     """The key -> file map of a checkpoint folder (or single file), with component prefixes and lazy reads."""
 
     def __init__(self, path: str):
-        self.files = _weight_files(path)
+        self.folder = _model_folder(path)
+        self.files = _weight_files(self.folder)
         self.key_file: dict = {}
         self._safetensors_headers: dict = {}
         for file, keys in self.files.items():
@@ -96,6 +97,14 @@ class Checkpoint:
         return {"image_size": side * patch, "patch_size": patch, "width": width, "layers": layers, "heads": heads,
                 "mlp_hidden": mlp_hidden}
 
+    def config_json(self) -> dict:
+        """The folder's config.json (the HF repos' EmuConfig: LLaMA fields plus vision_config), or {}."""
+        path = os.path.join(self.folder, "config.json") if os.path.isdir(self.folder) else None
+        if path is None or not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
     def llm_config(self, config_json: dict = None) -> dict:
         """Emu2LLM arguments from the shapes, with heads/eps/positions from a LLaMA config.json when given (the
         official values, emu/conf/llama_config/config.json, otherwise)."""
@@ -118,7 +127,8 @@ class Checkpoint:
         return list(self._load_bin(file)[key].shape)
 
     def read(self, key: str) -> torch.Tensor:
-        """One tensor in its stored dtype. Reading keys shard by shard (see `read_many`) keeps one .bin in memory."""
+        """One tensor in its stored dtype. One .bin shard is kept loaded between calls, so reading keys in shard
+        order loads each shard once."""
         file = self.key_file[key]
         if file.endswith(".safetensors"):
             header, data_start = self._header(file)
@@ -132,17 +142,6 @@ class Checkpoint:
                 return torch.empty(entry["shape"], dtype=dtype)
             return torch.frombuffer(raw, dtype=dtype).reshape(entry["shape"])
         return self._load_bin(file)[key]
-
-    def read_many(self, keys) -> dict:
-        """{key: tensor} for the given keys, reading the files they live in one after another."""
-        by_file: dict = {}
-        for key in keys:
-            by_file.setdefault(self.key_file[key], []).append(key)
-        out = {}
-        for file in sorted(by_file):
-            for key in by_file[file]:
-                out[key] = self.read(key)
-        return out
 
     def _header(self, file: str):
         if file not in self._safetensors_headers:
@@ -165,12 +164,16 @@ class Checkpoint:
         self._bin_cache = (None, None)
 
 
+def _model_folder(path: str) -> str:
+    if os.path.isdir(os.path.join(path, "multimodal_encoder")):  # the Emu2-Gen HF repo root
+        return os.path.join(path, "multimodal_encoder")
+    return path
+
+
 def _weight_files(path: str) -> dict:
     """{file: keys or None (keys to be read from the file)} for a checkpoint folder or file."""
     if os.path.isfile(path):
         return {path: None}
-    if os.path.isdir(os.path.join(path, "multimodal_encoder")):  # the Emu2-Gen HF repo root
-        path = os.path.join(path, "multimodal_encoder")
     indexes = sorted(glob.glob(os.path.join(path, "*.index.json")) + glob.glob(os.path.join(path, "*.index.*.json")))
     # Prefer safetensors (tensor-by-tensor reads) when a folder holds both formats.
     indexes.sort(key=lambda p: 0 if "safetensors" in os.path.basename(p) else 1)

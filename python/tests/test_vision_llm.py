@@ -197,9 +197,15 @@ class CheckpointExportTest(unittest.TestCase):
         folder = os.path.join(self.tmp.name, "hf")
         os.makedirs(folder)
         write_hf_bin_shards(folder, official_state(self.vision, self.llm, "model.", "model.decoder.lm.", ""))
+        # The HF repos' EmuConfig: LLaMA fields and a vision_config, read for what the weights cannot tell.
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump({"num_attention_heads": LLM["num_heads"], "rms_norm_eps": 1e-6, "max_position_embeddings": 2048,
+                       "vision_config": {"width": VISION["width"], "head_width": VISION["width"] // VISION["heads"]}},
+                      f)
         ckpt = Checkpoint(folder)
         self.assertEqual((ckpt.vision_prefix, ckpt.lm_prefix, ckpt.head_prefix), ("model.", "model.decoder.lm.", ""))
-        out, sections = self.export(folder, "from-hf")
+        out = os.path.join(self.tmp.name, "from-hf")
+        sections = export_vision_llm_from_checkpoint(folder, out, dtype="float32", variant="emu2-chat")
         self.assert_same_graphs(out)
         self.assertEqual(sections["vision"]["n_query"], 256)
         self.assertEqual(sections["llm"]["num_heads"], LLM["num_heads"])
