@@ -100,6 +100,18 @@ def greedy(llm, embeds, mask, max_new_tokens: int, eos_token_id: int, pad_token_
     return generated
 
 
+def _add_hypothesis(hyps: list, worst: float, score: float, tokens, num_beams: int) -> float:
+    """BeamHypotheses.add: keep the num_beams best (score, tokens); returns the new worst kept score."""
+    if len(hyps) < num_beams or score > worst:
+        hyps.append((score, tokens))
+        if len(hyps) > num_beams:
+            ranked = sorted((s, i) for i, (s, _) in enumerate(hyps))
+            del hyps[ranked[0][1]]
+            return ranked[1][0]
+        return min(score, worst)
+    return worst
+
+
 @torch.no_grad()
 def beam_search(llm, embeds, mask, num_beams: int, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
                 length_penalty: float = 1.0, min_new_tokens: int = 0, repetition_penalty: float = 1.0,
@@ -142,15 +154,7 @@ def beam_search(llm, embeds, mask, num_beams: int, max_new_tokens: int, eos_toke
                     if rank >= num_beams:
                         continue
                     hyp = generated[row].clone()
-                    hyp_score = score / (hyp.shape[-1] ** length_penalty)
-                    if len(hyps[b]) < num_beams or hyp_score > worst[b]:
-                        hyps[b].append((hyp_score, hyp))
-                        if len(hyps[b]) > num_beams:
-                            ranked = sorted((s, i) for i, (s, _) in enumerate(hyps[b]))
-                            del hyps[b][ranked[0][1]]
-                            worst[b] = ranked[1][0]
-                        else:
-                            worst[b] = min(hyp_score, worst[b])
+                    worst[b] = _add_hypothesis(hyps[b], worst[b], score / (hyp.shape[-1] ** length_penalty), hyp, num_beams)
                 else:
                     new_scores[b, filled], new_tokens[b, filled], new_index[b, filled] = score, token, row
                     filled += 1
@@ -172,14 +176,7 @@ def beam_search(llm, embeds, mask, num_beams: int, max_new_tokens: int, eos_toke
             for beam in range(num_beams):
                 row = b * num_beams + beam
                 score = beam_scores[row].item() / (generated.shape[1] ** length_penalty)
-                if len(hyps[b]) < num_beams or score > worst[b]:
-                    hyps[b].append((score, generated[row].clone()))
-                    if len(hyps[b]) > num_beams:
-                        ranked = sorted((s, i) for i, (s, _) in enumerate(hyps[b]))
-                        del hyps[b][ranked[0][1]]
-                        worst[b] = ranked[1][0]
-                    else:
-                        worst[b] = min(score, worst[b])
+                worst[b] = _add_hypothesis(hyps[b], worst[b], score, generated[row].clone(), num_beams)
         best_score, best = max(hyps[b], key=lambda h: h[0])
         tokens = best.tolist()
         if len(tokens) < max_new_tokens:
