@@ -1,109 +1,188 @@
-"""Goldens of the encoder and the LLM (fixtures/golden/<package>/llm/): what the TypeScript runtime must reproduce
-from the fixture images and prompts, with the package's own template and tokenizer. meta lists every case."""
+"""Goldens of the visual encoder and the LLM (fixtures/golden/<package>/llm/): what the TypeScript runtime must
+reproduce from the fixture images and prompts, with the package's own template, tokenizer and weights.
+
+meta["arrays"] says, for every array, what produced it; meta["prompts"] lists the prompts (template text with
+placeholders, images in placeholder order); the settings of every generation run are in meta too.
+"""
 import os
 
 import numpy as np
 import torch
 
 from .eva_vit import pool_visual_features
-from .generation import beam_search, greedy, left_pad, prompt_embeds, regress_image, score_continuations
+from .generation import (beam_search, greedy, left_pad, prepare_prompt_embeds, regress_image,
+                         score_continuations)
 from .golden import GoldenWriter
 from .preprocess import load_rgb, preprocess
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 IMAGES = ["landscape.png", "night.jpg", "blocks.png"]
-PLH = "[<IMG_PLH>]"
-GREEDY_TOKENS = 12
-BEAM = {"num_beams": 5, "length_penalty": -1.0, "max_new_tokens": 10, "min_new_tokens": 1}
+PLACEHOLDER = "[<IMG_PLH>]"
+PIXEL_STRIDE = 16
+LOGITS_COLUMN_STRIDE = 128
+GREEDY = {"max_new_tokens": 12, "min_new_tokens": 1}
+BEAM = {"num_beams": 5, "length_penalty": -1.0, "max_new_tokens": 10, "min_new_tokens": 1, "early_stopping": False}
+REPETITION_PENALTY = 1.3
+REGRESSION_QUERIES = 64
+CANDIDATES = ["yes", "no", "a red car"]
+# (content, images in placeholder order): no image, one, two; the chat template wraps each content.
+CONTENTS = [
+    ("A red car parked by the sea.", []),
+    (f"{PLACEHOLDER}Describe the image in details:", ["landscape.png"]),
+    (f"{PLACEHOLDER}[day, green, a mountain].{PLACEHOLDER}", ["landscape.png", "night.jpg"]),
+]
 
 
-def _prompts(template: str, system: str) -> list:
-    contents = [
-        ("A red car parked by the sea.", []),
-        (f"{PLH}Describe the image in details:", ["landscape.png"]),
-        (f"{PLH}[day, green, a mountain].{PLH}", ["landscape.png", "night.jpg"]),
-    ]
+def prompt_text(template: str, content: str, system_message: str) -> str:
+    """base and gen: the content as is; chat: `<system> [USER]: <content> [ASSISTANT]:` (emu2-facts.md)."""
     if template == "chat":
-        return [(f"{system} [USER]: {text} [ASSISTANT]:", images) for text, images in contents]
-    return contents
+        return f"{system_message} [USER]: {content} [ASSISTANT]:"
+    return content
 
 
+def expand_placeholders(text: str, n_query: int) -> str:
+    return text.replace(PLACEHOLDER, "[IMG]" + "<image>" * n_query + "[/IMG]")
+
+
+class _Goldens:
+    def __init__(self, folder: str):
+        self.writer = GoldenWriter(folder)
+        self.described = {}
+
+    def add(self, name: str, array, what: str) -> None:
+        self.writer.add(name, array)
+        self.described[name] = what
+
+    def save(self, meta: dict) -> None:
+        self.writer.meta = {**meta, "arrays": self.described}
+        self.writer.save()
+
+
+def _unpadded(row, pad: int) -> list:
+    return [t for t in row if t != pad]
+
+
+@torch.no_grad()
 def write_llm_goldens(golden_dir: str, vision, llm, tokenizer, package_config: dict) -> dict:
-    """Returns {"cond": [1,Q,W] regression of the first prompt, "uncond": [1,Q,W] regression of the empty prompt}
-    (the visual decoder's goldens use them)."""
+    """package_config: n_query, image_size, mean, std, image_token_id (<image>), img_token_id ([IMG]),
+    eos_token_id, pad_token_id, template (base | chat | gen), system_message (chat).
+    Returns {"cond": [1,64,W] regression of prompt 0, "uncond": [1,64,W] regression of the empty prompt}
+    (the visual decoder's goldens start from them)."""
     cfg = package_config
     n_query, eos, pad = cfg["n_query"], cfg["eos_token_id"], cfg["pad_token_id"]
-    w = GoldenWriter(golden_dir)
-    meta = {"images": IMAGES, "n_query": n_query, "greedy_max_new_tokens": GREEDY_TOKENS, "beam": BEAM, "prompts": []}
+    out = _Goldens(golden_dir)
 
     features = {}
-    with torch.no_grad():
-        for name in IMAGES:
-            pixels = torch.from_numpy(preprocess(load_rgb(os.path.join(ROOT, "fixtures", "images", name)),
-                                                 cfg["image_size"], cfg["mean"], cfg["std"]))[None]
-            hidden = vision(pixels)
-            features[name] = pool_visual_features(hidden, n_query)
-            w.add(f"features.{name}", features[name])
-            if name == IMAGES[0]:
-                w.add(f"last_hidden_state.{name}", hidden)
+    for name in IMAGES:
+        pixels = torch.from_numpy(preprocess(load_rgb(os.path.join(ROOT, "fixtures", "images", name)),
+                                             cfg["image_size"], cfg["mean"], cfg["std"]))[None]
+        hidden = vision(pixels)
+        features[name] = pool_visual_features(hidden, n_query)
+        out.add(f"pixel_values.{name}.every_{PIXEL_STRIDE}th", pixels[:, :, ::PIXEL_STRIDE, ::PIXEL_STRIDE],
+                f"preprocess(fixtures/images/{name}) [1,3,S,S] at rows and columns 0, {PIXEL_STRIDE}, ... "
+                "(the full tensor is 2.4 MB; fixtures/golden/vision checks preprocessing in full)")
+        out.add(f"pixel_values.{name}.channel_mean", pixels.mean(dim=(2, 3)),
+                f"mean over all pixels of each channel of preprocess(fixtures/images/{name}), [1,3]")
+        out.add(f"features.{name}", features[name],
+                f"pool_visual_features(visual_encoder(pixel_values of {name}), n_query={n_query}) [1,Q,W]")
+        if name == IMAGES[0]:
+            out.add(f"last_hidden_state.{name}", hidden, f"visual_encoder(pixel_values of {name}) [1,1+N,W]")
 
-    def embeds_for(ids_list, images_list):
-        ids, mask = left_pad(ids_list, pad)
-        feats = [features[n] for images in images_list for n in images]
-        stacked = torch.cat(feats) if feats else None
-        return prompt_embeds(llm, ids, stacked, cfg["image_token_id"]), mask
+    def embeds_for(ids_rows, images_rows):
+        ids, mask = left_pad(ids_rows, pad)
+        rows = [features[n] for images in images_rows for n in images]
+        return prepare_prompt_embeds(llm, ids, mask, torch.cat(rows) if rows else None, cfg["image_token_id"])
 
-    prompts = _prompts(cfg["template"], cfg.get("system_message") or "")
-    all_ids = []
-    for i, (text, images) in enumerate(prompts):
-        ids = tokenizer.encode(tokenizer.expand_image_placeholders(text, n_query))
+    prompts, all_ids, alone = [], [], []
+    for i, (content, images) in enumerate(CONTENTS):
+        text = prompt_text(cfg["template"], content, cfg.get("system_message") or "")
+        ids = tokenizer.encode(expand_placeholders(text, n_query), add_bos=True)
+        prompts.append({"text": text, "images": images, "tokens": len(ids)})
         all_ids.append(ids)
-        meta["prompts"].append({"text": text, "images": images})
-        w.add(f"p{i}.ids", np.array(ids, dtype=np.int64))
+        out.add(f"p{i}.ids", np.array(ids, dtype=np.int64),
+                f"tokenizer.encode(prompt {i} with each placeholder -> [IMG] + {n_query} x <image> + [/IMG]), bos first")
         embeds, mask = embeds_for([ids], [images])
-        with torch.no_grad():
-            hidden, _ = llm.decode(embeds, mask, torch.arange(len(ids))[None], None)
-            if i < 2:
-                w.add(f"p{i}.logits_last", llm.lm_head(hidden[:, -1]))
-        w.add(f"p{i}.greedy", greedy(llm, embeds, mask, GREEDY_TOKENS, eos, pad, min_new_tokens=1))
+        hidden, _ = llm.decode(embeds, mask, torch.arange(len(ids))[None], None)
+        out.add(f"p{i}.logits_last", llm.lm_head(hidden[:, -1]),
+                f"lm_head(decoder(prompt {i} embeddings, images spliced)) at the last position [1,V]")
+        if i == 0:
+            logits = llm.lm_head(hidden)
+            out.add("p0.logits.argmax", logits.argmax(-1), "argmax over V of the prompt-0 logits at every position [1,T]")
+            out.add("p0.logits.logsumexp", torch.logsumexp(logits, -1),
+                    "logsumexp over V of the prompt-0 logits at every position [1,T]")
+            out.add(f"p0.logits.every_{LOGITS_COLUMN_STRIDE}th", logits[:, :, ::LOGITS_COLUMN_STRIDE],
+                    f"the prompt-0 logits at every position, vocabulary columns 0, {LOGITS_COLUMN_STRIDE}, ... [1,T,*]")
+        tokens = greedy(llm, embeds, mask, GREEDY["max_new_tokens"], eos, pad, min_new_tokens=GREEDY["min_new_tokens"])
+        out.add(f"p{i}.greedy", tokens, f"greedy continuation of prompt {i} (settings meta.greedy) [1,n]")
         seq, score = beam_search(llm, embeds, mask, BEAM["num_beams"], BEAM["max_new_tokens"], eos, pad,
-                                 length_penalty=BEAM["length_penalty"], min_new_tokens=BEAM["min_new_tokens"])
-        w.add(f"p{i}.beam", seq)
-        w.add(f"p{i}.beam_score", score)
+                                 length_penalty=BEAM["length_penalty"], early_stopping=BEAM["early_stopping"],
+                                 min_new_tokens=BEAM["min_new_tokens"])
+        out.add(f"p{i}.beam", seq, f"beam search continuation of prompt {i} (settings meta.beam) [1,n]")
+        out.add(f"p{i}.beam_score", score, "its score: sum of log-probs / generated length ** length_penalty [1]")
+        alone.append((tokens[0].tolist(), seq[0].tolist(), score[0].item()))
 
-    # Random weights never produce eos; naming a token the model likes as eos exercises the hypothesis bookkeeping.
-    embeds, mask = embeds_for([all_ids[0]], [prompts[0][1]])
-    frequent = int(torch.mode(greedy(llm, embeds, mask, GREEDY_TOKENS, eos, pad)[0]).values)
-    meta["beam_frequent_eos"] = frequent
-    seq, score = beam_search(llm, embeds, mask, BEAM["num_beams"], BEAM["max_new_tokens"], frequent, pad,
-                             length_penalty=BEAM["length_penalty"], min_new_tokens=BEAM["min_new_tokens"])
-    w.add("p0.beam_frequent_eos", seq)
-    w.add("p0.beam_frequent_eos_score", score)
-    meta["repetition_penalty"] = 1.3
-    embeds, mask = embeds_for([all_ids[1]], [prompts[1][1]])
-    w.add("p1.greedy_repetition_penalty", greedy(llm, embeds, mask, GREEDY_TOKENS, eos, pad, min_new_tokens=1,
-                                                 repetition_penalty=1.3))
+    # Prompt 2's greedy continuation repeats tokens in both tiny packages, so the penalty changes it.
+    embeds, mask = embeds_for([all_ids[2]], [CONTENTS[2][1]])
+    out.add("p2.greedy_repetition_penalty",
+            greedy(llm, embeds, mask, GREEDY["max_new_tokens"], eos, pad, min_new_tokens=GREEDY["min_new_tokens"],
+                   repetition_penalty=REPETITION_PENALTY),
+            f"greedy continuation of prompt 2 with repetition_penalty {REPETITION_PENALTY} (meta.greedy otherwise)")
 
-    # A left-padded batch of the three prompts (greedy) must equal the prompts run one by one.
-    embeds, mask = embeds_for(all_ids, [p[1] for p in prompts])
-    w.add("batch.greedy", greedy(llm, embeds, mask, GREEDY_TOKENS, eos, pad, min_new_tokens=1))
+    # Random weights never produce the real eos. Naming as eos a token the model does produce exercises stopping,
+    # the finished-hypothesis bookkeeping, the length penalty on finished hypotheses and eos appending.
+    embeds, mask = embeds_for([all_ids[0]], [CONTENTS[0][1]])
+    frequent_eos = int(torch.mode(greedy(llm, embeds, mask, GREEDY["max_new_tokens"], eos, pad)[0]).values)
+    out.add("p0.greedy_frequent_eos", greedy(llm, embeds, mask, GREEDY["max_new_tokens"], frequent_eos, pad,
+                                             min_new_tokens=GREEDY["min_new_tokens"]),
+            "greedy continuation of prompt 0 with eos_token_id = meta.frequent_eos")
+    for stop, suffix in ((False, ""), (True, "_early_stopping_true"), ("never", "_early_stopping_never")):
+        seq, score = beam_search(llm, embeds, mask, BEAM["num_beams"], BEAM["max_new_tokens"], frequent_eos, pad,
+                                 length_penalty=BEAM["length_penalty"], early_stopping=stop,
+                                 min_new_tokens=BEAM["min_new_tokens"])
+        out.add(f"p0.beam_frequent_eos{suffix}", seq,
+                f"beam search of prompt 0 with eos_token_id = meta.frequent_eos, early_stopping {stop!r} "
+                "(meta.beam otherwise)")
+        out.add(f"p0.beam_frequent_eos{suffix}_score", score, "its score")
 
-    # Image regression: the first prompt, and the empty prompt <s>[IMG] (the CFG null condition).
-    embeds, mask = embeds_for([all_ids[0]], [prompts[0][1]])
-    cond = regress_image(llm, embeds, mask, cfg["img_token_id"], 64)
-    empty_ids = tokenizer.encode("")
+    # The three prompts as one left-padded batch must give what each gives alone.
+    embeds, mask = embeds_for(all_ids, [images for _, images in CONTENTS])
+    ids, _ = left_pad(all_ids, pad)
+    out.add("batch.ids", ids, "prompts 0, 1, 2 left padded with pad_token_id [3,T]")
+    out.add("batch.attention_mask", mask, "their attention mask [3,T]")
+    batch_greedy = greedy(llm, embeds, mask, GREEDY["max_new_tokens"], eos, pad, min_new_tokens=GREEDY["min_new_tokens"])
+    out.add("batch.greedy", batch_greedy, "greedy continuation of the batch (meta.greedy) [3,n]")
+    batch_beam, batch_scores = beam_search(llm, embeds, mask, BEAM["num_beams"], BEAM["max_new_tokens"], eos, pad,
+                                           length_penalty=BEAM["length_penalty"], min_new_tokens=BEAM["min_new_tokens"])
+    out.add("batch.beam", batch_beam, "beam search continuation of the batch (meta.beam) [3,n]")
+    out.add("batch.beam_score", batch_scores, "their scores [3]")
+    for i, (tokens, seq, score) in enumerate(alone):
+        if (_unpadded(batch_greedy[i].tolist(), pad) != _unpadded(tokens, pad)
+                or _unpadded(batch_beam[i].tolist(), pad) != _unpadded(seq, pad)
+                or abs(batch_scores[i].item() - score) > 1e-4):
+            raise AssertionError(f"batch row {i} differs from prompt {i} run alone")
+
+    # Image regression: prompt 0 + [IMG], and the empty prompt <s> + [IMG] (the classifier-free guidance null).
+    embeds, mask = embeds_for([all_ids[0]], [CONTENTS[0][1]])
+    cond = regress_image(llm, embeds, mask, cfg["img_token_id"], REGRESSION_QUERIES)
+    empty_ids = tokenizer.encode("", add_bos=True)
     embeds, mask = embeds_for([empty_ids], [[]])
-    uncond = regress_image(llm, embeds, mask, cfg["img_token_id"], 64)
-    w.add("regress.cond", cond)
-    w.add("regress.uncond", uncond)
-    meta["regress"] = {"cond_prompt": 0, "uncond_ids": empty_ids, "n_query": 64}
+    uncond = regress_image(llm, embeds, mask, cfg["img_token_id"], REGRESSION_QUERIES)
+    out.add("regress.cond", cond, f"regress_image(prompt 0 + [IMG], {REGRESSION_QUERIES} steps) [1,64,W]")
+    out.add("regress.uncond", uncond, f"regress_image(meta.regress.uncond_ids + [IMG], {REGRESSION_QUERIES} steps)")
 
-    candidates = [" yes", " no", " a red car"]
-    cand_ids = [tokenizer.encode(c, add_bos=False) for c in candidates]
-    embeds, mask = embeds_for([all_ids[1]], [prompts[1][1]])
-    meta["score"] = {"context_prompt": 1, "candidates": candidates, "candidate_ids": cand_ids}
-    w.add("score.logprobs", score_continuations(llm, embeds, mask, cand_ids))
+    # Classification by ranking: candidate continuations of prompt 1.
+    candidate_ids = [tokenizer.encode(c, add_bos=False) for c in CANDIDATES]
+    embeds, mask = embeds_for([all_ids[1]], [CONTENTS[1][1]])
+    sums, means = score_continuations(llm, embeds, mask, candidate_ids)
+    out.add("score.sum", sums, "sum of log-probs of each meta.score.candidate_ids after prompt 1 [1,K]")
+    out.add("score.mean", means, "mean of the same log-probs [1,K]")
 
-    w.meta = meta
-    w.save()
+    out.save({
+        "template": cfg["template"], "n_query": n_query, "images": IMAGES, "prompts": prompts,
+        "eos_token_id": eos, "pad_token_id": pad, "image_token_id": cfg["image_token_id"],
+        "img_token_id": cfg["img_token_id"], "greedy": GREEDY, "beam": BEAM,
+        "repetition_penalty": REPETITION_PENALTY, "frequent_eos": frequent_eos,
+        "regress": {"cond_prompt": 0, "uncond_ids": empty_ids, "n_query": REGRESSION_QUERIES},
+        "score": {"context_prompt": 1, "candidates": CANDIDATES, "candidate_ids": candidate_ids},
+    })
     return {"cond": cond, "uncond": uncond}
