@@ -6,11 +6,12 @@ inputs and the PyTorch outputs for every graph, which the TypeScript tests run t
     export_vision_llm_from_checkpoint(checkpoint_dir, out_dir, dtype, variant) -> the same, for the official weights
 
 Every graph goes through one streaming path, so the tiny packages test the code that exports the 37B model: the
-module is traced with export_params=False (its weights become graph inputs named by parameter), then each weight
-input is replaced by an initializer read from a source one tensor at a time (the in-memory module, or a checkpoint
-shard) and written in the target dtype, into `<graph>.onnx_data` when the graph passes 2 GB. For the checkpoint the
-traced module holds stride-0 placeholders (`torch.zeros(1).expand(shape)`), so no weight is ever materialized in
-full. Weights used only through a 2-D Transpose (every Linear) are stored transposed and the Transpose is dropped.
+module is traced with its parameters passed in as inputs (graph inputs named by parameter, values never seen by the
+exporter), then each weight input is replaced by an initializer read from a source one tensor at a time (the
+in-memory module, or a checkpoint shard) and written in the target dtype, into `<graph>.onnx_data` when the graph
+passes 2 GB. For a checkpoint the traced module holds stride-0 placeholders (`torch.zeros(1).expand(shape)`), so no
+weight is ever materialized in full (the 60-layer decoder traces in about 1 GB). Weights used only through a 2-D
+Transpose (every Linear) are stored transposed and the Transpose is dropped.
 
 float16 packages compute in float16 as transformers does with a half model (RMSNorm, rotary tables and softmax in
 float32 inside): the module is traced in float64, which stands for "the model dtype", and every float64 type,
@@ -252,12 +253,19 @@ def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: li
     """Traces module on inputs without its weights, then writes every parameter from tensor_for(parameter name) in
     dtype, one at a time (module docstring)."""
     name = os.path.basename(path)
+    weights = dict(module.named_parameters())
     with tempfile.TemporaryDirectory() as tmp:
         traced = os.path.join(tmp, name)
+        # Plain tensors, not Parameters: the exporter deep-copies its arguments, and a Parameter's deepcopy clones
+        # the full tensor where a plain tensor's copies its storage (one element for a stride-0 placeholder).
+        args = tuple(inputs.values()) + tuple(w.detach() for w in weights.values())
         with torch.no_grad():
-            torch.onnx.export(module, tuple(inputs.values()), traced, input_names=list(inputs),
+            # Traced with torch.jit.trace first: torch.onnx.export's own tracer clones every input, which would
+            # materialize the placeholders (all 74 GB of them for the real model).
+            script = torch.jit.trace(_WeightsAsInputs(module, list(weights)), args, check_trace=False)
+            torch.onnx.export(script, args, traced, input_names=list(inputs) + list(weights),
                               output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
-                              export_params=False, do_constant_folding=False)
+                              do_constant_folding=False)
         model = onnx.load(traced)
     if dtype == "float16":
         _float64_to_float16(model)
@@ -269,13 +277,41 @@ def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: li
     onnx.save_model(model, path)
 
 
+class _WeightsAsInputs(nn.Module):
+    """The module with its parameters passed in as trailing arguments. Traced so, weights are plain graph inputs
+    whose values the exporter never sees: given as parameters (even with export_params=False), the exporter's shape
+    inference evaluates every op on them, which for the real decoder materializes and keeps transposed copies of
+    every weight (12 GB and minutes for two of its 60 layers), and it merges parameters of equal value."""
+
+    def __init__(self, module: nn.Module, names: list):
+        super().__init__()
+        # Not registered as a submodule, so the tracer sees no parameters at all.
+        self.__dict__["inner"] = module
+        self.slots = [(module.get_submodule(n.rpartition(".")[0]), n.rpartition(".")[2]) for n in names]
+
+    def forward(self, *args):
+        # torch 1.13's functional_call refuses to run under the tracer; this is the same swap, undone afterwards.
+        count = len(args) - len(self.slots)
+        saved = [owner._parameters[leaf] for owner, leaf in self.slots]
+        try:
+            for (owner, leaf), value in zip(self.slots, args[count:]):
+                owner._parameters[leaf] = value
+            return self.inner(*args[:count])
+        finally:
+            for (owner, leaf), value in zip(self.slots, saved):
+                owner._parameters[leaf] = value
+
+
 def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for, data_path: str) -> None:
     graph = model.graph
-    weight_inputs = [v for v in graph.input if v.name not in declared_inputs]
     consumers: dict = {}
     for node in graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
+    # The wrappers pass a whole model's parameters; a graph keeps the ones it uses.
+    for value in [v for v in graph.input if v.name not in declared_inputs and v.name not in consumers]:
+        graph.input.remove(value)
+    weight_inputs = [v for v in graph.input if v.name not in declared_inputs]
     transposed, dropped, rename = {}, set(), {}
     for value in weight_inputs:
         uses = consumers.get(value.name, [])
@@ -376,12 +412,11 @@ VARIANT_N_QUERY = {"emu2": 64, "emu2-chat": 256, "emu2-gen": 64}
 
 
 def _placeholders(module: nn.Module, dtype: torch.dtype) -> None:
-    """Replaces every parameter by a stride-0 tensor of its shape: traceable, and a few bytes whatever its size.
-    Each holds its own value: the exporter merges parameters of equal shape and value into one graph input."""
-    for index, (name, param) in enumerate(list(module.named_parameters())):
+    """Replaces every parameter by a stride-0 tensor of its shape: traceable, and a few bytes whatever its size."""
+    for name, param in list(module.named_parameters()):
         owner = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
-        value = torch.full((1,), 1.0 + index / 1024, dtype=dtype)
-        setattr(owner, name.rpartition(".")[2], nn.Parameter(value.expand(param.shape), requires_grad=False))
+        setattr(owner, name.rpartition(".")[2],
+                nn.Parameter(torch.zeros(1, dtype=dtype).expand(param.shape), requires_grad=False))
 
 
 def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
