@@ -9,9 +9,23 @@ import type { SessionOptions } from "./model/session.js";
 import { encodePrompt, type EncodedPrompt } from "./prompt/encode.js";
 import { renderPrompt, templateTokens } from "./prompt/render.js";
 import type { PromptInput } from "./prompt/types.js";
-import { Emu2Tokenizer } from "./tokenizer/tokenizer.js";
+import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
+import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError } from "./util/errors.js";
 import { VisualEncoder, type VisualFeatures } from "./vision/encoder.js";
+
+export interface TextResult {
+  text: string;
+  /** Generated ids (eos and padding removed). */
+  ids: number[];
+  stopReason: StopReason;
+}
+
+export interface TextOptions extends PromptOptions {
+  signal?: AbortSignal;
+  /** Streamed text of prompt `index` as it is accepted (one beam only; beam search reports its result at the end). */
+  onText?: (index: number, delta: string) => void;
+}
 
 export interface ImageGenerationOptions {
   numImages?: number;
@@ -42,8 +56,36 @@ export interface PreparedPrompt {
   features: VisualFeatures | null;
 }
 
+/** Visual embeddings Emu2-Gen regresses per image (emu2-facts.md). */
+const REGRESSION_TOKENS = 64;
+
+function stackFeatures(list: (VisualFeatures | null)[]): VisualFeatures | null {
+  const present = list.filter((f): f is VisualFeatures => f !== null);
+  if (present.length === 0) return null;
+  const [, q, w] = present[0].dims;
+  const k = present.reduce((n, f) => n + f.dims[0], 0);
+  const data = new Float32Array(k * q * w);
+  let offset = 0;
+  for (const f of present) {
+    data.set(f.data, offset);
+    offset += f.data.length;
+  }
+  return { data, dims: [k, q, w] };
+}
+
+/** Text up to the first stop string (the stop string itself is not part of the answer). */
+export function trimAtStop(text: string, stops: readonly string[]): string {
+  let end = text.length;
+  for (const stop of stops) {
+    const at = text.indexOf(stop);
+    if (stop.length > 0 && at >= 0) end = Math.min(end, at);
+  }
+  return text.slice(0, end);
+}
+
 export class Emu2 {
   private encoder?: Promise<VisualEncoder>;
+  private llmStage?: Promise<LlmStage>;
   private tokenizerInstance?: Emu2Tokenizer;
 
   constructor(readonly pkg: ModelPackage) {}
@@ -75,6 +117,76 @@ export class Emu2 {
     if (encoded.images.length === 0) return { encoded, features: null };
     const encoder = await this.visualEncoder();
     return { encoded, features: await encoder.encodeSlots(encoded.images, encoded.nQuery) };
+  }
+
+  llm(): Promise<LlmStage> {
+    this.llmStage ??= Promise.all(
+      (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
+    ).then(([embedTokens, projectUp, decoder, lmHead, projectDown]) =>
+      new LlmStage({ embedTokens, projectUp, decoder, lmHead, projectDown }, this.manifest));
+    return this.llmStage;
+  }
+
+  /** Generates text for a batch of prompts (left-padded into one batch). */
+  async generateText(inputs: PromptInput[], settings: GenerationSettings, options: TextOptions = {}): Promise<TextResult[]> {
+    const prepared = [];
+    for (const input of inputs) prepared.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
+    return this.generateFromPrepared(prepared, settings, options);
+  }
+
+  /**
+   * The same, but a prompt whose preparation fails (an unreadable image) gets its own error and the rest still run:
+   * what a batch job over many files needs.
+   */
+  async generateTextEach(inputs: PromptInput[], settings: GenerationSettings, options: TextOptions = {}): Promise<(TextResult | { error: unknown })[]> {
+    const results: (TextResult | { error: unknown })[] = new Array(inputs.length);
+    const ready: PreparedPrompt[] = [];
+    const readyIndex: number[] = [];
+    for (const [i, input] of inputs.entries()) {
+      try {
+        ready.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
+        readyIndex.push(i);
+      } catch (error) {
+        if (!(error instanceof Emu2Error)) throw error;
+        results[i] = { error };
+      }
+    }
+    if (ready.length > 0) {
+      const generated = await this.generateFromPrepared(ready, settings, options);
+      generated.forEach((r, k) => (results[readyIndex[k]] = r));
+    }
+    return results;
+  }
+
+  private async generateFromPrepared(prepared: PreparedPrompt[], settings: GenerationSettings, options: TextOptions): Promise<TextResult[]> {
+    const llm = await this.llm();
+    const tokenizer = this.tokenizer();
+    const streams = prepared.map(() => new TextStream(tokenizer));
+    const outputs = await llm.generateText(
+      prepared.map((p) => p.encoded.ids),
+      stackFeatures(prepared.map((p) => p.features)),
+      settings,
+      {
+        signal: options.signal,
+        decode: (ids) => tokenizer.decode(ids),
+        onTokens: options.onText ? (index, ids) => {
+          const delta = streams[index].push(ids);
+          if (delta) options.onText?.(index, delta);
+        } : undefined,
+      },
+    );
+    return outputs.map((out) => ({ text: trimAtStop(tokenizer.decode(out.ids), settings.stop), ids: out.ids, stopReason: out.stopReason }));
+  }
+
+  /** Text (and reference images) -> images: Emu2-Gen regresses 64 visual embeddings, the visual decoder draws them. */
+  async generateImages(input: PromptInput, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
+    this.requireVisualDecoder();
+    const prepared = await this.prepare(input, { reserveTokens: REGRESSION_TOKENS });
+    const llm = await this.llm();
+    const cond = await llm.regress([prepared.encoded.ids], prepared.features, REGRESSION_TOKENS);
+    // The classifier-free guidance null condition: the regression of the empty prompt, <s>[IMG]...
+    const uncond = await llm.regress([this.tokenizer().encode("")], null, REGRESSION_TOKENS);
+    return this.decodeEmbeddings(cond, uncond, options);
   }
 
   private requireVisualDecoder() {

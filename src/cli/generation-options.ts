@@ -1,21 +1,10 @@
 // Text generation flags in llama.cpp's style; anything not given comes from the package's generation defaults.
 import type { Command } from "commander";
+import type { GenerationSettings } from "../llm/stage.js";
 import type { GenerationDefaults } from "../model/manifest.js";
 import { UsageError } from "../util/errors.js";
 
-export interface TextGenerationSettings {
-  maxNewTokens: number;
-  minNewTokens: number;
-  numBeams: number;
-  lengthPenalty: number;
-  repetitionPenalty: number;
-  doSample: boolean;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-  stop: string[];
-}
+export type TextGenerationSettings = GenerationSettings;
 
 export interface GenerationFlags {
   maxNewTokens?: string;
