@@ -2,6 +2,9 @@
 // (0 success, 2 usage, 1 anything else, 130 interrupted).
 import { Command, CommanderError } from "commander";
 import { Emu2Error, errorMessage } from "../util/errors.js";
+import { registerCaption } from "./caption.js";
+import { registerChat } from "./chat.js";
+import { registerGenerate } from "./generate.js";
 import { registerInfo } from "./info.js";
 import { registerPrompt } from "./prompt.js";
 import { VERSION } from "../index.js";
@@ -24,6 +27,9 @@ export function buildProgram(): Command {
       outputError: (text, write) => write(`emu2: ${text.replace(/^error: /, "").trimEnd()} (see emu2 --help)\n`),
     })
     .exitOverride();
+  registerChat(program);
+  registerCaption(program);
+  registerGenerate(program);
   registerInfo(program);
   registerPrompt(program);
   for (const command of program.commands) command.exitOverride();

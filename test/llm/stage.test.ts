@@ -124,7 +124,7 @@ for (const name of TINY_PACKAGES) {
     assert.equal(out.ids[0], best);
     // 64 recursive steps accumulate float32 noise: the Emu2-Gen package (the one that draws images) stays within 1e-4
     // absolute; the chat package's larger activations are held to 1e-4 of their magnitude.
-    const bound = (reference: Float32Array) => (model.canGenerateImages ? 1e-4 : 1e-4 * Math.max(...reference.map(Math.abs)));
+    const bound = (reference: Float32Array) => (model.pkg.canGenerateImages ? 1e-4 : 1e-4 * Math.max(...reference.map(Math.abs)));
     const cond = await llm.regress([golden.ints("p0.ids")], null, 64);
     const condRef = golden.float32("regress.cond").data;
     assert.ok(maxAbsDiff(cond.data, condRef) <= bound(condRef), `cond ${maxAbsDiff(cond.data, condRef)}`);

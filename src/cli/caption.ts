@@ -1,0 +1,128 @@
+// emu2 caption: captions many images in batches, for terminals and pipelines. Each finished caption is written at
+// once; with -o an existing output is resumed; an unreadable image is reported and skipped, and the exit code says so.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { parse } from "yaml";
+import { Emu2 } from "../emu2.js";
+import type { Part, PromptInput } from "../prompt/types.js";
+import { readTextSource } from "../prompt/parse.js";
+import { Emu2Error, errorMessage, PromptError, UsageError } from "../util/errors.js";
+import { CaptionSink, formatFromPath, readDone, type CaptionFormat } from "./caption-output.js";
+import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
+import { expandImageInputs } from "./image-inputs.js";
+import { makeReporter } from "./io.js";
+import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+import { progressBar } from "./progress.js";
+
+interface CaptionFlags extends ModelOptions, GenerationFlags {
+  format?: string;
+  output?: string;
+  prompt: string;
+  demos?: string;
+  batchSize: string;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+export const DEFAULT_CAPTION_PROMPT = "Describe the image in details:";
+
+interface Demo { image: string; caption: string }
+
+/** --demos file: a YAML list of {image, caption}; image paths relative to the file. */
+export function readDemos(file: string): Demo[] {
+  const text = readTextSource(file);
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    const pos = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+    throw new PromptError(`${file}: YAML error${pos ? ` at line ${pos.line}, column ${pos.col}` : ""}: ${errorMessage(err).split("\n")[0]}`);
+  }
+  if (!Array.isArray(doc) || doc.length === 0) throw new PromptError(`${file}: expected a list of {image: path, caption: text}`);
+  return doc.map((item, i) => {
+    const d = item as Partial<Demo>;
+    if (typeof d?.image !== "string" || typeof d?.caption !== "string") {
+      throw new PromptError(`${file}: item ${i + 1}: expected {image: path, caption: text}`);
+    }
+    const image = resolve(file === "-" ? "." : resolve(file, ".."), d.image);
+    if (!existsSync(image)) throw new PromptError(`${file}: item ${i + 1}: ${d.image}: no such file`);
+    return { image, caption: d.caption };
+  });
+}
+
+/**
+ * The prompt for one image: demonstrations first (image, instruction, caption), then the query image and the
+ * instruction, concatenated as the official few-shot prompts are.
+ */
+export function captionPrompt(image: string, instruction: string, demos: Demo[]): PromptInput {
+  const parts: Part[] = [];
+  for (const demo of demos) {
+    parts.push({ kind: "image", image: { path: demo.image } }, { kind: "text", text: `${instruction} ${demo.caption}. ` });
+  }
+  parts.push({ kind: "image", image: { path: resolve(image) } }, { kind: "text", text: instruction });
+  return { kind: "sequence", parts };
+}
+
+export function registerCaption(program: Command): void {
+  const command = program
+    .command("caption")
+    .description("caption images (files, folders, globs; - reads a list of paths from stdin)")
+    .argument("<images...>", "image files, folders or glob patterns")
+    .option("--format <format>", "text, tsv or jsonl (default: from -o's extension, else text)")
+    .option("-o, --output <file>", "write here; an existing file is resumed (finished images are skipped)")
+    .option("--prompt <text>", "instruction after each image", DEFAULT_CAPTION_PROMPT)
+    .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}")
+    .option("-b, --batch-size <n>", "images per batch", "4")
+    .option("-q, --quiet", "no notices or progress on stderr")
+    .option("-v, --verbose", "details on stderr");
+  addGenerationOptions(addModelOptions(command)).action(async (args: string[], flags: CaptionFlags) => {
+    const reporter = makeReporter(flags);
+    const format = (flags.format ?? formatFromPath(flags.output) ?? "text") as CaptionFormat;
+    if (!["text", "tsv", "jsonl"].includes(format)) throw new UsageError(`--format: expected text, tsv or jsonl, got ${JSON.stringify(flags.format)}`);
+    if (!/^\d+$/.test(flags.batchSize) || Number(flags.batchSize) < 1) throw new UsageError(`--batch-size: expected a whole number > 0, got ${JSON.stringify(flags.batchSize)}`);
+    const batchSize = Number(flags.batchSize);
+    const demos = flags.demos ? readDemos(flags.demos) : [];
+    const images = await expandImageInputs(args);
+    const model = new Emu2(openModel(flags, reporter));
+    const settings = resolveGenerationSettings(flags, model.manifest.generation);
+
+    let todo = images;
+    if (flags.output && flags.output !== "-") {
+      const done = readDone(flags.output, format);
+      todo = format === "text" ? images.slice(done.lines) : images.filter((img) => !done.images.has(img));
+      if (images.length > todo.length) reporter.notice(`emu2: resuming ${flags.output}: ${images.length - todo.length} of ${images.length} images already done`);
+    }
+    const sink = new CaptionSink(flags.output, format);
+    const bar = progressBar(reporter, "captioning", todo.length);
+    let failed = 0;
+    let finished = 0;
+    const interrupt = new AbortController();
+    const onSigint = () => interrupt.abort();
+    process.once("SIGINT", onSigint);
+    try {
+      for (let start = 0; start < todo.length && !interrupt.signal.aborted; start += batchSize) {
+        const batch = todo.slice(start, start + batchSize);
+        const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal: interrupt.signal });
+        results.forEach((result, i) => {
+          if ("error" in result) {
+            failed++;
+            reporter.notice(`emu2: ${errorMessage(result.error)}`);
+            sink.writeFailure();
+          } else if (result.stopReason !== "aborted") {
+            sink.write({ image: batch[i], caption: result.text.trim() });
+          }
+        });
+        finished += batch.length;
+        bar.update(finished, batch[batch.length - 1]);
+      }
+    } finally {
+      bar.stop();
+      sink.close();
+      process.removeListener("SIGINT", onSigint);
+      await model.release();
+    }
+    if (interrupt.signal.aborted) throw new Emu2Error("interrupted: the captions finished so far are written", 130);
+    if (failed > 0) throw new Emu2Error(`${failed} of ${todo.length} image${todo.length === 1 ? "" : "s"} could not be captioned (see above)`);
+  });
+}

@@ -1,0 +1,109 @@
+// emu2 chat: Emu2-Chat conversations. One-shot with -p/--image or -f, piped stdin as one prompt, or an interactive
+// session when stdin is a terminal and no prompt is given.
+import type { Command } from "commander";
+import { Emu2 } from "../emu2.js";
+import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
+import type { Conversation, PromptInput } from "../prompt/types.js";
+import { Emu2Error, UsageError } from "../util/errors.js";
+import { runChatRepl } from "./chat-repl.js";
+import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+import { spinner } from "./progress.js";
+
+interface ChatFlags extends ModelOptions, GenerationFlags {
+  prompt?: string;
+  file?: string;
+  image?: string[];
+  system?: string;
+  short?: boolean;
+  grounding?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function asConversation(input: PromptInput, flags: ChatFlags): Conversation {
+  const conversation: Conversation = input.kind === "conversation"
+    ? { ...input.conversation }
+    : { messages: [{ role: "user", parts: input.parts }] };
+  if (flags.system !== undefined) conversation.system = flags.system;
+  if (flags.grounding) conversation.grounding = true;
+  return conversation;
+}
+
+export function registerChat(program: Command): void {
+  const command = program
+    .command("chat")
+    .description("chat with Emu2-Chat: one question (-p, -f, piped stdin) or an interactive session")
+    .option("-p, --prompt <text>", "the message; <image> or [<IMG_PLH>] marks where each --image goes")
+    .option("-f, --file <file>", "prompt or conversation file (YAML, docs/prompt-format.md) or text; - for stdin")
+    .option("--image <path>", "image for the message (repeatable)", collect)
+    .option("--system <text>", "system message (default: the package's)")
+    .option("--short", "use the short-answer system message")
+    .option("--grounding", "ask for boxes (<grounding>)")
+    .option("--json", "print the answer as JSON")
+    .option("-q, --quiet", "no notices or progress on stderr")
+    .option("-v, --verbose", "details on stderr");
+  addGenerationOptions(addModelOptions(command)).action(async (flags: ChatFlags) => {
+    const reporter = makeReporter(flags);
+    if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
+    const interactive = flags.prompt === undefined && flags.file === undefined && process.stdin.isTTY === true;
+    let input: PromptInput | undefined;
+    if (flags.file !== undefined) input = promptFromFile(flags.file, flags.image ?? []);
+    else if (flags.prompt !== undefined) input = { kind: "sequence", parts: sequenceFromText(flags.prompt, flags.image ?? []) };
+    else if (!interactive) input = promptFromFile("-", flags.image ?? []);
+    if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");
+
+    const model = new Emu2(openModel(flags, reporter, "chat"));
+    if (model.manifest.prompt.template !== "chat") {
+      reporter.notice(`emu2: ${model.pkg.name} is not a chat model (template ${model.manifest.prompt.template}); answering with its own template`);
+    }
+    const settings = resolveGenerationSettings(flags, model.manifest.generation);
+    const textOptions = { system: flags.system, shortAnswers: flags.short };
+
+    try {
+      if (!input) {
+        const start: Conversation = { messages: [] };
+        if (flags.system !== undefined) start.system = flags.system;
+        if (flags.grounding) start.grounding = true;
+        const code = await runChatRepl(
+          {
+            reply: async (conversation, onText, signal) => {
+              const [result] = await model.generateText([{ kind: "conversation", conversation }], settings, { ...textOptions, signal, onText: (_, delta) => onText(delta) });
+              return result.text;
+            },
+          },
+          { input: process.stdin, output: process.stdout, messages: process.stderr },
+          start,
+        );
+        if (code !== 0) throw new Emu2Error("interrupted", code);
+        return;
+      }
+      const conversation = asConversation(input, flags);
+      const stream = !flags.json && process.stdout.isTTY === true;
+      const wait = stream ? undefined : spinner(reporter, `${model.pkg.name}: thinking`);
+      const interrupt = new AbortController();
+      const onSigint = () => interrupt.abort();
+      process.once("SIGINT", onSigint);
+      let result;
+      try {
+        [result] = await model.generateText([{ kind: "conversation", conversation }], settings, {
+          ...textOptions,
+          signal: interrupt.signal,
+          onText: stream ? (_, delta) => process.stdout.write(delta) : undefined,
+        });
+      } finally {
+        wait?.stop();
+        process.removeListener("SIGINT", onSigint);
+      }
+      if (flags.json) writeJson({ model: model.pkg.name, text: result.text.trim(), tokens: result.ids.length, stopReason: result.stopReason });
+      else process.stdout.write(stream ? "\n" : `${result.text.trim()}\n`);
+      if (result.stopReason === "aborted") throw new Emu2Error("interrupted", 130);
+    } finally {
+      await model.release();
+    }
+  });
+}

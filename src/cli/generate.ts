@@ -1,0 +1,121 @@
+// emu2 generate: text-to-image, interleaved prompts with reference images, image-only autoencoding and grounded
+// generation with Emu2-Gen packages. Writes PNGs that carry their settings; stdout lists what was written.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Command } from "commander";
+import { Emu2, imageToPng } from "../emu2.js";
+import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
+import type { PromptInput } from "../prompt/types.js";
+import { UsageError } from "../util/errors.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+import { progressBar } from "./progress.js";
+
+interface GenerateFlags extends ModelOptions {
+  file?: string;
+  image?: string[];
+  output: string;
+  numImages: string;
+  steps?: string;
+  cfgScale?: string;
+  seed: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function positiveInt(flag: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag}: expected a whole number > 0, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/** Output paths: `{i}` in the pattern is the image index; several images without `{i}` get -1, -2... before the extension. */
+export function outputPaths(pattern: string, count: number): string[] {
+  if (pattern === "-") {
+    if (count > 1) throw new UsageError("-o -: only one image can go to standard output (use --num-images 1 or a file pattern)");
+    return ["-"];
+  }
+  if (!/\.png$/i.test(pattern.replace(/\{i\}/g, ""))) throw new UsageError(`-o ${pattern}: expected a .png file name or pattern`);
+  if (pattern.includes("{i}")) return Array.from({ length: count }, (_, i) => pattern.replace(/\{i\}/g, String(i)));
+  if (count === 1) return [pattern];
+  return Array.from({ length: count }, (_, i) => pattern.replace(/(\.png)$/i, `-${i}$1`));
+}
+
+export function registerGenerate(program: Command): void {
+  const command = program
+    .command("generate")
+    .description("generate images from text, interleaved image-text prompts, an image alone, or grounded prompts")
+    .argument("[prompt]", "the text prompt (images: --image or a YAML file)")
+    .option("-f, --file <file>", "prompt file: YAML (docs/prompt-format.md) or text; - for stdin")
+    .option("--image <path>", "reference image (repeatable); <image> in the prompt places it", collect)
+    .option("-o, --output <path>", "PNG path or pattern with {i}; - writes one PNG to stdout", "emu2-{i}.png")
+    .option("--num-images <n>", "how many images (seeds seed, seed+1, ...)", "1")
+    .option("--steps <n>", "denoising steps (default: the package's)")
+    .option("--cfg-scale <x>", "classifier-free guidance scale (default: the package's)")
+    .option("--seed <n>", "noise seed", "0")
+    .option("--json", "print a JSON list of the written files")
+    .option("-q, --quiet", "no notices or progress on stderr")
+    .option("-v, --verbose", "details on stderr");
+  addModelOptions(command).action(async (text: string | undefined, flags: GenerateFlags) => {
+    const reporter = makeReporter(flags);
+    const numImages = positiveInt("--num-images", flags.numImages);
+    const steps = flags.steps === undefined ? undefined : positiveInt("--steps", flags.steps);
+    const seed = Number(flags.seed);
+    if (!/^\d+$/.test(flags.seed) || !Number.isSafeInteger(seed)) throw new UsageError(`--seed: expected a whole number >= 0, got ${JSON.stringify(flags.seed)}`);
+    const cfgScale = flags.cfgScale === undefined ? undefined : Number(flags.cfgScale);
+    if (cfgScale !== undefined && (!Number.isFinite(cfgScale) || cfgScale < 0)) throw new UsageError(`--cfg-scale: expected a number >= 0, got ${JSON.stringify(flags.cfgScale)}`);
+    const paths = outputPaths(flags.output, numImages);
+
+    let input: PromptInput;
+    if (flags.file !== undefined) {
+      if (text !== undefined) throw new UsageError("give the prompt as an argument or with -f, not both");
+      input = promptFromFile(flags.file, flags.image ?? []);
+    } else {
+      if (text === undefined && (flags.image ?? []).length === 0) throw new UsageError("nothing to generate from: give a prompt, --image, or -f <file>");
+      input = { kind: "sequence", parts: sequenceFromText(text ?? "", flags.image ?? []) };
+    }
+
+    const model = new Emu2(openModel(flags, reporter));
+    const decoder = model.manifest.visual_decoder;
+    if (!decoder) {
+      throw new UsageError(`package ${model.pkg.name} has no visual decoder and cannot generate images: use an Emu2-Gen package (-m)`);
+    }
+    const totalSteps = numImages * (steps ?? decoder.num_inference_steps);
+    const bar = progressBar(reporter, "denoising", totalSteps);
+    const imageOnly = input.kind === "sequence" && input.parts.every((p) => p.kind === "image");
+    let images;
+    try {
+      const options = { numImages, steps, cfgScale, seed, onStep: (done: number) => bar.update(done) };
+      images = imageOnly ? await model.autoencode(input, options) : await model.generateImages(input, options);
+    } finally {
+      bar.stop();
+    }
+    const promptText = text ?? flags.file ?? "";
+    const written: { file: string; seed: number; width: number; height: number }[] = [];
+    for (const [i, image] of images.entries()) {
+      const png = await imageToPng(image, {
+        prompt: promptText,
+        mode: imageOnly ? "autoencode" : "generate",
+        seed: String(image.seed),
+        steps: String(steps ?? decoder.num_inference_steps),
+        "cfg-scale": String(cfgScale ?? decoder.guidance_scale),
+        model: model.pkg.name,
+        software: "emu2",
+      });
+      const path = paths[i];
+      if (path === "-") {
+        process.stdout.write(png);
+      } else {
+        const dir = dirname(path);
+        if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+        writeFileSync(path, png);
+        written.push({ file: path, seed: image.seed, width: image.width, height: image.height });
+        if (!flags.json) process.stdout.write(`${path}\n`);
+      }
+    }
+    if (flags.json) writeJson(written);
+    await model.release();
+  });
+}
