@@ -107,7 +107,8 @@ export function registerCaption(program: Command): void {
         results.forEach((result, i) => {
           if ("error" in result) {
             failed++;
-            reporter.notice(`emu2: ${errorMessage(result.error)}`);
+            // Errors are shown even with --quiet: they are not progress.
+            process.stderr.write(`emu2: ${errorMessage(result.error)}\n`);
             sink.writeFailure();
           } else if (result.stopReason !== "aborted") {
             sink.write({ image: batch[i], caption: result.text.trim() });

@@ -12,6 +12,7 @@ import { addModelOptions, openModel, type ModelOptions } from "./model-option.js
 import { spinner } from "./progress.js";
 
 interface ChatFlags extends ModelOptions, GenerationFlags {
+  interactive?: boolean;
   prompt?: string;
   file?: string;
   image?: string[];
@@ -41,6 +42,7 @@ export function registerChat(program: Command): void {
     .option("-p, --prompt <text>", "the message; <image> or [<IMG_PLH>] marks where each --image goes")
     .option("-f, --file <file>", "prompt or conversation file (YAML, docs/prompt-format.md) or text; - for stdin")
     .option("--image <path>", "image for the message (repeatable)", collect)
+    .option("-i, --interactive", "continue the conversation of -f interactively")
     .option("--system <text>", "system message (default: the package's)")
     .option("--short", "use the short-answer system message")
     .option("--grounding", "ask for boxes (<grounding>)")
@@ -50,11 +52,13 @@ export function registerChat(program: Command): void {
   addGenerationOptions(addModelOptions(command)).action(async (flags: ChatFlags) => {
     const reporter = makeReporter(flags);
     if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
-    const interactive = flags.prompt === undefined && flags.file === undefined && process.stdin.isTTY === true;
+    if (flags.interactive && process.stdin.isTTY !== true) throw new UsageError("--interactive needs a terminal on standard input");
+    const interactive = flags.interactive === true || (flags.prompt === undefined && flags.file === undefined && process.stdin.isTTY === true);
     let input: PromptInput | undefined;
     if (flags.file !== undefined) input = promptFromFile(flags.file, flags.image ?? []);
     else if (flags.prompt !== undefined) input = { kind: "sequence", parts: sequenceFromText(flags.prompt, flags.image ?? []) };
     else if (!interactive) input = promptFromFile("-", flags.image ?? []);
+    if (interactive && input && input.kind === "sequence") throw new UsageError("--interactive continues a conversation file (messages:), not a single prompt");
     if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");
 
     const model = new Emu2(openModel(flags, reporter, "chat"));
@@ -65,8 +69,8 @@ export function registerChat(program: Command): void {
     const textOptions = { system: flags.system, shortAnswers: flags.short };
 
     try {
-      if (!input) {
-        const start: Conversation = { messages: [] };
+      if (interactive) {
+        const start: Conversation = input ? asConversation(input, flags) : { messages: [] };
         if (flags.system !== undefined) start.system = flags.system;
         if (flags.grounding) start.grounding = true;
         const code = await runChatRepl(
@@ -82,7 +86,12 @@ export function registerChat(program: Command): void {
         if (code !== 0) throw new Emu2Error("interrupted", code);
         return;
       }
+      if (!input) throw new UsageError("no prompt: give -p, -f, or pipe one on standard input");
       const conversation = asConversation(input, flags);
+      // A saved conversation ends with the assistant's answer: replaying it answers the last user message again.
+      while (conversation.messages.length > 0 && conversation.messages[conversation.messages.length - 1].role === "assistant") {
+        conversation.messages = conversation.messages.slice(0, -1);
+      }
       const stream = !flags.json && process.stdout.isTTY === true;
       const wait = stream ? undefined : spinner(reporter, `${model.pkg.name}: thinking`);
       const interrupt = new AbortController();
