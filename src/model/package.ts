@@ -39,6 +39,7 @@ export interface FileReport { role: string; file: string; bytes: number; externa
 
 export class ModelPackage {
   private readonly sessions = new Map<GraphRole, Promise<InferenceSession>>();
+  private fellBackToCpu = false;
 
   private constructor(
     readonly dir: string,
@@ -100,7 +101,15 @@ export class ModelPackage {
       if (!file) {
         throw new PackageError(`${this.dir}: package ${this.name} has no ${role} graph (it has no visual decoder)`);
       }
-      session = createSession(this.path(file), this.sessionOptions);
+      session = createSession(this.path(file), {
+        ...this.sessionOptions,
+        // Once CUDA has failed, every later graph goes to the CPU directly, and the user hears about it once.
+        device: this.fellBackToCpu ? "cpu" : this.sessionOptions.device,
+        onFallback: (reason) => {
+          if (!this.fellBackToCpu) this.sessionOptions.onFallback?.(reason);
+          this.fellBackToCpu = true;
+        },
+      });
       // A failed creation must not be cached: the next call reports the same error instead of a stale rejection.
       session.catch(() => this.sessions.delete(role));
       this.sessions.set(role, session);

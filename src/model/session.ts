@@ -8,7 +8,12 @@ process.env.ORT_DISABLE_TELEMETRY ??= "1";
 type Ort = typeof import("onnxruntime-node");
 let ortModule: Ort | undefined;
 export async function loadOrt(): Promise<Ort> {
-  ortModule ??= await import("onnxruntime-node");
+  if (!ortModule) {
+    ortModule = await import("onnxruntime-node");
+    // ONNX Runtime's own logger writes coloured multi-line reports to stderr (a missing CUDA library, for one);
+    // every failure reaches the user as one emu2 line instead.
+    ortModule.env.logLevel = "fatal";
+  }
   return ortModule;
 }
 

@@ -72,3 +72,14 @@ test("interactive: Ctrl-C at the prompt twice leaves with 130", () => {
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 130, result.transcript);
 });
+
+test("--device cuda without the CUDA provider libraries: one line saying how to install them; --cpu-fallback runs on the CPU", () => {
+  const strict = emu2(["chat", ...fast, "--device", "cuda", "-p", "hi"]);
+  assert.equal(strict.status, 1);
+  assert.ok(oneLine(strict.stderr), strict.stderr);
+  assert.match(strict.stderr, /CUDA is not available to ONNX Runtime .*npm run install-cuda/);
+  const fallback = emu2(["chat", "-m", chat, "--greedy", "-n", "2", "--device", "cuda", "--cpu-fallback", "-p", "hi"]);
+  assert.equal(fallback.status, 0, fallback.stderr);
+  assert.equal(fallback.stderr.match(/running on the CPU/g)?.length, 1, fallback.stderr);
+  assert.ok(fallback.stdout.trim().length > 0);
+});
