@@ -178,6 +178,20 @@ export class Emu2 {
     return outputs.map((out) => ({ text: trimAtStop(tokenizer.decode(out.ids), settings.stop), ids: out.ids, stopReason: out.stopReason }));
   }
 
+  /**
+   * Classification by ranking (eval-facts.md): log-probabilities of each candidate continuation after the prompt,
+   * summed and averaged over its tokens; the prompt's KV cache is computed once and reused for every candidate.
+   */
+  async scoreContinuations(input: PromptInput, candidates: string[], options: PromptOptions = {}): Promise<{ candidate: string; sum: number; mean: number }[]> {
+    const prepared = await this.prepare(input, options);
+    const tokenizer = this.tokenizer();
+    const ids = candidates.map((c) => tokenizer.encode(c, { addBos: false }));
+    const empty = candidates.findIndex((_, i) => ids[i].length === 0);
+    if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} is empty`);
+    const scores = await (await this.llm()).scoreContinuations(prepared.encoded.ids, prepared.features, ids);
+    return scores.map((s, i) => ({ candidate: candidates[i], ...s }));
+  }
+
   /** Text (and reference images) -> images: Emu2-Gen regresses 64 visual embeddings, the visual decoder draws them. */
   async generateImages(input: PromptInput, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
     this.requireVisualDecoder();

@@ -53,3 +53,15 @@ test("greedy decoding with the KV cache equals full recompute of the whole seque
   }
   await model.release();
 });
+
+test("scoring continuations after an image prompt equals the reference's scores", async () => {
+  const llm = new Golden(goldenDir("emu2-tiny", "llm"));
+  const meta = llm.meta as { prompts: { text: string; images: string[] }[]; score: { candidates: string[]; context_prompt: number } };
+  const context = meta.prompts[meta.score.context_prompt];
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const parts = [{ kind: "image" as const, image: { path: `fixtures/images/${context.images[0]}` } }, { kind: "text" as const, text: context.text.replace("[<IMG_PLH>]", "") }];
+  const scores = await model.scoreContinuations({ kind: "sequence", parts }, meta.score.candidates);
+  const sums = llm.float32("score.sum").data;
+  scores.forEach((s, i) => assert.ok(Math.abs(s.sum - sums[i]) <= 1e-4, `${s.candidate}: ${s.sum} vs ${sums[i]}`));
+  await model.release();
+});

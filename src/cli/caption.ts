@@ -17,6 +17,7 @@ import { progressBar } from "./progress.js";
 
 interface CaptionFlags extends ModelOptions, GenerationFlags {
   format?: string;
+  json?: boolean;
   output?: string;
   prompt: string;
   demos?: string;
@@ -70,6 +71,7 @@ export function registerCaption(program: Command): void {
     .description("caption images (files, folders, globs; - reads a list of paths from stdin)")
     .argument("<images...>", "image files, folders or glob patterns")
     .option("--format <format>", "text, tsv or jsonl (default: from -o's extension, else text)")
+    .option("--json", "the same as --format jsonl")
     .option("-o, --output <file>", "write here; an existing file is resumed (finished images are skipped)")
     .option("--prompt <text>", "instruction after each image", DEFAULT_CAPTION_PROMPT)
     .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}")
@@ -78,7 +80,8 @@ export function registerCaption(program: Command): void {
     .option("-v, --verbose", "details on stderr");
   addGenerationOptions(addModelOptions(command)).action(async (args: string[], flags: CaptionFlags) => {
     const reporter = makeReporter(flags);
-    const format = (flags.format ?? formatFromPath(flags.output) ?? "text") as CaptionFormat;
+    if (flags.json && flags.format !== undefined && flags.format !== "jsonl") throw new UsageError(`--json and --format ${flags.format} disagree`);
+    const format = (flags.json ? "jsonl" : flags.format ?? formatFromPath(flags.output) ?? "text") as CaptionFormat;
     if (!["text", "tsv", "jsonl"].includes(format)) throw new UsageError(`--format: expected text, tsv or jsonl, got ${JSON.stringify(flags.format)}`);
     if (!/^\d+$/.test(flags.batchSize) || Number(flags.batchSize) < 1) throw new UsageError(`--batch-size: expected a whole number > 0, got ${JSON.stringify(flags.batchSize)}`);
     const batchSize = Number(flags.batchSize);

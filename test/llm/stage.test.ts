@@ -101,16 +101,18 @@ for (const name of TINY_PACKAGES) {
     assert.deepEqual(out.ids, generatedPart(golden.ints("p2.greedy_repetition_penalty"), meta.eos_token_id, meta.pad_token_id));
   });
 
-  test(`${name}: a left-padded batch of prompts of different lengths equals them run one by one`, async () => {
+  test(`${name}: a left-padded batch of 4 prompts of different lengths equals them run one by one`, async () => {
     const llm = await model.llm();
-    const all = meta.prompts.map((_, i) => prompt(i));
+    // The reference's three prompts plus a fourth, shorter one (the first prompt without its last 4 tokens).
+    const first = prompt(0);
+    const all = [...meta.prompts.map((_, i) => prompt(i)), { ids: first.ids.slice(0, -4), features: null }];
     const stacked = features(meta.prompts.flatMap((p) => p.images));
     const batch = await llm.generateText(all.map((p) => p.ids), stacked, { ...base, maxNewTokens: meta.greedy.max_new_tokens });
     const expected = rows(golden, "batch.greedy");
     for (let i = 0; i < all.length; i++) {
       const [alone] = await llm.generateText([all[i].ids], all[i].features, { ...base, maxNewTokens: meta.greedy.max_new_tokens });
       assert.deepEqual(batch[i].ids, alone.ids, `row ${i}`);
-      assert.deepEqual(batch[i].ids, generatedPart(expected[i], meta.eos_token_id, meta.pad_token_id), `row ${i} vs reference`);
+      if (i < expected.length) assert.deepEqual(batch[i].ids, generatedPart(expected[i], meta.eos_token_id, meta.pad_token_id), `row ${i} vs reference`);
     }
   });
 
@@ -141,6 +143,19 @@ for (const name of TINY_PACKAGES) {
     assert.ok(maxAbsDiff(scores.map((s) => s.mean), golden.float32("score.mean").data) <= 1e-4);
   });
 }
+
+test("seeded sampling: the same seed gives the same tokens, another seed other tokens", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const llm = await model.llm();
+  const ids = model.tokenizer().encode("A red car");
+  const sample = { ...base, doSample: true, temperature: 1.5, topK: 50, topP: 0.95, maxNewTokens: 12, minNewTokens: 0 };
+  const [a] = await llm.generateText([ids], null, { ...sample, seed: 42 });
+  const [b] = await llm.generateText([ids], null, { ...sample, seed: 42 });
+  const [c] = await llm.generateText([ids], null, { ...sample, seed: 43 });
+  assert.deepEqual(a.ids, b.ids);
+  assert.notDeepEqual(a.ids, c.ids);
+  await model.release();
+});
 
 test("processors and warpers: repetition penalty, min length, top-k, top-p", () => {
   const scores = Float32Array.from([2, -1, 0.5, 3]);
