@@ -35,9 +35,8 @@ from .eva_vit import EvaViT
 from .golden import GoldenWriter
 from .llama import Emu2LLM
 from .noise import normals
+from .onnx_export import OPSET, TWO_GB, remove_previous_export
 
-OPSET = 17
-TWO_GB = 2 ** 31
 # Headroom under protobuf's 2 GB limit for the graph itself.
 EXTERNAL_THRESHOLD = TWO_GB - (1 << 24)
 # External tensors start on page boundaries so ONNX Runtime can memory-map them.
@@ -269,10 +268,7 @@ def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: li
         model = onnx.load(traced)
     if dtype == "float16":
         _float64_to_float16(model)
-    data_file = f"{name}_data"
-    for stale in (path, os.path.join(os.path.dirname(path), data_file)):
-        if os.path.exists(stale):
-            os.remove(stale)
+    data_file = remove_previous_export(path)
     _attach_weights(model, set(inputs), DTYPES[dtype], tensor_for, os.path.join(os.path.dirname(path), data_file))
     onnx.save_model(model, path)
 

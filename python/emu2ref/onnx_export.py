@@ -23,10 +23,7 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, dt
         model = onnx.load(tmp_path)
     if dtype == "float16":
         store_float16(model)
-    data_file = f"{name}_data"
-    for stale in (path, os.path.join(os.path.dirname(path), data_file)):
-        if os.path.exists(stale):
-            os.remove(stale)
+    data_file = remove_previous_export(path)
     if sum(init.ByteSize() for init in model.graph.initializer) > TWO_GB - (1 << 24):
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data_file,
                         size_threshold=1024)
@@ -72,3 +69,13 @@ def store_float16(model) -> None:
     nodes = casts + list(graph.node) + tail
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+def remove_previous_export(path: str) -> str:
+    """Deletes an earlier export of this graph (the .onnx and its external data, which would otherwise be appended
+    to); returns the external data file's name."""
+    data_file = f"{os.path.basename(path)}_data"
+    for stale in (path, os.path.join(os.path.dirname(path), data_file)):
+        if os.path.exists(stale):
+            os.remove(stale)
+    return data_file

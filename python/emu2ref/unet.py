@@ -195,12 +195,7 @@ class DownBlock(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList(
             [ResnetBlock2D(cin if i == 0 else cout, cout, temb, groups, eps) for i in range(layers)])
-        if attn is not None:
-            heads, depth, context_dim, linear = attn
-            self.attentions = nn.ModuleList(
-                [Transformer2DModel(heads, cout, depth, context_dim, groups, linear) for _ in range(layers)])
-        else:
-            self.attentions = None
+        self.attentions = _attentions(attn, cout, groups, layers)
         self.downsamplers = nn.ModuleList([Downsample2D(cout)]) if downsample else None
 
     def forward(self, x, temb, context):
@@ -216,6 +211,14 @@ class DownBlock(nn.Module):
         return x, skips
 
 
+def _attentions(attn, channels: int, groups: int, layers: int):
+    """The Transformer2DModel of each resnet of a CrossAttn block; None for a block without attention."""
+    if attn is None:
+        return None
+    heads, depth, context_dim, linear = attn
+    return nn.ModuleList([Transformer2DModel(heads, channels, depth, context_dim, groups, linear) for _ in range(layers)])
+
+
 class UpBlock(nn.Module):
     """UpBlock2D or CrossAttnUpBlock2D: each resnet takes the running state concatenated with one skip state."""
 
@@ -226,12 +229,7 @@ class UpBlock(nn.Module):
             skip = cin if i == layers - 1 else cout
             resnets.append(ResnetBlock2D((prev if i == 0 else cout) + skip, cout, temb, groups, eps))
         self.resnets = nn.ModuleList(resnets)
-        if attn is not None:
-            heads, depth, context_dim, linear = attn
-            self.attentions = nn.ModuleList(
-                [Transformer2DModel(heads, cout, depth, context_dim, groups, linear) for _ in range(layers)])
-        else:
-            self.attentions = None
+        self.attentions = _attentions(attn, cout, groups, layers)
         self.upsamplers = nn.ModuleList([Upsample2D(cout)]) if upsample else None
 
     def forward(self, x, skips, temb, context):
