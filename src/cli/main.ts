@@ -18,7 +18,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name("emu2")
-    .description("Run Emu2 (BAAI's generative multimodal model) on ONNX Runtime: chat, caption, generate, evaluate")
+    .description("Run Emu2 (BAAI's generative multimodal model) on ONNX Runtime: chat, caption, generate")
     .version(VERSION)
     .option("-v, --verbose", "show stack traces and details on stderr")
     .configureOutput({
