@@ -175,7 +175,10 @@ export class Emu2 {
         } : undefined,
       },
     );
-    return outputs.map((out) => ({ text: trimAtStop(tokenizer.decode(out.ids), settings.stop), ids: out.ids, stopReason: out.stopReason }));
+    const results = outputs.map((out) => ({ text: trimAtStop(tokenizer.decode(out.ids), settings.stop), ids: out.ids, stopReason: out.stopReason }));
+    // Beam search knows its answer only at the end: a caller that streams gets it then, whole.
+    if (settings.numBeams > 1 && options.onText) results.forEach((r, i) => options.onText?.(i, r.text));
+    return results;
   }
 
   /**

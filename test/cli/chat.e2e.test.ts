@@ -65,6 +65,16 @@ test("interactive: typed through a real terminal, with /image, /save and /exit",
   assert.equal(replay.status, 0, replay.stderr);
 });
 
+test("interactive with the package's default beam search: the answer is shown when it is ready", () => {
+  const steps = [{ expect: "> " }, { send: "Hello there\r" }, { expect: "> " }, { send: "/exit\r" }];
+  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", "-m", chat, "-q", "-n", "4"], { encoding: "utf8", timeout: 120_000 });
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.missing, null, result.transcript);
+  assert.equal(result.exit_code, 0, result.transcript);
+  const answer = result.transcript.split("Hello there")[1].split("> ")[0].replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").trim();
+  assert.ok(answer.length > 0, result.transcript);
+});
+
 test("interactive: Ctrl-C at the prompt twice leaves with 130", () => {
   const steps = [{ expect: "> " }, { send: "\x03" }, { expect: "Ctrl-C again" }, { send: "\x03" }];
   const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast], { encoding: "utf8", timeout: 60_000 });
