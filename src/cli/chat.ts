@@ -7,7 +7,7 @@ import type { Conversation, PromptInput } from "../prompt/types.js";
 import { Emu2Error, UsageError } from "../util/errors.js";
 import { runChatRepl } from "./chat-repl.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
-import { makeReporter, writeJson } from "./io.js";
+import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { spinner } from "./progress.js";
 
@@ -23,8 +23,6 @@ interface ChatFlags extends ModelOptions, GenerationFlags {
   quiet?: boolean;
   verbose?: boolean;
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function asConversation(input: PromptInput, flags: ChatFlags): Conversation {
   const conversation: Conversation = input.kind === "conversation"

@@ -7,7 +7,7 @@ import { Emu2, imageToPng } from "../emu2.js";
 import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
 import type { PromptInput } from "../prompt/types.js";
 import { UsageError } from "../util/errors.js";
-import { makeReporter, writeJson } from "./io.js";
+import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { progressBar } from "./progress.js";
 
@@ -23,8 +23,6 @@ interface GenerateFlags extends ModelOptions {
   quiet?: boolean;
   verbose?: boolean;
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function positiveInt(flag: string, value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag}: expected a whole number > 0, got ${JSON.stringify(value)}`);

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import type { GenerationSettings } from "../llm/stage.js";
 import type { GenerationDefaults } from "../model/manifest.js";
 import { UsageError } from "../util/errors.js";
+import { collect } from "./io.js";
 
 export type TextGenerationSettings = GenerationSettings;
 
@@ -20,8 +21,6 @@ export interface GenerationFlags {
   greedy?: boolean;
   stop?: string[];
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function addGenerationOptions(command: Command): Command {
   return command

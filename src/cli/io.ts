@@ -32,3 +32,6 @@ export function writeJson(value: unknown): void {
 export function writeJsonLine(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
+
+/** commander's accumulator for repeatable flags (--image a --image b). */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

@@ -7,7 +7,7 @@ import type { PromptInput } from "../prompt/types.js";
 import { describeSource } from "../prompt/types.js";
 import { Emu2Tokenizer } from "../tokenizer/tokenizer.js";
 import { UsageError } from "../util/errors.js";
-import { makeReporter, writeJson } from "./io.js";
+import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 
 interface PromptFlags extends ModelOptions {
@@ -21,8 +21,6 @@ interface PromptFlags extends ModelOptions {
   json?: boolean;
   quiet?: boolean;
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function readPromptInput(flags: { prompt?: string; file?: string; image?: string[] }): PromptInput {
   if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
