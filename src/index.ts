@@ -1,1 +1,13 @@
+// The library API: the same facade the CLI uses.
 export const VERSION = "0.1.0";
+export { Emu2, trimAtStop } from "./emu2.js";
+export type { GeneratedImage, ImageGenerationOptions, PreparedPrompt, PromptOptions, TextOptions, TextResult } from "./emu2.js";
+export { imageToPng } from "./emu2.js";
+export type { GenerationSettings, StopReason } from "./llm/stage.js";
+export { ModelPackage } from "./model/package.js";
+export type { SessionOptions } from "./model/session.js";
+export { readManifest, validateManifest, type Manifest } from "./model/manifest.js";
+export { promptFromFile, parsePromptYaml, sequenceFromText } from "./prompt/parse.js";
+export type { Conversation, Message, Part, PromptInput } from "./prompt/types.js";
+export { Emu2Tokenizer } from "./tokenizer/tokenizer.js";
+export { Emu2Error, PackageError, PromptError, UsageError } from "./util/errors.js";
