@@ -1,0 +1,282 @@
+// Text generation with the semantics of transformers 4.31's generate() as Emu2 calls it (inputs_embeds only, so
+// every length counts generated tokens, never the prompt): a left-padded prefill, then one token per decoder run on
+// the KV cache. Greedy, seeded sampling and beam search; the Python reference of the same algorithms is
+// python/emu2ref/generation.py, and the goldens it writes are the tests' oracle.
+import { SplitMix64 } from "../diffusion/noise.js";
+import { Emu2Error } from "../util/errors.js";
+import { BeamHypotheses, advanceGroup, topCandidates, type EarlyStopping } from "./beam.js";
+import { embedPrompt } from "./embed.js";
+import type { Features, LlmGraphs } from "./graphs.js";
+import type { KvCache, KvCacheFactory } from "./kv-cache.js";
+import { argmax, logSoftmax, processScores, sampleToken } from "./processors.js";
+
+export interface GenerationSettings {
+  maxNewTokens: number;
+  minNewTokens: number;
+  numBeams: number;
+  lengthPenalty: number;
+  repetitionPenalty: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** Seed of the SplitMix64 stream sampling draws its uniforms from. */
+  seed: number;
+  /** Greedy and sampling stop once the decoded continuation contains one of these. */
+  stop: string[];
+  /** Beam search stopping rule (HF early_stopping); Emu2 uses false. */
+  earlyStopping?: EarlyStopping;
+  /** Beam search: how many of each prompt's best hypotheses to return (HF num_return_sequences); default 1. */
+  numReturnSequences?: number;
+}
+
+export type StopReason = "eos" | "length" | "stop" | "aborted";
+
+export interface GenerationCallbacks {
+  /** Stops generation early; what was produced so far is returned with stop reason "aborted". */
+  signal?: AbortSignal;
+  /** Decodes generated ids, for stop strings. */
+  decode?: (ids: number[]) => string;
+  /** Greedy and sampling: new ids of prompt `index` as they are accepted (beam search knows its result only at the end). */
+  onTokens?: (index: number, ids: number[]) => void;
+}
+
+export interface GeneratedSequence {
+  /** Generated ids, eos excluded. */
+  ids: number[];
+  stopReason: StopReason;
+  /** Beam search: the length-penalised score of the returned hypothesis. */
+  score?: number;
+}
+
+/** What generation needs from a loaded model. */
+export interface LlmContext {
+  graphs: LlmGraphs;
+  newCache: KvCacheFactory;
+  imageTokenId: number;
+  eosTokenId: number;
+  padTokenId: number;
+}
+
+/** Left padding to the longest prompt with pad_token_id, and the matching attention mask. */
+export function leftPad(prompts: readonly (readonly number[])[], padTokenId: number): { ids: number[][]; mask: number[][] } {
+  if (prompts.length === 0) throw new Emu2Error("no prompt to run");
+  const t = Math.max(...prompts.map((p) => p.length));
+  if (t === 0) throw new Emu2Error("every prompt is empty");
+  return {
+    ids: prompts.map((p) => [...Array<number>(t - p.length).fill(padTokenId), ...p]),
+    mask: prompts.map((p) => [...Array<number>(t - p.length).fill(0), ...Array<number>(p.length).fill(1)]),
+  };
+}
+
+export interface Prefilled {
+  cache: KvCache;
+  mask: number[][];
+  /** Final hidden state of every prompt's last position [B,H]. */
+  last: Float32Array;
+}
+
+/** Runs the left-padded prompts (image features spliced) through the decoder into a new cache. */
+export async function prefill(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null): Promise<Prefilled> {
+  const { ids, mask } = leftPad(prompts, ctx.padTokenId);
+  const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId);
+  const cache = await ctx.newCache(prompts.length);
+  const hidden = await ctx.graphs.decoder(embeds, mask, cache);
+  return { cache, mask, last: ctx.graphs.lastRows(hidden, prompts.length) };
+}
+
+/** One decoding step: each row's new token id through embed_tokens and the decoder; returns the new last rows. */
+async function step(ctx: LlmContext, tokens: readonly number[], mask: number[][], cache: KvCache): Promise<Float32Array> {
+  const embeds = await ctx.graphs.embedTokens(tokens.map((id) => [id]));
+  const hidden = await ctx.graphs.decoder(embeds, mask, cache);
+  return ctx.graphs.lastRows(hidden, tokens.length);
+}
+
+/** lm_head of one hidden row per batch row -> a logits row each. */
+async function logitRows(ctx: LlmContext, last: Float32Array, batch: number): Promise<Float32Array[]> {
+  const all = await ctx.graphs.lmHead(last, batch);
+  const v = all.length / batch;
+  return Array.from({ length: batch }, (_, b) => all.subarray(b * v, (b + 1) * v));
+}
+
+function checkSettings(settings: GenerationSettings): void {
+  const n = settings.numReturnSequences ?? 1;
+  if (!Number.isInteger(settings.maxNewTokens) || settings.maxNewTokens < 1) throw new Emu2Error(`max new tokens must be a whole number >= 1 (got ${settings.maxNewTokens})`);
+  if (!Number.isInteger(settings.numBeams) || settings.numBeams < 1) throw new Emu2Error(`the number of beams must be a whole number >= 1 (got ${settings.numBeams})`);
+  if (settings.numBeams > 1 && settings.doSample) throw new Emu2Error("beam sampling (several beams with sampling) is not supported: use one beam to sample");
+  if (!Number.isInteger(n) || n < 1 || n > settings.numBeams) {
+    throw new Emu2Error(`the number of returned sequences (${n}) must be between 1 and the number of beams (${settings.numBeams})`);
+  }
+}
+
+/**
+ * Generates a continuation of every prompt (one left-padded batch). `features` holds the image features of all
+ * <image> rows across the batch, in order. With beam search and numReturnSequences n, prompt b's hypotheses are
+ * entries b*n .. b*n+n-1, best first.
+ */
+export async function generateText(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+  checkSettings(settings);
+  if (callbacks.signal?.aborted) return prompts.flatMap(() => Array.from({ length: settings.numReturnSequences ?? 1 }, () => ({ ids: [], stopReason: "aborted" as const })));
+  return settings.numBeams > 1 ? beamSearch(ctx, prompts, features, settings, callbacks) : greedyOrSample(ctx, prompts, features, settings, callbacks);
+}
+
+async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+  const batch = prompts.length;
+  const rng = new SplitMix64(settings.seed);
+  const { cache, mask, last: promptLast } = await prefill(ctx, prompts, features);
+  let last = promptLast;
+  let currentMask = mask;
+  const generated: number[][] = prompts.map(() => []);
+  const reasons: (StopReason | undefined)[] = prompts.map(() => undefined);
+  try {
+    for (let n = 0; n < settings.maxNewTokens; n++) {
+      const rows = await logitRows(ctx, last, batch);
+      // A finished row keeps running (the batch is one tensor) on pad tokens, as HF does; its output is ignored.
+      const next = rows.map((row, b) => {
+        if (reasons[b]) return ctx.padTokenId;
+        const scores = Float32Array.from(row);
+        processScores(scores, generated[b], settings, ctx.eosTokenId);
+        return settings.doSample ? sampleToken(scores, settings, rng.uniform()) : argmax(scores);
+      });
+      next.forEach((token, b) => {
+        if (reasons[b]) return;
+        if (token === ctx.eosTokenId) {
+          reasons[b] = "eos";
+          return;
+        }
+        generated[b].push(token);
+        callbacks.onTokens?.(b, [token]);
+        if (settings.stop.length > 0 && callbacks.decode) {
+          const text = callbacks.decode(generated[b]);
+          if (settings.stop.some((s) => s.length > 0 && text.includes(s))) reasons[b] = "stop";
+        }
+      });
+      if (reasons.every(Boolean) || n + 1 === settings.maxNewTokens) break;
+      if (callbacks.signal?.aborted) {
+        reasons.forEach((r, b) => (reasons[b] = r ?? "aborted"));
+        break;
+      }
+      currentMask = currentMask.map((m) => [...m, 1]);
+      last = await step(ctx, next, currentMask, cache);
+    }
+  } finally {
+    cache.release();
+  }
+  return generated.map((ids, b) => ({ ids, stopReason: reasons[b] ?? "length" }));
+}
+
+/** Beam search as transformers 4.31's beam_search with a BeamSearchScorer (see beam.ts). */
+async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+  const batch = prompts.length;
+  const k = settings.numBeams;
+  const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts, features);
+  const hidden = ctx.graphs.hidden;
+  // Every beam starts from its prompt's prefill: rows b*k .. b*k+k-1 copy row b.
+  const expand = Array.from({ length: batch * k }, (_, i) => Math.floor(i / k));
+  const hyps = prompts.map(() => new BeamHypotheses(k, settings.lengthPenalty, settings.earlyStopping ?? false, settings.maxNewTokens));
+  const done = prompts.map(() => false);
+  let generated: number[][] = expand.map(() => []);
+  // Only the first beam of a prompt is live at first, so the first step's 2k candidates come from distinct tokens.
+  let beamScores = Float32Array.from(expand, (_, i) => (i % k === 0 ? 0 : -1e9));
+  let aborted = false;
+  try {
+    await cache.select(expand);
+    let mask = expand.map((b) => [...promptMask[b]]);
+    let last: Float32Array = new Float32Array(batch * k * hidden);
+    expand.forEach((b, i) => last.set(promptLast.subarray(b * hidden, (b + 1) * hidden), i * hidden));
+    for (;;) {
+      const rows = await logitRows(ctx, last, batch * k);
+      const curLen = generated[0].length + 1;
+      const nextScores = new Float32Array(batch * k);
+      // A finished prompt's rows continue from row 0 on pad tokens, as in HF; their outputs are never used.
+      const nextTokens = new Array<number>(batch * k).fill(ctx.padTokenId);
+      const nextRows = new Array<number>(batch * k).fill(0);
+      for (let b = 0; b < batch; b++) {
+        if (done[b]) continue;
+        const group = Array.from({ length: k }, (_, beam) => {
+          const scores = logSoftmax(rows[b * k + beam]);
+          processScores(scores, generated[b * k + beam], settings, ctx.eosTokenId);
+          return scores;
+        });
+        const candidates = topCandidates(group, Array.from(beamScores.subarray(b * k, (b + 1) * k)), 2 * k);
+        const { next, done: finished } = advanceGroup(candidates, generated.slice(b * k, (b + 1) * k), hyps[b], k, ctx.eosTokenId, curLen);
+        next.forEach((beam, j) => {
+          nextScores[b * k + j] = beam.score;
+          nextTokens[b * k + j] = beam.token;
+          nextRows[b * k + j] = b * k + beam.parent;
+        });
+        done[b] = finished;
+      }
+      generated = nextRows.map((row, i) => [...generated[row], nextTokens[i]]);
+      beamScores = nextScores;
+      if (done.every(Boolean) || generated[0].length >= settings.maxNewTokens) break;
+      if (callbacks.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      await cache.select(nextRows);
+      mask = nextRows.map((row) => [...mask[row], 1]);
+      last = await step(ctx, nextTokens, mask, cache);
+    }
+  } finally {
+    cache.release();
+  }
+  const n = settings.numReturnSequences ?? 1;
+  return prompts.flatMap((_, b) => {
+    // finalize: the running beams of an unfinished prompt compete with its finished hypotheses.
+    if (!done[b]) for (let beam = 0; beam < k; beam++) hyps[b].add([...generated[b * k + beam]], beamScores[b * k + beam], false);
+    return hyps[b].best(n).map((h): GeneratedSequence => ({ ids: h.tokens, stopReason: h.eos ? "eos" : aborted ? "aborted" : "length", score: h.score }));
+  });
+}
+
+/** Logits [T,V] at every position of one prompt (image features spliced), from one decoder run. */
+export async function promptLogits(ctx: LlmContext, ids: readonly number[], features: Features | null): Promise<Float32Array> {
+  const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId);
+  const cache = await ctx.newCache(1);
+  try {
+    return await ctx.graphs.lmHead(await ctx.graphs.decoder(embeds, [ids.map(() => 1)], cache), 1);
+  } finally {
+    cache.release();
+  }
+}
+
+export interface ContinuationScore {
+  /** Sum of the candidate tokens' log-probs. */
+  sum: number;
+  /** Their mean. */
+  mean: number;
+}
+
+/**
+ * Log-probability of each candidate continuation after one context (classification by ranking): the context runs
+ * once; each candidate forks its cache and runs all but its last token in one decoder call.
+ */
+export async function scoreContinuations(ctx: LlmContext, context: readonly number[], features: Features | null, candidates: readonly (readonly number[])[]): Promise<ContinuationScore[]> {
+  const empty = candidates.findIndex((c) => c.length === 0);
+  if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} has no tokens`);
+  const { cache, mask, last } = await prefill(ctx, [context], features);
+  try {
+    const [firstLogits] = await logitRows(ctx, last, 1);
+    const firstLogprobs = logSoftmax(firstLogits);
+    const results: ContinuationScore[] = [];
+    for (const candidate of candidates) {
+      let sum = firstLogprobs[candidate[0]];
+      if (candidate.length > 1) {
+        const branch = cache.fork();
+        try {
+          const fed = candidate.slice(0, -1);
+          const embeds = await ctx.graphs.embedTokens([fed]);
+          const logits = await ctx.graphs.lmHead(await ctx.graphs.decoder(embeds, [[...mask[0], ...fed.map(() => 1)]], branch), 1);
+          const v = logits.length / fed.length;
+          for (let i = 1; i < candidate.length; i++) sum += logSoftmax(logits.subarray((i - 1) * v, i * v))[candidate[i]];
+        } finally {
+          branch.release();
+        }
+      }
+      results.push({ sum, mean: sum / candidate.length });
+    }
+    return results;
+  } finally {
+    cache.release();
+  }
+}

@@ -1,0 +1,117 @@
+// The decoder's key/value cache behind an interface: generation code only asks for the next step's feeds, hands
+// back the step's outputs, and rearranges batch rows (beam reordering, beam expansion, dropped rows). HostKvCache
+// keeps the present tensors in host memory; a device-resident strategy (GPU buffers bound as outputs, one shared
+// past/present buffer) implements the same operations without the generation code changing.
+import type { Tensor } from "onnxruntime-node";
+import { loadOrt } from "../model/session.js";
+
+export type ActivationType = "float32" | "float16";
+
+export interface KvCache {
+  /** Batch rows the cache holds. */
+  readonly batch: number;
+  /** Past tokens per row (P of the decoder's next run). */
+  readonly length: number;
+  /** The past_key_values.{i}.key/value feeds for the next decoder run. */
+  feeds(): Record<string, Tensor>;
+  /** Takes the decoder's present.{i}.key/value outputs as the new past. */
+  absorb(outputs: Record<string, Tensor>): void;
+  /**
+   * Keeps batch rows `rows`, in that order: repeats expand a row (one prompt -> its beams), a permutation reorders
+   * beams, a missing row is dropped.
+   */
+  select(rows: readonly number[]): Promise<void>;
+  /** An independent cache that starts from this one's contents (a context shared by several continuations). */
+  fork(): KvCache;
+  /** Gives the memory back; the cache is unusable afterwards. */
+  release(): void;
+}
+
+/** Makes an empty cache (P = 0) for `batch` rows. */
+export type KvCacheFactory = (batch: number) => Promise<KvCache>;
+
+export interface KvCacheShape {
+  layers: number;
+  heads: number;
+  headDim: number;
+  dtype: ActivationType;
+}
+
+/** Entry names in feed order: 0.key, 0.value, 1.key, ... */
+function entryNames(layers: number): string[] {
+  return Array.from({ length: layers }, (_, i) => [`${i}.key`, `${i}.value`]).flat();
+}
+
+export class HostKvCache implements KvCache {
+  private constructor(
+    private readonly ort: typeof import("onnxruntime-node"),
+    private readonly shape: KvCacheShape,
+    private readonly names: string[],
+    private readonly tensors: Map<string, Tensor>,
+  ) {}
+
+  static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
+    const ort = await loadOrt();
+    const names = entryNames(shape.layers);
+    const tensors = new Map<string, Tensor>();
+    for (const name of names) {
+      const data = shape.dtype === "float16" ? new Uint16Array(0) : new Float32Array(0);
+      tensors.set(name, new ort.Tensor(shape.dtype, data, [batch, shape.heads, 0, shape.headDim]));
+    }
+    return new HostKvCache(ort, shape, names, tensors);
+  }
+
+  static factory(shape: KvCacheShape): KvCacheFactory {
+    return (batch) => HostKvCache.empty(shape, batch);
+  }
+
+  private entry(name: string): Tensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error("the KV cache was released");
+    return t;
+  }
+
+  get batch(): number {
+    return Number(this.entry(this.names[0]).dims[0]);
+  }
+
+  get length(): number {
+    return Number(this.entry(this.names[0]).dims[2]);
+  }
+
+  feeds(): Record<string, Tensor> {
+    return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
+  }
+
+  absorb(outputs: Record<string, Tensor>): void {
+    for (const n of this.names) {
+      const present = outputs[`present.${n}`];
+      if (!present) throw new Error(`the decoder returned no present.${n}`);
+      this.tensors.set(n, present);
+    }
+  }
+
+  async select(rows: readonly number[]): Promise<void> {
+    for (const n of this.names) {
+      const t = this.entry(n);
+      const [batch, h, p, d] = t.dims.map(Number);
+      const per = h * p * d;
+      const src = t.data as Float32Array | Uint16Array;
+      const out = this.shape.dtype === "float16" ? new Uint16Array(rows.length * per) : new Float32Array(rows.length * per);
+      rows.forEach((r, i) => {
+        if (!Number.isInteger(r) || r < 0 || r >= batch) throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
+        out.set(src.subarray(r * per, (r + 1) * per), i * per);
+      });
+      this.tensors.set(n, new this.ort.Tensor(this.shape.dtype, out, [rows.length, h, p, d]));
+    }
+  }
+
+  fork(): HostKvCache {
+    // Tensors are never written in place (absorb and select replace them), so the fork can share them.
+    return new HostKvCache(this.ort, this.shape, this.names, new Map(this.tensors));
+  }
+
+  release(): void {
+    this.tensors.clear();
+  }
+}

@@ -1,0 +1,132 @@
+// Logits processors and warpers with transformers 4.31 semantics, on one row of float32 scores. HF applies
+// RepetitionPenalty then MinNewTokens (in that order) for every decoding strategy, and for sampling then warps with
+// Temperature, TopK and TopP (in that order) before drawing from the softmax.
+
+const f = Math.fround;
+
+/** HF generation's position ids: cumsum(mask) - 1, with padded positions set to 1. */
+export function positionIds(mask: readonly number[]): number[] {
+  let sum = 0;
+  return mask.map((m) => {
+    sum += m;
+    return m === 0 ? 1 : sum - 1;
+  });
+}
+
+/** Index of the largest score; the first one on ties (torch.argmax on CPU). */
+export function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** log_softmax of one row in float32, as torch computes it: (x - max) - log(sum(exp(x - max))). */
+export function logSoftmax(row: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of row) if (v > max) max = v;
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  const logSum = Math.log(sum);
+  const out = new Float32Array(row.length);
+  for (let i = 0; i < row.length; i++) out[i] = f(f(row[i] - max) - logSum);
+  return out;
+}
+
+/** RepetitionPenaltyLogitsProcessor: a token already generated has its score divided (> 0) or multiplied (< 0) by `penalty`. */
+export function applyRepetitionPenalty(scores: Float32Array, generated: readonly number[], penalty: number): void {
+  if (penalty === 1) return;
+  for (const id of new Set(generated)) {
+    const s = scores[id];
+    scores[id] = s < 0 ? f(s * penalty) : f(s / penalty);
+  }
+}
+
+/** MinNewTokensLengthLogitsProcessor: eos is impossible while fewer than `minNewTokens` tokens are generated. */
+export function applyMinNewTokens(scores: Float32Array, generatedCount: number, minNewTokens: number, eosTokenId: number): void {
+  if (generatedCount < minNewTokens) scores[eosTokenId] = -Infinity;
+}
+
+export interface ProcessorSettings {
+  repetitionPenalty: number;
+  minNewTokens: number;
+}
+
+/** The processors every strategy runs, in HF's order, in place. */
+export function processScores(scores: Float32Array, generated: readonly number[], settings: ProcessorSettings, eosTokenId: number): void {
+  applyRepetitionPenalty(scores, generated, settings.repetitionPenalty);
+  applyMinNewTokens(scores, generated.length, settings.minNewTokens, eosTokenId);
+}
+
+/** TemperatureLogitsWarper. */
+export function warpTemperature(scores: Float32Array, temperature: number): Float32Array {
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0 (got ${temperature})`);
+  // torch divides the float32 row by the temperature cast to float32.
+  const t = f(temperature);
+  return scores.map((s) => s / t);
+}
+
+/** TopKLogitsWarper: scores below the k-th largest become -inf (ties with it stay). k = 0 keeps everything. */
+export function warpTopK(scores: Float32Array, topK: number, minTokensToKeep = 1): Float32Array {
+  if (topK === 0) return Float32Array.from(scores);
+  const k = Math.min(Math.max(topK, minTokensToKeep), scores.length);
+  const kth = Float32Array.from(scores).sort()[scores.length - k];
+  return scores.map((s) => (s < kth ? -Infinity : s));
+}
+
+/** softmax of one row (max subtracted, float32 result); -inf entries get probability 0. */
+export function softmax(scores: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of scores) if (v > max) max = v;
+  const exps = new Float64Array(scores.length);
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) sum += exps[i] = Math.exp(scores[i] - max);
+  return Float32Array.from(exps, (e) => e / sum);
+}
+
+/**
+ * TopPLogitsWarper: sort ascending, softmax, cumulative sum (in float32, as torch); tokens whose cumulative
+ * probability is <= 1 - top_p become -inf, except the `minTokensToKeep` most likely. top_p = 1 keeps everything.
+ */
+export function warpTopP(scores: Float32Array, topP: number, minTokensToKeep = 1): Float32Array {
+  if (topP >= 1) return Float32Array.from(scores);
+  const order = Array.from(scores, (_, i) => i).sort((a, b) => scores[a] - scores[b] || a - b);
+  const probs = softmax(Float32Array.from(order, (i) => scores[i]));
+  const out = Float32Array.from(scores);
+  const bound = f(1 - topP);
+  let cumulative = 0;
+  for (let r = 0; r < order.length - minTokensToKeep; r++) {
+    cumulative = f(cumulative + probs[r]);
+    if (cumulative <= bound) out[order[r]] = -Infinity;
+  }
+  return out;
+}
+
+export interface SamplingSettings {
+  temperature: number;
+  topK: number;
+  topP: number;
+}
+
+/** The sampling warpers in HF's order: temperature, top-k, top-p. */
+export function warpScores(scores: Float32Array, settings: SamplingSettings): Float32Array {
+  return warpTopP(warpTopK(warpTemperature(scores, settings.temperature), settings.topK), settings.topP);
+}
+
+/** Inverse-CDF draw from `probs` in index order with a uniform in [0,1); never returns a zero-probability token. */
+export function drawFromProbs(probs: Float32Array, uniform: number): number {
+  let cumulative = 0;
+  let last = -1;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] === 0) continue;
+    last = i;
+    cumulative += probs[i];
+    if (uniform < cumulative) return i;
+  }
+  if (last < 0) throw new Error("no token has a non-zero probability");
+  return last;
+}
+
+/** Warps the processed scores and draws one token with `uniform` (from the seeded SplitMix64 stream). */
+export function sampleToken(scores: Float32Array, settings: SamplingSettings, uniform: number): number {
+  return drawFromProbs(softmax(warpScores(scores, settings)), uniform);
+}
