@@ -3,6 +3,7 @@
 // embed.ts (image splicing), kv-cache.ts, processors.ts and beam.ts (HF 4.31 semantics), generate.ts, regress.ts.
 import type { Manifest } from "../model/manifest.js";
 import { Emu2Error } from "../util/errors.js";
+import { embedPrompt } from "./embed.js";
 import { generateText, promptLogits, scoreContinuations, type ContinuationScore, type GeneratedSequence, type GenerationCallbacks, type GenerationSettings, type LlmContext } from "./generate.js";
 import { LlmGraphs, type Features, type LlmSessions } from "./graphs.js";
 import { HostKvCache, type KvCacheFactory } from "./kv-cache.js";
@@ -35,6 +36,11 @@ export class LlmStage {
       padTokenId: manifest.tokenizer.pad_token_id,
     };
     this.imgTokenId = required("[IMG]");
+  }
+
+  /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */
+  embed(ids: number[][], features: Features | null): Promise<Float32Array> {
+    return embedPrompt(this.ctx.graphs, ids, features, this.ctx.imageTokenId);
   }
 
   /** Continuations of a left-padded batch of prompts; see generate.ts generateText. */
