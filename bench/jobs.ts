@@ -52,7 +52,23 @@ export interface DiffusionJob extends PackageJob {
   noise_seed: number;
 }
 
-export type WorkerJob = PreprocessJob | VisualEncoderJob | DiffusionJob;
+export interface LlmJob extends PackageJob {
+  kind: "llm";
+  /** The package folder the TypeScript side opens with Emu2.open. */
+  package_dir: string;
+  /** The LLM's vocabulary size (the manifest's tokenizer.vocab_size): the torch side rebuilds the weights with it. */
+  vocab_size: number;
+  eos_token_id: number;
+  pad_token_id: number;
+  /** One text prompt (bos included, no images). */
+  ids: number[];
+  greedy_new_tokens: number;
+  num_beams: number;
+  beam_new_tokens: number;
+  length_penalty: number;
+}
+
+export type WorkerJob = PreprocessJob | VisualEncoderJob | DiffusionJob | LlmJob;
 
 /** What every side reports besides its stage's own figures. */
 export interface ProcessFigures {
@@ -93,5 +109,24 @@ export interface TsDiffusionFigures extends DiffusionFigures {
 }
 
 export interface TorchDiffusionFigures extends DiffusionFigures {
+  build_ms: number;
+}
+
+export interface LlmFigures extends ProcessFigures {
+  /** Embedding, prefill of the prompt, lm_head and the first token's choice: a generation of one new token. */
+  first_token_ms: number;
+  first_token: number;
+  greedy_ms: number;
+  greedy_ids: number[];
+  beam_ms: number;
+  /** The best hypothesis, without eos or padding. */
+  beam_ids: number[];
+}
+
+export interface TsLlmFigures extends LlmFigures {
+  session_ms: number;
+}
+
+export interface TorchLlmFigures extends LlmFigures {
   build_ms: number;
 }

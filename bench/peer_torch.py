@@ -13,6 +13,9 @@ Jobs (bench/run.ts builds them):
      "out_dir"}
     {"kind": "diffusion", "threads", "package", "section", "embeddings", "queries", "steps", "guidance_scale",
      "noise_seed", "warmup", "repeats", "out_dir"}
+    {"kind": "tokenize", "tokenizer", "text"}                  the reference tokenizer's ids (bos included)
+    {"kind": "llm", "threads", "package", "vocab_size", "eos_token_id", "pad_token_id", "ids", "greedy_new_tokens",
+     "num_beams", "beam_new_tokens", "length_penalty", "warmup", "repeats"}
 
 The torch modules are rebuilt as python/build_tiny_packages.py builds the package named by "package" (its seed and
 sizes are read from that script), so both sides run the same weights; bench/run.ts checks their outputs agree.
@@ -184,7 +187,66 @@ def run_diffusion(job: dict) -> dict:
             "rss_baseline_kb": baseline}
 
 
-JOBS = {"probe": probe, "preprocess": run_preprocess, "visual_encoder": run_visual_encoder, "diffusion": run_diffusion}
+def tokenize(job: dict) -> dict:
+    from emu2ref.tokenizer import load_reference_tokenizer
+    return {"ids": load_reference_tokenizer(job["tokenizer"]).encode(job["text"])}
+
+
+def run_llm(job: dict) -> dict:
+    import torch
+    import build_tiny_packages as packages
+    from emu2ref.generation import beam_search, greedy
+    from emu2ref.llama import build_vision_llm
+
+    set_threads(job["threads"])
+    baseline = current_rss_kb()
+    start = time.perf_counter()
+    spec = packages.PACKAGES[job["package"]]
+    _, llm = build_vision_llm({"vision": packages.VISION,
+                               "llm": {**packages.LLM, "vocab_size": job["vocab_size"]}}, spec["seed"])
+    build_ms = (time.perf_counter() - start) * 1000.0
+
+    eos, pad = job["eos_token_id"], job["pad_token_id"]
+    ids = torch.tensor([job["ids"]], dtype=torch.long)
+    mask = torch.ones_like(ids)
+
+    def until_eos(tokens):
+        # The TypeScript side returns the generated ids without eos (and the padding after it); with batch 1 the
+        # reference's row is the sequence, then eos if it ended, then padding to the batch's width.
+        return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+    # Each run embeds the prompt, as the TypeScript side's generateText does; min_new_tokens 0 on both sides.
+    def first_token():
+        return greedy(llm, llm.embed_tokens(ids), mask, 1, eos, pad)[0].tolist()
+
+    def greedy_ids():
+        return until_eos(greedy(llm, llm.embed_tokens(ids), mask, job["greedy_new_tokens"], eos, pad)[0].tolist())
+
+    def beam_ids():
+        sequences, _ = beam_search(llm, llm.embed_tokens(ids), mask, job["num_beams"], job["beam_new_tokens"], eos, pad,
+                                   length_penalty=job["length_penalty"])
+        return until_eos(sequences[0].tolist())
+
+    def timed(once):
+        with torch.no_grad():
+            for _ in range(job["warmup"]):
+                once()
+            times = []
+            for _ in range(job["repeats"]):
+                start = time.perf_counter()
+                result = once()
+                times.append(time.perf_counter() - start)
+        return median_ms(times), result
+
+    first_ms, first = timed(first_token)
+    greedy_ms, greedy_out = timed(greedy_ids)
+    beam_ms, beam_out = timed(beam_ids)
+    return {"build_ms": build_ms, "first_token_ms": first_ms, "first_token": first[0], "greedy_ms": greedy_ms,
+            "greedy_ids": greedy_out, "beam_ms": beam_ms, "beam_ids": beam_out, "rss_baseline_kb": baseline}
+
+
+JOBS = {"probe": probe, "preprocess": run_preprocess, "visual_encoder": run_visual_encoder, "diffusion": run_diffusion,
+        "tokenize": tokenize, "llm": run_llm}
 
 
 def main() -> None:

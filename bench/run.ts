@@ -7,16 +7,16 @@
 // different work would be meaningless, so a stage whose outputs disagree stops the bench.
 //
 // A stage is an entry of STAGES: the files it needs (with how to make them), and a run that hands the same job to
-// both sides and turns their figures into rows. A new stage (the LLM's prefill and decode once src/llm exists) adds
-// an entry here, a case in ts_worker.ts and a job in peer_torch.py.
+// both sides and turns their figures into rows. A new stage adds an entry here, a case in ts_worker.ts and a job in
+// peer_torch.py.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  DiffusionJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
-  TsDiffusionFigures, TsVisualEncoderFigures, VisualEncoderJob, WorkerJob,
+  DiffusionJob, LlmJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
+  TorchLlmFigures, TsDiffusionFigures, TsLlmFigures, TsVisualEncoderFigures, VisualEncoderJob, WorkerJob,
 } from "./jobs.js";
 import { fillNormals } from "../src/diffusion/noise.js";
 import { readManifest, type Manifest } from "../src/model/manifest.js";
@@ -36,6 +36,15 @@ const ENCODER_IMAGE = "fixtures/images/landscape.png";
 const DIFFUSION_STEPS = 10;
 const GUIDANCE_SCALE = 3.0;
 const NOISE_SEED = 42;
+/** The LLM stage's text prompt (no images), tokenized by the reference tokenizer: about 70 tokens. */
+const LLM_PROMPT =
+  "A lighthouse stands on a rocky cliff above a stormy sea at dusk. Waves crash against the rocks below while gulls " +
+  "circle overhead, and a small fishing boat with a red hull heads back toward the harbor, its lantern glowing. " +
+  "Describe the scene in detail, then suggest a title for the painting.";
+const GREEDY_NEW_TOKENS = 32;
+const NUM_BEAMS = 5;
+const BEAM_NEW_TOKENS = 10;
+const LENGTH_PENALTY = -1;
 /** Mean |TS - PyTorch| of an output above which the two sides are not doing the same work (float32 both). */
 const SAME_OUTPUT_TOLERANCE = 1e-3;
 
@@ -198,7 +207,58 @@ const visualEncoderStage: Stage = {
   },
 };
 
-const STAGES: Stage[] = [preprocessStage, visualEncoderStage, diffusionStage];
+const llmStage: Stage = {
+  name: "llm",
+  needs: [
+    ...(["embed_tokens", "decoder", "lm_head", "project_up", "project_down", "tokenizer"] as const).map((role) => ({
+      path: `${PACKAGE_DIR}/${role === "tokenizer" ? "tokenizer.json" : `${role}.onnx`}`, hint: BUILD_HINT,
+    })),
+    { path: "python/emu2ref/generation.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    { path: "python/emu2ref/tokenizer.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+  ],
+  async run(ctx) {
+    const tokenizer = ctx.manifest.tokenizer;
+    const { ids } = await ctx.runTorch<{ ids: number[] }>({ kind: "tokenize", tokenizer: join(ROOT, PACKAGE_DIR, tokenizer.file), text: LLM_PROMPT });
+    const job: LlmJob = {
+      kind: "llm", threads: ctx.threads, warmup: 2, repeats: 10, out_dir: ctx.workDir, package: PACKAGE_NAME,
+      package_dir: join(ROOT, PACKAGE_DIR), vocab_size: tokenizer.vocab_size, eos_token_id: tokenizer.eos_token_id,
+      pad_token_id: tokenizer.pad_token_id, ids, greedy_new_tokens: GREEDY_NEW_TOKENS, num_beams: NUM_BEAMS,
+      beam_new_tokens: BEAM_NEW_TOKENS, length_penalty: LENGTH_PENALTY,
+    };
+    const ts = await ctx.runTs<TsLlmFigures>(job);
+    const torch = await ctx.runTorch<TorchLlmFigures>({ ...job });
+    checkSameIds("llm first token", [ts.first_token], [torch.first_token]);
+    checkSameIds(`llm greedy ${GREEDY_NEW_TOKENS} tokens`, ts.greedy_ids, torch.greedy_ids);
+    checkSameIds(`llm beam search ${NUM_BEAMS} beams`, ts.beam_ids, torch.beam_ids);
+    const tokensPerS = (ms: number) => ((ts.greedy_ids.length / ms) * 1000).toFixed(0);
+    const rows: Row[] = [
+      {
+        stage: `prefill ${ids.length} tokens -> first token (time to first token)`, tsMs: ts.first_token_ms, torchMs: torch.first_token_ms, ts, torch,
+        note: `same token ${ts.first_token}`,
+      },
+      {
+        stage: `greedy ${ts.greedy_ids.length} new tokens (KV cache)`, tsMs: ts.greedy_ms, torchMs: torch.greedy_ms, ts, torch,
+        note: `same ids; ${tokensPerS(ts.greedy_ms)} vs ${tokensPerS(torch.greedy_ms)} tokens/s`,
+      },
+      {
+        stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`, tsMs: ts.beam_ms, torchMs: torch.beam_ms, ts, torch,
+        note: `same ids (${ts.beam_ids.length} tokens)`,
+      },
+      {
+        stage: "  setup: Emu2.open(...).llm() (5 ORT sessions) / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ts, torch,
+        note: "not comparable: graph loads vs a seeded init (vision + LLM); no ratio",
+      },
+    ];
+    const method = `LlmStage.generateText (onnxruntime-node, KV cache; numBeams 1 / ${NUM_BEAMS}, minNewTokens 0) vs ` +
+      `emu2ref.generation greedy / beam_search (KV cache; torch modules rebuilt as build_tiny_packages.py builds ` +
+      `${PACKAGE_NAME}) on one ${ids.length}-token text prompt (reference tokenizer); every run embeds the prompt and ` +
+      `prefills it; first token = a 1-token greedy run; tokens/s = new tokens / whole greedy run; ` +
+      `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
+    return { rows, method, raw: { job, ts, torch } };
+  },
+};
+
+const STAGES: Stage[] = [preprocessStage, visualEncoderStage, diffusionStage, llmStage];
 
 /** Stops the bench when the two sides' outputs differ: their timings would compare different work. */
 function checkSameWork(stage: string, meanAbsDiff: number): void {
@@ -210,12 +270,14 @@ function checkSameWork(stage: string, meanAbsDiff: number): void {
   }
 }
 
-/** Why the LLM stage is not in STAGES yet: what of it exists in this checkout. */
-function llmStatus(): string {
-  const runtime = existsSync(join(ROOT, "src/llm")) && readdirSync(join(ROOT, "src/llm")).some((name) => name.endsWith(".ts"));
-  const graph = existsSync(join(ROOT, PACKAGE_DIR, "decoder.onnx"));
-  return `src/llm runtime ${runtime ? "present" : "absent"}, ${PACKAGE_DIR}/decoder.onnx ${graph ? "present" : "absent"}; ` +
-    "the stage goes into STAGES in bench/run.ts";
+/** Stops the bench when the two sides generated different tokens: their timings would compare different work. */
+function checkSameIds(what: string, ts: number[], torch: number[]): void {
+  if (ts.length !== torch.length || ts.some((id, i) => id !== torch[i])) {
+    throw new BenchError(
+      `${what}: TS generated [${ts.join(", ")}] but PyTorch [${torch.join(", ")}] from the same prompt: ` +
+      `${PACKAGE_DIR} is stale or the runtimes disagree; ${BUILD_HINT}`,
+    );
+  }
 }
 
 function readFloats(file: string): Float32Array {
@@ -356,7 +418,6 @@ async function main(): Promise<void> {
       torch_rss_peak_kb: r.torch.rss_peak_kb, note: r.note,
     }));
     writeFileSync(resultsFile, JSON.stringify({ date: new Date().toISOString(), machine, threading, rows: summary, stages, wall_s: wall }, null, 2) + "\n");
-    console.log(`\nnot benchmarked: LLM prefill and greedy decode (${llmStatus()})`);
     console.log(`wrote ${resultsFile}; total ${wall.toFixed(1)} s`);
   } finally {
     rmSync(workDir, { recursive: true, force: true });

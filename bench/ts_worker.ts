@@ -5,12 +5,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { generateImages, type GeneratedImages } from "../src/diffusion/pipeline.js";
+import { Emu2 } from "../src/emu2.js";
+import type { GenerationSettings } from "../src/llm/stage.js";
 import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { loadImage } from "../src/vision/image.js";
 import { VisualEncoder } from "../src/vision/encoder.js";
 import { preprocessImage } from "../src/vision/preprocess.js";
-import type { DiffusionJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
+import type { DiffusionJob, LlmJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
 import { median } from "./stats.js";
 
 async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown>> {
@@ -118,6 +120,39 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
   };
 }
 
+async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
+  const baseline = process.memoryUsage().rss;
+  const sessionStart = performance.now();
+  const llm = await Emu2.open(job.package_dir, { threads: job.threads }).llm();
+  const sessionMs = performance.now() - sessionStart;
+
+  // Plain greedy / beam search as the reference functions run them: no sampling, penalties, stop strings or
+  // minimum length (min_new_tokens 0 on both sides).
+  const plain: GenerationSettings = {
+    maxNewTokens: 1, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false,
+    temperature: 1, topK: 0, topP: 1, seed: 0, stop: [],
+  };
+  const timed = async (settings: GenerationSettings): Promise<{ ms: number; ids: number[] }> => {
+    for (let i = 0; i < job.warmup; i++) await llm.generateText([job.ids], null, settings);
+    const times: number[] = [];
+    let ids: number[] | undefined;
+    for (let i = 0; i < job.repeats; i++) {
+      const start = performance.now();
+      [{ ids }] = await llm.generateText([job.ids], null, settings);
+      times.push(performance.now() - start);
+    }
+    if (!ids) throw new RangeError("llm job: repeats must be at least 1");
+    return { ms: median(times), ids };
+  };
+  const first = await timed(plain);
+  const greedy = await timed({ ...plain, maxNewTokens: job.greedy_new_tokens });
+  const beam = await timed({ ...plain, maxNewTokens: job.beam_new_tokens, numBeams: job.num_beams, lengthPenalty: job.length_penalty });
+  return {
+    session_ms: sessionMs, first_token_ms: first.ms, first_token: first.ids[0], greedy_ms: greedy.ms, greedy_ids: greedy.ids,
+    beam_ms: beam.ms, beam_ids: beam.ids, rss_baseline_kb: Math.round(baseline / 1024),
+  };
+}
+
 async function main(): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -127,6 +162,7 @@ async function main(): Promise<void> {
     case "preprocess": result = await runPreprocess(job); break;
     case "visual_encoder": result = await runVisualEncoder(job); break;
     case "diffusion": result = await runDiffusion(job); break;
+    case "llm": result = await runLlm(job); break;
   }
   result.rss_peak_kb = process.resourceUsage().maxRSS;
   process.stdout.write(JSON.stringify(result) + "\n");
