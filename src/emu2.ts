@@ -6,13 +6,14 @@ import { generateImages } from "./diffusion/pipeline.js";
 import { toPng } from "./diffusion/png.js";
 import { ModelPackage } from "./model/package.js";
 import type { SessionOptions } from "./model/session.js";
+import { concat, type Tensor } from "./model/tensor.js";
 import { encodePrompt, type EncodedPrompt } from "./prompt/encode.js";
 import { renderPrompt, templateTokens } from "./prompt/render.js";
 import type { PromptInput } from "./prompt/types.js";
 import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError } from "./util/errors.js";
-import { VisualEncoder, type VisualFeatures } from "./vision/encoder.js";
+import { VisualEncoder } from "./vision/encoder.js";
 
 export interface TextResult {
   text: string;
@@ -53,24 +54,16 @@ export interface PromptOptions {
 /** A prompt ready for the LLM: its token ids and the visual features of its images, in order. */
 export interface PreparedPrompt {
   encoded: EncodedPrompt;
-  features: VisualFeatures | null;
+  /** Image features [K,Q,W] of the prompt's images, in order. */
+  features: Tensor | null;
 }
 
 /** Visual embeddings Emu2-Gen regresses per image (emu2-facts.md). */
 const REGRESSION_TOKENS = 64;
 
-function stackFeatures(list: (VisualFeatures | null)[]): VisualFeatures | null {
-  const present = list.filter((f): f is VisualFeatures => f !== null);
-  if (present.length === 0) return null;
-  const [, q, w] = present[0].dims;
-  const k = present.reduce((n, f) => n + f.dims[0], 0);
-  const data = new Float32Array(k * q * w);
-  let offset = 0;
-  for (const f of present) {
-    data.set(f.data, offset);
-    offset += f.data.length;
-  }
-  return { data, dims: [k, q, w] };
+function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
+  const present = prepared.flatMap((p) => (p.features ? [p.features] : []));
+  return present.length > 0 ? concat(present) : null;
 }
 
 /** Text up to the first stop string (the stop string itself is not part of the answer). */
@@ -164,7 +157,8 @@ export class Emu2 {
     const streams = prepared.map(() => new TextStream(tokenizer));
     const outputs = await llm.generateText(
       prepared.map((p) => p.encoded.ids),
-      stackFeatures(prepared.map((p) => p.features)),
+      // The batch's image features in the order their <image> rows appear (row-major over the batch).
+      allFeatures(prepared),
       settings,
       {
         signal: options.signal,
@@ -218,7 +212,7 @@ export class Emu2 {
    * Runs the visual decoder on conditioning embeddings [1,Q,W]. Image i of a batch uses seed + i, so a batch equals
    * its images made one by one (docs/package-format.md, seeded noise).
    */
-  async decodeEmbeddings(cond: VisualFeatures, uncond: VisualFeatures, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
+  async decodeEmbeddings(cond: Tensor, uncond: Tensor, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
     const decoder = this.requireVisualDecoder();
     const [unet, vae] = await Promise.all([this.pkg.session("unet"), this.pkg.session("vae_decoder")]);
     const numImages = options.numImages ?? 1;

@@ -4,22 +4,15 @@
 // clamped to [0, 1]. Guidance applies only when s > 1 (the official do_classifier_free_guidance); otherwise the
 // UNet sees the cond batch alone. The same loop does autoencoding when cond holds image features and uncond the
 // features of an all-zero normalized image.
-import type { InferenceSession, Tensor } from "onnxruntime-node";
-import type { VisualDecoderConfig } from "../model/manifest.js";
-import { loadOrt } from "../model/session.js";
+import type { Dtype, VisualDecoderConfig } from "../model/manifest.js";
+import { fromOrt, toOrt, type Session } from "../model/ort.js";
+import { checkTensor, type Tensor } from "../model/tensor.js";
 import { initialNoise } from "./noise.js";
 import { eulerSchedule, eulerStep, scaleModelInput } from "./scheduler.js";
-import { fromFloat16, toFloat16 } from "../util/float16.js";
 
 export interface VisualDecoderSessions {
-  unet: InferenceSession;
-  vae: InferenceSession;
-}
-
-/** Visual embeddings [B,Q,W], row-major. */
-export interface Embeddings {
-  data: Float32Array;
-  dims: readonly [number, number, number];
+  unet: Session;
+  vae: Session;
 }
 
 export interface StepProgress {
@@ -29,14 +22,15 @@ export interface StepProgress {
 }
 
 export interface GenerateImagesOptions {
-  cond: Embeddings;
+  /** Visual embeddings [B,Q,W]. */
+  cond: Tensor;
   /** Required when guidanceScale > 1. */
-  uncond?: Embeddings;
+  uncond?: Tensor;
   steps?: number;
   guidanceScale?: number;
   seed: number;
   /** Element type of the graphs' activations: the manifest's dtype. */
-  dtype?: "float32" | "float16";
+  dtype?: Dtype;
   onStep?: (progress: StepProgress) => void;
 }
 
@@ -55,16 +49,16 @@ export async function generateImages(
   config: VisualDecoderConfig,
   options: GenerateImagesOptions,
 ): Promise<GeneratedImages> {
-  const ort = await loadOrt();
   const dtype = options.dtype ?? "float32";
   const steps = options.steps ?? config.num_inference_steps;
   const scale = options.guidanceScale ?? config.guidance_scale;
   const guided = scale > 1;
+  if (options.cond.dims.length !== 3) throw new RangeError(`cond: expected dims [B,Q,W], got [${options.cond.dims.join(",")}]`);
   const [batch, queries, width] = options.cond.dims;
-  checkEmbeddings(options.cond, "cond");
+  checkTensor(options.cond, "cond");
   if (guided) {
     if (!options.uncond) throw new RangeError("guidance scale > 1 needs uncond embeddings");
-    checkEmbeddings(options.uncond, "uncond");
+    checkTensor(options.uncond, "uncond");
     if (options.uncond.dims.some((d, i) => d !== options.cond.dims[i])) {
       throw new RangeError(`uncond dims [${options.uncond.dims}] differ from cond dims [${options.cond.dims}]`);
     }
@@ -94,12 +88,11 @@ export async function generateImages(
   const latents = initialNoise(options.seed, batch, perImage);
   for (let i = 0; i < latents.length; i++) latents[i] = f(latents[i] * schedule.initNoiseSigma);
 
-  const tensor = (data: Float32Array, dims: readonly number[]): Tensor =>
-    dtype === "float16" ? new ort.Tensor("float16", toFloat16(data), dims) : new ort.Tensor("float32", data, dims);
+  const tensor = (data: Float32Array, dims: readonly number[]) => toOrt({ data, dims }, dtype);
   const fixedFeeds = {
-    encoder_hidden_states: tensor(hidden, [rows, queries, width]),
-    text_embeds: tensor(textEmbeds, [rows, width]),
-    time_ids: tensor(timeIds, [rows, 6]),
+    encoder_hidden_states: await tensor(hidden, [rows, queries, width]),
+    text_embeds: await tensor(textEmbeds, [rows, width]),
+    time_ids: await tensor(timeIds, [rows, 6]),
   };
   const modelInput = new Float32Array(rows * perImage);
   const timestep = new Float32Array(rows);
@@ -109,11 +102,11 @@ export async function generateImages(
     if (guided) modelInput.copyWithin(batch * perImage, 0, batch * perImage);
     timestep.fill(schedule.timesteps[step]);
     const out = await sessions.unet.run({
-      sample: tensor(modelInput, [rows, channels, side, side]),
-      timestep: tensor(timestep, [rows]),
+      sample: await tensor(modelInput, [rows, channels, side, side]),
+      timestep: await tensor(timestep, [rows]),
       ...fixedFeeds,
     });
-    const prediction = readFloat(out.out_sample, "unet out_sample");
+    const prediction = fromOrt(out.out_sample, "unet out_sample").data;
     let noise = prediction;
     if (guided) {
       noise = new Float32Array(batch * perImage);
@@ -130,22 +123,10 @@ export async function generateImages(
   const inverse = f(1 / config.scaling_factor);
   const scaled = new Float32Array(latents.length);
   for (let i = 0; i < latents.length; i++) scaled[i] = inverse * latents[i];
-  const decoded = await sessions.vae.run({ latent_sample: tensor(scaled, [batch, channels, side, side]) });
-  const sample = readFloat(decoded.sample, "vae_decoder sample");
-  const images = new Float32Array(sample.length);
-  for (let i = 0; i < sample.length; i++) images[i] = Math.min(1, Math.max(0, f(f(sample[i] / 2) + 0.5)));
-  const dims = decoded.sample.dims.map(Number) as [number, number, number, number];
+  const decoded = await sessions.vae.run({ latent_sample: await tensor(scaled, [batch, channels, side, side]) });
+  const sample = fromOrt(decoded.sample, "vae_decoder sample");
+  const images = new Float32Array(sample.data.length);
+  for (let i = 0; i < images.length; i++) images[i] = Math.min(1, Math.max(0, f(f(sample.data[i] / 2) + 0.5)));
+  const dims = sample.dims as [number, number, number, number];
   return { images, dims, latents };
-}
-
-function checkEmbeddings(e: Embeddings, name: string): void {
-  const [b, q, w] = e.dims;
-  if (e.data.length !== b * q * w) throw new RangeError(`${name}: ${e.data.length} values for dims [${e.dims}]`);
-}
-
-function readFloat(t: Tensor | undefined, what: string): Float32Array {
-  if (!t) throw new Error(`${what}: missing from the graph's outputs`);
-  if (t.type === "float32") return t.data as Float32Array;
-  if (t.type === "float16") return fromFloat16(t.data as Uint16Array);
-  throw new Error(`${what}: unexpected element type ${t.type}`);
 }

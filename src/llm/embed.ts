@@ -1,7 +1,8 @@
 // Prompt embeddings: embed_tokens of the ids, then project_up(image features) written over the <image> rows in the
 // order the rows appear (row-major over the batch), as Emu2's LLM does before its decoder (emu2-facts.md).
 import { Emu2Error } from "../util/errors.js";
-import type { Features, LlmGraphs } from "./graphs.js";
+import type { Tensor } from "../model/tensor.js";
+import type { LlmGraphs } from "./graphs.js";
 
 /** Flat row indices (b * T + t) of `imageTokenId` in rectangular ids [B,T]. */
 export function imageRows(ids: readonly (readonly number[])[], imageTokenId: number): number[] {
@@ -13,7 +14,7 @@ export function imageRows(ids: readonly (readonly number[])[], imageTokenId: num
 }
 
 /** Checks that the <image> rows and the features agree: images x n_query rows. */
-export function checkImageRows(count: number, features: Features | null): void {
+export function checkImageRows(count: number, features: Tensor | null): void {
   const available = features ? features.dims[0] * features.dims[1] : 0;
   if (count === available) return;
   const supplied = features ? `${features.dims[0]} image(s) x ${features.dims[1]} tokens = ${available} feature rows` : "no image features";
@@ -26,7 +27,7 @@ export function spliceRows(embeds: Float32Array, rows: readonly number[], projec
 }
 
 /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows. */
-export async function embedPrompt(graphs: LlmGraphs, ids: readonly (readonly number[])[], features: Features | null, imageTokenId: number): Promise<Float32Array> {
+export async function embedPrompt(graphs: LlmGraphs, ids: readonly (readonly number[])[], features: Tensor | null, imageTokenId: number): Promise<Float32Array> {
   const rows = imageRows(ids, imageTokenId);
   checkImageRows(rows.length, features);
   const embeds = await graphs.embedTokens(ids);

@@ -6,7 +6,8 @@ import { SplitMix64 } from "../diffusion/noise.js";
 import { Emu2Error } from "../util/errors.js";
 import { BeamHypotheses, advanceGroup, topCandidates, type EarlyStopping } from "./beam.js";
 import { embedPrompt } from "./embed.js";
-import type { Features, LlmGraphs } from "./graphs.js";
+import type { Tensor } from "../model/tensor.js";
+import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
 import { argmax, logSoftmax, processScores, sampleToken } from "./processors.js";
 
@@ -77,7 +78,7 @@ export interface Prefilled {
 }
 
 /** Runs the left-padded prompts (image features spliced) through the decoder into a new cache. */
-export async function prefill(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null): Promise<Prefilled> {
+export async function prefill(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null): Promise<Prefilled> {
   const { ids, mask } = leftPad(prompts, ctx.padTokenId);
   const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId);
   const cache = await ctx.newCache(prompts.length);
@@ -114,13 +115,13 @@ function checkSettings(settings: GenerationSettings): void {
  * <image> rows across the batch, in order. With beam search and numReturnSequences n, prompt b's hypotheses are
  * entries b*n .. b*n+n-1, best first.
  */
-export async function generateText(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+export async function generateText(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
   checkSettings(settings);
   if (callbacks.signal?.aborted) return prompts.flatMap(() => Array.from({ length: settings.numReturnSequences ?? 1 }, () => ({ ids: [], stopReason: "aborted" as const })));
   return settings.numBeams > 1 ? beamSearch(ctx, prompts, features, settings, callbacks) : greedyOrSample(ctx, prompts, features, settings, callbacks);
 }
 
-async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
   const batch = prompts.length;
   const rng = new SplitMix64(settings.seed);
   const { cache, mask, last: promptLast } = await prefill(ctx, prompts, features);
@@ -166,7 +167,7 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
 }
 
 /** Beam search as transformers 4.31's beam_search with a BeamSearchScorer (see beam.ts). */
-async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
   const batch = prompts.length;
   const k = settings.numBeams;
   const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts, features);
@@ -230,7 +231,7 @@ async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])
 }
 
 /** Logits [T,V] at every position of one prompt (image features spliced), from one decoder run. */
-export async function promptLogits(ctx: LlmContext, ids: readonly number[], features: Features | null): Promise<Float32Array> {
+export async function promptLogits(ctx: LlmContext, ids: readonly number[], features: Tensor | null): Promise<Float32Array> {
   const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId);
   const cache = await ctx.newCache(1);
   try {
@@ -251,7 +252,7 @@ export interface ContinuationScore {
  * Log-probability of each candidate continuation after one context (classification by ranking): the context runs
  * once; each candidate forks its cache and runs all but its last token in one decoder call.
  */
-export async function scoreContinuations(ctx: LlmContext, context: readonly number[], features: Features | null, candidates: readonly (readonly number[])[]): Promise<ContinuationScore[]> {
+export async function scoreContinuations(ctx: LlmContext, context: readonly number[], features: Tensor | null, candidates: readonly (readonly number[])[]): Promise<ContinuationScore[]> {
   const empty = candidates.findIndex((c) => c.length === 0);
   if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} has no tokens`);
   const { cache, mask, last } = await prefill(ctx, [context], features);

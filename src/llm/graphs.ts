@@ -1,57 +1,41 @@
 // The five LLM graphs of a package (docs/package-format.md) as typed calls on host arrays: float32 in and out
-// whatever the package's activation type; ids, masks and positions as int64.
-import type { InferenceSession, Tensor } from "onnxruntime-node";
-import { loadOrt } from "../model/session.js";
-import { fromFloat16, toFloat16 } from "../util/float16.js";
-import type { ActivationType, KvCache } from "./kv-cache.js";
+// whatever the package's activation type (the conversion happens at the ONNX Runtime boundary, model/ort.ts); ids,
+// masks and positions as int64.
+import type { Dtype } from "../model/manifest.js";
+import { fromOrt, int64Tensor, toOrt, type Session } from "../model/ort.js";
+import type { Tensor } from "../model/tensor.js";
+import type { KvCache } from "./kv-cache.js";
 import { positionIds } from "./processors.js";
 
 export interface LlmSessions {
-  embedTokens: InferenceSession;
-  projectUp: InferenceSession;
-  decoder: InferenceSession;
-  lmHead: InferenceSession;
-  projectDown: InferenceSession;
-}
-
-/** Image features [K,Q,W] in the order their <image> rows appear across the batch. */
-export interface Features {
-  data: Float32Array;
-  dims: [number, number, number];
+  embedTokens: Session;
+  projectUp: Session;
+  decoder: Session;
+  lmHead: Session;
+  projectDown: Session;
 }
 
 export class LlmGraphs {
   constructor(
     private readonly sessions: LlmSessions,
-    readonly dtype: ActivationType,
+    readonly dtype: Dtype,
     readonly hidden: number,
   ) {}
 
-  private async activations(data: Float32Array, dims: number[]): Promise<Tensor> {
-    const ort = await loadOrt();
-    return this.dtype === "float16" ? new ort.Tensor("float16", toFloat16(data), dims) : new ort.Tensor("float32", data, dims);
-  }
-
-  private static async int64(data: readonly number[], dims: number[]): Promise<Tensor> {
-    const ort = await loadOrt();
-    return new ort.Tensor("int64", BigInt64Array.from(data, (x) => BigInt(x)), dims);
-  }
-
-  /** A float32 copy the caller owns (float16 outputs are widened). */
-  private static floats(t: Tensor): Float32Array {
-    return t.type === "float16" ? fromFloat16(t.data as Uint16Array) : Float32Array.from(t.data as Float32Array);
+  private activations(data: Float32Array, dims: number[]) {
+    return toOrt({ data, dims }, this.dtype);
   }
 
   /** embed_tokens of rectangular ids [B,T] -> [B,T,H]. */
   async embedTokens(ids: readonly (readonly number[])[]): Promise<Float32Array> {
-    const out = await this.sessions.embedTokens.run({ input_ids: await LlmGraphs.int64(ids.flat(), [ids.length, ids[0]?.length ?? 0]) });
-    return LlmGraphs.floats(out.inputs_embeds);
+    const out = await this.sessions.embedTokens.run({ input_ids: await int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]) });
+    return fromOrt(out.inputs_embeds, "embed_tokens inputs_embeds").data;
   }
 
-  /** project_up [K,Q,W] -> [K,Q,H]. */
-  async projectUp(features: Features): Promise<Float32Array> {
-    const out = await this.sessions.projectUp.run({ image_features: await this.activations(features.data, features.dims) });
-    return LlmGraphs.floats(out.image_embeds);
+  /** project_up of image features [K,Q,W] -> [K,Q,H]. */
+  async projectUp(features: Tensor): Promise<Float32Array> {
+    const out = await this.sessions.projectUp.run({ image_features: await toOrt(features, this.dtype) });
+    return fromOrt(out.image_embeds, "project_up image_embeds").data;
   }
 
   /**
@@ -67,26 +51,26 @@ export class LlmGraphs {
     const positions = mask.map((m) => positionIds(m).slice(m.length - t));
     const out = await this.sessions.decoder.run({
       inputs_embeds: await this.activations(embeds, [batch, t, this.hidden]),
-      attention_mask: await LlmGraphs.int64(mask.flat(), [batch, mask[0].length]),
-      position_ids: await LlmGraphs.int64(positions.flat(), [batch, t]),
+      attention_mask: await int64Tensor(mask.flat(), [batch, mask[0].length]),
+      position_ids: await int64Tensor(positions.flat(), [batch, t]),
       ...cache.feeds(),
     });
     cache.absorb(out);
-    return LlmGraphs.floats(out.last_hidden_state);
+    return fromOrt(out.last_hidden_state, "decoder last_hidden_state").data;
   }
 
   /** lm_head of hidden states [B,T,H] -> logits [B,T,V]. */
   async lmHead(hidden: Float32Array, batch: number): Promise<Float32Array> {
     const t = hidden.length / (batch * this.hidden);
     const out = await this.sessions.lmHead.run({ hidden_states: await this.activations(hidden, [batch, t, this.hidden]) });
-    return LlmGraphs.floats(out.logits);
+    return fromOrt(out.logits, "lm_head logits").data;
   }
 
   /** project_down of hidden states [B,T,H] -> visual embeddings [B,T,W]. */
   async projectDown(hidden: Float32Array, batch: number): Promise<Float32Array> {
     const t = hidden.length / (batch * this.hidden);
     const out = await this.sessions.projectDown.run({ hidden_states: await this.activations(hidden, [batch, t, this.hidden]) });
-    return LlmGraphs.floats(out.visual_embeds);
+    return fromOrt(out.visual_embeds, "project_down visual_embeds").data;
   }
 
   /** The last position's rows of hidden states [B,T,H] -> [B,H]. */

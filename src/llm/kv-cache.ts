@@ -2,10 +2,8 @@
 // back the step's outputs, and rearranges batch rows (beam reordering, beam expansion, dropped rows). HostKvCache
 // keeps the present tensors in host memory; a device-resident strategy (GPU buffers bound as outputs, one shared
 // past/present buffer) implements the same operations without the generation code changing.
-import type { Tensor } from "onnxruntime-node";
-import { loadOrt } from "../model/session.js";
-
-export type ActivationType = "float32" | "float16";
+import type { Dtype } from "../model/manifest.js";
+import { selectRows, zeros, type OrtFeeds, type OrtTensor } from "../model/ort.js";
 
 export interface KvCache {
   /** Batch rows the cache holds. */
@@ -13,9 +11,9 @@ export interface KvCache {
   /** Past tokens per row (P of the decoder's next run). */
   readonly length: number;
   /** The past_key_values.{i}.key/value feeds for the next decoder run. */
-  feeds(): Record<string, Tensor>;
+  feeds(): OrtFeeds;
   /** Takes the decoder's present.{i}.key/value outputs as the new past. */
-  absorb(outputs: Record<string, Tensor>): void;
+  absorb(outputs: OrtFeeds): void;
   /**
    * Keeps batch rows `rows`, in that order: repeats expand a row (one prompt -> its beams), a permutation reorders
    * beams, a missing row is dropped.
@@ -34,7 +32,7 @@ export interface KvCacheShape {
   layers: number;
   heads: number;
   headDim: number;
-  dtype: ActivationType;
+  dtype: Dtype;
 }
 
 /** Entry names in feed order: 0.key, 0.value, 1.key, ... */
@@ -44,28 +42,22 @@ function entryNames(layers: number): string[] {
 
 export class HostKvCache implements KvCache {
   private constructor(
-    private readonly ort: typeof import("onnxruntime-node"),
-    private readonly shape: KvCacheShape,
     private readonly names: string[],
-    private readonly tensors: Map<string, Tensor>,
+    private readonly tensors: Map<string, OrtTensor>,
   ) {}
 
   static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
-    const ort = await loadOrt();
     const names = entryNames(shape.layers);
-    const tensors = new Map<string, Tensor>();
-    for (const name of names) {
-      const data = shape.dtype === "float16" ? new Uint16Array(0) : new Float32Array(0);
-      tensors.set(name, new ort.Tensor(shape.dtype, data, [batch, shape.heads, 0, shape.headDim]));
-    }
-    return new HostKvCache(ort, shape, names, tensors);
+    const tensors = new Map<string, OrtTensor>();
+    for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
+    return new HostKvCache(names, tensors);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
     return (batch) => HostKvCache.empty(shape, batch);
   }
 
-  private entry(name: string): Tensor {
+  private entry(name: string): OrtTensor {
     const t = this.tensors.get(name);
     if (!t) throw new Error("the KV cache was released");
     return t;
@@ -79,11 +71,11 @@ export class HostKvCache implements KvCache {
     return Number(this.entry(this.names[0]).dims[2]);
   }
 
-  feeds(): Record<string, Tensor> {
+  feeds(): OrtFeeds {
     return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
   }
 
-  absorb(outputs: Record<string, Tensor>): void {
+  absorb(outputs: OrtFeeds): void {
     for (const n of this.names) {
       const present = outputs[`present.${n}`];
       if (!present) throw new Error(`the decoder returned no present.${n}`);
@@ -92,23 +84,12 @@ export class HostKvCache implements KvCache {
   }
 
   async select(rows: readonly number[]): Promise<void> {
-    for (const n of this.names) {
-      const t = this.entry(n);
-      const [batch, h, p, d] = t.dims.map(Number);
-      const per = h * p * d;
-      const src = t.data as Float32Array | Uint16Array;
-      const out = this.shape.dtype === "float16" ? new Uint16Array(rows.length * per) : new Float32Array(rows.length * per);
-      rows.forEach((r, i) => {
-        if (!Number.isInteger(r) || r < 0 || r >= batch) throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
-        out.set(src.subarray(r * per, (r + 1) * per), i * per);
-      });
-      this.tensors.set(n, new this.ort.Tensor(this.shape.dtype, out, [rows.length, h, p, d]));
-    }
+    for (const n of this.names) this.tensors.set(n, await selectRows(this.entry(n), rows));
   }
 
   fork(): HostKvCache {
     // Tensors are never written in place (absorb and select replace them), so the fork can share them.
-    return new HostKvCache(this.ort, this.shape, this.names, new Map(this.tensors));
+    return new HostKvCache(this.names, new Map(this.tensors));
   }
 
   release(): void {

@@ -5,12 +5,13 @@ import type { Manifest } from "../model/manifest.js";
 import { Emu2Error } from "../util/errors.js";
 import { embedPrompt } from "./embed.js";
 import { generateText, promptLogits, scoreContinuations, type ContinuationScore, type GeneratedSequence, type GenerationCallbacks, type GenerationSettings, type LlmContext } from "./generate.js";
-import { LlmGraphs, type Features, type LlmSessions } from "./graphs.js";
+import type { Tensor } from "../model/tensor.js";
+import { LlmGraphs, type LlmSessions } from "./graphs.js";
 import { HostKvCache, type KvCacheFactory } from "./kv-cache.js";
 import { regressImage } from "./regress.js";
 
 export type { ContinuationScore, GeneratedSequence, GenerationCallbacks, GenerationSettings, StopReason } from "./generate.js";
-export type { Features, LlmSessions } from "./graphs.js";
+export type { LlmSessions } from "./graphs.js";
 export type { KvCache, KvCacheFactory } from "./kv-cache.js";
 export { HostKvCache } from "./kv-cache.js";
 export { logSoftmax, positionIds, processScores, sampleToken } from "./processors.js";
@@ -39,27 +40,27 @@ export class LlmStage {
   }
 
   /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */
-  embed(ids: number[][], features: Features | null): Promise<Float32Array> {
+  embed(ids: number[][], features: Tensor | null): Promise<Float32Array> {
     return embedPrompt(this.ctx.graphs, ids, features, this.ctx.imageTokenId);
   }
 
   /** Continuations of a left-padded batch of prompts; see generate.ts generateText. */
-  generateText(prompts: number[][], features: Features | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+  generateText(prompts: number[][], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
     return generateText(this.ctx, prompts, features, settings, callbacks);
   }
 
   /** Logits [T,V] at every position of one prompt. */
-  promptLogits(ids: number[], features: Features | null): Promise<Float32Array> {
+  promptLogits(ids: number[], features: Tensor | null): Promise<Float32Array> {
     return promptLogits(this.ctx, ids, features);
   }
 
   /** Image regression: `steps` visual embeddings per prompt -> [B,steps,W]. */
-  regress(prompts: number[][], features: Features | null, steps: number): Promise<Features> {
+  regress(prompts: number[][], features: Tensor | null, steps: number): Promise<Tensor> {
     return regressImage(this.ctx, prompts, features, this.imgTokenId, steps);
   }
 
   /** Sum and mean log-prob of each candidate's tokens after one context, reusing the context's KV cache. */
-  scoreContinuations(context: number[], features: Features | null, candidates: number[][]): Promise<ContinuationScore[]> {
+  scoreContinuations(context: number[], features: Tensor | null, candidates: number[][]): Promise<ContinuationScore[]> {
     return scoreContinuations(this.ctx, context, features, candidates);
   }
 }

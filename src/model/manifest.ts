@@ -8,6 +8,10 @@ import { PackageError } from "../util/errors.js";
 export const MANIFEST_FORMAT = "emu2-package/1";
 
 const positiveInt = z.number().int().positive();
+
+/** Element type of a package's activations (its graphs' float inputs and outputs). */
+export const DTYPES = ["float32", "float16"] as const;
+export type Dtype = (typeof DTYPES)[number];
 const onnxFile = z.string().regex(/\.onnx$/, "expected an .onnx file name");
 const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
 
@@ -99,7 +103,7 @@ export const manifestSchema = z
     name: z.string().min(1),
     description: z.string(),
     variant: z.enum(["emu2", "emu2-chat", "emu2-gen"]),
-    dtype: z.enum(["float32", "float16"]),
+    dtype: z.enum(DTYPES),
     tokenizer: tokenizerSchema,
     vision: visionSchema,
     llm: llmSchema,

@@ -2,9 +2,9 @@
 // first use and then kept (re-creating sessions leaks memory in onnxruntime-node, runtime-facts.md).
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { InferenceSession } from "onnxruntime-node";
 import { PackageError } from "../util/errors.js";
 import { readManifest, type Manifest } from "./manifest.js";
+import type { Session } from "./ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS, type SessionOptions } from "./session.js";
 
 export type GraphRole =
@@ -38,7 +38,7 @@ export function graphFiles(manifest: Manifest): Partial<Record<GraphRole, string
 export interface FileReport { role: string; file: string; bytes: number; externalDataBytes: number }
 
 export class ModelPackage {
-  private readonly sessions = new Map<GraphRole, Promise<InferenceSession>>();
+  private readonly sessions = new Map<GraphRole, Promise<Session>>();
   private fellBackToCpu = false;
 
   private constructor(
@@ -94,7 +94,7 @@ export class ModelPackage {
   }
 
   /** The session of one graph, created on first use. */
-  session(role: GraphRole): Promise<InferenceSession> {
+  session(role: GraphRole): Promise<Session> {
     let session = this.sessions.get(role);
     if (!session) {
       const file = graphFiles(this.manifest)[role];

@@ -2,20 +2,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { Emu2Error } from "../util/errors.js";
-
-// Telemetry must be off before onnxruntime-node loads, hence the lazy import below.
-process.env.ORT_DISABLE_TELEMETRY ??= "1";
-type Ort = typeof import("onnxruntime-node");
-let ortModule: Ort | undefined;
-export async function loadOrt(): Promise<Ort> {
-  if (!ortModule) {
-    ortModule = await import("onnxruntime-node");
-    // ONNX Runtime's own logger writes coloured multi-line reports to stderr (a missing CUDA library, for one);
-    // every failure reaches the user as one emu2 line instead.
-    ortModule.env.logLevel = "fatal";
-  }
-  return ortModule;
-}
+import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
 
 export type Device = "cpu" | "cuda";
 export type GraphOptimization = "disabled" | "basic" | "extended" | "all";
@@ -45,10 +32,10 @@ export const DEFAULT_SESSION_OPTIONS: SessionOptions = {
 export const CUDA_INSTALL_HINT =
   "install the CUDA provider libraries with `npm run install-cuda` (needs internet, CUDA 12 and cuDNN 9), or use --device cpu";
 
-export async function createSession(modelPath: string, options: SessionOptions): Promise<import("onnxruntime-node").InferenceSession> {
+export async function createSession(modelPath: string, options: SessionOptions): Promise<Session> {
   const ort = await loadOrt();
   if (!existsSync(modelPath)) throw new Emu2Error(`${modelPath}: no such graph file`);
-  const base: import("onnxruntime-node").InferenceSession.SessionOptions = {
+  const base: SessionCreateOptions = {
     graphOptimizationLevel: options.graphOptimization,
     intraOpNumThreads: options.threads,
     interOpNumThreads: 1,

@@ -1,22 +1,15 @@
 // The visual encoder stage: image slots of a rendered prompt -> pooled visual features [K,Q,W] from the package's
 // visual_encoder graph. Images go through the graph one at a time so memory stays flat on long few-shot prompts
 // (1025 x 1792 floats per image at Emu2 scale) and the graph always sees the same input shape.
-import type { InferenceSession } from "onnxruntime-node";
-import type { VisionConfig } from "../model/manifest.js";
-import { loadOrt } from "../model/session.js";
+import type { Dtype, VisionConfig } from "../model/manifest.js";
+import { fromOrt, toOrt, type Session } from "../model/ort.js";
+import { concat, type Tensor } from "../model/tensor.js";
 import type { ImageSlot } from "../prompt/render.js";
 import { describeSource } from "../prompt/types.js";
 import { drawBoxMask } from "./box-mask.js";
 import { loadImage, type RgbImage } from "./image.js";
 import { poolVisualFeatures } from "./pool.js";
 import { preprocessImage, zeroNormalizedImage } from "./preprocess.js";
-import { fromFloat16, toFloat16 } from "../util/float16.js";
-
-/** Pooled visual features: K images x Q tokens x W channels, row-major. */
-export interface VisualFeatures {
-  data: Float32Array;
-  dims: [number, number, number];
-}
 
 export async function loadSlotImage(slot: ImageSlot): Promise<RgbImage> {
   if (slot.kind === "box-mask") return drawBoxMask(slot.box);
@@ -29,48 +22,36 @@ export async function loadSlotImage(slot: ImageSlot): Promise<RgbImage> {
 
 export class VisualEncoder {
   constructor(
-    private readonly session: InferenceSession,
+    private readonly session: Session,
     private readonly config: VisionConfig,
-    private readonly dtype: "float32" | "float16",
+    private readonly dtype: Dtype,
   ) {}
 
-  /** Runs the graph on normalized pixels [3,S,S] and pools to nQuery tokens. */
-  async encodePixels(pixels: Float32Array, nQuery: number): Promise<VisualFeatures> {
-    const ort = await loadOrt();
+  /** Runs the graph on normalized pixels [3,S,S] and pools to nQuery tokens: features [1,Q,W]. */
+  async encodePixels(pixels: Float32Array, nQuery: number): Promise<Tensor> {
     const s = this.config.image_size;
-    const input =
-      this.dtype === "float16"
-        ? new ort.Tensor("float16", toFloat16(pixels), [1, 3, s, s])
-        : new ort.Tensor("float32", pixels, [1, 3, s, s]);
-    const out = await this.session.run({ pixel_values: input });
-    const hidden = out.last_hidden_state;
-    const data = hidden.type === "float16" ? fromFloat16(hidden.data as Uint16Array) : (hidden.data as Float32Array);
-    const [b, n, w] = hidden.dims as number[];
-    const pooled = poolVisualFeatures(data, [b, n, w], nQuery);
-    return { data: pooled.data, dims: pooled.dims as [number, number, number] };
+    const out = await this.session.run({ pixel_values: await toOrt({ data: pixels, dims: [1, 3, s, s] }, this.dtype) });
+    const hidden = fromOrt(out.last_hidden_state, "visual_encoder last_hidden_state");
+    const [b, n, w] = hidden.dims;
+    return poolVisualFeatures(hidden.data, [b, n, w], nQuery);
   }
 
-  async encodeImage(image: RgbImage, nQuery = this.config.n_query): Promise<VisualFeatures> {
+  async encodeImage(image: RgbImage, nQuery = this.config.n_query): Promise<Tensor> {
     return this.encodePixels(preprocessImage(image, this.config), nQuery);
   }
 
-  /** Every slot of a prompt, in order, stacked into [K,Q,W]. */
-  async encodeSlots(slots: readonly ImageSlot[], nQuery = this.config.n_query, onImage?: (done: number) => void): Promise<VisualFeatures> {
-    const parts: Float32Array[] = [];
-    let width = this.config.width;
+  /** Every slot of a prompt, in order, stacked into features [K,Q,W] (K >= 1). */
+  async encodeSlots(slots: readonly ImageSlot[], nQuery = this.config.n_query, onImage?: (done: number) => void): Promise<Tensor> {
+    const parts: Tensor[] = [];
     for (const slot of slots) {
-      const features = await this.encodeImage(await loadSlotImage(slot), nQuery);
-      width = features.dims[2];
-      parts.push(features.data);
+      parts.push(await this.encodeImage(await loadSlotImage(slot), nQuery));
       onImage?.(parts.length);
     }
-    const data = new Float32Array(parts.length * nQuery * width);
-    parts.forEach((p, i) => data.set(p, i * nQuery * width));
-    return { data, dims: [parts.length, nQuery, width] };
+    return concat(parts);
   }
 
   /** Features of the all-zero normalized image: the null condition of image-only (autoencoding) generation. */
-  async encodeNullImage(nQuery = this.config.n_query): Promise<VisualFeatures> {
+  async encodeNullImage(nQuery = this.config.n_query): Promise<Tensor> {
     return this.encodePixels(zeroNormalizedImage(this.config.image_size), nQuery);
   }
 }

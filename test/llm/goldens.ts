@@ -1,6 +1,6 @@
 // Shared access to the generation reference's goldens (fixtures/golden/<package>/llm/) for the LLM tests.
 import type { Emu2 } from "../../src/emu2.js";
-import type { Features } from "../../src/llm/graphs.js";
+import { concat, type Tensor } from "../../src/model/tensor.js";
 import { LlmStage } from "../../src/llm/stage.js";
 import { Golden } from "../helpers/golden.js";
 import { goldenDir } from "../helpers/fixtures.js";
@@ -27,16 +27,15 @@ export class LlmGoldens {
   }
 
   /** Stacked features of these images, in order (null for none). */
-  features(images: string[]): Features | null {
+  features(images: string[]): Tensor | null {
     if (images.length === 0) return null;
-    const parts = images.map((img) => this.golden.float32(`features.${img}`));
-    const [, q, w] = parts[0].shape;
-    const data = new Float32Array(parts.length * q * w);
-    parts.forEach((p, i) => data.set(p.data, i * q * w));
-    return { data, dims: [parts.length, q, w] };
+    return concat(images.map((img) => {
+      const { data, shape } = this.golden.float32(`features.${img}`);
+      return { data, dims: shape };
+    }));
   }
 
-  prompt(i: number): { ids: number[]; features: Features | null } {
+  prompt(i: number): { ids: number[]; features: Tensor | null } {
     return { ids: this.golden.ints(`p${i}.ids`), features: this.features(this.meta.prompts[i].images) };
   }
 

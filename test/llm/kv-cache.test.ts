@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { HostKvCache } from "../../src/llm/kv-cache.js";
-import { loadOrt } from "../../src/model/session.js";
+import { loadOrt } from "../../src/model/ort.js";
 
 test("empty cache, absorb, select (expand / reorder / drop), fork, release", async () => {
   const ort = await loadOrt();

@@ -1,0 +1,78 @@
+// The ONNX Runtime boundary: the only module that imports onnxruntime-node. Stages hand host tensors (tensor.ts) in
+// and get host tensors back; the element type the graphs want (the manifest's Dtype) is applied here, so float16
+// packages need no code of their own anywhere else.
+import type { InferenceSession, Tensor as OrtTensorType } from "onnxruntime-node";
+import { fromFloat16, toFloat16 } from "../util/float16.js";
+import type { Dtype } from "./manifest.js";
+import { checkTensor, elementCount, type Tensor } from "./tensor.js";
+
+export type Session = InferenceSession;
+export type SessionCreateOptions = InferenceSession.SessionOptions;
+export type OrtTensor = OrtTensorType;
+export type OrtFeeds = Record<string, OrtTensor>;
+export type Ort = typeof import("onnxruntime-node");
+
+// Telemetry must be off before onnxruntime-node loads, hence the lazy import below.
+process.env.ORT_DISABLE_TELEMETRY ??= "1";
+let ortModule: Ort | undefined;
+export async function loadOrt(): Promise<Ort> {
+  if (!ortModule) {
+    ortModule = await import("onnxruntime-node");
+    // ONNX Runtime's own logger writes coloured multi-line reports to stderr (a missing CUDA library, for one);
+    // every failure reaches the user as one emu2 line instead.
+    ortModule.env.logLevel = "fatal";
+  }
+  return ortModule;
+}
+
+/** A graph input of element type `dtype` holding a host tensor's values (narrowed to float16 when asked). */
+export async function toOrt(t: Tensor, dtype: Dtype): Promise<OrtTensor> {
+  const ort = await loadOrt();
+  checkTensor(t, "graph input");
+  return dtype === "float16" ? new ort.Tensor("float16", toFloat16(t.data), t.dims) : new ort.Tensor("float32", t.data, t.dims);
+}
+
+/** An int64 graph input (ids, masks, positions). */
+export async function int64Tensor(values: readonly number[], dims: readonly number[]): Promise<OrtTensor> {
+  const ort = await loadOrt();
+  if (values.length !== elementCount(dims)) throw new RangeError(`int64 input: ${values.length} values for dims [${dims.join(",")}]`);
+  return new ort.Tensor("int64", BigInt64Array.from(values, (x) => BigInt(x)), dims);
+}
+
+/** A zero-filled (or zero-length) graph input of element type `dtype`. */
+export async function zeros(dtype: Dtype, dims: readonly number[]): Promise<OrtTensor> {
+  const ort = await loadOrt();
+  const n = elementCount(dims);
+  return new ort.Tensor(dtype, dtype === "float16" ? new Uint16Array(n) : new Float32Array(n), dims);
+}
+
+/**
+ * A graph output as a host tensor the caller owns (float16 widened). `what` names the output in errors; an output
+ * left on a device is an error here, because every device-resident value is handled by its owner (the KV cache).
+ */
+export function fromOrt(t: OrtTensor | undefined, what: string): Tensor {
+  if (!t) throw new Error(`${what}: missing from the graph's outputs`);
+  if (t.location !== "cpu" && t.location !== "cpu-pinned") throw new Error(`${what}: expected in host memory, found on ${t.location}`);
+  const dims = t.dims.map(Number);
+  if (t.type === "float16") return { data: fromFloat16(t.data as Uint16Array), dims };
+  if (t.type === "float32") return { data: Float32Array.from(t.data as Float32Array), dims };
+  throw new Error(`${what}: unexpected element type ${t.type}`);
+}
+
+/**
+ * Rows of a host graph value along its first axis, in order (repeats allowed): the host KV cache's beam
+ * reordering and expansion. Keeps the element type.
+ */
+export async function selectRows(t: OrtTensor, rows: readonly number[]): Promise<OrtTensor> {
+  const ort = await loadOrt();
+  const dims = t.dims.map(Number);
+  const [batch, ...rest] = dims;
+  const per = elementCount(rest);
+  const src = t.data as Float32Array | Uint16Array;
+  const out = t.type === "float16" ? new Uint16Array(rows.length * per) : new Float32Array(rows.length * per);
+  rows.forEach((r, i) => {
+    if (!Number.isInteger(r) || r < 0 || r >= batch) throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
+    out.set(src.subarray(r * per, (r + 1) * per), i * per);
+  });
+  return new ort.Tensor(t.type as Dtype, out, [rows.length, ...rest]);
+}

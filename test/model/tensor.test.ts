@@ -1,0 +1,60 @@
+// The host tensor's one join, and the ONNX Runtime boundary's conversions.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { fromOrt, int64Tensor, loadOrt, selectRows, toOrt, zeros } from "../../src/model/ort.js";
+import { concat } from "../../src/model/tensor.js";
+
+const seq = (n: number, from = 0) => Float32Array.from({ length: n }, (_, i) => from + i);
+
+test("concat along the first axis stacks parts in order", () => {
+  const out = concat([{ data: seq(6), dims: [1, 2, 3] }, { data: seq(12, 100), dims: [2, 2, 3] }]);
+  assert.deepEqual(out.dims, [3, 2, 3]);
+  assert.deepEqual(Array.from(out.data), [...seq(6), ...seq(12, 100)]);
+});
+
+test("concat along axis 1 interleaves per outer row ([B,1,W] steps -> [B,n,W])", () => {
+  // Two steps of two rows of width 2: row b of step i is [10i + 2b, 10i + 2b + 1].
+  const step = (i: number) => ({ data: Float32Array.from([10 * i, 10 * i + 1, 10 * i + 2, 10 * i + 3]), dims: [2, 1, 2] });
+  const out = concat([step(0), step(1), step(2)], 1);
+  assert.deepEqual(out.dims, [2, 3, 2]);
+  assert.deepEqual(Array.from(out.data), [0, 1, 10, 11, 20, 21, 2, 3, 12, 13, 22, 23]);
+});
+
+test("concat refuses parts whose other dims differ, a bad axis, or no parts", () => {
+  assert.throws(() => concat([{ data: seq(6), dims: [1, 2, 3] }, { data: seq(4), dims: [1, 2, 2] }]), /part 1 has dims \[1,2,2\]/);
+  assert.throws(() => concat([{ data: seq(5), dims: [1, 2, 3] }]), /5 values for dims \[1,2,3\]/);
+  assert.throws(() => concat([{ data: seq(6), dims: [1, 2, 3] }], 3), /axis 3/);
+  assert.throws(() => concat([]), /no tensors/);
+});
+
+test("toOrt/fromOrt: float32 and float16 round trips, the output is a copy", async () => {
+  const values = Float32Array.from([0.5, -2, 1024, 0.1]);
+  const f32 = await toOrt({ data: values, dims: [2, 2] }, "float32");
+  assert.equal(f32.type, "float32");
+  const back = fromOrt(f32, "x");
+  assert.deepEqual(back.dims, [2, 2]);
+  assert.deepEqual(Array.from(back.data), Array.from(values));
+  back.data[0] = 7;
+  assert.equal(values[0], 0.5);
+  const f16 = await toOrt({ data: values, dims: [4] }, "float16");
+  assert.equal(f16.type, "float16");
+  assert.deepEqual(Array.from(f16.data as Uint16Array).slice(0, 3), [0x3800, 0xc000, 0x6400]);
+  assert.deepEqual(Array.from(fromOrt(f16, "x").data), [0.5, -2, 1024, 0.0999755859375]);
+  await assert.rejects(toOrt({ data: values, dims: [3] }, "float32"), /4 values for dims \[3\]/);
+  assert.throws(() => fromOrt(undefined, "lm_head logits"), /lm_head logits: missing/);
+  const ids = await int64Tensor([1, 2], [2]);
+  assert.throws(() => fromOrt(ids, "ids"), /ids: unexpected element type int64/);
+});
+
+test("selectRows keeps, repeats and reorders first-axis rows with their element type; zeros has the dims", async () => {
+  const ort = await loadOrt();
+  const t = new ort.Tensor("float16", Uint16Array.from([1, 2, 3, 4, 5, 6]), [3, 2]);
+  const picked = await selectRows(t, [2, 0, 2]);
+  assert.equal(picked.type, "float16");
+  assert.deepEqual(picked.dims, [3, 2]);
+  assert.deepEqual(Array.from(picked.data as Uint16Array), [5, 6, 1, 2, 5, 6]);
+  await assert.rejects(selectRows(t, [3]), /row 3 is outside 0\.\.2/);
+  const empty = await zeros("float32", [2, 1, 0, 4]);
+  assert.deepEqual(empty.dims, [2, 1, 0, 4]);
+  assert.equal((empty.data as Float32Array).length, 0);
+});
