@@ -6,10 +6,10 @@ import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { Emu2 } from "../src/emu2.js";
 import { positionIds } from "../src/llm/stage.js";
-import { Golden, meanAbsDiff } from "./helpers/golden.js";
+import { Golden, maxAbsDiff } from "./helpers/golden.js";
 import { goldenDir, packageDir } from "./helpers/fixtures.js";
 
-test("text -> image: the facade reproduces the reference's 4-step guided image within 1e-3 mean abs diff", async () => {
+test("text -> image: the facade reproduces the reference's 4-step guided image within 5e-6 max abs diff", async () => {
   const diffusion = new Golden(goldenDir("emu2-tiny", "diffusion"));
   const llm = new Golden(goldenDir("emu2-tiny", "llm"));
   const meta = diffusion.meta as { seed: number; steps: number; guidance_scale: number };
@@ -18,8 +18,9 @@ test("text -> image: the facade reproduces the reference's 4-step guided image w
   const [image] = await model.generateImages({ kind: "sequence", parts: [{ kind: "text", text: prompt }] }, { steps: meta.steps, cfgScale: meta.guidance_scale, seed: meta.seed });
   const expected = diffusion.float32("run.image");
   assert.deepEqual([3, image.height, image.width], expected.shape.slice(-3));
-  const diff = meanAbsDiff(image.data, expected.data);
-  assert.ok(diff <= 1e-3, `mean abs diff ${diff}`);
+  // Measured 1.2e-6 (float32 summation order); a wrong text_embeds normalization moves pixels by ~8e-4.
+  const diff = maxAbsDiff(image.data, expected.data);
+  assert.ok(diff <= 5e-6, `max abs diff ${diff}`);
   await model.release();
 });
 

@@ -37,8 +37,8 @@ test("one UNet step on the CFG batch matches PyTorch", async () => {
   const out = await sessions.unet.run(feeds);
   const want = golden.float32("unet_step.out_sample");
   assert.deepEqual(out.out_sample.dims, want.shape);
-  assert.ok(meanAbsDiff(out.out_sample.data as Float32Array, want.data) <= 1e-3);
-  assert.ok(maxAbsDiff(out.out_sample.data as Float32Array, want.data) <= 1e-3);
+  const diff = maxAbsDiff(out.out_sample.data as Float32Array, want.data);
+  assert.ok(diff <= 5e-6, `max abs diff ${diff} (measured 1.3e-6)`);
 });
 
 test("the short CFG run reproduces PyTorch's latents, image and pixels, reporting every step", async () => {
@@ -54,10 +54,14 @@ test("the short CFG run reproduces PyTorch's latents, image and pixels, reportin
   });
   assert.deepEqual(steps, [1, 2, 3, 4]);
   const latents = golden.float32("run.latents");
-  assert.ok(meanAbsDiff(result.latents, latents.data) <= 1e-3, `latents ${meanAbsDiff(result.latents, latents.data)}`);
+  // Measured max abs differences: latents 8.1e-6 (values up to ~10), image 1.3e-6. A wrong text_embeds
+  // normalization moves the image by ~8e-4, so the bounds sit near the measured float32 noise.
+  const latentsDiff = maxAbsDiff(result.latents, latents.data);
+  assert.ok(latentsDiff <= 3e-5, `latents max abs diff ${latentsDiff}`);
   const image = golden.float32("run.image");
   assert.deepEqual(result.dims, [1, ...image.shape]);
-  assert.ok(meanAbsDiff(result.images, image.data) <= 1e-3, `image ${meanAbsDiff(result.images, image.data)}`);
+  const imageDiff = maxAbsDiff(result.images, image.data);
+  assert.ok(imageDiff <= 5e-6, `image max abs diff ${imageDiff}`);
   // The image is not flat: a broken decoder that returns a constant would not pass the comparison above by luck.
   assert.ok(Math.max(...result.images) - Math.min(...result.images) > 0.1);
 });
@@ -81,5 +85,6 @@ test("autoencoding (image features vs null-image features) matches PyTorch", asy
     guidanceScale: meta.guidance_scale,
     seed: meta.autoencode_seed,
   });
-  assert.ok(meanAbsDiff(result.latents, golden.float32("autoencode.latents").data) <= 1e-3);
+  const diff = maxAbsDiff(result.latents, golden.float32("autoencode.latents").data);
+  assert.ok(diff <= 3e-5, `latents max abs diff ${diff} (measured 9.5e-6)`);
 });
