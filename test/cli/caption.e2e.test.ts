@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { BIN, emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
 
-const tiny = resolve("fixtures/models/emu2-tiny");
+const tiny = resolve(packageDir("emu2-tiny"));
 const fast = ["-m", tiny, "-q", "--greedy", "-n", "4"];
 
 function workdir(): string {

@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { BIN, emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
 
-const chat = resolve("fixtures/models/emu2-chat-tiny");
+const chat = resolve(packageDir("emu2-chat-tiny"));
 const fast = ["-m", chat, "-q", "--greedy", "-n", "6"];
 
 test("one-shot with an image prints the answer; --json for scripts", () => {

@@ -7,8 +7,9 @@ import sharp from "sharp";
 import { readPngText } from "../../src/diffusion/png.js";
 import { spawnSync } from "node:child_process";
 import { BIN, emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
 
-const tiny = resolve("fixtures/models/emu2-tiny");
+const tiny = resolve(packageDir("emu2-tiny"));
 const fast = ["-m", tiny, "-q", "--steps", "3"];
 
 test("text-to-image writes PNGs that carry their settings; stdout lists the files", async () => {
@@ -49,7 +50,7 @@ test("image-only autoencoding, reference images, and grounded YAML prompts", () 
 });
 
 test("a package without a visual decoder cannot generate: one line, exit 2", () => {
-  const r = emu2(["generate", "a red car", "-m", "fixtures/models/emu2-chat-tiny", "-q"]);
+  const r = emu2(["generate", "a red car", "-m", packageDir("emu2-chat-tiny"), "-q"]);
   assert.equal(r.status, 2);
   assert.ok(oneLine(r.stderr), r.stderr);
   assert.match(r.stderr, /has no visual decoder/);

@@ -4,14 +4,15 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
 
 test("emu2 info validates the embedded packages (text and --json)", () => {
-  const r = emu2(["info", "fixtures/models/emu2-tiny"]);
+  const r = emu2(["info", packageDir("emu2-tiny")]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^emu2-tiny \(emu2-gen, float32\)/);
   assert.match(r.stdout, /valid +yes/);
   assert.match(r.stdout, /decoder +128x128 images, Euler 50 steps/);
-  const j = JSON.parse(emu2(["info", "fixtures/models/emu2-chat-tiny", "--json"]).stdout);
+  const j = JSON.parse(emu2(["info", packageDir("emu2-chat-tiny"), "--json"]).stdout);
   assert.equal(j.valid, true);
   assert.equal(j.manifest.vision.n_query, 256);
   assert.equal(j.manifest.visual_decoder, undefined);
@@ -19,7 +20,7 @@ test("emu2 info validates the embedded packages (text and --json)", () => {
 
 test("emu2 info on a package with a bad field exits 1 with one line naming file and field", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-badpkg-"));
-  cpSync("fixtures/models/emu2-chat-tiny", dir, { recursive: true });
+  cpSync(packageDir("emu2-chat-tiny"), dir, { recursive: true });
   const manifest = join(dir, "manifest.yaml");
   writeFileSync(manifest, readFileSync(manifest, "utf8").replace("hidden_size: 32", "hidden_size: -32"));
   const r = emu2(["info", dir]);
@@ -30,14 +31,14 @@ test("emu2 info on a package with a bad field exits 1 with one line naming file 
 });
 
 test("emu2 prompt shows text, ids and images; --json for scripts; stdin YAML", () => {
-  const r = emu2(["prompt", "-m", "fixtures/models/emu2-tiny", "-p", "Describe <image> please", "--image", "fixtures/images/blocks.png", "--json"]);
+  const r = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-p", "Describe <image> please", "--image", "fixtures/images/blocks.png", "--json"]);
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.text, "Describe [<IMG_PLH>] please");
   assert.equal(j.ids[0], 1);
   assert.equal(j.ids.filter((id: number) => id === 32003).length, 64);
   assert.equal(j.images.length, 1);
-  const chat = emu2(["prompt", "-m", resolve("fixtures/models/emu2-chat-tiny"), "-f", "-"], { input: readFileSync("fixtures/prompts/chat.yaml", "utf8"), cwd: "fixtures/prompts" });
+  const chat = emu2(["prompt", "-m", resolve(packageDir("emu2-chat-tiny")), "-f", "-"], { input: readFileSync("fixtures/prompts/chat.yaml", "utf8"), cwd: "fixtures/prompts" });
   assert.equal(chat.status, 0, chat.stderr);
   assert.match(chat.stdout, /template  chat \(emu2-chat-tiny\)/);
   assert.match(chat.stdout, /\[ASSISTANT\]: There are four blocks\.<\/s>\[USER\]: Which one is the highest\? \[ASSISTANT\]:/);
@@ -55,14 +56,14 @@ test("usage errors exit 2 with one line; other errors exit 1", () => {
   assert.equal(unknown.status, 2);
   assert.ok(oneLine(unknown.stderr), unknown.stderr);
   assert.match(unknown.stderr, /unknown option '--bogus'/);
-  const mismatch = emu2(["prompt", "-m", "fixtures/models/emu2-tiny", "-p", "<image> and <image>", "--image", "fixtures/images/blocks.png"]);
+  const mismatch = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-p", "<image> and <image>", "--image", "fixtures/images/blocks.png"]);
   assert.equal(mismatch.status, 1);
   assert.match(mismatch.stderr, /the prompt has 2 image placeholders but 1 image was given with --image/);
-  const malformed = emu2(["prompt", "-m", "fixtures/models/emu2-tiny", "-f", "-"], { input: "prompt:\n  - image: [x\n" });
+  const malformed = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-f", "-"], { input: "prompt:\n  - image: [x\n" });
   assert.equal(malformed.status, 1);
   assert.ok(oneLine(malformed.stderr), malformed.stderr);
   assert.match(malformed.stderr, /<stdin>: YAML error at line \d+, column \d+/);
-  const missing = emu2(["prompt", "-m", "fixtures/models/emu2-tiny", "-f", "nope.yaml"]);
+  const missing = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-f", "nope.yaml"]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /^emu2: nope\.yaml: no such file\n$/);
 });
