@@ -7,6 +7,7 @@ import { registerChat } from "./chat.js";
 import { registerGenerate } from "./generate.js";
 import { registerInfo } from "./info.js";
 import { registerPrompt } from "./prompt.js";
+import { registerScore } from "./score.js";
 import { VERSION } from "../index.js";
 
 export const EXIT_OK = 0;
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerInfo(program);
   registerPrompt(program);
+  registerScore(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
