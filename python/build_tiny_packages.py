@@ -22,10 +22,11 @@ from emu2ref import manifest as mf  # noqa: E402
 from emu2ref.export_diffusion import build_visual_decoder, export_visual_decoder  # noqa: E402
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2ref.golden_diffusion import write_diffusion_goldens  # noqa: E402
-from emu2ref.golden_llm import write_llm_goldens  # noqa: E402
+from emu2ref.golden_llm import write_llm_goldens, write_quantized_llm_goldens  # noqa: E402
 from emu2ref.eva_vit import pool_visual_features  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
 from emu2ref.preprocess import load_rgb, preprocess  # noqa: E402
+from emu2ref.quantize import Quantization  # noqa: E402
 from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
 
 VISION = {"image_size": 448, "patch_size": 14, "width": 32, "layers": 2, "heads": 2, "mlp_hidden": 64}
@@ -36,8 +37,19 @@ PACKAGES = {
     "emu2-tiny": {"variant": "emu2-gen", "seed": 1234, "n_query": 64,
                   "description": "tiny random-weight Emu2-Gen layout for tests and demos (real vocabulary, nonsense output)"},
     "emu2-chat-tiny": {"variant": "emu2-chat", "seed": 5678, "n_query": 256,
-                       "description": "tiny random-weight Emu2-Chat layout for tests and demos (real vocabulary, nonsense output)"},
+                       "description": "tiny random-weight Emu2-Chat layout for tests and demos (real vocabulary, nonsense output)",
+                       "quantized": {"int8": Quantization(8), "int4": Quantization(4)}},
 }
+
+# What the quantized variants store as MatMulNBits: every linear layer of the LLM (the decoder's, lm_head, project_up,
+# project_down) at the variant's bits, the visual encoder's at int8 (the exporter's --quantize-heads --quantize-vision).
+QUANTIZED_GRAPHS = ("decoder", "lm_head", "project_up", "project_down")
+
+
+def quantization_plan(llm: Quantization) -> dict:
+    plan = {graph: llm for graph in QUANTIZED_GRAPHS}
+    plan["visual_encoder"] = Quantization(8, llm.block_size, llm.symmetric, llm.accuracy_level)
+    return plan
 
 
 def build_tokenizer(variant: str, out_file: str) -> None:
@@ -103,6 +115,23 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
 
     mf.dump_manifest(manifest, os.path.join(pkg, "manifest.yaml"))
     print(f"built {pkg} and {golden}", file=sys.stderr)
+
+    # Same weights, quantized: checked against this package's goldens (greedy ids, logits cosine) and against the
+    # PyTorch model with the dequantized weights (their own goldens).
+    for suffix, quantization in spec.get("quantized", {}).items():
+        variant_dir = os.path.join(models_dir, f"{name}-{suffix}")
+        shutil.rmtree(variant_dir, ignore_errors=True)
+        os.makedirs(variant_dir)
+        shutil.copyfile(os.path.join(pkg, "tokenizer.json"), os.path.join(variant_dir, "tokenizer.json"))
+        plan = quantization_plan(quantization)
+        export_vision_llm(variant_dir, vision, llm, dtype="float32", quantization=plan)
+        mf.dump_manifest({**manifest, "name": f"{name}-{suffix}",
+                          "description": f"{spec['description']}; LLM linear layers {suffix}, visual encoder int8",
+                          "quantization": mf.quantization_section(plan)},
+                         os.path.join(variant_dir, "manifest.yaml"))
+        write_quantized_llm_goldens(os.path.join(golden_dir, f"{name}-{suffix}", "llm"), llm, plan,
+                                    os.path.join(golden, "llm"), tokens["<image>"])
+        print(f"built {variant_dir}", file=sys.stderr)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 VAE decoder, and a manifest.yaml that `emu2 info` validates.
 
     /usr/bin/python3 python/export_package.py /models/Emu2-Gen /packages/emu2-gen --variant emu2-gen --dtype float16
+    /usr/bin/python3 python/export_package.py /models/Emu2-Chat /packages/emu2-chat-int4 --variant emu2-chat --quantize int4
 
 Details of what is read and the memory each step needs: docs/export-real-model.md and
 docs/export-real-visual-decoder.md.
@@ -17,17 +18,33 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from emu2ref import manifest as mf  # noqa: E402
+from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.export_diffusion import export_visual_decoder_from_checkpoint  # noqa: E402
-from emu2ref.export_llm import export_vision_llm_from_checkpoint  # noqa: E402
+from emu2ref.export_llm import check_checkpoint_quantization, export_vision_llm_from_checkpoint  # noqa: E402
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line naming the flag (argparse's own also prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="the downloaded model folder (BAAI/Emu2, BAAI/Emu2-Chat or BAAI/Emu2-Gen)")
     parser.add_argument("out", help="the package folder to write")
     parser.add_argument("--variant", required=True, choices=["emu2", "emu2-chat", "emu2-gen"])
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    qz.add_arguments(parser)
     args = parser.parse_args()
+    try:
+        plan = qz.plan_from_args(args)
+        # Before any work: a block size that does not divide a width of the checkpoint.
+        if plan:
+            check_checkpoint_quantization(args.checkpoint, args.variant, plan)
+    except ValueError as err:
+        parser.error(str(err))
     os.makedirs(args.out, exist_ok=True)
 
     print("1/4 tokenizer.json", file=sys.stderr)
@@ -35,10 +52,13 @@ def main() -> None:
                     "chat" if args.variant == "emu2-chat" else "base", "--out", os.path.join(args.out, "tokenizer.json")],
                    check=True, cwd=ROOT)
     print("2/4 visual encoder and LLM graphs", file=sys.stderr)
-    sections = export_vision_llm_from_checkpoint(args.checkpoint, args.out, args.dtype, args.variant)
+    sections = export_vision_llm_from_checkpoint(args.checkpoint, args.out, args.dtype, args.variant,
+                                                 quantization=plan)
     manifest = mf.real_manifest(args.variant, args.dtype)
     manifest["vision"].update(sections["vision"])
     manifest["llm"].update(sections["llm"])
+    if plan:
+        manifest["quantization"] = mf.quantization_section(plan)
     if args.variant == "emu2-gen":
         print("3/4 visual decoder (UNet, VAE decoder)", file=sys.stderr)
         manifest["visual_decoder"] = export_visual_decoder_from_checkpoint(args.checkpoint, args.out, args.dtype)

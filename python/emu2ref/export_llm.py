@@ -36,6 +36,7 @@ from .golden import GoldenWriter
 from .llama import Emu2LLM
 from .noise import normals
 from .onnx_export import OPSET, TWO_GB, remove_previous_export
+from . import quantize as qz
 
 # Headroom under protobuf's 2 GB limit for the graph itself.
 EXTERNAL_THRESHOLD = TWO_GB - (1 << 24)
@@ -155,11 +156,29 @@ def _sections(vision: EvaViT, llm: Emu2LLM) -> dict:
     }
 
 
-def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, only=None) -> None:
+def check_quantization(plan: dict, vision: EvaViT, llm: Emu2LLM) -> None:
+    """Fails before anything is written when a block size does not divide an input width of a graph to quantize."""
+    layer = llm.model.layers[0]
+    widths = {"decoder": [("the LLM hidden size", layer.mlp.gate_proj.in_features),
+                          ("the LLM intermediate size", layer.mlp.down_proj.in_features)],
+              "lm_head": [("the LLM hidden size", llm.lm_head.in_features)],
+              "project_up": [("the vision width", llm.project_up.in_features)],
+              "project_down": [("the LLM hidden size", llm.project_down.in_features)],
+              "visual_encoder": [("the vision width", vision.blocks[0].mlp.fc1.in_features),
+                                 ("the vision MLP width", vision.blocks[0].mlp.fc2.in_features)]}
+    for graph, q in plan.items():
+        for what, k in widths[graph]:
+            qz.check_width(q, k, f"{what} ({graph})")
+
+
+def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, only=None, quantization=None) -> None:
     """Traces each graph from (trace_vision, trace_llm) and fills its weights from tensor_for(root, name), where
-    root is "vision" or "llm" and name a parameter name of EvaViT or Emu2LLM."""
+    root is "vision" or "llm" and name a parameter name of EvaViT or Emu2LLM. quantization maps graph names to the
+    Quantization of their MatMul weights (quantize.py)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: expected float32 or float16")
+    quantization = quantization or {}
+    check_quantization(quantization, trace_vision, trace_llm)
     os.makedirs(out_dir, exist_ok=True)
     trace_dtype = _TRACE_DTYPES[dtype]
     examples = _example_inputs(trace_vision, trace_llm)
@@ -174,14 +193,14 @@ def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, o
             root_names.update({n: (root, ids[id(p)]) for n, p in module.named_parameters() if id(p) in ids})
         inputs = {k: v.to(trace_dtype) if v.is_floating_point() else v for k, v in examples[name].items()}
         export_streamed(module, inputs, os.path.join(out_dir, f"{name}.onnx"), outputs, axes, dtype,
-                        lambda n: tensor_for(*root_names[n]))
+                        lambda n: tensor_for(*root_names[n]), quantization.get(name))
 
 
 def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "float32",
-                      parity_dir: str = None) -> dict:
+                      parity_dir: str = None, quantization: dict = None) -> dict:
     """Writes the six graphs into out_dir; returns the manifest's "vision" and "llm" fields it knows (n_query,
     video_n_query, mean, std and resample are the caller's). With parity_dir, also writes goldens of seeded inputs
-    and the float32 PyTorch outputs of every graph."""
+    and the float32 PyTorch outputs of every graph. quantization: graph name -> quantize.Quantization."""
     trace_dtype = _TRACE_DTYPES.get(dtype)
     if trace_dtype is None:
         raise ValueError(f"dtype {dtype!r}: expected float32 or float16")
@@ -190,7 +209,8 @@ def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "
     else:
         trace_vision, trace_llm = copy.deepcopy(vision).to(trace_dtype), copy.deepcopy(llm).to(trace_dtype)
     weights = {"vision": dict(vision.named_parameters()), "llm": dict(llm.named_parameters())}
-    _export_all(out_dir, trace_vision, trace_llm, dtype, lambda root, name: weights[root][name])
+    _export_all(out_dir, trace_vision, trace_llm, dtype, lambda root, name: weights[root][name],
+                quantization=quantization)
     if parity_dir:
         _write_parity(parity_dir, vision, llm, dtype)
     return _sections(vision, llm)
@@ -248,9 +268,9 @@ def _one_token(feeds: dict, past_names: list) -> dict:
 # ---- the streaming export ----
 
 def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: list, dynamic_axes: dict, dtype: str,
-                    tensor_for) -> None:
+                    tensor_for, quantization: "qz.Quantization" = None) -> None:
     """Traces module on inputs without its weights, then writes every parameter from tensor_for(parameter name) in
-    dtype, one at a time (module docstring)."""
+    dtype, one at a time (module docstring); with a quantization, the weights of MatMuls as MatMulNBits."""
     name = os.path.basename(path)
     weights = dict(module.named_parameters())
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,7 +289,8 @@ def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: li
     if dtype == "float16":
         _float64_to_float16(model)
     data_file = remove_previous_export(path)
-    _attach_weights(model, set(inputs), DTYPES[dtype], tensor_for, os.path.join(os.path.dirname(path), data_file))
+    _attach_weights(model, set(inputs), DTYPES[dtype], tensor_for, os.path.join(os.path.dirname(path), data_file),
+                    quantization)
     onnx.save_model(model, path)
 
 
@@ -298,7 +319,8 @@ class _WeightsAsInputs(nn.Module):
                 owner._parameters[leaf] = value
 
 
-def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for, data_path: str) -> None:
+def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for, data_path: str,
+                    quantization: "qz.Quantization" = None) -> None:
     graph = model.graph
     consumers: dict = {}
     for node in graph.node:
@@ -321,26 +343,64 @@ def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for,
         for i, name in enumerate(node.input):
             if name in rename:
                 node.input[i] = rename[name]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in weight_inputs}
+    # A Linear weight W [N, K] used only as the right operand of MatMuls (x @ W^T) becomes MatMulNBits weights.
+    quantized = set()
+    if quantization is not None:
+        kept_consumers: dict = {}
+        for node in kept:
+            for i in node.input:
+                kept_consumers.setdefault(i, []).append(node)
+        for name, product in transposed.items():
+            uses = kept_consumers.get(product, [])
+            if uses and all(n.op_type == "MatMul" and list(n.input).index(product) == 1 for n in uses):
+                n_out, k = shapes[name]
+                qz.check_width(quantization, k, name)
+                quantized.add(name)
+                for node in uses:
+                    replacement = qz.matmul_nbits_node(node.input[0], name, node.output[0], n_out, k, quantization,
+                                                       not quantization.symmetric, f"{name}/MatMulNBits")
+                    kept[next(i for i, n in enumerate(kept) if n is node)] = replacement
+        if quantized:
+            model.opset_import.append(onnx.helper.make_opsetid(qz.MS_DOMAIN, 1))
     del graph.node[:]
     graph.node.extend(kept)
 
     element_size = torch.tensor([], dtype=dtype).element_size()
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in weight_inputs}
-    total = sum(int(np.prod(s)) * element_size for s in shapes.values())
-    external = total > EXTERNAL_THRESHOLD
+
+    def stored_bytes(name):
+        count = int(np.prod(shapes[name]))
+        if name not in quantized:
+            return count * element_size
+        blocks = count // quantization.block_size
+        return count * quantization.bits // 8 + blocks * (element_size + 1)
+
+    external = sum(stored_bytes(v.name) for v in weight_inputs) > EXTERNAL_THRESHOLD
     data = open(data_path, "wb") if external else None
+    scale_dtype = np.float16 if dtype == torch.float16 else np.float32
+
+    def store(array, name):
+        init = numpy_helper.from_array(array, name) if not external else \
+            _external_tensor(array, name, data, os.path.basename(data_path))
+        graph.initializer.append(init)
+
     try:
         for value in weight_inputs:
             tensor = tensor_for(value.name).detach()
             if list(tensor.shape) != shapes[value.name]:
                 raise ValueError(f"{value.name}: weight shape {list(tensor.shape)}, graph expects {shapes[value.name]}")
+            if value.name in quantized:
+                # From the source precision, not the package's float type: one rounding only.
+                packed, scales, zero_points = qz.quantize(tensor.float().numpy(), quantization, scale_dtype)
+                store(packed, f"{value.name}.quant")
+                store(scales, f"{value.name}.scales")
+                if zero_points is not None:
+                    store(zero_points, f"{value.name}.zero_points")
+                continue
             tensor = tensor.to(dtype)
             if value.name in transposed:
                 tensor = tensor.t()
-            array = tensor.contiguous().numpy()
-            init = numpy_helper.from_array(array, transposed.get(value.name, value.name)) if not external else \
-                _external_tensor(array, transposed.get(value.name, value.name), data, os.path.basename(data_path))
-            graph.initializer.append(init)
+            store(tensor.contiguous().numpy(), transposed.get(value.name, value.name))
     finally:
         if data is not None:
             data.close()
@@ -415,17 +475,8 @@ def _placeholders(module: nn.Module, dtype: torch.dtype) -> None:
                 nn.Parameter(torch.zeros(1, dtype=dtype).expand(param.shape), requires_grad=False))
 
 
-def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
-                                      variant: str = "emu2", vision_heads: int = None,
-                                      llama_config: str = None) -> dict:
-    """Exports the six graphs of an official Emu2 / Emu2-Chat / Emu2-Gen checkpoint (checkpoint.py lists the
-    layouts read) and returns the manifest's "vision" and "llm" sections, n_query and video_n_query included; the
-    caller adds mean, std and resample (manifest.vision_section). One graph at a time, one tensor at a time: peak
-    memory is one .bin shard (or one tensor for safetensors) plus the traced graph.
-
-    What the weights cannot tell comes from llama_config (a config.json path), else the checkpoint folder's own
-    config.json (HF repos: num_attention_heads, rms_norm_eps, vision_config.width / head_width), else the official
-    values (52 LLM heads, eps 1e-6, 2048 positions, 16 vision heads); vision_heads overrides the vision head count."""
+def _checkpoint_model(checkpoint_dir: str, variant: str, vision_heads: int = None, llama_config: str = None):
+    """-> (Checkpoint, EvaViT, Emu2LLM) of the checkpoint's shapes, built on the meta device (no weight memory)."""
     if variant not in VARIANT_N_QUERY:
         raise ValueError(f"variant {variant!r}: expected one of {sorted(VARIANT_N_QUERY)}")
     ckpt = Checkpoint(checkpoint_dir)
@@ -437,12 +488,35 @@ def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: 
         vision = config_json.get("vision_config", {})
         vision_heads = vision["width"] // vision["head_width"] if "width" in vision and "head_width" in vision else 16
     vision_config = ckpt.vision_config(vision_heads)
-    llm_config = ckpt.llm_config(config_json)
-    trace_dtype = _TRACE_DTYPES[dtype]
-    # Built on the meta device (no weight memory), then given stride-0 placeholders to trace with.
     vision = EvaViT(**vision_config, device="meta").eval()
+    llm = Emu2LLM(**ckpt.llm_config(config_json), vision_width=vision_config["width"], device="meta").eval()
+    return ckpt, vision, llm
+
+
+def check_checkpoint_quantization(checkpoint_dir: str, variant: str, quantization: dict,
+                                  vision_heads: int = None, llama_config: str = None) -> None:
+    """The block-size check of check_quantization on a checkpoint's shapes, before any export work."""
+    ckpt, vision, llm = _checkpoint_model(checkpoint_dir, variant, vision_heads, llama_config)
+    ckpt.release()
+    check_quantization(quantization, vision, llm)
+
+
+def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
+                                      variant: str = "emu2", vision_heads: int = None,
+                                      llama_config: str = None, quantization: dict = None) -> dict:
+    """Exports the six graphs of an official Emu2 / Emu2-Chat / Emu2-Gen checkpoint (checkpoint.py lists the
+    layouts read) and returns the manifest's "vision" and "llm" sections, n_query and video_n_query included; the
+    caller adds mean, std and resample (manifest.vision_section). One graph at a time, one tensor at a time: peak
+    memory is one .bin shard (or one tensor for safetensors) plus the traced graph.
+
+    What the weights cannot tell comes from llama_config (a config.json path), else the checkpoint folder's own
+    config.json (HF repos: num_attention_heads, rms_norm_eps, vision_config.width / head_width), else the official
+    values (52 LLM heads, eps 1e-6, 2048 positions, 16 vision heads); vision_heads overrides the vision head count.
+    quantization: graph name -> quantize.Quantization (quantize.plan_from_args)."""
+    ckpt, vision, llm = _checkpoint_model(checkpoint_dir, variant, vision_heads, llama_config)
+    # Traced with stride-0 placeholders of the shapes.
+    trace_dtype = _TRACE_DTYPES[dtype]
     _placeholders(vision, trace_dtype)
-    llm = Emu2LLM(**llm_config, vision_width=vision_config["width"], device="meta").eval()
     _placeholders(llm, trace_dtype)
     keys = {"vision": ckpt.vision_keys(n for n, _ in vision.named_parameters()),
             "llm": ckpt.llm_keys(n for n, _ in llm.named_parameters())}
@@ -454,7 +528,7 @@ def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: 
     def tensor_for(root, name):
         return ckpt.read(keys[root][name])
 
-    _export_all(out_dir, vision, llm, dtype, tensor_for)
+    _export_all(out_dir, vision, llm, dtype, tensor_for, quantization=quantization)
     ckpt.release()
     sections = _sections(vision, llm)
     sections["vision"].update({"n_query": VARIANT_N_QUERY[variant], "video_n_query": 64})
@@ -481,9 +555,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     parser.add_argument("--vision-heads", type=int, help="vision attention heads (default: config.json, else 16)")
     parser.add_argument("--llama-config", help="a LLaMA config.json (default: the checkpoint's, else the official)")
+    qz.add_arguments(parser)
     args = parser.parse_args()
+    try:
+        plan = qz.plan_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
     sections = export_vision_llm_from_checkpoint(args.checkpoint, args.out, args.dtype, args.variant,
-                                                 args.vision_heads, args.llama_config)
+                                                 args.vision_heads, args.llama_config, plan)
+    if plan:
+        sections["quantization"] = {graph: q.manifest_entry() for graph, q in plan.items()}
     with open(os.path.join(args.out, "vision_llm_sections.json"), "w") as f:
         json.dump(sections, f, indent=1)
         f.write("\n")

@@ -4,6 +4,7 @@ reproduce from the fixture images and prompts, with the package's own template, 
 meta["arrays"] says, for every array, what produced it; meta["prompts"] lists the prompts (template text with
 placeholders, images in placeholder order); the settings of every generation run are in meta too.
 """
+import copy
 import os
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from .eva_vit import pool_visual_features
 from .generation import (beam_search, greedy, left_pad, prepare_prompt_embeds, regress_image,
                          score_continuations)
-from .golden import GoldenWriter
+from .golden import GoldenWriter, read_golden
 from .preprocess import load_rgb, preprocess
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -186,3 +187,31 @@ def write_llm_goldens(golden_dir: str, vision, llm, tokenizer, package_config: d
         "score": {"context_prompt": 1, "candidates": CANDIDATES, "candidate_ids": candidate_ids},
     })
     return {"cond": cond, "uncond": uncond}
+
+
+@torch.no_grad()
+def write_quantized_llm_goldens(golden_dir: str, llm, plan: dict, float_golden_dir: str, image_token_id: int) -> None:
+    """Goldens of a quantized variant of a package: the last-position logits of the float package's golden prompts
+    (same ids, same float image features) computed by the LLM whose linear layers hold dequantize(quantize(W)) for
+    the graphs in plan (graph name -> quantize.Quantization): the numbers its MatMulNBits graphs must reproduce."""
+    from .quantize import round_trip_linear_weights
+
+    meta, arrays = read_golden(float_golden_dir)
+    llm = copy.deepcopy(llm)
+    parts = {"decoder": llm.model.layers, "lm_head": llm.lm_head, "project_up": llm.project_up,
+             "project_down": llm.project_down}
+    for graph, q in plan.items():
+        if graph in parts:
+            round_trip_linear_weights(parts[graph], q)
+    out = _Goldens(golden_dir)
+    for i, prompt in enumerate(meta["prompts"]):
+        ids = torch.from_numpy(arrays[f"p{i}.ids"].astype(np.int64))[None]
+        features = [torch.from_numpy(arrays[f"features.{name}"].copy()) for name in prompt["images"]]
+        embeds, mask = prepare_prompt_embeds(llm, ids, torch.ones_like(ids), torch.cat(features) if features else None,
+                                             image_token_id)
+        hidden, _ = llm.decode(embeds, mask, torch.arange(ids.shape[1])[None], None)
+        out.add(f"p{i}.logits_last", llm.lm_head(hidden[:, -1]),
+                f"lm_head(decoder(prompt {i})) at the last position, LLM weights dequantize(quantize(W)), features "
+                "of the float package's goldens [1,V]")
+    out.save({"prompts": meta["prompts"],
+              "quantization": {graph: q.manifest_entry() for graph, q in plan.items()}})

@@ -114,6 +114,11 @@ def generation_section(chat: bool = False) -> dict:
             "repetition_penalty": 1.0, "do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 
+def quantization_section(plan: dict) -> dict:
+    """graph name -> quantize.Quantization, as the manifest's `quantization` section (docs/package-format.md)."""
+    return {graph: q.manifest_entry() for graph, q in plan.items()}
+
+
 TEMPLATES = {"emu2": "base", "emu2-chat": "chat", "emu2-gen": "gen"}
 
 

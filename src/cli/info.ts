@@ -1,5 +1,6 @@
 // emu2 info <package>: what a package holds and whether it validates.
 import type { Command } from "commander";
+import type { Manifest } from "../model/manifest.js";
 import { ModelPackage } from "../model/package.js";
 import { writeJson } from "./io.js";
 
@@ -12,6 +13,12 @@ function formatBytes(n: number): string {
     unit++;
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** "int4/32 asym" for a graph stored as MatMulNBits weights, "" for a float one. */
+function quantizationTag(m: Manifest, role: string): string {
+  const q = m.quantization?.[role as keyof NonNullable<Manifest["quantization"]>];
+  return q ? `int${q.bits}/${q.block_size} ${q.symmetric ? "sym" : "asym"}` : "";
 }
 
 export function registerInfo(program: Command): void {
@@ -38,9 +45,10 @@ export function registerInfo(program: Command): void {
         `  llm         hidden ${m.llm.hidden_size}, ${m.llm.num_layers} layers, ${m.llm.num_heads} heads, vocabulary ${m.tokenizer.vocab_size}, context ${m.llm.max_position_embeddings}`,
         `  decoder     ${vd ? `${vd.latent_size * vd.vae_scale_factor}x${vd.latent_size * vd.vae_scale_factor} images, Euler ${vd.num_inference_steps} steps, guidance ${vd.guidance_scale}` : "none (this package cannot generate images)"}`,
         `  template    ${m.prompt.template}`,
+        ...(m.quantization ? [`  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points)`] : []),
         `  generation  ${m.generation.num_beams} beams, max ${m.generation.max_new_tokens} new tokens, length penalty ${m.generation.length_penalty}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,
         "  files",
-        ...files.map((f) => `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes)}`),
+        ...files.map((f) => `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes).padEnd(9)} ${quantizationTag(m, f.role)}`.trimEnd()),
         `  total       ${formatBytes(total)}`,
       ];
       process.stdout.write(`${lines.join("\n")}\n`);

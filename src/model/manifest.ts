@@ -97,6 +97,24 @@ const generationSchema = z.strictObject({
   top_p: z.number().gt(0).lte(1),
 });
 
+// A graph whose linear layers are stored as com.microsoft::MatMulNBits weights (python/emu2ref/quantize.py writes
+// them); the runtime needs nothing of this, the record is for people and `emu2 info`.
+const quantizedGraphSchema = z.strictObject({
+  method: z.literal("matmul_nbits"),
+  bits: z.union([z.literal(8), z.literal(4)]),
+  block_size: z.union([z.literal(32), z.literal(64), z.literal(128)]),
+  symmetric: z.boolean(),
+  accuracy_level: z.number().int().min(0).max(4),
+});
+
+const quantizationSchema = z.strictObject({
+  visual_encoder: quantizedGraphSchema.optional(),
+  project_up: quantizedGraphSchema.optional(),
+  decoder: quantizedGraphSchema.optional(),
+  lm_head: quantizedGraphSchema.optional(),
+  project_down: quantizedGraphSchema.optional(),
+});
+
 export const manifestSchema = z
   .strictObject({
     format: z.literal(MANIFEST_FORMAT),
@@ -110,6 +128,7 @@ export const manifestSchema = z
     visual_decoder: visualDecoderSchema.optional(),
     prompt: promptSchema,
     generation: generationSchema,
+    quantization: quantizationSchema.optional(),
   })
   .superRefine((m, ctx) => {
     // Cross-field rules: each is a mistake that would otherwise surface as a shape error deep inside a session.
@@ -153,6 +172,7 @@ export type VisionConfig = Manifest["vision"];
 export type LlmConfig = Manifest["llm"];
 export type VisualDecoderConfig = NonNullable<Manifest["visual_decoder"]>;
 export type GenerationDefaults = Manifest["generation"];
+export type QuantizedGraph = z.infer<typeof quantizedGraphSchema>;
 
 function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";

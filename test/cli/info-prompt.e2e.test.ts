@@ -18,6 +18,17 @@ test("emu2 info validates the embedded packages (text and --json)", () => {
   assert.equal(j.manifest.visual_decoder, undefined);
 });
 
+test("emu2 info shows which graphs of a quantized package are MatMulNBits, and their bytes", () => {
+  const r = emu2(["info", "fixtures/models/emu2-chat-tiny-int4"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\n {4}decoder +decoder\.onnx +[\d.]+ KB +int4\/32 asym\n/);
+  assert.match(r.stdout, /\n {4}visual_encoder +visual_encoder\.onnx +[\d.]+ KB +int8\/32 asym\n/);
+  assert.match(r.stdout, /\n {4}embed_tokens +embed_tokens\.onnx +[\d.]+ MB\n/);
+  const j = JSON.parse(emu2(["info", "fixtures/models/emu2-chat-tiny-int8", "--json"]).stdout);
+  assert.deepEqual(j.manifest.quantization.decoder, { method: "matmul_nbits", bits: 8, block_size: 32, symmetric: false, accuracy_level: 0 });
+  assert.ok(j.files.find((f: { role: string; bytes: number }) => f.role === "lm_head").bytes < 1.3e6);
+});
+
 test("emu2 info on a package with a bad field exits 1 with one line naming file and field", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-badpkg-"));
   cpSync(packageDir("emu2-chat-tiny"), dir, { recursive: true });

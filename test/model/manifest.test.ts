@@ -45,6 +45,8 @@ test("a bad field is one line naming the file and the field", () => {
     ["heads", (m) => { m.llm.head_dim = 100; }, /field llm\.head_dim: num_heads x head_dim must equal hidden_size/],
     ["token outside vocabulary", (m) => { m.tokenizer.vocab_size = 32001; }, /field tokenizer\.special_tokens\.\[IMG\]: id 32001 is outside/],
     ["wrong format", (m) => { m.format = "emu2-package/9"; }, /field format: /],
+    ["quantization bits", (m) => { m.quantization = { decoder: { method: "matmul_nbits", bits: 3, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization\.decoder\.bits: /],
+    ["quantized unet", (m) => { m.quantization = { unet: { method: "matmul_nbits", bits: 4, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization: unknown field unet$/],
   ];
   for (const [label, edit, pattern] of cases) {
     assert.throws(() => validateManifest(mutated(edit), "x.yaml"), (err: unknown) => {

@@ -1,0 +1,157 @@
+"""Block-wise weight quantization for ONNX Runtime's com.microsoft::MatMulNBits (the packing rules are written down in
+docs/package-format.md, "Quantized packages").
+
+A Linear weight W [N, K] (out, in features: torch's layout, which is MatMulNBits' layout too) is cut along K into
+blocks of `block_size` values; each block b of row n gets a scale s and a zero point z (an integer), and each value
+w becomes q = clip(round(w / s) + z, 0, 2^bits - 1). MatMulNBits computes A @ ((q - z) * s)^T.
+
+- asymmetric (the default, as ONNX Runtime's own quantizer): the block's range [min(0, w), max(0, w)] is mapped onto
+  [0, 2^bits - 1]: s = (max - min) / (2^bits - 1), z = round(-min / s). Zero stays exactly representable.
+- symmetric: z is MatMulNBits' default 2^(bits-1) (8 for int4, 128 for int8) and is not stored;
+  s = max|w| / (2^(bits-1) - 1), so q spans [1, 2^bits - 1].
+
+Packing: B is uint8 [N, K/block_size, block_size * bits / 8]; with 4 bits, value 2i of a block goes to the low nibble
+of byte i and value 2i+1 to the high nibble. Scales are [N * K/block_size] (row-major [N, K/block_size]) in the
+activation type. Zero points are uint8 [N, ceil(K/block_size * bits / 8)], packed like B (two per byte for int4,
+low nibble first, each row starting on a new byte).
+"""
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import helper
+
+MS_DOMAIN = "com.microsoft"
+BITS = {"int8": 8, "int4": 4}
+BLOCK_SIZES = (32, 64, 128)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    bits: int
+    block_size: int = 32
+    symmetric: bool = False
+    # MatMulNBits' accuracy_level: 0 computes with A as given; 4 lets ONNX Runtime quantize A to int8 per block
+    # (faster on the CPU, one more rounding).
+    accuracy_level: int = 0
+
+    def __post_init__(self):
+        if self.bits not in BITS.values():
+            raise ValueError(f"bits {self.bits}: expected 8 or 4")
+        if self.block_size not in BLOCK_SIZES:
+            raise ValueError(f"block size {self.block_size}: expected one of {', '.join(map(str, BLOCK_SIZES))}")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise ValueError(f"accuracy level {self.accuracy_level}: expected 0 to 4")
+
+    def manifest_entry(self) -> dict:
+        return {"method": "matmul_nbits", "bits": self.bits, "block_size": self.block_size,
+                "symmetric": self.symmetric, "accuracy_level": self.accuracy_level}
+
+
+def check_width(q: Quantization, k: int, what: str) -> None:
+    if k % q.block_size:
+        raise ValueError(f"block size {q.block_size} does not divide the input width {k} of {what}")
+
+
+def quantize(w: np.ndarray, q: Quantization, scale_dtype=np.float32):
+    """W [N, K] -> (packed uint8 [N, K/bs, bs*bits/8], scales [N*K/bs] in scale_dtype, zero points uint8 or None).
+    The values are rounded with the scales as stored (scale_dtype), so dequantize() gives exactly what ONNX Runtime
+    computes with."""
+    n, k = w.shape
+    check_width(q, k, f"a [{n}, {k}] weight")
+    blocks = w.astype(np.float32).reshape(n, k // q.block_size, q.block_size)
+    top = (1 << q.bits) - 1
+    if q.symmetric:
+        zero = np.full(blocks.shape[:2], 1 << (q.bits - 1), dtype=np.float32)
+        scales = (np.abs(blocks).max(axis=2) / ((1 << (q.bits - 1)) - 1)).astype(scale_dtype)
+    else:
+        low = np.minimum(blocks.min(axis=2), 0.0)
+        high = np.maximum(blocks.max(axis=2), 0.0)
+        scales = ((high - low) / top).astype(scale_dtype)
+        wide = scales.astype(np.float32)
+        zero = np.clip(np.round(np.divide(-low, wide, out=np.zeros_like(low), where=wide > 0)), 0, top)
+    wide = scales.astype(np.float32)[:, :, None]
+    # An all-zero block has scale 0: every value is its zero point.
+    steps = np.divide(blocks, wide, out=np.zeros_like(blocks), where=wide > 0)
+    values = np.clip(np.round(steps) + zero[:, :, None], 0, top).astype(np.uint8)
+    zero_points = None if q.symmetric else pack(zero.astype(np.uint8), q.bits)
+    return pack(values, q.bits), scales.reshape(-1), zero_points
+
+
+def pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 values [..., M] -> bytes [..., M*bits/8] (4 bits: low nibble first; an odd M gets a zero high nibble)."""
+    if bits == 8:
+        return values
+    if values.shape[-1] % 2:
+        values = np.concatenate([values, np.zeros(values.shape[:-1] + (1,), np.uint8)], axis=-1)
+    return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
+
+
+def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    if bits == 8:
+        return packed[..., :count]
+    both = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(packed.shape[:-1] + (-1,))
+    return both[..., :count]
+
+
+def dequantize(packed, scales, zero_points, q: Quantization, k: int) -> np.ndarray:
+    """The weight [N, K] that MatMulNBits multiplies by: (q - z) * s."""
+    n, blocks = packed.shape[0], k // q.block_size
+    values = unpack(packed, q.bits, q.block_size).astype(np.float32)
+    if zero_points is None:
+        zero = np.full((n, blocks), 1 << (q.bits - 1), np.float32)
+    else:
+        zero = unpack(zero_points, q.bits, blocks).astype(np.float32)
+    wide = scales.astype(np.float32).reshape(n, blocks, 1)
+    return ((values - zero[:, :, None]) * wide).reshape(n, k)
+
+
+def matmul_nbits_node(a: str, weight: str, output: str, n: int, k: int, q: Quantization, has_zero_points: bool,
+                      name: str):
+    inputs = [a, f"{weight}.quant", f"{weight}.scales"] + ([f"{weight}.zero_points"] if has_zero_points else [])
+    return helper.make_node("MatMulNBits", inputs, [output], name=name, domain=MS_DOMAIN, K=k, N=n, bits=q.bits,
+                            block_size=q.block_size, accuracy_level=q.accuracy_level)
+
+
+# ---- command-line flags shared by python/export_package.py and python/emu2ref/export_llm.py ----
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quantize", choices=sorted(BITS), help="store the LLM decoder's linear layers as int8 or "
+                        "int4 MatMulNBits weights (embed_tokens stays float)")
+    parser.add_argument("--block-size", type=int, default=32, choices=BLOCK_SIZES,
+                        help="weights per quantization block along the input width (default 32)")
+    parser.add_argument("--symmetric", action="store_true", help="no zero points (MatMulNBits' default zero point)")
+    parser.add_argument("--accuracy-level", type=int, default=0, choices=range(5),
+                        help="MatMulNBits accuracy_level: 0 as given, 4 lets the CPU quantize activations to int8")
+    parser.add_argument("--quantize-heads", action="store_true",
+                        help="also quantize lm_head, project_up and project_down")
+    parser.add_argument("--quantize-vision", action="store_true",
+                        help="store the visual encoder's linear layers as int8")
+
+
+def plan_from_args(args) -> dict:
+    """graph name -> Quantization for the graphs the flags select ({} when --quantize is not given)."""
+    if args.quantize is None:
+        if args.quantize_heads or args.quantize_vision:
+            raise ValueError("--quantize-heads and --quantize-vision need --quantize int8|int4")
+        return {}
+    llm = Quantization(BITS[args.quantize], args.block_size, args.symmetric, args.accuracy_level)
+    plan = {"decoder": llm}
+    if args.quantize_heads:
+        plan.update({"lm_head": llm, "project_up": llm, "project_down": llm})
+    if args.quantize_vision:
+        plan["visual_encoder"] = Quantization(8, args.block_size, args.symmetric, args.accuracy_level)
+    return plan
+
+
+def round_trip_linear_weights(module, q: Quantization) -> None:
+    """Replaces the weight of every torch Linear inside module by dequantize(quantize(weight)) in place: the float
+    model that a package quantized with q computes (the reference its quantized graphs are checked against)."""
+    import torch
+    from torch import nn
+
+    for layer in [m for m in module.modules() if isinstance(m, nn.Linear)]:
+        w = layer.weight.detach().float().numpy()
+        packed, scales, zero_points = quantize(w, q)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(dequantize(packed, scales, zero_points, q, w.shape[1])))
