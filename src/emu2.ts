@@ -12,8 +12,9 @@ import { renderPrompt, templateTokens } from "./prompt/render.js";
 import type { PromptInput } from "./prompt/types.js";
 import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
-import { Emu2Error, PackageError } from "./util/errors.js";
+import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
+import { ImageLoadError } from "./vision/image.js";
 
 export interface TextResult {
   text: string;
@@ -128,8 +129,9 @@ export class Emu2 {
   }
 
   /**
-   * The same, but a prompt whose preparation fails (an unreadable image) gets its own error and the rest still run:
-   * what a batch job over many files needs.
+   * The same, but a prompt whose preparation fails (an unreadable image, a prompt too long for the context) gets its
+   * own error and the rest still run: what a batch job over many files needs. A failure of the package itself (its
+   * tokenizer, a graph that does not load) is thrown, since every other prompt would fail the same way.
    */
   async generateTextEach(inputs: PromptInput[], settings: GenerationSettings, options: TextOptions = {}): Promise<(TextResult | { error: unknown })[]> {
     const results: (TextResult | { error: unknown })[] = new Array(inputs.length);
@@ -140,7 +142,7 @@ export class Emu2 {
         ready.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
         readyIndex.push(i);
       } catch (error) {
-        if (!(error instanceof Emu2Error)) throw error;
+        if (!(error instanceof ImageLoadError || error instanceof PromptError)) throw error;
         results[i] = { error };
       }
     }

@@ -1,5 +1,6 @@
 // emu2 caption: captions many images in batches, for terminals and pipelines. Each finished caption is written at
-// once; with -o an existing output is resumed; an unreadable image is reported and skipped, and the exit code says so.
+// once; with -o an existing output is resumed (caption-output.ts) and only this run writes it (output-lock.ts); an
+// unreadable image is reported and skipped, and the exit code says so; a broken package stops the run at once.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
@@ -8,10 +9,13 @@ import { Emu2 } from "../emu2.js";
 import type { Part, PromptInput } from "../prompt/types.js";
 import { readTextSource } from "../prompt/parse.js";
 import { Emu2Error, errorMessage, PromptError, UsageError } from "../util/errors.js";
-import { CaptionSink, formatFromPath, readDone, type CaptionFormat } from "./caption-output.js";
+import { CaptionSink, formatFromPath, imageKey, readDone, type CaptionFormat } from "./caption-output.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
+import { EXIT_INTERRUPTED } from "./exit-codes.js";
 import { expandImageInputs } from "./image-inputs.js";
 import { makeReporter } from "./io.js";
+import { OutputLock } from "./output-lock.js";
+import { checkOutputFile } from "./output-path.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { progressBar } from "./progress.js";
 
@@ -72,7 +76,7 @@ export function registerCaption(program: Command): void {
     .argument("<images...>", "image files, folders or glob patterns")
     .option("--format <format>", "text, tsv or jsonl (default: from -o's extension, else text)")
     .option("--json", "the same as --format jsonl")
-    .option("-o, --output <file>", "write here; an existing file is resumed (finished images are skipped)")
+    .option("-o, --output <file>", "write here; an existing JSONL or TSV file is resumed (its images, matched by real path, are skipped); an existing text file is refused")
     .option("--prompt <text>", "instruction after each image", DEFAULT_CAPTION_PROMPT)
     .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}")
     .option("-b, --batch-size <n>", "images per batch", "4")
@@ -85,48 +89,61 @@ export function registerCaption(program: Command): void {
     if (!["text", "tsv", "jsonl"].includes(format)) throw new UsageError(`--format: expected text, tsv or jsonl, got ${JSON.stringify(flags.format)}`);
     if (!/^\d+$/.test(flags.batchSize) || Number(flags.batchSize) < 1) throw new UsageError(`--batch-size: expected a whole number > 0, got ${JSON.stringify(flags.batchSize)}`);
     const batchSize = Number(flags.batchSize);
+    const output = flags.output !== undefined && flags.output !== "-" ? flags.output : undefined;
+    if (output !== undefined) checkOutputFile(output);
     const demos = flags.demos ? readDemos(flags.demos) : [];
     const images = await expandImageInputs(args);
-    const model = new Emu2(openModel(flags, reporter));
-    const settings = resolveGenerationSettings(flags, model.manifest.generation);
 
-    let todo = images;
-    if (flags.output && flags.output !== "-") {
-      const done = readDone(flags.output, format);
-      todo = format === "text" ? images.slice(done.lines) : images.filter((img) => !done.images.has(img));
-      if (images.length > todo.length) reporter.notice(`emu2: resuming ${flags.output}: ${images.length - todo.length} of ${images.length} images already done`);
-    }
-    const sink = new CaptionSink(flags.output, format);
-    const bar = progressBar(reporter, "captioning", todo.length);
-    let failed = 0;
-    let finished = 0;
-    const interrupt = new AbortController();
-    const onSigint = () => interrupt.abort();
-    process.once("SIGINT", onSigint);
+    // The claim on the output comes before reading what it holds, so no other run appends between the two.
+    const lock = output !== undefined ? OutputLock.acquire(output) : undefined;
     try {
-      for (let start = 0; start < todo.length && !interrupt.signal.aborted; start += batchSize) {
-        const batch = todo.slice(start, start + batchSize);
-        const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal: interrupt.signal });
-        results.forEach((result, i) => {
-          if ("error" in result) {
-            failed++;
-            // Errors are shown even with --quiet: they are not progress.
-            process.stderr.write(`emu2: ${errorMessage(result.error)}\n`);
-            sink.writeFailure();
-          } else if (result.stopReason !== "aborted") {
-            sink.write({ image: batch[i], caption: result.text.trim() });
-          }
-        });
-        finished += batch.length;
-        bar.update(finished, batch[batch.length - 1]);
+      let todo = images;
+      if (output !== undefined) {
+        const done = readDone(output, format);
+        todo = images.filter((img) => !done.has(imageKey(img)));
+        if (images.length > todo.length) reporter.notice(`emu2: resuming ${output}: ${images.length - todo.length} of ${images.length} images already done`);
+        if (todo.length === 0) return;
       }
+      const model = new Emu2(openModel(flags, reporter));
+      const settings = resolveGenerationSettings(flags, model.manifest.generation);
+      const sink = new CaptionSink(flags.output, format);
+      const bar = progressBar(reporter, "captioning", todo.length);
+      let failed = 0;
+      const interrupt = new AbortController();
+      const onSigint = () => interrupt.abort();
+      process.once("SIGINT", onSigint);
+      try {
+        for (let start = 0; start < todo.length && !interrupt.signal.aborted; start += batchSize) {
+          const batch = todo.slice(start, start + batchSize);
+          // A package-level failure (unreadable tokenizer, broken graph) is thrown from here and ends the run; only
+          // problems of one image come back as results.
+          const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal: interrupt.signal });
+          results.forEach((result, i) => {
+            if ("error" in result) {
+              failed++;
+              // Errors are shown even with --quiet: they are not progress.
+              process.stderr.write(`emu2: ${errorMessage(result.error)}\n`);
+              sink.writeFailure();
+            } else if (result.stopReason !== "aborted") {
+              sink.write({ image: batch[i], caption: result.text.trim() });
+            }
+          });
+          // The bar counts what has an outcome: captions written and images that failed, never an interrupted one.
+          bar.update(sink.written + failed, batch[batch.length - 1]);
+        }
+      } finally {
+        bar.stop();
+        sink.close();
+        process.removeListener("SIGINT", onSigint);
+        await model.release();
+      }
+      if (interrupt.signal.aborted) {
+        const where = output === undefined ? "" : format === "text" ? ` to ${output}` : ` to ${output} (run again to resume)`;
+        throw new Emu2Error(`interrupted: ${sink.written} of ${todo.length} caption${todo.length === 1 ? "" : "s"} written${where}`, EXIT_INTERRUPTED);
+      }
+      if (failed > 0) throw new Emu2Error(`${failed} of ${todo.length} image${todo.length === 1 ? "" : "s"} could not be captioned (see above)`);
     } finally {
-      bar.stop();
-      sink.close();
-      process.removeListener("SIGINT", onSigint);
-      await model.release();
+      lock?.release();
     }
-    if (interrupt.signal.aborted) throw new Emu2Error("interrupted: the captions finished so far are written", 130);
-    if (failed > 0) throw new Emu2Error(`${failed} of ${todo.length} image${todo.length === 1 ? "" : "s"} could not be captioned (see above)`);
   });
 }

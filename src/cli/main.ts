@@ -9,11 +9,9 @@ import { registerInfo } from "./info.js";
 import { registerPrompt } from "./prompt.js";
 import { registerScore } from "./score.js";
 import { VERSION } from "../index.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-export const EXIT_INTERRUPTED = 130;
+export { EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -1,7 +1,7 @@
 // The one place that creates ONNX Runtime sessions. Everything else asks a ModelPackage for a graph by role.
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
-import { Emu2Error } from "../util/errors.js";
+import { Emu2Error, PackageError } from "../util/errors.js";
 import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
 
 export type Device = "cpu" | "cuda";
@@ -34,7 +34,7 @@ export const CUDA_INSTALL_HINT =
 
 export async function createSession(modelPath: string, options: SessionOptions): Promise<Session> {
   const ort = await loadOrt();
-  if (!existsSync(modelPath)) throw new Emu2Error(`${modelPath}: no such graph file`);
+  if (!existsSync(modelPath)) throw new PackageError(`${modelPath}: no such graph file`);
   const base: SessionCreateOptions = {
     graphOptimizationLevel: options.graphOptimization,
     intraOpNumThreads: options.threads,
@@ -61,6 +61,6 @@ export async function createSession(modelPath: string, options: SessionOptions):
     return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ["cpu"] });
   } catch (err) {
     const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
-    throw new Emu2Error(`${modelPath}: ONNX Runtime cannot load this graph: ${reason}`);
+    throw new PackageError(`${modelPath}: ONNX Runtime cannot load this graph: ${reason}`);
   }
 }

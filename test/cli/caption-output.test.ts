@@ -1,29 +1,57 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { CaptionSink, formatFromPath, readDone } from "../../src/cli/caption-output.js";
+import { CaptionSink, formatFromPath, imageKey, readDone } from "../../src/cli/caption-output.js";
 import { expandImageInputs } from "../../src/cli/image-inputs.js";
 
 const dir = () => mkdtempSync(join(tmpdir(), "emu2-caption-"));
 
-test("resume: JSONL and TSV are keyed by image, a half-written last line is dropped", () => {
+test("resume: JSONL and TSV are keyed by the image's real path; a half-written last line is not counted", () => {
   const d = dir();
+  for (const name of ["a.png", "b.png"]) writeFileSync(join(d, name), "");
   const jsonl = join(d, "out.jsonl");
-  writeFileSync(jsonl, '{"image":"a.png","caption":"x"}\n{"image":"b.png","caption":"y"}\n{"image":"c.p');
-  const done = readDone(jsonl, "jsonl");
-  assert.deepEqual([...done.images], ["a.png", "b.png"]);
-  assert.equal(readFileSync(jsonl, "utf8"), '{"image":"a.png","caption":"x"}\n{"image":"b.png","caption":"y"}\n');
+  // Relative paths in a file are read from the file's folder; a cut-off line is ignored.
+  writeFileSync(jsonl, `{"image":"a.png","caption":"x"}\n{"image":"${join(d, "b.png")}","caption":"y"}\n{"image":"c.p`);
+  assert.deepEqual([...readDone(jsonl, "jsonl")], [join(d, "a.png"), join(d, "b.png")].map((p) => realpathSync(p)));
   const tsv = join(d, "out.tsv");
-  writeFileSync(tsv, "a.png\tx\nb.png\ty\n");
-  assert.deepEqual([...readDone(tsv, "tsv").images], ["a.png", "b.png"]);
+  writeFileSync(tsv, `${join(d, "a.png")}\tx\n`);
+  assert.deepEqual([...readDone(tsv, "tsv")], [realpathSync(join(d, "a.png"))]);
+  // The same image through a symlinked folder is the same image.
+  const link = join(dir(), "link");
+  symlinkSync(d, link);
+  assert.ok(readDone(tsv, "tsv").has(imageKey(join(link, "a.png"))));
   writeFileSync(tsv, "not a tsv line\n");
   assert.throws(() => readDone(tsv, "tsv"), /out\.tsv: line 1 has no tab: cannot resume/);
-  assert.equal(readDone(join(d, "missing.jsonl"), "jsonl").images.size, 0);
+  assert.equal(readDone(join(d, "missing.jsonl"), "jsonl").size, 0);
 });
 
-test("text outputs keep line i = image i, failures included", () => {
+test("an existing text output is never resumed (its lines name no image); an empty one is", () => {
+  const d = dir();
+  const file = join(d, "out.txt");
+  writeFileSync(file, "a caption\n\n");
+  assert.throws(() => readDone(file, "text"), /out\.txt: a text output cannot be resumed .* --format jsonl or tsv/);
+  writeFileSync(file, "");
+  assert.equal(readDone(file, "text").size, 0);
+});
+
+test("the sink opens its file on the first caption, drops a cut-off last line, and records images by real path", () => {
+  const d = dir();
+  writeFileSync(join(d, "a.png"), "");
+  const file = join(d, "out.jsonl");
+  const untouched = new CaptionSink(file, "jsonl");
+  untouched.close();
+  assert.equal(existsSync(file), false);
+  writeFileSync(file, '{"image":"/x.png","caption":"x"}\n{"image":"/y.p');
+  const sink = new CaptionSink(file, "jsonl");
+  sink.write({ image: join(d, ".", "a.png"), caption: "two\nlines" });
+  sink.close();
+  assert.equal(readFileSync(file, "utf8"), `{"image":"/x.png","caption":"x"}\n${JSON.stringify({ image: realpathSync(join(d, "a.png")), caption: "two\nlines" })}\n`);
+  assert.equal(sink.written, 1);
+});
+
+test("text files keep line i = image i of their run, failures included", () => {
   const d = dir();
   const file = join(d, "out.txt");
   const sink = new CaptionSink(file, "text");
@@ -32,7 +60,6 @@ test("text outputs keep line i = image i, failures included", () => {
   sink.write({ image: "c.png", caption: "z" });
   sink.close();
   assert.equal(readFileSync(file, "utf8"), "two lines\n\nz\n");
-  assert.equal(readDone(file, "text").lines, 3);
 });
 
 test("the output format follows the file extension", () => {

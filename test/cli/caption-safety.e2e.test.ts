@@ -1,0 +1,144 @@
+// Nothing lost: resume by identity, failures never recorded as done, one writer per output, a broken package stops
+// the run before it touches the output, and an interrupted run says exactly what it wrote.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+import { BIN, emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
+
+const tiny = resolve(packageDir("emu2-tiny"));
+const fast = ["-q", "--greedy", "-n", "4"];
+
+function workdir(names = ["landscape.png", "night.jpg", "blocks.png"]): string {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-caption-safety-"));
+  for (const name of names) copyFileSync(join("fixtures/images", name), join(dir, name));
+  return dir;
+}
+
+/** Waits until `ready()` holds; fails after a minute instead of hanging the suite. */
+async function waitFor(what: string, ready: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const linesIn = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").split("\n").length - 1 : 0);
+
+const imagesIn = (file: string) => readFileSync(file, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l).image as string);
+
+test("resume matches images by real path: a rerun from inside the folder, or through a symlink, redoes nothing", () => {
+  const dir = workdir();
+  const out = join(dir, "captions.jsonl");
+  const first = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+  assert.equal(first.status, 0, first.stderr);
+  const before = readFileSync(out, "utf8");
+  const inside = emu2(["caption", ".", "-m", tiny, "--greedy", "-n", "4", "-o", "captions.jsonl"], { cwd: dir });
+  assert.equal(inside.status, 0, inside.stderr);
+  assert.match(inside.stderr, /resuming captions\.jsonl: 3 of 3 images already done/);
+  const link = join(mkdtempSync(join(tmpdir(), "emu2-link-")), "imgs");
+  symlinkSync(dir, link);
+  const linked = emu2(["caption", link, "-m", tiny, ...fast, "-o", join(link, "captions.jsonl")]);
+  assert.equal(linked.status, 0, linked.stderr);
+  assert.equal(readFileSync(out, "utf8"), before);
+});
+
+test("TSV: a failed image is not recorded; a rerun after the folder changed, named from inside it, does the new and the failed images only", () => {
+  const dir = workdir(["landscape.png", "night.jpg"]);
+  writeFileSync(join(dir, "broken.png"), "not a png");
+  const out = join(dir, "captions.tsv");
+  const first = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+  assert.equal(first.status, 1);
+  assert.match(first.stderr, /broken\.png: /);
+  assert.deepEqual(readFileSync(out, "utf8").trimEnd().split("\n").map((l) => l.split("\t")[0]), [join(dir, "landscape.png"), join(dir, "night.jpg")]);
+  // The broken image is repaired and an image that sorts first is added.
+  copyFileSync("fixtures/images/blocks.png", join(dir, "broken.png"));
+  copyFileSync("fixtures/images/blocks.png", join(dir, "a-first.png"));
+  // ...and the rerun names the folder differently (from inside it).
+  const second = emu2(["caption", ".", "-m", tiny, "--greedy", "-n", "4", "-o", "captions.tsv"], { cwd: dir });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stderr, /2 of 4 images already done/);
+  const rows = readFileSync(out, "utf8").trimEnd().split("\n").map((l) => l.split("\t")[0]);
+  assert.deepEqual(rows, ["landscape.png", "night.jpg", "a-first.png", "broken.png"].map((n) => join(dir, n)));
+});
+
+test("text: an existing output is not resumed by position; the run stops before any model work and points to JSONL/TSV", () => {
+  const dir = workdir();
+  writeFileSync(join(dir, "broken.png"), "not a png");
+  const out = join(dir, "captions.txt");
+  const first = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+  assert.equal(first.status, 1);
+  const written = readFileSync(out, "utf8");
+  assert.equal(written.split("\n").length - 1, 4);
+  copyFileSync("fixtures/images/blocks.png", join(dir, "broken.png"));
+  const again = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+  assert.equal(again.status, 1);
+  assert.ok(oneLine(again.stderr), again.stderr);
+  assert.match(again.stderr, /captions\.txt: a text output cannot be resumed .*--format jsonl or tsv/);
+  assert.equal(readFileSync(out, "utf8"), written);
+});
+
+test("two runs on the same output: the second is refused with one line, the first writes every image once", async () => {
+  const dir = workdir();
+  for (let i = 0; i < 12; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  const out = join(dir, "captions.jsonl");
+  const first = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  let firstErr = "";
+  first.stderr.on("data", (chunk) => (firstErr += chunk));
+  const exited = new Promise<number | null>((done) => first.on("exit", (code) => done(code)));
+  await waitFor("the first caption", () => linesIn(out) >= 1);
+  const second = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+  assert.equal(second.status, 1);
+  assert.ok(oneLine(second.stderr), second.stderr);
+  assert.match(second.stderr, new RegExp(`captions\\.jsonl is being written by another run \\(pid ${first.pid}\\)`));
+  assert.equal(await exited, 0, firstErr);
+  const images = imagesIn(out);
+  assert.equal(images.length, 15);
+  assert.equal(new Set(images).size, 15);
+  assert.equal(existsSync(`${out}.lock`), false);
+});
+
+test("a package-level error stops at once: one line, exit 1, the output as it was", () => {
+  const dir = workdir();
+  const out = join(dir, "captions.jsonl");
+  writeFileSync(out, '{"image":"/elsewhere/old.png","caption":"kept"}\n');
+  const broken = join(mkdtempSync(join(tmpdir(), "emu2-brokenpkg-")), "pkg");
+  cpSync(tiny, broken, { recursive: true });
+  truncateSync(join(broken, "visual_encoder.onnx"), 1000);
+  const graph = emu2(["caption", dir, "-m", broken, ...fast, "-o", out]);
+  assert.equal(graph.status, 1);
+  assert.ok(oneLine(graph.stderr), graph.stderr);
+  assert.match(graph.stderr, /visual_encoder\.onnx: ONNX Runtime cannot load this graph/);
+  assert.equal(readFileSync(out, "utf8"), '{"image":"/elsewhere/old.png","caption":"kept"}\n');
+  cpSync(tiny, broken, { recursive: true });
+  writeFileSync(join(broken, "tokenizer.json"), "{ not json");
+  const tokenizer = emu2(["caption", dir, "-m", broken, ...fast, "-o", join(dir, "new.jsonl")]);
+  assert.equal(tokenizer.status, 1);
+  assert.ok(oneLine(tokenizer.stderr), tokenizer.stderr);
+  assert.match(tokenizer.stderr, /tokenizer\.json: not a readable tokenizer\.json/);
+  assert.equal(existsSync(join(dir, "new.jsonl")), false);
+});
+
+test("Ctrl-C: the message says how many captions were written, and the file holds exactly those", async () => {
+  const dir = workdir([]);
+  for (let i = 0; i < 40; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  const out = join(dir, "captions.jsonl");
+  const run = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  run.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((done) => run.on("exit", (code) => done(code)));
+  await waitFor("two captions", () => linesIn(out) >= 2);
+  run.kill("SIGINT");
+  assert.equal(await exited, 130, stderr);
+  const written = imagesIn(out).length;
+  assert.ok(written < 40);
+  assert.match(stderr, new RegExp(`^emu2: interrupted: ${written} of 40 captions written to .*captions\\.jsonl \\(run again to resume\\)\\n$`));
+  const resumed = emu2(["caption", dir, "-m", tiny, "--greedy", "-n", "4", "-o", out]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`resuming .*: ${written} of 40 images already done`));
+  assert.equal(new Set(imagesIn(out)).size, 40);
+});
