@@ -38,7 +38,7 @@ PACKAGES = {
                   "description": "tiny random-weight Emu2-Gen layout for tests and demos (real vocabulary, nonsense output)"},
     "emu2-chat-tiny": {"variant": "emu2-chat", "seed": 5678, "n_query": 256,
                        "description": "tiny random-weight Emu2-Chat layout for tests and demos (real vocabulary, nonsense output)",
-                       "quantized": {"int8": Quantization(8), "int4": Quantization(4)}},
+                       "quantized": {"int8": Quantization(8), "int4": Quantization(4)}, "split": 2},
 }
 
 # What the quantized variants store as MatMulNBits: every linear layer of the LLM (the decoder's, lm_head, project_up,
@@ -132,6 +132,20 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
         write_quantized_llm_goldens(os.path.join(golden_dir, f"{name}-{suffix}", "llm"), llm, plan,
                                     os.path.join(golden, "llm"), tokens["<image>"])
         print(f"built {variant_dir}", file=sys.stderr)
+
+    # The decoder as consecutive-layer parts (one layer each), same weights: its runs equal this package's.
+    if spec.get("split"):
+        split_dir = os.path.join(models_dir, f"{name}-split")
+        shutil.rmtree(split_dir, ignore_errors=True)
+        os.makedirs(split_dir)
+        shutil.copyfile(os.path.join(pkg, "tokenizer.json"), os.path.join(split_dir, "tokenizer.json"))
+        split = export_vision_llm(split_dir, vision, llm, dtype="float32", decoder_parts=spec["split"])
+        llm_section = {k: v for k, v in manifest["llm"].items() if k != "decoder_file"}
+        mf.dump_manifest({**manifest, "name": f"{name}-split",
+                          "description": f"{spec['description']}; decoder in {spec['split']} parts",
+                          "llm": {**llm_section, "decoder_parts": split["llm"]["decoder_parts"]}},
+                         os.path.join(split_dir, "manifest.yaml"))
+        print(f"built {split_dir}", file=sys.stderr)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ sys.path.insert(0, HERE)
 from emu2ref import manifest as mf  # noqa: E402
 from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.export_diffusion import export_visual_decoder_from_checkpoint  # noqa: E402
-from emu2ref.export_llm import check_checkpoint_quantization, export_vision_llm_from_checkpoint  # noqa: E402
+from emu2ref.export_llm import check_checkpoint_options, export_vision_llm_from_checkpoint  # noqa: E402
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -36,13 +36,16 @@ def main() -> None:
     parser.add_argument("out", help="the package folder to write")
     parser.add_argument("--variant", required=True, choices=["emu2", "emu2-chat", "emu2-gen"])
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    parser.add_argument("--decoder-parts", type=int, default=1,
+                        help="write the decoder as N graphs of consecutive layers, to place on N devices "
+                             "(emu2 --device-map part0=...,part1=...; default 1)")
     qz.add_arguments(parser)
     args = parser.parse_args()
     try:
         plan = qz.plan_from_args(args)
-        # Before any work: a block size that does not divide a width of the checkpoint.
-        if plan:
-            check_checkpoint_quantization(args.checkpoint, args.variant, plan)
+        # Before any work: a block size that does not divide a width, more parts than layers.
+        if plan or args.decoder_parts != 1:
+            check_checkpoint_options(args.checkpoint, args.variant, plan, args.decoder_parts)
     except ValueError as err:
         parser.error(str(err))
     os.makedirs(args.out, exist_ok=True)
@@ -53,10 +56,12 @@ def main() -> None:
                    check=True, cwd=ROOT)
     print("2/4 visual encoder and LLM graphs", file=sys.stderr)
     sections = export_vision_llm_from_checkpoint(args.checkpoint, args.out, args.dtype, args.variant,
-                                                 quantization=plan)
+                                                 quantization=plan, decoder_parts=args.decoder_parts)
     manifest = mf.real_manifest(args.variant, args.dtype)
     manifest["vision"].update(sections["vision"])
     manifest["llm"].update(sections["llm"])
+    if "decoder_parts" in sections["llm"]:
+        del manifest["llm"]["decoder_file"]
     if plan:
         manifest["quantization"] = mf.quantization_section(plan)
     if args.variant == "emu2-gen":

@@ -4,7 +4,7 @@
 import type { GenerateImagesOptions } from "./diffusion/pipeline.js";
 import { generateImages } from "./diffusion/pipeline.js";
 import { toPng } from "./diffusion/png.js";
-import { ModelPackage } from "./model/package.js";
+import { decoderRoles, ModelPackage } from "./model/package.js";
 import type { SessionOptions } from "./model/session.js";
 import { concat, type Tensor } from "./model/tensor.js";
 import { encodePrompt, type EncodedPrompt } from "./prompt/encode.js";
@@ -114,10 +114,11 @@ export class Emu2 {
   }
 
   llm(): Promise<LlmStage> {
-    this.llmStage ??= Promise.all(
-      (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
-    ).then(([embedTokens, projectUp, decoder, lmHead, projectDown]) =>
-      new LlmStage({ embedTokens, projectUp, decoder, lmHead, projectDown }, this.manifest));
+    this.llmStage ??= Promise.all([
+      Promise.all((["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role))),
+      Promise.all(decoderRoles(this.manifest).map((role) => this.pkg.session(role))),
+    ]).then(([[embedTokens, projectUp, lmHead, projectDown], parts]) =>
+      new LlmStage({ embedTokens, projectUp, decoder: parts.length === 1 ? parts[0] : parts, lmHead, projectDown }, this.manifest));
     return this.llmStage;
   }
 

@@ -68,22 +68,33 @@ class _Embed(nn.Module):
 
 class _Decoder(nn.Module):
     """Flat inputs/outputs: (inputs_embeds, attention_mask, position_ids, past.0.key, past.0.value, ...) ->
-    (last_hidden_state, present.0.key, present.0.value, ...)."""
+    (last_hidden_state, present.0.key, present.0.value, ...); with layers = (start, stop), one part of a split
+    decoder (Emu2LLM.decode)."""
 
-    def __init__(self, llm):
+    def __init__(self, llm, layers=None):
         super().__init__()
         self.llm = llm
+        self.layers = layers
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        hidden, presents = self.llm.decode(inputs_embeds, attention_mask, position_ids, pairs)
+        hidden, presents = self.llm.decode(inputs_embeds, attention_mask, position_ids, pairs, self.layers)
         return (hidden,) + tuple(t for kv in presents for t in kv)
 
 
-def decoder_names(layers: int):
-    past = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-    present = [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+def decoder_names(layers: int, start: int = 0):
+    """past and present names of layers start .. layers-1 (global layer indices, also in a part's graph)."""
+    past = [f"past_key_values.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
+    present = [f"present.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
     return past, present
+
+
+def decoder_part_ranges(layers: int, parts: int) -> list:
+    """Consecutive layer ranges [(start, stop)] of a decoder split into `parts` graphs (earlier parts one larger)."""
+    if not 1 <= parts <= layers:
+        raise ValueError(f"--decoder-parts {parts}: expected 1 to the LLM's {layers} layers")
+    sizes = [layers // parts + (1 if k < layers % parts else 0) for k in range(parts)]
+    return [(sum(sizes[:k]), sum(sizes[:k + 1])) for k in range(parts)]
 
 
 def position_ids_for(attention_mask, new_tokens: int):
@@ -118,31 +129,44 @@ def _example_inputs(vision: EvaViT, llm: Emu2LLM) -> dict:
             "project_down": {"hidden_states": states}, "decoder": decoder}
 
 
-def _graph_specs(layers: int) -> dict:
-    """name -> (wrapper factory over (vision, llm), output names, dynamic axes)."""
-    past_names, present_names = decoder_names(layers)
-    decoder_axes = {"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "total"},
-                    "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
-    decoder_axes.update({n: {0: "batch", 2: "past"} for n in past_names})
-    decoder_axes.update({n: {0: "batch", 2: "total"} for n in present_names})
+def _decoder_spec(layers: int, part=None):
+    start, stop = part or (0, layers)
+    past_names, present_names = decoder_names(stop, start)
+    axes = {"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "total"},
+            "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
+    axes.update({n: {0: "batch", 2: "past"} for n in past_names})
+    axes.update({n: {0: "batch", 2: "total"} for n in present_names})
+    return (lambda v, m: _Decoder(m, part)), ["last_hidden_state"] + present_names, axes
+
+
+def _graph_specs(layers: int, decoder_parts: int = 1) -> dict:
+    """name -> (wrapper factory over (vision, llm), output names, dynamic axes). A split decoder is the graphs
+    decoder_part0, decoder_part1, ... of consecutive layers in place of decoder."""
     tokens = {0: "batch", 1: "tokens"}
-    return {
+    specs = {
         "visual_encoder": (lambda v, m: v, ["last_hidden_state"],
                            {"pixel_values": {0: "batch"}, "last_hidden_state": {0: "batch"}}),
         "embed_tokens": (lambda v, m: _Embed(m), ["inputs_embeds"], {"input_ids": tokens, "inputs_embeds": tokens}),
         "project_up": (lambda v, m: _Linear(m.project_up), ["image_embeds"],
                        {"image_features": {0: "images", 1: "queries"}, "image_embeds": {0: "images", 1: "queries"}}),
-        "decoder": (lambda v, m: _Decoder(m), ["last_hidden_state"] + present_names, decoder_axes),
+        "decoder": _decoder_spec(layers),
         "lm_head": (lambda v, m: _Linear(m.lm_head), ["logits"], {"hidden_states": tokens, "logits": tokens}),
         "project_down": (lambda v, m: _Linear(m.project_down), ["visual_embeds"],
                          {"hidden_states": tokens, "visual_embeds": tokens}),
     }
+    if decoder_parts > 1:
+        del specs["decoder"]
+        for k, part in enumerate(decoder_part_ranges(layers, decoder_parts)):
+            specs[f"decoder_part{k}"] = _decoder_spec(layers, part)
+    return specs
 
 
-def _sections(vision: EvaViT, llm: Emu2LLM) -> dict:
+def _sections(vision: EvaViT, llm: Emu2LLM, decoder_parts: int = 1) -> dict:
+    """The manifest's vision and llm fields the graphs fix. A split decoder lists its parts in llm.decoder_parts
+    instead of llm.decoder_file (the caller drops decoder_file from its defaults)."""
     attn = llm.model.layers[0].self_attn
     block = vision.blocks[0]
-    return {
+    sections = {
         "vision": {"file": "visual_encoder.onnx", "image_size": vision.image_size,
                    "patch_size": vision.patch_embed.proj.kernel_size[0], "width": vision.pos_embed.shape[-1],
                    "layers": len(vision.blocks), "heads": block.attn.heads},
@@ -154,6 +178,12 @@ def _sections(vision: EvaViT, llm: Emu2LLM) -> dict:
                 "max_position_embeddings": llm.max_position_embeddings,
                 "rms_norm_eps": llm.model.norm.eps},
     }
+    if decoder_parts > 1:
+        del sections["llm"]["decoder_file"]
+        sections["llm"]["decoder_parts"] = [
+            {"file": f"decoder_part{k}.onnx", "layers": stop - start}
+            for k, (start, stop) in enumerate(decoder_part_ranges(len(llm.model.layers), decoder_parts))]
+    return sections
 
 
 def check_quantization(plan: dict, vision: EvaViT, llm: Emu2LLM) -> None:
@@ -171,7 +201,8 @@ def check_quantization(plan: dict, vision: EvaViT, llm: Emu2LLM) -> None:
             qz.check_width(q, k, f"{what} ({graph})")
 
 
-def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, only=None, quantization=None) -> None:
+def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, only=None, quantization=None,
+                decoder_parts: int = 1) -> None:
     """Traces each graph from (trace_vision, trace_llm) and fills its weights from tensor_for(root, name), where
     root is "vision" or "llm" and name a parameter name of EvaViT or Emu2LLM. quantization maps graph names to the
     Quantization of their MatMul weights (quantize.py)."""
@@ -183,7 +214,7 @@ def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, o
     trace_dtype = _TRACE_DTYPES[dtype]
     examples = _example_inputs(trace_vision, trace_llm)
     roots = {"vision": trace_vision, "llm": trace_llm}
-    for name, (wrap, outputs, axes) in _graph_specs(len(trace_llm.model.layers)).items():
+    for name, (wrap, outputs, axes) in _graph_specs(len(trace_llm.model.layers), decoder_parts).items():
         if only is not None and name not in only:
             continue
         module = wrap(trace_vision, trace_llm)
@@ -191,13 +222,17 @@ def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, o
         for root, root_module in roots.items():
             ids = {id(p): n for n, p in root_module.named_parameters()}
             root_names.update({n: (root, ids[id(p)]) for n, p in module.named_parameters() if id(p) in ids})
-        inputs = {k: v.to(trace_dtype) if v.is_floating_point() else v for k, v in examples[name].items()}
+        example = examples["decoder" if name.startswith("decoder") else name]
+        # A part's past inputs are those of its own layers.
+        example = {k: v for k, v in example.items() if not k.startswith("past_key_values.") or k in axes}
+        inputs = {k: v.to(trace_dtype) if v.is_floating_point() else v for k, v in example.items()}
         export_streamed(module, inputs, os.path.join(out_dir, f"{name}.onnx"), outputs, axes, dtype,
-                        lambda n: tensor_for(*root_names[n]), quantization.get(name))
+                        lambda n: tensor_for(*root_names[n]),
+                        quantization.get("decoder" if name.startswith("decoder") else name))
 
 
 def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "float32",
-                      parity_dir: str = None, quantization: dict = None) -> dict:
+                      parity_dir: str = None, quantization: dict = None, decoder_parts: int = 1) -> dict:
     """Writes the six graphs into out_dir; returns the manifest's "vision" and "llm" fields it knows (n_query,
     video_n_query, mean, std and resample are the caller's). With parity_dir, also writes goldens of seeded inputs
     and the float32 PyTorch outputs of every graph. quantization: graph name -> quantize.Quantization."""
@@ -210,10 +245,10 @@ def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "
         trace_vision, trace_llm = copy.deepcopy(vision).to(trace_dtype), copy.deepcopy(llm).to(trace_dtype)
     weights = {"vision": dict(vision.named_parameters()), "llm": dict(llm.named_parameters())}
     _export_all(out_dir, trace_vision, trace_llm, dtype, lambda root, name: weights[root][name],
-                quantization=quantization)
+                quantization=quantization, decoder_parts=decoder_parts)
     if parity_dir:
         _write_parity(parity_dir, vision, llm, dtype)
-    return _sections(vision, llm)
+    return _sections(vision, llm, decoder_parts)
 
 
 def _write_parity(parity_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str) -> None:
@@ -493,17 +528,19 @@ def _checkpoint_model(checkpoint_dir: str, variant: str, vision_heads: int = Non
     return ckpt, vision, llm
 
 
-def check_checkpoint_quantization(checkpoint_dir: str, variant: str, quantization: dict,
-                                  vision_heads: int = None, llama_config: str = None) -> None:
-    """The block-size check of check_quantization on a checkpoint's shapes, before any export work."""
+def check_checkpoint_options(checkpoint_dir: str, variant: str, quantization: dict, decoder_parts: int = 1,
+                             vision_heads: int = None, llama_config: str = None) -> None:
+    """The block size (check_quantization) and decoder part count against a checkpoint's shapes, before any work."""
     ckpt, vision, llm = _checkpoint_model(checkpoint_dir, variant, vision_heads, llama_config)
     ckpt.release()
     check_quantization(quantization, vision, llm)
+    decoder_part_ranges(len(llm.model.layers), decoder_parts)
 
 
 def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: str = "float16",
                                       variant: str = "emu2", vision_heads: int = None,
-                                      llama_config: str = None, quantization: dict = None) -> dict:
+                                      llama_config: str = None, quantization: dict = None,
+                                      decoder_parts: int = 1) -> dict:
     """Exports the six graphs of an official Emu2 / Emu2-Chat / Emu2-Gen checkpoint (checkpoint.py lists the
     layouts read) and returns the manifest's "vision" and "llm" sections, n_query and video_n_query included; the
     caller adds mean, std and resample (manifest.vision_section). One graph at a time, one tensor at a time: peak
@@ -528,9 +565,10 @@ def export_vision_llm_from_checkpoint(checkpoint_dir: str, out_dir: str, dtype: 
     def tensor_for(root, name):
         return ckpt.read(keys[root][name])
 
-    _export_all(out_dir, vision, llm, dtype, tensor_for, quantization=quantization)
+    decoder_part_ranges(len(llm.model.layers), decoder_parts)  # a bad count fails before any work
+    _export_all(out_dir, vision, llm, dtype, tensor_for, quantization=quantization, decoder_parts=decoder_parts)
     ckpt.release()
-    sections = _sections(vision, llm)
+    sections = _sections(vision, llm, decoder_parts)
     sections["vision"].update({"n_query": VARIANT_N_QUERY[variant], "video_n_query": 64})
     return sections
 
@@ -555,6 +593,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     parser.add_argument("--vision-heads", type=int, help="vision attention heads (default: config.json, else 16)")
     parser.add_argument("--llama-config", help="a LLaMA config.json (default: the checkpoint's, else the official)")
+    parser.add_argument("--decoder-parts", type=int, default=1,
+                        help="write the decoder as N graphs of consecutive layers (default 1: one decoder graph)")
     qz.add_arguments(parser)
     args = parser.parse_args()
     try:
@@ -562,7 +602,7 @@ def main() -> None:
     except ValueError as err:
         parser.error(str(err))
     sections = export_vision_llm_from_checkpoint(args.checkpoint, args.out, args.dtype, args.variant,
-                                                 args.vision_heads, args.llama_config, plan)
+                                                 args.vision_heads, args.llama_config, plan, args.decoder_parts)
     if plan:
         sections["quantization"] = {graph: q.manifest_entry() for graph, q in plan.items()}
     with open(os.path.join(args.out, "vision_llm_sections.json"), "w") as f:

@@ -135,17 +135,20 @@ class Emu2LLM(nn.Module):
     def embed_tokens(self, ids):
         return self.model.embed_tokens(ids)
 
-    def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None):
-        """-> (last_hidden_state after the final norm, presents [(key, value) per layer, each [B,h,P+T,d]])."""
+    def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None, layers=None):
+        """-> (last_hidden_state after the final norm, presents [(key, value) per layer, each [B,h,P+T,d]]).
+        layers = (start, stop) runs only those consecutive layers (one part of a split decoder): past_key_values and
+        presents are theirs, and the final norm is applied only by the part that ends with the last layer."""
+        start, stop = layers or (0, len(self.model.layers))
         mask = attention_mask_4d(attention_mask, inputs_embeds.shape[1], inputs_embeds.dtype)
         cos, sin = self.rotary(position_ids, inputs_embeds.dtype)
         x = inputs_embeds
         presents = []
-        for i, layer in enumerate(self.model.layers):
+        for i, layer in enumerate(self.model.layers[start:stop]):
             past = past_key_values[i] if past_key_values else None
             x, present = layer(x, cos, sin, mask, past)
             presents.append(present)
-        return self.model.norm(x), presents
+        return (self.model.norm(x) if stop == len(self.model.layers) else x), presents
 
 
 def build_vision_llm(config: dict, seed: int):

@@ -1,6 +1,6 @@
 """The MatMulNBits quantizer (emu2ref/quantize.py): packing against hand-computed bytes, the round-trip error bound,
 one-node graphs run by ONNX Runtime (onnxruntime-node) against numpy with the dequantized weights, and the
-exporter's one-line errors for bad quantization flags.
+exporter's one-line errors for bad quantization and --decoder-parts flags.
 
     cd python && /usr/bin/python3 -m unittest tests.test_quantize   (the ONNX Runtime checks need node and npm ci)
 """
@@ -133,7 +133,7 @@ class ExporterFlagsTest(unittest.TestCase):
             # Hidden size 32, intermediate 96: block 64 divides neither.
             vision, llm = build_vision_llm({"vision": {"image_size": 56, "patch_size": 14, "width": 64, "layers": 1,
                                                        "heads": 2, "mlp_hidden": 128},
-                                            "llm": {"vocab_size": 300, "hidden_size": 32, "num_layers": 1,
+                                            "llm": {"vocab_size": 300, "hidden_size": 32, "num_layers": 2,
                                                     "num_heads": 4, "intermediate_size": 96,
                                                     "max_position_embeddings": 2048, "rms_norm_eps": 1e-6}}, 2)
             write_hf_bin_shards(tmp, official_state(vision, llm, "model.", "model.decoder.lm.", ""))
@@ -146,6 +146,17 @@ class ExporterFlagsTest(unittest.TestCase):
                              ["export_package.py: block size 64 does not divide the input width 32 of the LLM hidden "
                               "size (decoder)"])
             self.assertFalse(os.path.exists(out))
+            done = self.run_exporter(tmp, out, "--variant", "emu2-chat", "--decoder-parts", "3")
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertEqual(done.stderr.strip().splitlines(),
+                             ["export_package.py: --decoder-parts 3: expected 1 to the LLM's 2 layers"])
+
+    def test_decoder_parts_are_consecutive_and_nearly_equal(self):
+        from emu2ref.export_llm import decoder_part_ranges
+
+        self.assertEqual(decoder_part_ranges(60, 2), [(0, 30), (30, 60)])
+        self.assertEqual(decoder_part_ranges(5, 3), [(0, 2), (2, 4), (4, 5)])
+        self.assertEqual(decoder_part_ranges(2, 1), [(0, 2)])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Option, type Command } from "commander";
 import { ModelPackage } from "../model/package.js";
-import type { Device } from "../model/session.js";
+import type { Device, Placement } from "../model/session.js";
 import { UsageError } from "../util/errors.js";
 import type { Reporter } from "./io.js";
 
@@ -22,6 +22,21 @@ export interface ModelOptions {
   deviceId: string;
   threads: string;
   cpuFallback?: boolean;
+  deviceMap?: Record<string, Placement>;
+}
+
+/** `part0=cpu,part1=cuda:1,lm_head=cuda` -> graph key -> placement (keys are checked against the package on open). */
+export function parseDeviceMap(value: string): Record<string, Placement> {
+  const map: Record<string, Placement> = {};
+  for (const entry of value.split(",")) {
+    const m = /^([A-Za-z0-9_]+)=(cpu|cuda)(?::(\d+))?$/.exec(entry.trim());
+    if (!m || (m[2] === "cpu" && m[3] !== undefined)) {
+      throw new UsageError(`--device-map: expected graph=device entries like part0=cpu,part1=cuda:1, got ${JSON.stringify(entry)}`);
+    }
+    if (m[1] in map) throw new UsageError(`--device-map: ${m[1]} is placed twice`);
+    map[m[1]] = { device: m[2] as Device, deviceId: Number(m[3] ?? 0) };
+  }
+  return map;
 }
 
 function parseNonNegativeInt(flag: string) {
@@ -36,6 +51,7 @@ export function addModelOptions(command: Command): Command {
     .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded tiny package)")
     .addOption(new Option("--device <device>", "where to run").choices(["cpu", "cuda"]).default("cpu"))
     .option("--device-id <n>", "CUDA device index", parseNonNegativeInt("--device-id"), "0")
+    .option("--device-map <map>", "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)", parseDeviceMap)
     .option("--cpu-fallback", "run on the CPU when CUDA is unavailable instead of failing")
     .option("-t, --threads <n>", "CPU threads per operator (0 = all cores)", parseNonNegativeInt("--threads"), "0");
 }
@@ -53,6 +69,7 @@ export function openModel(options: ModelOptions, reporter: Reporter, kind: keyof
     deviceId: Number(options.deviceId),
     threads: Number(options.threads),
     allowCpuFallback: options.cpuFallback ?? false,
+    deviceMap: options.deviceMap,
     onFallback: (reason) => reporter.notice(`emu2: ${reason}`),
   });
   if (embedded) {

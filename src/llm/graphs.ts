@@ -2,7 +2,7 @@
 // whatever the package's activation type (the conversion happens at the ONNX Runtime boundary, model/ort.ts); ids,
 // masks and positions as int64.
 import type { Dtype } from "../model/manifest.js";
-import { fromOrt, int64Tensor, toOrt, type Session } from "../model/ort.js";
+import { fromOrt, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
 import type { Tensor } from "../model/tensor.js";
 import type { KvCache } from "./kv-cache.js";
 import { positionIds } from "./processors.js";
@@ -10,7 +10,8 @@ import { positionIds } from "./processors.js";
 export interface LlmSessions {
   embedTokens: Session;
   projectUp: Session;
-  decoder: Session;
+  /** The decoder, or the parts of a split decoder in layer order (each may sit on its own device). */
+  decoder: Session | readonly Session[];
   lmHead: Session;
   projectDown: Session;
 }
@@ -49,14 +50,25 @@ export class LlmGraphs {
       throw new Error(`decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${mask[0].length}], cache [${cache.batch}, P=${cache.length}]`);
     }
     const positions = mask.map((m) => positionIds(m).slice(m.length - t));
-    const out = await this.sessions.decoder.run({
-      inputs_embeds: await this.activations(embeds, [batch, t, this.hidden]),
+    const common = {
       attention_mask: await int64Tensor(mask.flat(), [batch, mask[0].length]),
       position_ids: await int64Tensor(positions.flat(), [batch, t]),
-      ...cache.feeds(),
-    });
-    cache.absorb(out);
-    return fromOrt(out.last_hidden_state, "decoder last_hidden_state").data;
+    };
+    const past = cache.feeds();
+    const parts = Array.isArray(this.sessions.decoder) ? this.sessions.decoder : [this.sessions.decoder as Session];
+    // A split decoder: each part takes the previous part's last_hidden_state as its inputs_embeds and the past of
+    // its own layers (its inputs name them); the cache absorbs every part's presents together.
+    let hidden = await this.activations(embeds, [batch, t, this.hidden]);
+    const outputs: Record<string, OrtTensor> = {};
+    for (const part of parts) {
+      const feeds: Record<string, OrtTensor> = { ...common, inputs_embeds: hidden };
+      for (const name of part.inputNames) if (name in past) feeds[name] = past[name];
+      const out = await part.run(feeds);
+      Object.assign(outputs, out);
+      hidden = out.last_hidden_state;
+    }
+    cache.absorb(outputs);
+    return fromOrt(hidden, "decoder last_hidden_state").data;
   }
 
   /** lm_head of hidden states [B,T,H] -> logits [B,T,V]. */

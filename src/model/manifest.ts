@@ -39,9 +39,17 @@ const visionSchema = z.strictObject({
   video_n_query: positiveInt,
 });
 
+// A decoder split into graphs of consecutive layers (exported with --decoder-parts N), in layer order; each part
+// can run on its own device (--device-map).
+const decoderPartSchema = z.strictObject({
+  file: onnxFile,
+  layers: positiveInt,
+});
+
 const llmSchema = z.strictObject({
   embed_tokens_file: onnxFile,
-  decoder_file: onnxFile,
+  decoder_file: onnxFile.optional(),
+  decoder_parts: z.array(decoderPartSchema).min(2).optional(),
   lm_head_file: onnxFile,
   project_up_file: onnxFile,
   project_down_file: onnxFile,
@@ -141,6 +149,13 @@ export const manifestSchema = z
       if (!Number.isInteger(side) || !Number.isInteger(grid / side)) {
         ctx.addIssue({ code: "custom", path: ["vision", key], message: `must be a square whose side divides the ${grid}x${grid} patch grid` });
       }
+    }
+    if ((m.llm.decoder_file === undefined) === (m.llm.decoder_parts === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["llm", "decoder_file"], message: "give either decoder_file or decoder_parts (a split decoder), not both or neither" });
+    }
+    const partLayers = m.llm.decoder_parts?.reduce((n, p) => n + p.layers, 0);
+    if (partLayers !== undefined && partLayers !== m.llm.num_layers) {
+      ctx.addIssue({ code: "custom", path: ["llm", "decoder_parts"], message: `the parts hold ${partLayers} layers, num_layers is ${m.llm.num_layers}` });
     }
     if (m.llm.num_heads * m.llm.head_dim !== m.llm.hidden_size) {
       ctx.addIssue({ code: "custom", path: ["llm", "head_dim"], message: `num_heads x head_dim must equal hidden_size ${m.llm.hidden_size}` });

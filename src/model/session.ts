@@ -19,6 +19,13 @@ export interface SessionOptions {
   allowCpuFallback: boolean;
   /** Called once when the CPU is used in place of CUDA. */
   onFallback?: (reason: string) => void;
+  /** Graphs placed elsewhere than `device`: `part0`, `part1`, ... (decoder parts) or a graph role -> placement. */
+  deviceMap?: Record<string, Placement>;
+}
+
+export interface Placement {
+  device: Device;
+  deviceId: number;
 }
 
 export const DEFAULT_SESSION_OPTIONS: SessionOptions = {

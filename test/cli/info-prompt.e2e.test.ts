@@ -29,6 +29,25 @@ test("emu2 info shows which graphs of a quantized package are MatMulNBits, and t
   assert.ok(j.files.find((f: { role: string; bytes: number }) => f.role === "lm_head").bytes < 1.3e6);
 });
 
+test("--device-map places the parts of a split decoder; a part or graph that does not exist is one line", () => {
+  const args = ["chat", "-q", "--greedy", "-n", "4", "-p", "What is it?", "--image", "fixtures/images/blocks.png"];
+  const whole = emu2([...args, "-m", "fixtures/models/emu2-chat-tiny"]);
+  const split = emu2([...args, "-m", "fixtures/models/emu2-chat-tiny-split", "--device-map", "part0=cpu,part1=cpu"]);
+  assert.equal(split.status, 0, split.stderr);
+  assert.equal(split.stdout, whole.stdout);
+  const cases: [string, string, RegExp][] = [
+    ["emu2-chat-tiny-split", "part0=cpu,part2=cpu", /^emu2: --device-map part2: the package has 2 decoder parts \(part0, part1\)$/],
+    ["emu2-chat-tiny", "part0=cpu", /^emu2: --device-map part0: this package's decoder is not split/],
+    ["emu2-chat-tiny-split", "part0=gpu", /^emu2: --device-map: expected graph=device entries/],
+  ];
+  for (const [pkg, map, pattern] of cases) {
+    const r = emu2([...args, "-m", `fixtures/models/${pkg}`, "--device-map", map]);
+    assert.equal(r.status, 2, map);
+    assert.ok(oneLine(r.stderr), r.stderr);
+    assert.match(r.stderr.trim(), pattern);
+  }
+});
+
 test("emu2 info on a package with a bad field exits 1 with one line naming file and field", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-badpkg-"));
   cpSync(packageDir("emu2-chat-tiny"), dir, { recursive: true });

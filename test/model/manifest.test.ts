@@ -46,6 +46,8 @@ test("a bad field is one line naming the file and the field", () => {
     ["token outside vocabulary", (m) => { m.tokenizer.vocab_size = 32001; }, /field tokenizer\.special_tokens\.\[IMG\]: id 32001 is outside/],
     ["wrong format", (m) => { m.format = "emu2-package/9"; }, /field format: /],
     ["quantization bits", (m) => { m.quantization = { decoder: { method: "matmul_nbits", bits: 3, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization\.decoder\.bits: /],
+    ["decoder file and parts", (m) => { m.llm.decoder_parts = [{ file: "a.onnx", layers: 30 }, { file: "b.onnx", layers: 30 }]; }, /^x\.yaml: field llm\.decoder_file: give either decoder_file or decoder_parts/],
+    ["parts miss a layer", (m) => { delete m.llm.decoder_file; m.llm.decoder_parts = [{ file: "a.onnx", layers: 30 }, { file: "b.onnx", layers: 29 }]; }, /^x\.yaml: field llm\.decoder_parts: the parts hold 59 layers, num_layers is 60$/],
     ["quantized unet", (m) => { m.quantization = { unet: { method: "matmul_nbits", bits: 4, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization: unknown field unet$/],
   ];
   for (const [label, edit, pattern] of cases) {
