@@ -9,7 +9,7 @@ import type { SessionOptions } from "./model/session.js";
 import { concat, type Tensor } from "./model/tensor.js";
 import { encodePrompt, type EncodedPrompt } from "./prompt/encode.js";
 import { renderPrompt, templateTokens } from "./prompt/render.js";
-import type { PromptInput } from "./prompt/types.js";
+import type { ImageSource, PromptInput } from "./prompt/types.js";
 import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
@@ -50,6 +50,11 @@ export interface PromptOptions {
   system?: string;
   /** Chat: the short-answer system message. */
   shortAnswers?: boolean;
+  /**
+   * Where a prompt's image features come from (default: the visual encoder, every time): a caller that meets the
+   * same images again and again (few-shot evaluation) passes a cache. Returns [1,Q,W] for one image.
+   */
+  imageFeatures?: (image: ImageSource, nQuery: number) => Promise<Tensor>;
 }
 
 /** A prompt ready for the LLM: its token ids and the visual features of its images, in order. */
@@ -109,8 +114,20 @@ export class Emu2 {
     const rendered = renderPrompt(input, this.manifest.prompt.template, templateTokens(this.manifest, { system: options.system, shortAnswers: options.shortAnswers }));
     const encoded = encodePrompt(rendered, this.tokenizer(), this.manifest, { reserveTokens: options.reserveTokens });
     if (encoded.images.length === 0) return { encoded, features: null };
+    const source = options.imageFeatures;
+    if (source === undefined || encoded.images.some((slot) => slot.kind !== "image")) {
+      const encoder = await this.visualEncoder();
+      return { encoded, features: await encoder.encodeSlots(encoded.images, encoded.nQuery) };
+    }
+    const parts: Tensor[] = [];
+    for (const slot of encoded.images) if (slot.kind === "image") parts.push(await source(slot.image, encoded.nQuery));
+    return { encoded, features: concat(parts) };
+  }
+
+  /** Pooled visual features [1,Q,W] of one image (Q: the package's n_query unless given). */
+  async imageFeatures(image: ImageSource, nQuery = this.manifest.vision.n_query): Promise<Tensor> {
     const encoder = await this.visualEncoder();
-    return { encoded, features: await encoder.encodeSlots(encoded.images, encoded.nQuery) };
+    return encoder.encodeSlots([{ kind: "image", image }], nQuery);
   }
 
   llm(): Promise<LlmStage> {

@@ -8,6 +8,7 @@ import { registerGenerate } from "./generate.js";
 import { registerInfo } from "./info.js";
 import { registerPrompt } from "./prompt.js";
 import { registerScore } from "./score.js";
+import { registerFewshotEval } from "./fewshot-eval.js";
 import { VERSION } from "../index.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
@@ -31,8 +32,15 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerInfo(program);
   registerPrompt(program);
+  registerFewshotEval(program);
   registerScore(program);
-  for (const command of program.commands) command.exitOverride();
+  const overrideExit = (command: Command): void => {
+    for (const sub of command.commands) {
+      sub.exitOverride();
+      overrideExit(sub);
+    }
+  };
+  overrideExit(program);
   return program;
 }
 
