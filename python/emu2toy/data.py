@@ -1,0 +1,164 @@
+"""Training and evaluation sequences of the toy world in the text formats the emu2 runtime builds.
+
+The toy package's template is Emu2-Chat's (src/prompt/render.ts): `<system> [USER]: <content> [ASSISTANT]:`, later
+turns `</s>[USER]: ` after an answer; images are `[<IMG_PLH>]`, expanded to `[IMG]` + n_query `<image>` + `[/IMG]`.
+A sample is the prompt's token ids (with bos, as the tokenizer makes them) followed by the answer's own ids (encoded
+without bos, so it starts with the dummy-prefix piece exactly as a continuation scored by the runtime does) and `</s>`.
+
+Tasks (Emu2's unified objective at toy scale): captioning, VQA (plain and the paper's k-shot template), two-turn chat,
+few-shot episodes with nonsense labels drawn per episode, and text-to-image, where the hidden state at `[IMG]` and at
+each `<image>` regresses the next visual embedding.
+"""
+import random
+
+from . import world
+from emu2ref.tokenizer import IMAGE_PLACEHOLDER
+
+CAPTION_PROMPT = "Describe the image in details:"  # the caption command's default (src/cli/caption.ts)
+VQA_ZERO_SHOT = "based on the picture, answer in one word or phrase. {q} short answer:"  # emu2-facts.md, paper eval
+VQA_SHOT = "based on the picture, {q} short answer:"
+CLASSIFY_DEMO = "This is a {label}. "
+CLASSIFY_QUERY = "What is this?"
+# The toy's own system message (its manifest's prompt.system_message): short, because every chat sample carries it.
+SYSTEM_MESSAGE = "You are emu2-toy."
+IGNORE = -100
+EOS = 2
+
+
+def chat_text(turns: list, system: str = SYSTEM_MESSAGE) -> str:
+    """turns: [(user_text, assistant_text or None for the last)] -> the chat template's text up to ` [ASSISTANT]:`."""
+    text = system
+    for i, (user, answer) in enumerate(turns):
+        text += (" [USER]: " if i == 0 else "</s>[USER]: ") + user + " [ASSISTANT]:"
+        if answer is not None:
+            text += " " + answer
+    return text
+
+
+class Encoder:
+    """Token ids of prompt and answer texts with the package tokenizer (emu2ref.tokenizer, which the TypeScript
+    tokenizer matches), memoized: the toy world's texts repeat."""
+
+    def __init__(self, tokenizer, n_query: int):
+        self.tokenizer = tokenizer
+        self.n_query = n_query
+        self.cache = {}
+        self.image_id = tokenizer.added["<image>"]
+        self.img_id = tokenizer.added["[IMG]"]
+        self.end_img_id = tokenizer.added["[/IMG]"]
+
+    def encode(self, text: str, add_bos: bool) -> list:
+        key = (text, add_bos)
+        if key not in self.cache:
+            expanded = self.tokenizer.expand_image_placeholders(text, self.n_query)
+            self.cache[key] = self.tokenizer.encode(expanded, add_bos=add_bos)
+        return self.cache[key]
+
+    def sample(self, prompt: str, answer: str, scenes: list, task: str) -> dict:
+        prompt_ids = self.encode(prompt, True)
+        answer_ids = self.encode(answer, False) + [EOS]
+        ids = prompt_ids + answer_ids
+        # targets[t] is the token predicted at position t (the next one), IGNORE where no text loss applies.
+        targets = [IGNORE] * (len(prompt_ids) - 1) + answer_ids + [IGNORE]
+        return {"ids": ids, "targets": targets, "scenes": scenes, "regress": [], "task": task}
+
+    def image_sample(self, prompt: str, scene: dict) -> dict:
+        """Text-to-image: prompt, then `[IMG]` and the image's n_query `<image>` rows; the hidden state at `[IMG]`
+        regresses visual embedding 0 and at `<image>` number i embedding i+1 (emu/emu.py generate_image)."""
+        prompt_ids = self.encode(prompt, True)
+        ids = prompt_ids + [self.img_id] + [self.image_id] * self.n_query + [self.end_img_id]
+        start = len(prompt_ids)
+        regress = [(start + q, q) for q in range(self.n_query)]
+        return {"ids": ids, "targets": [IGNORE] * len(ids), "scenes": [scene], "regress": regress, "task": "t2i"}
+
+
+def caption_sample(enc: Encoder, rng: random.Random) -> dict:
+    scene = world.sample_scene(rng)
+    return enc.sample(chat_text([(IMAGE_PLACEHOLDER + CAPTION_PROMPT, None)]), world.caption(scene), [scene],
+                      "caption")
+
+
+def vqa_sample(enc: Encoder, rng: random.Random) -> dict:
+    scene = world.sample_scene(rng)
+    question, answer = rng.choice(world.questions(scene, rng))
+    style = rng.random()
+    if style < 0.4:
+        return enc.sample(chat_text([(IMAGE_PLACEHOLDER + question, None)]), answer, [scene], "vqa")
+    if style < 0.7:
+        user = IMAGE_PLACEHOLDER + VQA_ZERO_SHOT.format(q=question)
+        return enc.sample(chat_text([(user, None)]), answer, [scene], "vqa")
+    # The paper's k-shot VQA prompt: demonstrations with their answers joined by ". " ahead of the query.
+    scenes, parts = [], []
+    for _ in range(rng.randint(1, 3)):
+        demo = world.sample_scene(rng)
+        q, a = rng.choice(world.questions(demo, rng))
+        parts.append(IMAGE_PLACEHOLDER + VQA_SHOT.format(q=q) + " " + a)
+        scenes.append(demo)
+    user = ". ".join(parts) + ". " + IMAGE_PLACEHOLDER + VQA_SHOT.format(q=question)
+    return enc.sample(chat_text([(user, None)]), answer, scenes + [scene], "vqa")
+
+
+def chat_sample(enc: Encoder, rng: random.Random) -> dict:
+    scene = world.sample_scene(rng)
+    (q1, a1), (q2, a2) = rng.sample(world.questions(scene, rng), 2)
+    first = (IMAGE_PLACEHOLDER + q1, a1) if rng.random() < 0.5 else (IMAGE_PLACEHOLDER + "What is in this image?",
+                                                                      world.caption(scene) + ".")
+    return enc.sample(chat_text([first, (q2, None)]), a2, [scene], "chat")
+
+
+def episode(rng: random.Random, shots: int, ways: int, attribute: str) -> dict:
+    """A few-shot nonsense-label episode: `ways` values of `attribute`, each named by a nonsense word drawn for this
+    episode; `shots` demonstrations cycling through the classes (so every class is shown once before any twice, and
+    the query's class is always among them when shots >= 1), in random order, and one query scene."""
+    values = rng.sample(world.attribute_values(attribute), ways)
+    words = rng.sample(world.NONSENSE_WORDS, ways)
+    shown = list(range(ways))
+    rng.shuffle(shown)
+    demo_classes = [shown[i % ways] for i in range(shots)]
+    rng.shuffle(demo_classes)
+    query_class = rng.choice(sorted(set(demo_classes))) if shots else rng.randrange(ways)
+
+    def scene_of(cls):
+        while True:
+            scene = world.sample_scene(rng)
+            if scene[attribute] == values[cls]:
+                return scene
+
+    return {"attribute": attribute, "values": values, "labels": words,
+            "demos": [(scene_of(c), words[c]) for c in demo_classes],
+            "query": scene_of(query_class), "answer": words[query_class]}
+
+
+def episode_prompt(ep: dict, style: str = "this-is") -> str:
+    """The user content of an episode (no chat wrapping). "this-is": `[img]This is a dax. ... [img]What is this?`;
+    "vqa": the paper's k-shot template with "what is this?" as the question."""
+    if style == "this-is":
+        text = "".join(IMAGE_PLACEHOLDER + CLASSIFY_DEMO.format(label=w) for _, w in ep["demos"])
+        return text + IMAGE_PLACEHOLDER + CLASSIFY_QUERY
+    parts = [IMAGE_PLACEHOLDER + VQA_SHOT.format(q="what is this?") + " " + w for _, w in ep["demos"]]
+    return "".join(p + ". " for p in parts) + IMAGE_PLACEHOLDER + VQA_SHOT.format(q="what is this?")
+
+
+def fewshot_sample(enc: Encoder, rng: random.Random) -> dict:
+    ways = rng.choice([2, 3, 4, 4])
+    shots = rng.randint(1, 6)
+    ep = episode(rng, shots, ways, rng.choice(["shape", "color"]))
+    style = "this-is" if rng.random() < 0.6 else "vqa"
+    return enc.sample(chat_text([(episode_prompt(ep, style), None)]), ep["answer"],
+                      [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
+
+
+def t2i_sample(enc: Encoder, rng: random.Random) -> dict:
+    scene = world.sample_scene(rng)
+    # An empty prompt (`<s>[IMG]`) is the classifier-free guidance null condition: it learns the average image.
+    if rng.random() < 0.1:
+        return enc.image_sample("", scene)
+    return enc.image_sample(chat_text([(world.caption(scene), None)]), scene)
+
+
+TASKS = [(caption_sample, 0.15), (vqa_sample, 0.2), (chat_sample, 0.05), (fewshot_sample, 0.5), (t2i_sample, 0.1)]
+
+
+def training_sample(enc: Encoder, rng: random.Random) -> dict:
+    builders, weights = zip(*TASKS)
+    return rng.choices(builders, weights)[0](enc, rng)

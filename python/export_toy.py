@@ -1,0 +1,71 @@
+"""Exports the trained emu2-toy checkpoint as the package the emu2 CLI embeds, with the project's exporter.
+
+    /usr/bin/python3 python/export_toy.py                  # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
+    /usr/bin/python3 python/export_toy.py --out DIR        # the same package into DIR (the CI test compares the two)
+
+Deterministic: the same checkpoint gives the same bytes. float16 weights keep the package small (the LLaMA
+vocabulary's two 32274 x 64 matrices are most of it); the graphs compute in float16 as transformers does with a half
+model (python/emu2ref/export_llm.py).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from emu2ref import manifest as mf  # noqa: E402
+from emu2ref.export_llm import export_vision_llm  # noqa: E402
+from emu2toy import data, model  # noqa: E402
+
+CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy.pt")
+PACKAGE = os.path.join(ROOT, "fixtures", "models", "emu2-toy")
+DTYPE = "float16"
+DESCRIPTION = ("emu2-toy, a miniature Emu2-Chat trained on a synthetic world of colored shapes "
+               "(python/emu2toy/world.py): it captions and answers questions about such images and learns "
+               "nonsense labels in context; it knows nothing else")
+
+
+def toy_manifest(sections: dict) -> dict:
+    manifest = {
+        "format": mf.FORMAT,
+        "name": "emu2-toy",
+        "description": DESCRIPTION,
+        "variant": model.VARIANT,
+        "dtype": DTYPE,
+        "tokenizer": mf.tokenizer_section(model.VARIANT),
+        "vision": {**mf.vision_section(n_query=model.N_QUERY, video_n_query=model.N_QUERY), **sections["vision"]},
+        "llm": {**mf.llm_section(**model.LLM), **sections["llm"]},
+        "prompt": {**mf.prompt_section("chat"), "system_message": data.SYSTEM_MESSAGE,
+                   "short_system_message": data.SYSTEM_MESSAGE},
+        # Trained on one canonical answer per question: greedy decoding, room for the longest caption.
+        "generation": {"max_new_tokens": 16, "min_new_tokens": 1, "num_beams": 1, "length_penalty": 1.0,
+                       "repetition_penalty": 1.0, "do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0},
+    }
+    return manifest
+
+
+def export_toy(checkpoint: str, out: str) -> None:
+    vision, llm, _ = model.load_checkpoint(checkpoint)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    subprocess.run(["node", "--import", "tsx", os.path.join(ROOT, "tools", "build-tokenizer.ts"), "--variant", "chat",
+                    "--out", os.path.join(out, "tokenizer.json")], check=True, cwd=ROOT)
+    sections = export_vision_llm(out, vision, llm, dtype=DTYPE)
+    mf.dump_manifest(toy_manifest(sections), os.path.join(out, "manifest.yaml"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=CHECKPOINT)
+    parser.add_argument("--out", default=PACKAGE)
+    args = parser.parse_args()
+    export_toy(args.checkpoint, args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

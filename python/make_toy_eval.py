@@ -1,0 +1,91 @@
+"""Writes the toy world's held-out evaluation data: PNG images and JSONL files (one sample a line).
+
+    /usr/bin/python3 python/make_toy_eval.py                 # -> fixtures/toy-eval/ (committed)
+    /usr/bin/python3 python/make_toy_eval.py --out DIR --scenes 500
+
+Files (image paths relative to the folder):
+    caption.jsonl            {"id", "image", "prompt", "answers": [caption], "shape", "color", "count"}
+    vqa.jsonl                {"id", "image", "question", "answers": [answer]}
+    nonsense-<attr>-train.jsonl / nonsense-<attr>-test.jsonl   {"id", "image", "label"}  (attr: shape, color)
+        4 classes named by nonsense words in one fixed mapping, the same in both splits: the demonstration pool
+        (train) and the queries (test). The model was trained only on episodes whose word-to-class mapping was drawn
+        afresh each time, so without demonstrations it cannot know this one (chance: 25%).
+Held-out: the scenes are drawn from string seeds ("eval-..."), which the integer-seeded training batches never use.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from emu2toy import data, world  # noqa: E402
+
+OUT = os.path.join(ROOT, "fixtures", "toy-eval")
+NONSENSE = {
+    "shape": {"values": ["circle", "square", "triangle", "star"], "labels": ["dax", "blicket", "wug", "zorp"]},
+    "color": {"values": ["red", "green", "blue", "yellow"], "labels": ["toma", "fep", "kiki", "vork"]},
+}
+
+
+def write_jsonl(path: str, rows: list) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def save(scene: dict, out: str, name: str) -> str:
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    rel = f"images/{name}.png"
+    world.render(scene).save(os.path.join(out, rel), optimize=True)
+    return rel
+
+
+def scene_with(rng: random.Random, attribute: str, value) -> dict:
+    while True:
+        scene = world.sample_scene(rng)
+        if scene[attribute] == value:
+            return scene
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=OUT)
+    parser.add_argument("--scenes", type=int, default=100, help="captioned scenes (2 questions each)")
+    parser.add_argument("--per-class", type=int, default=(5, 10), nargs=2, metavar=("TRAIN", "TEST"),
+                        help="nonsense-label images per class in each split")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    captions, vqa = [], []
+    for i in range(args.scenes):
+        rng = random.Random(f"eval-scene-{i}")
+        scene = world.sample_scene(rng)
+        image = save(scene, args.out, f"scene-{i:04d}")
+        captions.append({"id": f"scene-{i:04d}", "image": image, "prompt": data.CAPTION_PROMPT,
+                         "answers": [world.caption(scene)], "shape": scene["shape"], "color": scene["color"],
+                         "count": scene["count"]})
+        for k, (question, answer) in enumerate(rng.sample(world.questions(scene, rng), 2)):
+            vqa.append({"id": f"scene-{i:04d}-q{k}", "image": image, "question": question, "answers": [answer]})
+    write_jsonl(os.path.join(args.out, "caption.jsonl"), captions)
+    write_jsonl(os.path.join(args.out, "vqa.jsonl"), vqa)
+
+    for attribute, spec in NONSENSE.items():
+        for split, per_class in zip(("train", "test"), args.per_class):
+            rows = []
+            for c, (value, label) in enumerate(zip(spec["values"], spec["labels"])):
+                for k in range(per_class):
+                    rng = random.Random(f"eval-nonsense-{attribute}-{split}-{c}-{k}")
+                    name = f"{attribute}-{split}-{c}-{k:02d}"
+                    rows.append({"id": name, "image": save(scene_with(rng, attribute, value), args.out, name),
+                                 "label": label})
+            random.Random(f"order-{attribute}-{split}").shuffle(rows)
+            write_jsonl(os.path.join(args.out, f"nonsense-{attribute}-{split}.jsonl"), rows)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

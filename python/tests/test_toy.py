@@ -1,0 +1,55 @@
+"""emu2-toy: the toy world and the training texts are deterministic and in the runtime's formats.
+    cd python && /usr/bin/python3 -m unittest tests.test_toy"""
+import os
+import random
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
+from emu2toy import data, model, world  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOKENIZER = os.path.join(ROOT, "fixtures", "models", "emu2-chat-tiny", "tokenizer.json")
+
+
+class ToyWorldTest(unittest.TestCase):
+    def test_scenes_and_images_are_deterministic(self):
+        a, b = world.sample_scene(random.Random(5)), world.sample_scene(random.Random(5))
+        self.assertEqual(a, b)
+        self.assertTrue(np.array_equal(np.asarray(world.render(a)), np.asarray(world.render(b))))
+        self.assertEqual(world.render(a).size, (model.VISION["image_size"],) * 2)
+
+    def test_rendered_shape_has_the_scene_color_in_its_quadrant(self):
+        scene = {"shape": "square", "color": "blue", "count": 1, "quadrants": [1], "sizes": [18], "offsets": [(0, 0)],
+                 "rotations": [0.0], "background": 40}
+        pixels = np.asarray(world.render(scene)).astype(int)
+        self.assertEqual(tuple(pixels[16, 48]), world.COLORS["blue"])  # row 16, column 48: the top right quadrant
+        self.assertEqual(tuple(pixels[48, 16]), (40, 40, 40))
+        self.assertEqual(world.caption(scene), "a blue square in the top right")
+
+    def test_episode_demonstrations_cycle_through_the_classes(self):
+        ep = data.episode(random.Random(3), shots=8, ways=4, attribute="shape")
+        labels = [w for _, w in ep["demos"]]
+        self.assertEqual(sorted(labels), sorted(ep["labels"] * 2))
+        for scene, word in ep["demos"]:
+            self.assertEqual(scene["shape"], ep["values"][ep["labels"].index(word)])
+        self.assertEqual(ep["query"]["shape"], ep["values"][ep["labels"].index(ep["answer"])])
+
+    def test_samples_are_prompt_ids_then_answer_ids_then_eos(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        scene = world.sample_scene(random.Random(1))
+        sample = enc.sample(data.chat_text([(data.CAPTION_PROMPT, None)]), world.caption(scene), [scene], "caption")
+        answer = enc.encode(world.caption(scene), False) + [data.EOS]
+        self.assertEqual(sample["ids"][-len(answer):], answer)
+        # The target at position t is the token at t + 1, only over the answer.
+        shifted = [t for t in sample["targets"] if t != data.IGNORE]
+        self.assertEqual(shifted, answer)
+        self.assertEqual(sample["targets"][len(sample["ids"]) - len(answer) - 1], answer[0])
+
+
+if __name__ == "__main__":
+    unittest.main()

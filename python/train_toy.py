@@ -1,0 +1,218 @@
+"""Trains emu2-toy, the miniature Emu2-Chat the emu2 CLI embeds, on the toy world (python/emu2toy/world.py).
+
+    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/emu2-toy-train
+        # resumes from WORKDIR/last.pt when present; writes WORKDIR/{last.pt,loss.csv,eval.csv}; at the end writes
+        # the small checkpoint fixtures/checkpoints/emu2-toy.pt and docs/emu2-toy/{loss.csv,loss.png}
+    /usr/bin/python3 python/export_toy.py          # then: the package fixtures/models/emu2-toy from the checkpoint
+
+CPU only (2 threads), seeded: batch number n is drawn from random.Random(seed, n), so a resumed run sees the same
+batches as an uninterrupted one. Objective: Emu2's unified autoregressive one at toy scale, text cross-entropy on the
+answers plus the regression of the next visual embedding (python/emu2toy/data.py lists the tasks).
+"""
+import argparse
+import csv
+import os
+import random
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from emu2ref.preprocess import preprocess  # noqa: E402
+from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
+from emu2toy import data, model, world  # noqa: E402
+from emu2toy.plot import plot_losses  # noqa: E402
+
+CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy.pt")
+CURVES_DIR = os.path.join(ROOT, "docs", "emu2-toy")
+TOKENIZER = os.path.join(ROOT, "fixtures", "models", "emu2-chat-tiny", "tokenizer.json")
+REGRESSION_WEIGHT = 1.0
+
+
+def pixels_of(scenes: list) -> torch.Tensor:
+    if not scenes:
+        return torch.zeros(0, 3, world.IMAGE_SIZE, world.IMAGE_SIZE)
+    return torch.from_numpy(np.stack([preprocess(world.render(s), model.VISION["image_size"]) for s in scenes]))
+
+
+def collate(samples: list, pad_id: int) -> dict:
+    """Right-padded batch; images in order of appearance, sample by sample (the order splicing consumes them)."""
+    length = max(len(s["ids"]) for s in samples)
+    ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    targets = torch.full((len(samples), length), data.IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(samples), length), dtype=torch.long)
+    scenes, regress = [], []
+    for b, s in enumerate(samples):
+        n = len(s["ids"])
+        ids[b, :n] = torch.tensor(s["ids"])
+        targets[b, :n] = torch.tensor(s["targets"])
+        mask[b, :n] = 1
+        for pos, query in s["regress"]:
+            regress.append((b, pos, len(scenes), query))  # the sample's first image is the regressed one
+        scenes.extend(s["scenes"])
+    r = torch.tensor(regress, dtype=torch.long).reshape(-1, 4)
+    return {"ids": ids, "targets": targets, "attention_mask": mask, "pixels": pixels_of(scenes),
+            "regress_pos": r[:, :2], "regress_image": r[:, 2], "regress_query": r[:, 3]}
+
+
+def batch_for(enc, seed: int, step: int, size: int) -> list:
+    rng = random.Random(seed * 1_000_003 + step)
+    return [data.training_sample(enc, rng) for _ in range(size)]
+
+
+def trained_vocabulary(enc, seed: int) -> list:
+    """Ids of every token the world's texts use (from a large fixed draw of training samples, plus every nonsense
+    word and answer spelled on its own)."""
+    rng = random.Random(seed + 17)
+    ids = set()
+    for _ in range(3000):
+        ids.update(data.training_sample(enc, rng)["ids"])
+    for word in world.NONSENSE_WORDS + world.SHAPES + sorted(world.COLORS) + world.QUADRANTS + ["yes", "no", "1", "2", "3"]:
+        ids.update(enc.encode(word, False))
+    return sorted(ids)
+
+
+@torch.no_grad()
+def fewshot_accuracy(vision, llm, enc, shots: int, episodes: int, seed: int) -> float:
+    """4-way nonsense-label accuracy on held-out episodes: the label whose tokens have the highest mean
+    log-probability after the prompt wins (classification by ranking)."""
+    rng = random.Random(seed)
+    correct = 0
+    for _ in range(episodes):
+        ep = data.episode(rng, shots, 4, rng.choice(["shape", "color"]))
+        prompt = data.chat_text([(data.episode_prompt(ep), None)])
+        prompt_ids = enc.encode(prompt, True)
+        samples = []
+        for label in ep["labels"]:
+            label_ids = enc.encode(label, False)
+            samples.append({"ids": prompt_ids + label_ids,
+                            "targets": [data.IGNORE] * (len(prompt_ids) - 1) + label_ids + [data.IGNORE],
+                            "scenes": [s for s, _ in ep["demos"]] + [ep["query"]], "regress": []})
+        batch = collate(samples, pad_id=enc.tokenizer.added["[PAD]"])
+        features = model.encode_images(vision, batch["pixels"])
+        hidden = model.hidden_states(llm, batch["ids"], batch["attention_mask"], features, enc.image_id)
+        logp = torch.log_softmax(llm.lm_head(hidden), -1)
+        scores = []
+        for b in range(len(samples)):
+            t = batch["targets"][b]
+            sel = t != data.IGNORE
+            scores.append(logp[b][sel].gather(-1, t[sel][:, None]).mean().item())
+        correct += ep["labels"][int(np.argmax(scores))] == ep["answer"]
+    return correct / episodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="/tmp/emu2-toy-train")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=500)
+    # One thread: on a shared, oversubscribed machine two OpenMP threads wait on each other (measured 2x slower).
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-publish", action="store_true", help="leave fixtures/ and docs/ alone (trial runs)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.workdir, exist_ok=True)
+
+    enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+    pad_id = enc.tokenizer.added["[PAD]"]
+    vision, llm = model.build(args.seed)
+    trained_ids = trained_vocabulary(enc, args.seed)
+    frozen_rows = torch.ones(model.VOCAB_SIZE, 1)
+    frozen_rows[trained_ids] = 0
+    params = dict(llm.named_parameters())
+    for name in model.VOCAB_PARAMS:
+        params[name].register_hook(lambda g: g.masked_fill(frozen_rows.bool(), 0.0))
+    vocab = [params[n] for n in model.VOCAB_PARAMS]
+    rest = [p for n, p in params.items() if n not in model.VOCAB_PARAMS] + list(vision.parameters())
+    # No weight decay on the vocabulary: decay would move the untrained rows away from their seeded values.
+    optimizer = torch.optim.AdamW([{"params": rest, "weight_decay": 0.01}, {"params": vocab, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.98))
+    warmup = 100
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / args.steps)))))
+
+    last = os.path.join(args.workdir, "last.pt")
+    loss_csv, eval_csv = os.path.join(args.workdir, "loss.csv"), os.path.join(args.workdir, "eval.csv")
+    step, elapsed = 0, 0.0
+    if os.path.exists(last):
+        state = torch.load(last)
+        vision.load_state_dict(state["vision"])
+        llm.load_state_dict(state["llm"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed at step {step}", file=sys.stderr)
+    else:
+        with open(loss_csv, "w") as f:
+            f.write("step,seconds,text_loss,regression_loss,lr\n")
+        with open(eval_csv, "w") as f:
+            f.write("step,shots,accuracy\n")
+
+    def save():
+        torch.save({"vision": vision.state_dict(), "llm": llm.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "step": step, "elapsed": elapsed}, last + ".tmp")
+        os.replace(last + ".tmp", last)
+
+    vision.train()
+    llm.train()
+    window = []
+    while step < args.steps:
+        start = time.time()
+        batch = collate(batch_for(enc, args.seed, step, args.batch_size), pad_id)
+        out = model.losses(vision, llm, batch, enc.image_id)
+        loss = out.get("text", 0.0) + REGRESSION_WEIGHT * out.get("regression", 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(vision.parameters()) + list(llm.parameters()), 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        elapsed += time.time() - start
+        window.append((float(out.get("text", torch.tensor(float("nan")))),
+                       float(out.get("regression", torch.tensor(float("nan"))))))
+        if step % 25 == 0:
+            text = np.nanmean([w[0] for w in window])
+            reg = np.nanmean([w[1] for w in window])
+            window = []
+            with open(loss_csv, "a") as f:
+                f.write(f"{step},{elapsed:.1f},{text:.5f},{reg:.5f},{schedule.get_last_lr()[0]:.6f}\n")
+            print(f"step {step} {elapsed:.0f}s text {text:.4f} regression {reg:.4f}", file=sys.stderr)
+        if step % args.eval_every == 0 or step == args.steps:
+            vision.eval()
+            llm.eval()
+            with open(eval_csv, "a") as f:
+                for shots in (0, 4):
+                    acc = fewshot_accuracy(vision, llm, enc, shots, 32, seed=999)
+                    f.write(f"{step},{shots},{acc:.4f}\n")
+                    print(f"step {step} {shots}-shot accuracy {acc:.3f}", file=sys.stderr)
+            vision.train()
+            llm.train()
+        if step % args.save_every == 0 or step == args.steps:
+            save()
+
+    if args.no_publish:
+        return
+    vision.eval()
+    llm.eval()
+    os.makedirs(os.path.dirname(CHECKPOINT), exist_ok=True)
+    torch.save(model.checkpoint_state(vision, llm, args.seed, trained_ids), CHECKPOINT)
+    os.makedirs(CURVES_DIR, exist_ok=True)
+    for name in ("loss.csv", "eval.csv"):
+        with open(os.path.join(args.workdir, name)) as src, open(os.path.join(CURVES_DIR, name), "w") as dst:
+            dst.write(src.read())
+    plot_losses(os.path.join(CURVES_DIR, "loss.csv"), os.path.join(CURVES_DIR, "eval.csv"),
+                os.path.join(CURVES_DIR, "loss.png"))
+    print(f"wrote {CHECKPOINT} and {CURVES_DIR}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

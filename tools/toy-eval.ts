@@ -1,0 +1,158 @@
+// Measures emu2-toy on the toy world's held-out data (fixtures/toy-eval, made by python/make_toy_eval.py) through the
+// project's own runtime (the Emu2 facade: encoder, splicing, KV cache, generation and continuation scoring):
+//
+//   node --import tsx tools/toy-eval.ts [-m fixtures/models/emu2-toy] [--data fixtures/toy-eval] [--limit N]
+//                                        [--shots 0,1,2,4,8] [--json]
+//
+// - captions: greedy caption of each image; "names color and shape" = the caption contains the scene's color word
+//   and its shape word (singular or plural); exact = equals the reference caption.
+// - vqa: greedy answer to `<image>question`, exact match after trimming and lowercasing.
+// - nonsense labels: k demonstrations from the train split, class-balanced (the classes in a seeded random order,
+//   cycled), then the query image; the 4 labels are ranked by the mean log-probability of their tokens.
+// Results go to stdout (a table, or one JSON object with --json); progress to stderr.
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Emu2 } from "../src/emu2.js";
+import type { GenerationSettings } from "../src/llm/stage.js";
+import type { Part, PromptInput } from "../src/prompt/types.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const TOY_PACKAGE = join(ROOT, "fixtures", "models", "emu2-toy");
+export const TOY_EVAL = join(ROOT, "fixtures", "toy-eval");
+// The texts the toy was trained on (python/emu2toy/data.py).
+const CLASSIFY_DEMO = (label: string) => `This is a ${label}. `;
+const CLASSIFY_QUERY = "What is this?";
+
+export interface LabeledImage {
+  id: string;
+  image: string;
+  label: string;
+}
+
+export function readJsonl<T>(file: string): T[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** A small deterministic generator (mulberry32) seeded from a string, so a query's demonstrations depend only on it. */
+function rngFor(key: string): () => number {
+  let h = 2166136261;
+  for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  let a = h >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffled<T>(items: readonly T[], rng: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** k class-balanced demonstrations for one query: classes in a random order, cycled; the order shuffled. */
+export function drawDemos(pool: readonly LabeledImage[], queryId: string, shots: number): LabeledImage[] {
+  const rng = rngFor(`${queryId}/${shots}`);
+  const labels = shuffled([...new Set(pool.map((p) => p.label))].sort(), rng);
+  const byLabel = new Map(labels.map((l) => [l, shuffled(pool.filter((p) => p.label === l), rng)]));
+  const demos: LabeledImage[] = [];
+  for (let i = 0; i < shots; i++) {
+    const label = labels[i % labels.length];
+    demos.push(byLabel.get(label)![Math.floor(i / labels.length)]);
+  }
+  return shuffled(demos, rng);
+}
+
+export function fewShotPrompt(demos: readonly LabeledImage[], query: LabeledImage, dataDir: string): PromptInput {
+  const parts: Part[] = [];
+  for (const d of demos) {
+    parts.push({ kind: "image", image: { path: resolve(dataDir, d.image) } }, { kind: "text", text: CLASSIFY_DEMO(d.label) });
+  }
+  parts.push({ kind: "image", image: { path: resolve(dataDir, query.image) } }, { kind: "text", text: CLASSIFY_QUERY });
+  return { kind: "sequence", parts };
+}
+
+/** Accuracy of nonsense-label classification at `shots` demonstrations over `queries`. */
+export async function fewShotAccuracy(model: Emu2, pool: readonly LabeledImage[], queries: readonly LabeledImage[], shots: number, dataDir: string): Promise<number> {
+  const labels = [...new Set(pool.map((p) => p.label))].sort();
+  let correct = 0;
+  for (const query of queries) {
+    const scores = await model.scoreContinuations(fewShotPrompt(drawDemos(pool, query.id, shots), query, dataDir), labels);
+    const best = scores.reduce((a, b) => (b.mean > a.mean ? b : a));
+    if (best.candidate === query.label) correct++;
+  }
+  return correct / queries.length;
+}
+
+function greedy(model: Emu2): GenerationSettings {
+  const g = model.manifest.generation;
+  return { maxNewTokens: g.max_new_tokens, minNewTokens: 1, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+}
+
+async function answers(model: Emu2, prompts: PromptInput[]): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < prompts.length; i += 8) {
+    const results = await model.generateText(prompts.slice(i, i + 8), greedy(model));
+    out.push(...results.map((r) => r.text.trim()));
+  }
+  return out;
+}
+
+const clean = (s: string) => s.trim().toLowerCase().replace(/\.$/, "");
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: "string", short: "m", default: TOY_PACKAGE },
+      data: { type: "string", default: TOY_EVAL },
+      limit: { type: "string" },
+      shots: { type: "string", default: "0,1,2,4,8" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const dataDir = resolve(values.data!);
+  const limit = values.limit === undefined ? Infinity : Number(values.limit);
+  const model = Emu2.open(resolve(values.model!));
+  const results: Record<string, number> = {};
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+
+  const captions = readJsonl<{ image: string; prompt: string; answers: string[]; shape: string; color: string }>(join(dataDir, "caption.jsonl")).slice(0, limit);
+  const said = await answers(model, captions.map((c) => ({ kind: "sequence", parts: [{ kind: "image", image: { path: join(dataDir, c.image) } }, { kind: "text", text: c.prompt }] })));
+  const words = (s: string) => new Set(clean(s).split(/\s+/));
+  results["caption.color_and_shape"] = said.filter((s, i) => words(s).has(captions[i].color) && (words(s).has(captions[i].shape) || words(s).has(`${captions[i].shape}s`))).length / said.length;
+  results["caption.exact"] = said.filter((s, i) => clean(s) === captions[i].answers[0]).length / said.length;
+  log(`captions: ${said.slice(0, 3).map((s) => JSON.stringify(s)).join(", ")} ...`);
+
+  const vqa = readJsonl<{ image: string; question: string; answers: string[] }>(join(dataDir, "vqa.jsonl")).slice(0, limit);
+  const replies = await answers(model, vqa.map((q) => ({ kind: "sequence", parts: [{ kind: "image", image: { path: join(dataDir, q.image) } }, { kind: "text", text: q.question }] })));
+  results["vqa.accuracy"] = replies.filter((r, i) => clean(r) === vqa[i].answers[0]).length / replies.length;
+  log(`vqa: ${results["vqa.accuracy"]}`);
+
+  for (const attribute of ["shape", "color"]) {
+    const pool = readJsonl<LabeledImage>(join(dataDir, `nonsense-${attribute}-train.jsonl`));
+    const queries = readJsonl<LabeledImage>(join(dataDir, `nonsense-${attribute}-test.jsonl`)).slice(0, limit);
+    for (const shots of values.shots!.split(",").map(Number)) {
+      results[`nonsense_${attribute}.${shots}_shot`] = await fewShotAccuracy(model, pool, queries, shots, dataDir);
+      log(`nonsense ${attribute} ${shots}-shot: ${results[`nonsense_${attribute}.${shots}_shot`]}`);
+    }
+  }
+  await model.release();
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ model: model.manifest.name, samples: { captions: captions.length, vqa: vqa.length }, results })}\n`);
+  } else {
+    for (const [name, value] of Object.entries(results)) process.stdout.write(`${name}\t${(100 * value).toFixed(1)}%\n`);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();
