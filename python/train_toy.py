@@ -1,6 +1,6 @@
 """Trains emu2-toy, the miniature Emu2-Chat the emu2 CLI embeds, on the toy world (python/emu2toy/world.py).
 
-    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/emu2-toy-train
+    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/emu2-toy-train --steps 1200 --stop-at 800
         # resumes from WORKDIR/last.pt when present; writes WORKDIR/{last.pt,loss.csv,eval.csv}; at the end writes
         # the small checkpoint fixtures/checkpoints/emu2-toy.pt and docs/emu2-toy/{loss.csv,loss.png}
     /usr/bin/python3 python/export_toy.py          # then: the package fixtures/models/emu2-toy from the checkpoint
@@ -109,7 +109,8 @@ def fewshot_accuracy(vision, llm, enc, shots: int, episodes: int, seed: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/emu2-toy-train")
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=1200, help="length of the learning-rate schedule")
+    parser.add_argument("--stop-at", type=int, help="end (and publish) at this step, before the schedule's end")
     parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=2024)
@@ -165,7 +166,8 @@ def main() -> None:
     vision.train()
     llm.train()
     window = []
-    while step < args.steps:
+    end = min(args.steps, args.stop_at or args.steps)
+    while step < end:
         start = time.time()
         batch = collate(batch_for(enc, args.seed, step, args.batch_size), pad_id)
         out = model.losses(vision, llm, batch, enc.image_id)
@@ -186,7 +188,7 @@ def main() -> None:
             with open(loss_csv, "a") as f:
                 f.write(f"{step},{elapsed:.1f},{text:.5f},{reg:.5f},{schedule.get_last_lr()[0]:.6f}\n")
             print(f"step {step} {elapsed:.0f}s text {text:.4f} regression {reg:.4f}", file=sys.stderr)
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == end:
             vision.eval()
             llm.eval()
             with open(eval_csv, "a") as f:
@@ -196,7 +198,7 @@ def main() -> None:
                     print(f"step {step} {shots}-shot accuracy {acc:.3f}", file=sys.stderr)
             vision.train()
             llm.train()
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or step == end:
             save()
 
     if args.no_publish:

@@ -65,7 +65,8 @@ function shuffled<T>(items: readonly T[], rng: () => number): T[] {
 export function drawDemos(pool: readonly LabeledImage[], queryId: string, shots: number): LabeledImage[] {
   const rng = rngFor(`${queryId}/${shots}`);
   const labels = shuffled([...new Set(pool.map((p) => p.label))].sort(), rng);
-  const byLabel = new Map(labels.map((l) => [l, shuffled(pool.filter((p) => p.label === l), rng)]));
+  // Sorted by id before the draw, so the order of the pool file does not matter.
+  const byLabel = new Map(labels.map((l) => [l, shuffled(pool.filter((p) => p.label === l).sort((a, b) => (a.id < b.id ? -1 : 1)), rng)]));
   const demos: LabeledImage[] = [];
   for (let i = 0; i < shots; i++) {
     const label = labels[i % labels.length];
