@@ -2,6 +2,8 @@
 import type { Command } from "commander";
 import type { Manifest } from "../model/manifest.js";
 import { ModelPackage } from "../model/package.js";
+import { join } from "node:path";
+import { EXIT_FAILURE } from "./exit-codes.js";
 import { writeJson } from "./io.js";
 
 function formatBytes(n: number): string {
@@ -32,15 +34,19 @@ export function registerInfo(program: Command): void {
       const m = pkg.manifest;
       const files = pkg.fileReport();
       const total = files.reduce((sum, f) => sum + f.bytes + f.externalDataBytes, 0);
+      const problems = pkg.checkGraphs();
+      // Each problem is one line on stderr naming its file; the report still shows what the package holds.
+      for (const p of problems) process.stderr.write(`emu2: ${join(dir, p.file)}: ${p.problem}\n`);
+      if (problems.length > 0) process.exitCode = EXIT_FAILURE;
       if (options.json) {
-        writeJson({ valid: true, dir: pkg.dir, manifest: m, files, totalBytes: total });
+        writeJson({ valid: problems.length === 0, dir: pkg.dir, manifest: m, files, totalBytes: total, problems });
         return;
       }
       const vd = m.visual_decoder;
       const lines = [
         `${m.name} (${m.variant}, ${m.dtype}): ${m.description}`,
         `  package     ${pkg.dir}`,
-        `  valid       yes (${m.format})`,
+        `  valid       ${problems.length === 0 ? "yes" : `no: ${problems.length} problem${problems.length === 1 ? "" : "s"} (see stderr)`} (${m.format})`,
         `  vision      ${m.vision.image_size}px, patch ${m.vision.patch_size}, width ${m.vision.width}, ${m.vision.layers} layers, ${m.vision.n_query} tokens per image`,
         `  llm         hidden ${m.llm.hidden_size}, ${m.llm.num_layers} layers, ${m.llm.num_heads} heads, vocabulary ${m.tokenizer.vocab_size}, context ${m.llm.max_position_embeddings}`,
         `  decoder     ${vd ? `${vd.latent_size * vd.vae_scale_factor}x${vd.latent_size * vd.vae_scale_factor} images, Euler ${vd.num_inference_steps} steps, guidance ${vd.guidance_scale}` : "none (this package cannot generate images)"}`,

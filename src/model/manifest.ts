@@ -1,6 +1,7 @@
 // The manifest of a model package (docs/package-format.md), validated on load so that a wrong or missing field is
 // reported once, by file and field, before any session is created.
 import { readFileSync } from "node:fs";
+import { isAbsolute, win32 } from "node:path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { PackageError } from "../util/errors.js";
@@ -12,11 +13,23 @@ const positiveInt = z.number().int().positive();
 /** Element type of a package's activations (its graphs' float inputs and outputs). */
 export const DTYPES = ["float32", "float16"] as const;
 export type Dtype = (typeof DTYPES)[number];
-const onnxFile = z.string().regex(/\.onnx$/, "expected an .onnx file name");
+/**
+ * A package is data that stays inside its folder: a file entry is a relative path without `..` segments, so a
+ * manifest cannot point the runtime at /etc/passwd or at a neighbour's files. (Symlinks that lead out are refused
+ * when the package is opened, package.ts.)
+ */
+const packageFile = z.string().min(1).superRefine((value, ctx) => {
+  if (isAbsolute(value) || win32.isAbsolute(value)) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is outside the package (an absolute path): name files relative to the package folder` });
+  } else if (value.split(/[\\/]/).includes("..")) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} leads outside the package (a .. segment): name files inside the package folder` });
+  }
+});
+const onnxFile = packageFile.pipe(z.string().regex(/\.onnx$/, "expected an .onnx file name"));
 const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
 
 const tokenizerSchema = z.strictObject({
-  file: z.string().min(1),
+  file: packageFile,
   vocab_size: positiveInt,
   bos_token_id: z.number().int().nonnegative(),
   eos_token_id: z.number().int().nonnegative(),

@@ -1,9 +1,10 @@
 // A model package on disk: its validated manifest, its tokenizer file and its graphs, whose sessions are created on
 // first use and then kept (re-creating sessions leaks memory in onnxruntime-node, runtime-facts.md).
-import { existsSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, realpathSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { PackageError, UsageError } from "../util/errors.js";
 import { readManifest, type Manifest } from "./manifest.js";
+import { OnnxFileError, readOnnxSummary } from "./onnx-file.js";
 import type { Session } from "./ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS, type Placement, type SessionOptions } from "./session.js";
 
@@ -56,6 +57,57 @@ export function graphFiles(manifest: Manifest): Partial<Record<GraphRole, string
   return files;
 }
 
+/** The manifest field that names each file, for messages. */
+const MANIFEST_FIELDS: Record<string, string> = {
+  tokenizer: "tokenizer.file",
+  visual_encoder: "vision.file",
+  embed_tokens: "llm.embed_tokens_file",
+  project_up: "llm.project_up_file",
+  decoder: "llm.decoder_file",
+  lm_head: "llm.lm_head_file",
+  project_down: "llm.project_down_file",
+  unet: "visual_decoder.unet_file",
+  vae_decoder: "visual_decoder.vae_decoder_file",
+};
+
+export function manifestField(role: string): string {
+  const part = /^decoder_part(\d+)$/.exec(role);
+  return part ? `llm.decoder_parts.${part[1]}.file` : MANIFEST_FIELDS[role] ?? role;
+}
+
+/** Whether `path` is `folder` or lies below it (both already resolved). */
+function isInside(folder: string, path: string): boolean {
+  const rel = relative(folder, path);
+  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
+}
+
+/** The inputs the runtime feeds and the outputs it reads, by graph (docs/package-format.md, "Graph inputs and outputs"). */
+export function graphInterface(manifest: Manifest, role: GraphRole): { inputs: string[]; outputs: string[] } {
+  // A decoder part carries the past of its own layers, named by their index in the whole decoder.
+  const part = /^decoder_part(\d+)$/.exec(role);
+  const parts = manifest.llm.decoder_parts ?? [];
+  const first = part ? parts.slice(0, Number(part[1])).reduce((n, p) => n + p.layers, 0) : 0;
+  const count = part ? parts[Number(part[1])].layers : manifest.llm.num_layers;
+  const layers = Array.from({ length: count }, (_, i) => first + i);
+  switch (part ? "decoder" : (role as Exclude<GraphRole, `decoder_part${number}`>)) {
+    case "visual_encoder": return { inputs: ["pixel_values"], outputs: ["last_hidden_state"] };
+    case "embed_tokens": return { inputs: ["input_ids"], outputs: ["inputs_embeds"] };
+    case "project_up": return { inputs: ["image_features"], outputs: ["image_embeds"] };
+    case "decoder": return {
+      inputs: ["inputs_embeds", "attention_mask", "position_ids", ...layers.flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`])],
+      outputs: ["last_hidden_state", ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])],
+    };
+    case "lm_head": return { inputs: ["hidden_states"], outputs: ["logits"] };
+    case "project_down": return { inputs: ["hidden_states"], outputs: ["visual_embeds"] };
+    case "unet": return { inputs: ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"], outputs: ["out_sample"] };
+    case "vae_decoder": return { inputs: ["latent_sample"], outputs: ["sample"] };
+  }
+}
+
+export interface GraphProblem { role: GraphRole; file: string; problem: string }
+
+const list = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", "));
+
 export interface FileReport { role: string; file: string; bytes: number; externalDataBytes: number }
 
 export class ModelPackage {
@@ -78,9 +130,18 @@ export class ModelPackage {
     const manifest = readManifest(join(dir, MANIFEST_FILE));
     const pkg = new ModelPackage(folder, manifest, { ...DEFAULT_SESSION_OPTIONS, ...sessionOptions });
     for (const [key, placement] of Object.entries(sessionOptions.deviceMap ?? {})) pkg.placements.set(deviceMapRole(manifest, key), placement);
+    // The manifest's paths are relative and free of `..` (manifest.ts); a symlink can still lead out, so each file
+    // (and a graph's external weights beside it) must resolve to a place inside the package's real folder.
+    const realFolder = realpathSync(folder);
     for (const { role, file } of pkg.files()) {
+      const where = `${join(dir, MANIFEST_FILE)}: field ${manifestField(role)}`;
       if (!existsSync(join(folder, file))) {
-        throw new PackageError(`${join(dir, MANIFEST_FILE)}: ${role} file ${file} is missing from the package`);
+        throw new PackageError(`${where}: ${role} file ${file} is missing from the package`);
+      }
+      for (const path of [join(folder, file), join(folder, `${file}_data`)]) {
+        if (!existsSync(path)) continue;
+        const real = realpathSync(path);
+        if (!isInside(realFolder, real)) throw new PackageError(`${where}: ${relative(folder, path)} is a link to ${real}, outside the package`);
       }
     }
     return pkg;
@@ -114,6 +175,51 @@ export class ModelPackage {
         externalDataBytes: existsSync(data) ? statSync(data).size : 0,
       };
     });
+  }
+
+  /**
+   * Checks every graph without loading it: a readable ONNX model (not cut short, not some other file), with the
+   * inputs and outputs the package format requires, whose external weights are inside the package and long enough.
+   */
+  checkGraphs(): GraphProblem[] {
+    const problems: GraphProblem[] = [];
+    const realFolder = realpathSync(this.dir);
+    for (const [role, file] of Object.entries(graphFiles(this.manifest)) as [GraphRole, string][]) {
+      const report = (problem: string) => problems.push({ role, file, problem });
+      let summary;
+      try {
+        summary = readOnnxSummary(this.path(file));
+      } catch (err) {
+        if (!(err instanceof OnnxFileError)) throw err;
+        report(`not a readable ONNX model: ${err.message}`);
+        continue;
+      }
+      const expected = graphInterface(this.manifest, role);
+      const inputs = summary.inputs.filter((name) => !summary.initializers.has(name));
+      const missingIn = expected.inputs.filter((name) => !inputs.includes(name));
+      const extraIn = inputs.filter((name) => !expected.inputs.includes(name));
+      const missingOut = expected.outputs.filter((name) => !summary.outputs.includes(name));
+      if (missingIn.length > 0) report(`the ${role} graph lacks the input${missingIn.length > 1 ? "s" : ""} ${list(missingIn)}`);
+      if (extraIn.length > 0) report(`the ${role} graph has input${extraIn.length > 1 ? "s" : ""} the runtime does not feed: ${list(extraIn)}`);
+      if (missingOut.length > 0) report(`the ${role} graph lacks the output${missingOut.length > 1 ? "s" : ""} ${list(missingOut)}`);
+      const needed = new Map<string, number>();
+      for (const ref of summary.externalData) {
+        needed.set(ref.location, Math.max(needed.get(ref.location) ?? 0, ref.offset + (ref.length ?? 0)));
+      }
+      for (const [location, bytes] of needed) {
+        const path = join(dirname(this.path(file)), location);
+        if (isAbsolute(location) || location.split(/[\\/]/).includes("..")) {
+          report(`its external weights ${location} are outside the package`);
+        } else if (!existsSync(path)) {
+          report(`its external weights ${location} are missing`);
+        } else if (!isInside(realFolder, realpathSync(path))) {
+          report(`its external weights ${location} are a link to ${realpathSync(path)}, outside the package`);
+        } else if (statSync(path).size < bytes) {
+          report(`its external weights ${location} hold ${statSync(path).size} bytes, the graph needs ${bytes} (truncated?)`);
+        }
+      }
+    }
+    return problems;
   }
 
   /** The session of one graph, created on first use. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
@@ -96,4 +96,22 @@ test("usage errors exit 2 with one line; other errors exit 1", () => {
   const missing = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-f", "nope.yaml"]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /^emu2: nope\.yaml: no such file\n$/);
+});
+
+test("emu2 info checks each graph without loading it: a truncated graph is reported by file, valid no, exit 1", () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "emu2-badgraph-")), "pkg");
+  cpSync("fixtures/models/emu2-chat-tiny", dir, { recursive: true });
+  truncateSync(join(dir, "visual_encoder.onnx"), 4096);
+  symlinkSync("tokenizer.json", join(dir, "lm_head-link.onnx"));
+  const manifest = join(dir, "manifest.yaml");
+  writeFileSync(manifest, readFileSync(manifest, "utf8").replace("lm_head_file: lm_head.onnx", "lm_head_file: lm_head-link.onnx"));
+  const r = emu2(["info", dir]);
+  assert.equal(r.status, 1);
+  assert.match(r.stdout, /valid +no: 2 problems/);
+  assert.deepEqual(r.stderr.trimEnd().split("\n").map((l) => l.replace(/:.*/, "")), [`emu2`, `emu2`]);
+  assert.match(r.stderr, /visual_encoder\.onnx: not a readable ONNX model: the file ends in the middle of a field \(truncated\?\)\n/);
+  assert.match(r.stderr, /lm_head-link\.onnx: not a readable ONNX model/);
+  const j = JSON.parse(emu2(["info", dir, "--json"]).stdout);
+  assert.equal(j.valid, false);
+  assert.deepEqual(j.problems.map((p: { file: string }) => p.file), ["visual_encoder.onnx", "lm_head-link.onnx"]);
 });

@@ -1,0 +1,190 @@
+// What an .onnx file declares - its graph's input and output names and where its external weights live - read from
+// the protobuf structure without loading any weights: the reader walks the ModelProto and GraphProto fields by their
+// lengths and jumps over every payload it does not need (onnx/onnx.proto defines the field numbers used below).
+// A file that is cut short, or is not an ONNX model at all, fails with a one-line reason.
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+
+export interface ExternalDataRef {
+  /** The initializer it belongs to. */
+  tensor: string;
+  location: string;
+  offset: number;
+  length: number | undefined;
+}
+
+export interface OnnxSummary {
+  irVersion: number;
+  inputs: string[];
+  outputs: string[];
+  initializers: Set<string>;
+  externalData: ExternalDataRef[];
+}
+
+export class OnnxFileError extends Error {}
+
+const VARINT = 0;
+const I64 = 1;
+const LEN = 2;
+const I32 = 5;
+
+/** Positional reads through a small window, so a multi-gigabyte graph costs a few reads per field. */
+class FileReader {
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+
+  constructor(private readonly fd: number, readonly size: number) {}
+
+  byte(pos: number): number {
+    if (pos >= this.size) throw new OnnxFileError("the file ends in the middle of a field (truncated?)");
+    if (pos < this.windowStart || pos >= this.windowStart + this.window.length) {
+      const length = Math.min(64 * 1024, this.size - pos);
+      this.window = Buffer.alloc(length);
+      readSync(this.fd, this.window, 0, length, pos);
+      this.windowStart = pos;
+    }
+    return this.window[pos - this.windowStart];
+  }
+
+  bytes(pos: number, length: number): Buffer {
+    if (pos + length > this.size) throw new OnnxFileError("the file ends in the middle of a field (truncated?)");
+    const out = Buffer.alloc(length);
+    readSync(this.fd, out, 0, length, pos);
+    return out;
+  }
+
+  varint(pos: number): { value: number; next: number } {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      const b = this.byte(pos + i);
+      value += (b & 0x7f) * scale;
+      scale *= 128;
+      if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
+    }
+    throw new OnnxFileError("malformed protobuf varint");
+  }
+}
+
+interface Field {
+  number: number;
+  wire: number;
+  /** For LEN fields: where the payload starts; for VARINT: the value. */
+  start: number;
+  value: number;
+  end: number;
+}
+
+/** The fields of the message in [start, end), payloads skipped; any length that runs past `end` fails. */
+function* fields(reader: FileReader, start: number, end: number): Generator<Field> {
+  let pos = start;
+  while (pos < end) {
+    const tag = reader.varint(pos);
+    const number = Math.floor(tag.value / 8);
+    const wire = tag.value % 8;
+    if (number === 0) throw new OnnxFileError("not a protobuf message (field number 0)");
+    pos = tag.next;
+    let field: Field;
+    if (wire === VARINT) {
+      const v = reader.varint(pos);
+      field = { number, wire, start: pos, value: v.value, end: v.next };
+    } else if (wire === I64 || wire === I32) {
+      field = { number, wire, start: pos, value: 0, end: pos + (wire === I64 ? 8 : 4) };
+    } else if (wire === LEN) {
+      const length = reader.varint(pos);
+      field = { number, wire, start: length.next, value: length.value, end: length.next + length.value };
+    } else {
+      throw new OnnxFileError(`not a protobuf message (wire type ${wire})`);
+    }
+    if (field.end > end) {
+      throw new OnnxFileError(end === reader.size ? "the file ends in the middle of a field (truncated?)" : "a field runs past the end of its message");
+    }
+    pos = field.end;
+    yield field;
+  }
+}
+
+function expectWire(field: Field, wire: number, what: string): void {
+  if (field.wire !== wire) throw new OnnxFileError(`not an ONNX model (${what} has the wrong type)`);
+}
+
+function text(reader: FileReader, field: Field): string {
+  if (field.value > 1 << 20) throw new OnnxFileError("not an ONNX model (an implausibly long name)");
+  return reader.bytes(field.start, field.value).toString("utf8");
+}
+
+/** ValueInfoProto.name (1). */
+function valueInfoName(reader: FileReader, field: Field): string {
+  for (const f of fields(reader, field.start, field.end)) if (f.number === 1 && f.wire === LEN) return text(reader, f);
+  return "";
+}
+
+/** TensorProto: name (8), external_data (13: key 1, value 2), data_location (14, 1 = EXTERNAL). */
+function tensorExternalData(reader: FileReader, field: Field): { name: string; external?: Omit<ExternalDataRef, "tensor"> } {
+  let name = "";
+  let external = false;
+  const entries = new Map<string, string>();
+  for (const f of fields(reader, field.start, field.end)) {
+    if (f.number === 8 && f.wire === LEN) name = text(reader, f);
+    else if (f.number === 14 && f.wire === VARINT) external = f.value === 1;
+    else if (f.number === 13 && f.wire === LEN) {
+      let key = "";
+      let value = "";
+      for (const e of fields(reader, f.start, f.end)) {
+        if (e.number === 1 && e.wire === LEN) key = text(reader, e);
+        if (e.number === 2 && e.wire === LEN) value = text(reader, e);
+      }
+      entries.set(key, value);
+    }
+  }
+  if (!external) return { name };
+  const location = entries.get("location");
+  if (location === undefined) throw new OnnxFileError(`initializer ${name} is stored externally but names no location`);
+  const offset = Number(entries.get("offset") ?? 0);
+  const length = entries.has("length") ? Number(entries.get("length")) : undefined;
+  return { name, external: { location, offset, length } };
+}
+
+/** Reads the declarations of an .onnx file; throws OnnxFileError saying why it is not a readable ONNX model. */
+export function readOnnxSummary(path: string): OnnxSummary {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) throw new OnnxFileError("the file is empty");
+    const reader = new FileReader(fd, size);
+    let irVersion: number | undefined;
+    let graph: Field | undefined;
+    // ModelProto: ir_version (1), producer/domain/doc strings (2, 3, 4, 6), model_version (5), graph (7),
+    // opset_import (8), metadata_props (14), training_info (20), functions (25).
+    for (const f of fields(reader, 0, size)) {
+      if (f.number === 1) {
+        expectWire(f, VARINT, "ir_version");
+        irVersion = f.value;
+      } else if (f.number === 7) {
+        expectWire(f, LEN, "graph");
+        graph = f;
+      } else if ([2, 3, 4, 6, 8, 14, 20, 25].includes(f.number)) {
+        expectWire(f, LEN, `field ${f.number}`);
+      } else if (f.number === 5) {
+        expectWire(f, VARINT, "model_version");
+      }
+    }
+    if (irVersion === undefined || irVersion < 1 || irVersion > 100) throw new OnnxFileError("not an ONNX model (no IR version)");
+    if (!graph) throw new OnnxFileError("not an ONNX model (no graph)");
+    const summary: OnnxSummary = { irVersion, inputs: [], outputs: [], initializers: new Set(), externalData: [] };
+    // GraphProto: node (1), name (2), initializer (5), doc_string (10), input (11), output (12), value_info (13),
+    // quantization_annotation (14), sparse_initializer (15), metadata_props (16): all length-delimited.
+    for (const f of fields(reader, graph.start, graph.end)) {
+      expectWire(f, LEN, `graph field ${f.number}`);
+      if (f.number === 11) summary.inputs.push(valueInfoName(reader, f));
+      else if (f.number === 12) summary.outputs.push(valueInfoName(reader, f));
+      else if (f.number === 5) {
+        const tensor = tensorExternalData(reader, f);
+        summary.initializers.add(tensor.name);
+        if (tensor.external) summary.externalData.push({ tensor: tensor.name, ...tensor.external });
+      }
+    }
+    return summary;
+  } finally {
+    closeSync(fd);
+  }
+}
