@@ -1,20 +1,21 @@
 // emu2 generate: text-to-image, interleaved prompts with reference images, image-only autoencoding and grounded
 // generation with Emu2-Gen packages. Writes PNGs that carry their settings; stdout lists what was written.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { Emu2, imageToPng } from "../emu2.js";
 import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
 import type { PromptInput } from "../prompt/types.js";
-import { UsageError } from "../util/errors.js";
+import { Emu2Error, UsageError } from "../util/errors.js";
 import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+import { checkOutputFile } from "./output-path.js";
 import { progressBar } from "./progress.js";
 
 interface GenerateFlags extends ModelOptions {
   file?: string;
   image?: string[];
-  output: string;
+  output?: string;
+  overwrite?: boolean;
   numImages: string;
   steps?: string;
   cfgScale?: string;
@@ -41,6 +42,24 @@ export function outputPaths(pattern: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => pattern.replace(/(\.png)$/i, `-${i}$1`));
 }
 
+/** Without -o: emu2-N.png with the first numbers not taken in the current folder, so a rerun never replaces an image. */
+export function freeNumberedPaths(count: number, exists: (path: string) => boolean = existsSync): string[] {
+  const paths: string[] = [];
+  for (let n = 0; paths.length < count; n++) if (!exists(`emu2-${n}.png`)) paths.push(`emu2-${n}.png`);
+  return paths;
+}
+
+/** Writes beside the target and renames, so an existing image is replaced whole or not at all. */
+function writeWhole(path: string, bytes: Buffer): void {
+  const partial = `${path}.partial-${process.pid}`;
+  try {
+    writeFileSync(partial, bytes);
+    renameSync(partial, path);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
 export function registerGenerate(program: Command): void {
   const command = program
     .command("generate")
@@ -48,7 +67,8 @@ export function registerGenerate(program: Command): void {
     .argument("[prompt]", "the text prompt (images: --image or a YAML file)")
     .option("-f, --file <file>", "prompt file: YAML (docs/prompt-format.md) or text; - for stdin")
     .option("--image <path>", "reference image (repeatable); <image> in the prompt places it", collect)
-    .option("-o, --output <path>", "PNG path or pattern with {i}; - writes one PNG to stdout", "emu2-{i}.png")
+    .option("-o, --output <path>", "PNG path or pattern with {i}; - writes one PNG to stdout (not to a terminal). Default: emu2-N.png with the first free numbers N, never replacing a file")
+    .option("--overwrite", "replace -o files that exist (without it an existing file stops the run before any work)")
     .option("--num-images <n>", "how many images (seeds seed, seed+1, ...)", "1")
     .option("--steps <n>", "denoising steps (default: the package's)")
     .option("--cfg-scale <x>", "classifier-free guidance scale (default: the package's)")
@@ -64,7 +84,16 @@ export function registerGenerate(program: Command): void {
     if (!/^\d+$/.test(flags.seed) || !Number.isSafeInteger(seed)) throw new UsageError(`--seed: expected a whole number >= 0, got ${JSON.stringify(flags.seed)}`);
     const cfgScale = flags.cfgScale === undefined ? undefined : Number(flags.cfgScale);
     if (cfgScale !== undefined && (!Number.isFinite(cfgScale) || cfgScale < 0)) throw new UsageError(`--cfg-scale: expected a number >= 0, got ${JSON.stringify(flags.cfgScale)}`);
-    const paths = outputPaths(flags.output, numImages);
+    const paths = flags.output === undefined ? freeNumberedPaths(numImages) : outputPaths(flags.output, numImages);
+    if (paths[0] === "-") {
+      if (flags.json) throw new UsageError("--json lists written files; with -o - the PNG itself is the output: drop one of them");
+      if (process.stdout.isTTY) throw new UsageError("-o -: standard output is a terminal; redirect it (> image.png) or pipe it");
+    }
+    // Every target is checked before any model work: a typo costs one line, not minutes of denoising.
+    for (const path of paths.filter((p) => p !== "-")) {
+      const { exists } = checkOutputFile(path);
+      if (exists && !flags.overwrite) throw new Emu2Error(`-o ${path}: the file exists; pass --overwrite to replace it, or choose another name`);
+    }
 
     let input: PromptInput;
     if (flags.file !== undefined) {
@@ -106,9 +135,7 @@ export function registerGenerate(program: Command): void {
       if (path === "-") {
         process.stdout.write(png);
       } else {
-        const dir = dirname(path);
-        if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-        writeFileSync(path, png);
+        writeWhole(path, png);
         written.push({ file: path, seed: image.seed, width: image.width, height: image.height });
         if (!flags.json) process.stdout.write(`${path}\n`);
       }

@@ -1,5 +1,5 @@
 // The emu2 command line: parse, dispatch, and turn every failure into one line on stderr and an exit code
-// (0 success, 2 usage, 1 anything else, 130 interrupted).
+// (0 success, 2 usage, 1 anything else, 130 interrupted, 141 stdout closed; exit-codes.ts).
 import { Command, CommanderError } from "commander";
 import { Emu2Error, errorMessage } from "../util/errors.js";
 import { registerCaption } from "./caption.js";
@@ -10,7 +10,7 @@ import { registerPrompt } from "./prompt.js";
 import { registerScore } from "./score.js";
 import { registerFewshotEval } from "./fewshot-eval.js";
 import { VERSION } from "../index.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
+import { EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
 export { EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 
@@ -44,13 +44,29 @@ export function buildProgram(): Command {
   return program;
 }
 
+const isBrokenPipe = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === "EPIPE";
+
+/**
+ * When the reader of stdout goes away (`emu2 caption imgs | head -n 1`), the run ends at once and quietly with 141,
+ * as SIGPIPE ends other Unix tools (Node ignores SIGPIPE, so the failed write arrives as an EPIPE error instead).
+ * Output locks are released by their exit handlers (output-lock.ts).
+ */
+function exitQuietlyWhenStdoutCloses(): void {
+  process.stdout.on("error", (err) => {
+    if (isBrokenPipe(err)) process.exit(EXIT_BROKEN_PIPE);
+    throw err;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyWhenStdoutCloses();
   const program = buildProgram();
   const verbose = argv.includes("-v") || argv.includes("--verbose");
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : EXIT_OK;
   } catch (err) {
+    if (isBrokenPipe(err)) return EXIT_BROKEN_PIPE;
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return EXIT_OK;
       return EXIT_USAGE;
