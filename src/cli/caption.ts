@@ -26,6 +26,7 @@ interface CaptionFlags extends ModelOptions, GenerationFlags {
   prompt: string;
   demos?: string;
   batchSize: string;
+  recursive?: boolean;
   quiet?: boolean;
   verbose?: boolean;
 }
@@ -73,12 +74,13 @@ export function registerCaption(program: Command): void {
   const command = program
     .command("caption")
     .description("caption images (files, folders, globs; - reads a list of paths from stdin)")
-    .argument("<images...>", "image files, folders or glob patterns")
+    .argument("<images...>", "image files, folders (their own images; subfolders with -r) or glob patterns")
+    .option("-r, --recursive", "read the images of subfolders too")
     .option("--format <format>", "text, tsv or jsonl (default: from -o's extension, else text)")
     .option("--json", "the same as --format jsonl")
     .option("-o, --output <file>", "write here; an existing JSONL or TSV file is resumed (its images, matched by real path, are skipped); an existing text file is refused")
     .option("--prompt <text>", "instruction after each image", DEFAULT_CAPTION_PROMPT)
-    .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}")
+    .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}, image paths relative to the file (fixtures/prompts/demos.yaml)")
     .option("-b, --batch-size <n>", "images per batch", "4")
     .option("-q, --quiet", "no notices or progress on stderr")
     .option("-v, --verbose", "details on stderr");
@@ -92,7 +94,7 @@ export function registerCaption(program: Command): void {
     const output = flags.output !== undefined && flags.output !== "-" ? flags.output : undefined;
     if (output !== undefined) checkOutputFile(output);
     const demos = flags.demos ? readDemos(flags.demos) : [];
-    const images = await expandImageInputs(args);
+    const images = await expandImageInputs(args, undefined, { recursive: flags.recursive });
 
     // The claim on the output comes before reading what it holds, so no other run appends between the two.
     const lock = output !== undefined ? OutputLock.acquire(output) : undefined;

@@ -11,15 +11,20 @@ export function isImageFile(path: string): boolean {
   return IMAGE_EXTENSIONS.has(extname(path).toLowerCase());
 }
 
-function listFolder(dir: string): string[] {
-  // Sorted, non-recursive: the order of a run is the order of its output, and resuming relies on it.
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isFile() && isImageFile(entry.name))
-    .map((entry) => join(dir, entry.name))
-    .sort();
+/** Image files of a folder, sorted by path: its own, or with `recursive` those of every subfolder too. */
+function listFolder(dir: string, recursive: boolean): string[] {
+  const found: string[] = [];
+  // Sorted: the order of a run is the order of its output. Symlinked folders are not followed (no cycles).
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isFile() && isImageFile(entry.name)) found.push(path);
+    else if (recursive && entry.isDirectory()) found.push(...listFolder(path, true));
+  }
+  return found.sort();
 }
 
-export async function expandImageInputs(args: string[], readStdin: () => string = () => readFileSync(0, "utf8")): Promise<string[]> {
+/** Folders are read without their subfolders unless `recursive` is set. */
+export async function expandImageInputs(args: string[], readStdin: () => string = () => readFileSync(0, "utf8"), options: { recursive?: boolean } = {}): Promise<string[]> {
   const files: string[] = [];
   for (const arg of args) {
     if (arg === "-") {
@@ -40,8 +45,11 @@ export async function expandImageInputs(args: string[], readStdin: () => string 
       throw new Emu2Error(`${arg}: no such file or folder`);
     }
     if (stat.isDirectory()) {
-      const found = listFolder(arg);
-      if (found.length === 0) throw new Emu2Error(`${arg}: the folder has no images (${[...IMAGE_EXTENSIONS].join(" ")})`);
+      const found = listFolder(arg, options.recursive ?? false);
+      if (found.length === 0) {
+        const where = options.recursive ? "the folder and its subfolders have" : "the folder has";
+        throw new Emu2Error(`${arg}: ${where} no images (${[...IMAGE_EXTENSIONS].join(" ")})${options.recursive ? "" : "; -r reads subfolders too"}`);
+      }
       files.push(...found);
     } else {
       files.push(arg);

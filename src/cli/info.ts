@@ -45,7 +45,7 @@ export function registerInfo(program: Command): void {
       const vd = m.visual_decoder;
       const lines = [
         `${m.name} (${m.variant}, ${m.dtype}): ${m.description}`,
-        `  package     ${pkg.dir}`,
+        `  package     ${dir}`,
         `  valid       ${problems.length === 0 ? "yes" : `no: ${problems.length} problem${problems.length === 1 ? "" : "s"} (see stderr)`} (${m.format})`,
         `  vision      ${m.vision.image_size}px, patch ${m.vision.patch_size}, width ${m.vision.width}, ${m.vision.layers} layers, ${m.vision.n_query} tokens per image`,
         `  llm         hidden ${m.llm.hidden_size}, ${m.llm.num_layers} layers, ${m.llm.num_heads} heads, vocabulary ${m.tokenizer.vocab_size}, context ${m.llm.max_position_embeddings}`,

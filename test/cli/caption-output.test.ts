@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CaptionSink, formatFromPath, imageKey, readDone } from "../../src/cli/caption-output.js";
 import { expandImageInputs } from "../../src/cli/image-inputs.js";
+import { readDemos } from "../../src/cli/caption.js";
 
 const dir = () => mkdtempSync(join(tmpdir(), "emu2-caption-"));
 
@@ -80,3 +81,20 @@ test("inputs: files, folders (sorted, images only), globs; empty folders and mis
   await assert.rejects(expandImageInputs([join(d, "nope.png")]), /nope\.png: no such file or folder/);
   await assert.rejects(expandImageInputs([`${d}/*.webp`]), /the pattern matches no image files/);
 });
+
+test("folders: their own images only, unless recursive; the message says how to read subfolders", async () => {
+  const d = dir();
+  mkdirSync(join(d, "sub", "deeper"), { recursive: true });
+  mkdirSync(join(d, "nest", "inner"), { recursive: true });
+  for (const name of ["b.png", "sub/a.png", "sub/deeper/c.jpg", "nest/inner/x.png"]) writeFileSync(join(d, name), "");
+  assert.deepEqual(await expandImageInputs([d]), [join(d, "b.png")]);
+  assert.deepEqual(await expandImageInputs([d], undefined, { recursive: true }), [join(d, "b.png"), join(d, "nest/inner/x.png"), join(d, "sub/a.png"), join(d, "sub/deeper/c.jpg")]);
+  await assert.rejects(expandImageInputs([join(d, "nest")]), /the folder has no images .*; -r reads subfolders too/);
+});
+
+test("the --demos fixture is a valid demonstrations file", () => {
+  const demos = readDemos("fixtures/prompts/demos.yaml");
+  assert.equal(demos.length, 2);
+  assert.ok(demos.every((d) => existsSync(d.image) && d.caption.length > 0));
+});
+
