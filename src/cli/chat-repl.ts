@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { conversationToYaml } from "../prompt/serialize.js";
 import type { Conversation, Part } from "../prompt/types.js";
 import { errorMessage } from "../util/errors.js";
+import { loadImage } from "../vision/image.js";
 
 export interface ChatEngine {
   /** Answers the conversation's last user message, streaming text through onText; stops early when signal aborts. */
@@ -66,7 +67,7 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
       void queue.then(() => finish(closedCode));
     });
 
-    const handleCommand = (line: string): boolean => {
+    const handleCommand = async (line: string): Promise<boolean> => {
       const command = line.split(/\s+/, 1)[0];
       const arg = line.slice(command.length).trim();
       switch (command) {
@@ -90,6 +91,13 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
           const path = resolve(arg);
           if (!existsSync(path) || !statSync(path).isFile()) {
             say(`/image: ${arg}: no such file`);
+            return true;
+          }
+          // Decoded now, so a file that is not an image is refused here and not after the next message is typed.
+          try {
+            await loadImage(path);
+          } catch (err) {
+            say(`/image: ${errorMessage(err).replace(path, arg)}`);
             return true;
           }
           pendingImages.push({ kind: "image", image: { path } });
@@ -145,7 +153,7 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
       queue = queue.then(async () => {
         const line = raw.trim();
         if (closed) return;
-        if (line.length > 0 && !(line.startsWith("/") && handleCommand(line))) await answer(line);
+        if (line.length > 0 && !(line.startsWith("/") && (await handleCommand(line)))) await answer(line);
         if (!closed) rl.prompt();
       });
     });

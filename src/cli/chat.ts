@@ -69,6 +69,10 @@ export function registerChat(program: Command): void {
     try {
       if (interactive) {
         const start: Conversation = input ? asConversation(input, flags) : { messages: [] };
+        if (flags.file !== undefined) {
+          const turns = start.messages.filter((m) => m.role === "user").length;
+          process.stderr.write(`emu2 chat: loaded ${start.messages.length} message${start.messages.length === 1 ? "" : "s"} (${turns} turn${turns === 1 ? "" : "s"}) from ${flags.file}\n`);
+        }
         if (flags.system !== undefined) start.system = flags.system;
         if (flags.grounding) start.grounding = true;
         const code = await runChatRepl(

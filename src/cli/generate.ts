@@ -81,7 +81,9 @@ export function registerGenerate(program: Command): void {
     const numImages = positiveInt("--num-images", flags.numImages);
     const steps = flags.steps === undefined ? undefined : positiveInt("--steps", flags.steps);
     const seed = Number(flags.seed);
-    if (!/^\d+$/.test(flags.seed) || !Number.isSafeInteger(seed)) throw new UsageError(`--seed: expected a whole number >= 0, got ${JSON.stringify(flags.seed)}`);
+    // Image i uses seed + i, and every seed must stay an exact integer (docs/package-format.md, seeded noise).
+    const maxSeed = Number.MAX_SAFE_INTEGER - (numImages - 1);
+    if (!/^\d+$/.test(flags.seed) || seed > maxSeed) throw new UsageError(`--seed: expected a whole number from 0 to ${maxSeed}${numImages > 1 ? ` (2^53-1 less the ${numImages - 1} extra images)` : " (2^53-1)"}, got ${JSON.stringify(flags.seed)}`);
     const cfgScale = flags.cfgScale === undefined ? undefined : Number(flags.cfgScale);
     if (cfgScale !== undefined && (!Number.isFinite(cfgScale) || cfgScale < 0)) throw new UsageError(`--cfg-scale: expected a number >= 0, got ${JSON.stringify(flags.cfgScale)}`);
     const paths = flags.output === undefined ? freeNumberedPaths(numImages) : outputPaths(flags.output, numImages);

@@ -57,9 +57,10 @@ export function resolveGenerationSettings(flags: GenerationFlags, defaults: Gene
   const temperature = number("--temp", flags.temp, (x) => x > 0, "a number > 0");
   const topK = number("--top-k", flags.topK, (x) => isInt(x) && x >= 0, "a whole number >= 0");
   const topP = number("--top-p", flags.topP, (x) => x > 0 && x <= 1, "a number in (0, 1]");
-  const seed = number("--seed", flags.seed, (x) => isInt(x) && x >= 0 && x <= Number.MAX_SAFE_INTEGER, "a whole number >= 0") ?? 0;
+  const seed = number("--seed", flags.seed, (x) => /^\d+$/.test(flags.seed ?? "") && x <= Number.MAX_SAFE_INTEGER, `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)`) ?? 0;
   const samplingFlag = temperature !== undefined || topK !== undefined || topP !== undefined;
   if (flags.greedy && samplingFlag) throw new UsageError("--greedy cannot be combined with --temp, --top-k or --top-p");
+  if (flags.greedy && numBeams !== undefined && numBeams > 1) throw new UsageError(`--greedy means one beam; it cannot be combined with --beams ${numBeams}`);
   const doSample = flags.greedy ? false : flags.sample || samplingFlag ? true : defaults.do_sample;
   const settings: TextGenerationSettings = {
     maxNewTokens: maxNewTokens ?? defaults.max_new_tokens,

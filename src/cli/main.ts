@@ -1,7 +1,7 @@
 // The emu2 command line: parse, dispatch, and turn every failure into one line on stderr and an exit code
 // (0 success, 2 usage, 1 anything else, 130 interrupted, 141 stdout closed; exit-codes.ts).
 import { Command, CommanderError } from "commander";
-import { Emu2Error, errorMessage } from "../util/errors.js";
+import { Emu2Error, errorMessage, UsageError } from "../util/errors.js";
 import { registerCaption } from "./caption.js";
 import { registerChat } from "./chat.js";
 import { registerGenerate } from "./generate.js";
@@ -34,13 +34,19 @@ export function buildProgram(): Command {
   registerPrompt(program);
   registerFewshotEval(program);
   registerScore(program);
-  const overrideExit = (command: Command): void => {
+  // Every subcommand's usage errors are one "emu2: ..." line that points to that subcommand's help.
+  const overrideExit = (command: Command, path: string): void => {
     for (const sub of command.commands) {
-      sub.exitOverride();
-      overrideExit(sub);
+      const name = `${path} ${sub.name()}`;
+      sub.exitOverride().configureOutput({
+        writeErr: (text) => process.stderr.write(text),
+        outputError: (text, write) => write(`emu2: ${text.replace(/^error: /, "").trimEnd()} (see ${name} --help)
+`),
+      });
+      overrideExit(sub, name);
     }
   };
-  overrideExit(program);
+  overrideExit(program, "emu2");
   return program;
 }
 
@@ -72,7 +78,10 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (err instanceof Emu2Error) {
-      process.stderr.write(`emu2: ${err.message}\n`);
+      // A usage error points to the help of the command it belongs to.
+      const command = program.commands.find((c) => c.name() === argv.slice(2).find((arg) => !arg.startsWith("-")));
+      const help = err instanceof UsageError ? ` (see emu2${command ? ` ${command.name()}` : ""} --help)` : "";
+      process.stderr.write(`emu2: ${err.message}${help}\n`);
       if (verbose && err.stack) process.stderr.write(`${err.stack}\n`);
       return err.exitCode;
     }

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { Option, type Command } from "commander";
 import { ModelPackage } from "../model/package.js";
 import type { Device, Placement } from "../model/session.js";
-import { UsageError } from "../util/errors.js";
+import { PackageError, UsageError } from "../util/errors.js";
 import type { Reporter } from "./io.js";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -64,14 +64,22 @@ export function openModel(options: ModelOptions, reporter: Reporter, kind: keyof
     dir = EMBEDDED_PACKAGES[kind];
     if (!existsSync(dir)) throw new UsageError(`no -m/--model given and the embedded package ${dir} is missing: pass a model package folder`);
   }
-  const pkg = ModelPackage.open(dir, {
-    device: options.device,
-    deviceId: Number(options.deviceId),
-    threads: Number(options.threads),
-    allowCpuFallback: options.cpuFallback ?? false,
-    deviceMap: options.deviceMap,
-    onFallback: (reason) => reporter.notice(`emu2: ${reason}`),
-  });
+  const fromEnvironment = options.model === undefined && !embedded;
+  let pkg: ModelPackage;
+  try {
+    pkg = ModelPackage.open(dir, {
+      device: options.device,
+      deviceId: Number(options.deviceId),
+      threads: Number(options.threads),
+      allowCpuFallback: options.cpuFallback ?? false,
+      deviceMap: options.deviceMap,
+      onFallback: (reason) => reporter.notice(`emu2: ${reason}`),
+    });
+  } catch (err) {
+    // A package that came from the environment is named as such: the user may not remember setting it.
+    if (fromEnvironment && err instanceof PackageError) throw new PackageError(`$EMU2_MODEL: ${err.message} (fix or unset EMU2_MODEL, or pass -m)`);
+    throw err;
+  }
   if (embedded) {
     const shown = relative(process.cwd(), dir) || dir;
     reporter.notice(`emu2: using the embedded package ${pkg.name} (${shown}): ${pkg.manifest.description}. Pass -m for a real model.`);

@@ -1,4 +1,5 @@
 // emu2 prompt: shows what a prompt becomes for a package - the text with placeholders, the token ids, the images.
+import { isAbsolute, relative } from "node:path";
 import type { Command } from "commander";
 import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
 import { encodePrompt } from "../prompt/encode.js";
@@ -29,8 +30,15 @@ export function readPromptInput(flags: { prompt?: string; file?: string; image?:
   return { kind: "sequence", parts: sequenceFromText(flags.prompt ?? "", flags.image ?? []) };
 }
 
+/** A path under the current folder is shown relative to it, as the user would type it. */
+function shownPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
+}
+
 export function describeSlot(slot: ImageSlot): string {
-  return slot.kind === "box-mask" ? `box mask [${slot.box.join(", ")}]` : describeSource(slot.image);
+  if (slot.kind === "box-mask") return `box mask [${slot.box.join(", ")}]`;
+  return "path" in slot.image ? shownPath(slot.image.path) : describeSource(slot.image);
 }
 
 export function registerPrompt(program: Command): void {

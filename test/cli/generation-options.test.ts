@@ -25,3 +25,12 @@ test("bad values name the flag and what was expected", () => {
   assert.throws(() => resolveGenerationSettings({ sample: true, beams: "3" }, defaults), /beam sampling\) is not supported/);
   assert.throws(() => resolveGenerationSettings({ minNewTokens: "20" }, defaults), /cannot exceed --max-new-tokens/);
 });
+
+test("--greedy with --beams N > 1 is refused; --seed takes 0 to 2^53-1 and says so", () => {
+  assert.throws(() => resolveGenerationSettings({ greedy: true, beams: "4" }, defaults), /^UsageError: --greedy means one beam; it cannot be combined with --beams 4$/);
+  assert.equal(resolveGenerationSettings({ greedy: true, beams: "1" }, defaults).numBeams, 1);
+  assert.equal(resolveGenerationSettings({ seed: "9007199254740991" }, defaults).seed, Number.MAX_SAFE_INTEGER);
+  for (const seed of ["9007199254740992", "-1", "1e3", "1.5"]) {
+    assert.throws(() => resolveGenerationSettings({ seed }, defaults), /--seed: expected a whole number from 0 to 9007199254740991 \(2\^53-1\)/);
+  }
+});
