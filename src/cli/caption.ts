@@ -11,8 +11,9 @@ import { readTextSource } from "../prompt/parse.js";
 import { Emu2Error, errorMessage, PromptError, UsageError } from "../util/errors.js";
 import { CaptionSink, formatFromPath, imageKey, readDone, type CaptionFormat } from "./caption-output.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
-import { EXIT_INTERRUPTED } from "./exit-codes.js";
+import { wholeNumber } from "./flags.js";
 import { expandImageInputs } from "./image-inputs.js";
+import { interruptible, Interrupted } from "./interrupt.js";
 import { makeReporter } from "./io.js";
 import { OutputLock } from "./output-lock.js";
 import { checkOutputFile } from "./output-path.js";
@@ -89,8 +90,7 @@ export function registerCaption(program: Command): void {
     if (flags.json && flags.format !== undefined && flags.format !== "jsonl") throw new UsageError(`--json and --format ${flags.format} disagree`);
     const format = (flags.json ? "jsonl" : flags.format ?? formatFromPath(flags.output) ?? "text") as CaptionFormat;
     if (!["text", "tsv", "jsonl"].includes(format)) throw new UsageError(`--format: expected text, tsv or jsonl, got ${JSON.stringify(flags.format)}`);
-    if (!/^\d+$/.test(flags.batchSize) || Number(flags.batchSize) < 1) throw new UsageError(`--batch-size: expected a whole number > 0, got ${JSON.stringify(flags.batchSize)}`);
-    const batchSize = Number(flags.batchSize);
+    const batchSize = wholeNumber("--batch-size", flags.batchSize, { min: 1 });
     const output = flags.output !== undefined && flags.output !== "-" ? flags.output : undefined;
     if (output !== undefined) checkOutputFile(output);
     const demos = flags.demos ? readDemos(flags.demos) : [];
@@ -106,42 +106,43 @@ export function registerCaption(program: Command): void {
         if (images.length > todo.length) reporter.notice(`emu2: resuming ${output}: ${images.length - todo.length} of ${images.length} images already done`);
         if (todo.length === 0) return;
       }
-      const model = new Emu2(openModel(flags, reporter));
-      const settings = resolveGenerationSettings(flags, model.manifest.generation);
+      const pkg = openModel(flags, reporter);
+      const settings = resolveGenerationSettings(flags, pkg.manifest.generation);
+      const model = new Emu2(pkg);
       const sink = new CaptionSink(flags.output, format);
       const bar = progressBar(reporter, "captioning", todo.length);
       let failed = 0;
-      const interrupt = new AbortController();
-      const onSigint = () => interrupt.abort();
-      process.once("SIGINT", onSigint);
+      let interrupted = false;
       try {
-        for (let start = 0; start < todo.length && !interrupt.signal.aborted; start += batchSize) {
-          const batch = todo.slice(start, start + batchSize);
-          // A package-level failure (unreadable tokenizer, broken graph) is thrown from here and ends the run; only
-          // problems of one image come back as results.
-          const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal: interrupt.signal });
-          results.forEach((result, i) => {
-            if ("error" in result) {
-              failed++;
-              // Errors are shown even with --quiet: they are not progress.
-              process.stderr.write(`emu2: ${errorMessage(result.error)}\n`);
-              sink.writeFailure();
-            } else if (result.stopReason !== "aborted") {
-              sink.write({ image: batch[i], caption: result.text.trim() });
-            }
-          });
-          // The bar counts what has an outcome: captions written and images that failed, never an interrupted one.
-          bar.update(sink.written + failed, batch[batch.length - 1]);
-        }
+        await interruptible(async (signal) => {
+          for (let start = 0; start < todo.length && !signal.aborted; start += batchSize) {
+            const batch = todo.slice(start, start + batchSize);
+            // A package-level failure (unreadable tokenizer, broken graph) is thrown from here and ends the run; only
+            // problems of one image come back as results.
+            const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal });
+            results.forEach((result, i) => {
+              if ("error" in result) {
+                failed++;
+                // Errors are shown even with --quiet: they are not progress.
+                process.stderr.write(`emu2: ${errorMessage(result.error)}\n`);
+                sink.writeFailure();
+              } else if (result.stopReason !== "aborted") {
+                sink.write({ image: batch[i], caption: result.text.trim() });
+              }
+            });
+            // The bar counts what has an outcome: captions written and images that failed, never an interrupted one.
+            bar.update(sink.written + failed, batch[batch.length - 1]);
+          }
+          interrupted = signal.aborted;
+        });
       } finally {
         bar.stop();
         sink.close();
-        process.removeListener("SIGINT", onSigint);
         await model.release();
       }
-      if (interrupt.signal.aborted) {
+      if (interrupted) {
         const where = output === undefined ? "" : format === "text" ? ` to ${output}` : ` to ${output} (run again to resume)`;
-        throw new Emu2Error(`interrupted: ${sink.written} of ${todo.length} caption${todo.length === 1 ? "" : "s"} written${where}`, EXIT_INTERRUPTED);
+        throw new Interrupted(`interrupted: ${sink.written} of ${todo.length} caption${todo.length === 1 ? "" : "s"} written${where}`);
       }
       if (failed > 0) throw new Emu2Error(`${failed} of ${todo.length} image${todo.length === 1 ? "" : "s"} could not be captioned (see above)`);
     } finally {

@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { conversationToYaml } from "../prompt/serialize.js";
 import type { Conversation, Part } from "../prompt/types.js";
 import { errorMessage } from "../util/errors.js";
+import { EXIT_INTERRUPTED } from "./exit-codes.js";
 import { loadImage } from "../vision/image.js";
 
 export interface ChatEngine {
@@ -52,7 +53,7 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
       }
       interruptsAtPrompt++;
       if (interruptsAtPrompt >= 2) {
-        closedCode = 130;
+        closedCode = EXIT_INTERRUPTED;
         rl.close();
         return;
       }

@@ -4,9 +4,11 @@ import type { Command } from "commander";
 import { Emu2 } from "../emu2.js";
 import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
 import type { Conversation, PromptInput } from "../prompt/types.js";
-import { Emu2Error, UsageError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
 import { runChatRepl } from "./chat-repl.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
+import { EXIT_OK } from "./exit-codes.js";
+import { interruptible, Interrupted } from "./interrupt.js";
 import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { spinner } from "./progress.js";
@@ -59,11 +61,12 @@ export function registerChat(program: Command): void {
     if (interactive && input && input.kind === "sequence") throw new UsageError("--interactive continues a conversation file (messages:), not a single prompt");
     if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");
 
-    const model = new Emu2(openModel(flags, reporter, "chat"));
-    if (model.manifest.prompt.template !== "chat") {
-      reporter.notice(`emu2: ${model.pkg.name} is not a chat model (template ${model.manifest.prompt.template}); answering with its own template`);
+    const pkg = openModel(flags, reporter, "chat");
+    const settings = resolveGenerationSettings(flags, pkg.manifest.generation);
+    if (pkg.manifest.prompt.template !== "chat") {
+      reporter.notice(`emu2: ${pkg.name} is not a chat model (template ${pkg.manifest.prompt.template}); answering with its own template`);
     }
-    const settings = resolveGenerationSettings(flags, model.manifest.generation);
+    const model = new Emu2(pkg);
     const textOptions = { system: flags.system, shortAnswers: flags.short };
 
     try {
@@ -85,7 +88,7 @@ export function registerChat(program: Command): void {
           { input: process.stdin, output: process.stdout, messages: process.stderr },
           start,
         );
-        if (code !== 0) throw new Emu2Error("interrupted", code);
+        if (code !== EXIT_OK) throw new Interrupted();
         return;
       }
       if (!input) throw new UsageError("no prompt: give -p, -f, or pipe one on standard input");
@@ -96,23 +99,19 @@ export function registerChat(program: Command): void {
       }
       const stream = !flags.json && process.stdout.isTTY === true;
       const wait = stream ? undefined : spinner(reporter, `${model.pkg.name}: thinking`);
-      const interrupt = new AbortController();
-      const onSigint = () => interrupt.abort();
-      process.once("SIGINT", onSigint);
       let result;
       try {
-        [result] = await model.generateText([{ kind: "conversation", conversation }], settings, {
+        [result] = await interruptible((signal) => model.generateText([{ kind: "conversation", conversation }], settings, {
           ...textOptions,
-          signal: interrupt.signal,
+          signal,
           onText: stream ? (_, delta) => process.stdout.write(delta) : undefined,
-        });
+        }));
       } finally {
         wait?.stop();
-        process.removeListener("SIGINT", onSigint);
       }
       if (flags.json) writeJson({ model: model.pkg.name, text: result.text.trim(), tokens: result.ids.length, stopReason: result.stopReason });
       else process.stdout.write(stream ? "\n" : `${result.text.trim()}\n`);
-      if (result.stopReason === "aborted") throw new Emu2Error("interrupted", 130);
+      if (result.stopReason === "aborted") throw new Interrupted();
     } finally {
       await model.release();
     }

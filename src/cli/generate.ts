@@ -8,6 +8,7 @@ import type { PromptInput } from "../prompt/types.js";
 import { Emu2Error, UsageError } from "../util/errors.js";
 import { collect, makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
+import { wholeNumber } from "./flags.js";
 import { checkOutputFile } from "./output-path.js";
 import { progressBar } from "./progress.js";
 
@@ -23,11 +24,6 @@ interface GenerateFlags extends ModelOptions {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
-}
-
-function positiveInt(flag: string, value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag}: expected a whole number > 0, got ${JSON.stringify(value)}`);
-  return Number(value);
 }
 
 /** Output paths: `{i}` in the pattern is the image index; several images without `{i}` get -1, -2... before the extension. */
@@ -78,12 +74,11 @@ export function registerGenerate(program: Command): void {
     .option("-v, --verbose", "details on stderr");
   addModelOptions(command).action(async (text: string | undefined, flags: GenerateFlags) => {
     const reporter = makeReporter(flags);
-    const numImages = positiveInt("--num-images", flags.numImages);
-    const steps = flags.steps === undefined ? undefined : positiveInt("--steps", flags.steps);
-    const seed = Number(flags.seed);
+    const numImages = wholeNumber("--num-images", flags.numImages, { min: 1 });
+    const steps = flags.steps === undefined ? undefined : wholeNumber("--steps", flags.steps, { min: 1 });
     // Image i uses seed + i, and every seed must stay an exact integer (docs/package-format.md, seeded noise).
     const maxSeed = Number.MAX_SAFE_INTEGER - (numImages - 1);
-    if (!/^\d+$/.test(flags.seed) || seed > maxSeed) throw new UsageError(`--seed: expected a whole number from 0 to ${maxSeed}${numImages > 1 ? ` (2^53-1 less the ${numImages - 1} extra images)` : " (2^53-1)"}, got ${JSON.stringify(flags.seed)}`);
+    const seed = wholeNumber("--seed", flags.seed, { max: maxSeed, expected: `a whole number from 0 to ${maxSeed}${numImages > 1 ? ` (2^53-1 less the ${numImages - 1} extra images)` : " (2^53-1)"}` });
     const cfgScale = flags.cfgScale === undefined ? undefined : Number(flags.cfgScale);
     if (cfgScale !== undefined && (!Number.isFinite(cfgScale) || cfgScale < 0)) throw new UsageError(`--cfg-scale: expected a number >= 0, got ${JSON.stringify(flags.cfgScale)}`);
     const paths = flags.output === undefined ? freeNumberedPaths(numImages) : outputPaths(flags.output, numImages);
@@ -107,42 +102,46 @@ export function registerGenerate(program: Command): void {
     }
 
     const model = new Emu2(openModel(flags, reporter));
-    const decoder = model.manifest.visual_decoder;
-    if (!decoder) {
-      throw new UsageError(`package ${model.pkg.name} has no visual decoder and cannot generate images: use an Emu2-Gen package (-m)`);
-    }
-    const totalSteps = numImages * (steps ?? decoder.num_inference_steps);
-    const bar = progressBar(reporter, "denoising", totalSteps);
-    const imageOnly = input.kind === "sequence" && input.parts.every((p) => p.kind === "image");
-    let images;
+    // Sessions are given back whatever happens, an error or Ctrl-C included.
     try {
-      const options = { numImages, steps, cfgScale, seed, onStep: (done: number) => bar.update(done) };
-      images = imageOnly ? await model.autoencode(input, options) : await model.generateImages(input, options);
-    } finally {
-      bar.stop();
-    }
-    const promptText = text ?? flags.file ?? "";
-    const written: { file: string; seed: number; width: number; height: number }[] = [];
-    for (const [i, image] of images.entries()) {
-      const png = await imageToPng(image, {
-        prompt: promptText,
-        mode: imageOnly ? "autoencode" : "generate",
-        seed: String(image.seed),
-        steps: String(steps ?? decoder.num_inference_steps),
-        "cfg-scale": String(cfgScale ?? decoder.guidance_scale),
-        model: model.pkg.name,
-        software: "emu2",
-      });
-      const path = paths[i];
-      if (path === "-") {
-        process.stdout.write(png);
-      } else {
-        writeWhole(path, png);
-        written.push({ file: path, seed: image.seed, width: image.width, height: image.height });
-        if (!flags.json) process.stdout.write(`${path}\n`);
+      const decoder = model.manifest.visual_decoder;
+      if (!decoder) {
+        throw new UsageError(`package ${model.pkg.name} has no visual decoder and cannot generate images: use an Emu2-Gen package (-m)`);
       }
+      const totalSteps = numImages * (steps ?? decoder.num_inference_steps);
+      const bar = progressBar(reporter, "denoising", totalSteps);
+      const imageOnly = input.kind === "sequence" && input.parts.every((p) => p.kind === "image");
+      let images;
+      try {
+        const options = { numImages, steps, cfgScale, seed, onStep: (done: number) => bar.update(done) };
+        images = imageOnly ? await model.autoencode(input, options) : await model.generateImages(input, options);
+      } finally {
+        bar.stop();
+      }
+      const promptText = text ?? flags.file ?? "";
+      const written: { file: string; seed: number; width: number; height: number }[] = [];
+      for (const [i, image] of images.entries()) {
+        const png = await imageToPng(image, {
+          prompt: promptText,
+          mode: imageOnly ? "autoencode" : "generate",
+          seed: String(image.seed),
+          steps: String(steps ?? decoder.num_inference_steps),
+          "cfg-scale": String(cfgScale ?? decoder.guidance_scale),
+          model: model.pkg.name,
+          software: "emu2",
+        });
+        const path = paths[i];
+        if (path === "-") {
+          process.stdout.write(png);
+        } else {
+          writeWhole(path, png);
+          written.push({ file: path, seed: image.seed, width: image.width, height: image.height });
+          if (!flags.json) process.stdout.write(`${path}\n`);
+        }
+      }
+      if (flags.json) writeJson(written);
+    } finally {
+      await model.release();
     }
-    if (flags.json) writeJson(written);
-    await model.release();
   });
 }

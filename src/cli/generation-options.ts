@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import type { GenerationSettings } from "../llm/stage.js";
 import type { GenerationDefaults } from "../model/manifest.js";
 import { UsageError } from "../util/errors.js";
+import { wholeNumber, type WholeNumberRange } from "./flags.js";
 import { collect } from "./io.js";
 
 export type TextGenerationSettings = GenerationSettings;
@@ -45,19 +46,19 @@ function number(flag: string, value: string | undefined, check: (x: number) => b
   return x;
 }
 
-const isInt = (x: number) => Number.isInteger(x);
+const optionalWhole = (flag: string, value: string | undefined, range?: WholeNumberRange) => (value === undefined ? undefined : wholeNumber(flag, value, range));
 
 export function resolveGenerationSettings(flags: GenerationFlags, defaults: GenerationDefaults): TextGenerationSettings {
   if (flags.sample && flags.greedy) throw new UsageError("--sample and --greedy cannot be used together");
-  const maxNewTokens = number("--max-new-tokens", flags.maxNewTokens, (x) => isInt(x) && x > 0, "a whole number > 0");
-  const minNewTokens = number("--min-new-tokens", flags.minNewTokens, (x) => isInt(x) && x >= 0, "a whole number >= 0");
-  const numBeams = number("--beams", flags.beams, (x) => isInt(x) && x > 0, "a whole number > 0");
+  const maxNewTokens = optionalWhole("--max-new-tokens", flags.maxNewTokens, { min: 1 });
+  const minNewTokens = optionalWhole("--min-new-tokens", flags.minNewTokens);
+  const numBeams = optionalWhole("--beams", flags.beams, { min: 1 });
   const lengthPenalty = number("--length-penalty", flags.lengthPenalty, () => true, "a number");
   const repetitionPenalty = number("--repeat-penalty", flags.repeatPenalty, (x) => x > 0, "a number > 0");
   const temperature = number("--temp", flags.temp, (x) => x > 0, "a number > 0");
-  const topK = number("--top-k", flags.topK, (x) => isInt(x) && x >= 0, "a whole number >= 0");
+  const topK = optionalWhole("--top-k", flags.topK);
   const topP = number("--top-p", flags.topP, (x) => x > 0 && x <= 1, "a number in (0, 1]");
-  const seed = number("--seed", flags.seed, (x) => /^\d+$/.test(flags.seed ?? "") && x <= Number.MAX_SAFE_INTEGER, `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)`) ?? 0;
+  const seed = optionalWhole("--seed", flags.seed, { expected: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)` }) ?? 0;
   const samplingFlag = temperature !== undefined || topK !== undefined || topP !== undefined;
   if (flags.greedy && samplingFlag) throw new UsageError("--greedy cannot be combined with --temp, --top-k or --top-p");
   if (flags.greedy && numBeams !== undefined && numBeams > 1) throw new UsageError(`--greedy means one beam; it cannot be combined with --beams ${numBeams}`);

@@ -6,6 +6,7 @@ import { Option, type Command } from "commander";
 import { ModelPackage } from "../model/package.js";
 import type { Device, Placement } from "../model/session.js";
 import { PackageError, UsageError } from "../util/errors.js";
+import { wholeNumberFlag } from "./flags.js";
 import type { Reporter } from "./io.js";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -39,21 +40,14 @@ export function parseDeviceMap(value: string): Record<string, Placement> {
   return map;
 }
 
-function parseNonNegativeInt(flag: string) {
-  return (value: string): string => {
-    if (!/^\d+$/.test(value)) throw new UsageError(`${flag}: expected a whole number >= 0, got ${JSON.stringify(value)}`);
-    return value;
-  };
-}
-
 export function addModelOptions(command: Command): Command {
   return command
     .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded tiny package)")
     .addOption(new Option("--device <device>", "where to run").choices(["cpu", "cuda"]).default("cpu"))
-    .option("--device-id <n>", "CUDA device index", parseNonNegativeInt("--device-id"), "0")
+    .option("--device-id <n>", "CUDA device index", wholeNumberFlag("--device-id"), "0")
     .option("--device-map <map>", "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)", parseDeviceMap)
     .option("--cpu-fallback", "run on the CPU when CUDA is unavailable instead of failing")
-    .option("-t, --threads <n>", "CPU threads per operator (0 = all cores)", parseNonNegativeInt("--threads"), "0");
+    .option("-t, --threads <n>", "CPU threads per operator (0 = all cores)", wholeNumberFlag("--threads"), "0");
 }
 
 /** Opens the package the user named, or the embedded one with a one-line notice saying so. */
