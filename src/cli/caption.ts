@@ -4,11 +4,12 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { parse } from "yaml";
+import { isSeq } from "yaml";
 import { Emu2 } from "../emu2.js";
 import type { Part, PromptInput } from "../prompt/types.js";
 import { readTextSource } from "../prompt/parse.js";
 import { Emu2Error, errorMessage, PromptError, UsageError } from "../util/errors.js";
+import { readYamlDocument } from "../util/yaml.js";
 import { CaptionSink, formatFromPath, imageKey, readDone, type CaptionFormat } from "./caption-output.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
 import { wholeNumber } from "./flags.js";
@@ -36,24 +37,17 @@ export const DEFAULT_CAPTION_PROMPT = "Describe the image in details:";
 
 interface Demo { image: string; caption: string }
 
-/** --demos file: a YAML list of {image, caption}; image paths relative to the file. */
+/** --demos file: a YAML list of {image, caption} (fixtures/prompts/demos.yaml); image paths relative to the file. */
 export function readDemos(file: string): Demo[] {
-  const text = readTextSource(file);
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (err) {
-    const pos = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
-    throw new PromptError(`${file}: YAML error${pos ? ` at line ${pos.line}, column ${pos.col}` : ""}: ${errorMessage(err).split("\n")[0]}`);
-  }
-  if (!Array.isArray(doc) || doc.length === 0) throw new PromptError(`${file}: expected a list of {image: path, caption: text}`);
-  return doc.map((item, i) => {
-    const d = item as Partial<Demo>;
-    if (typeof d?.image !== "string" || typeof d?.caption !== "string") {
-      throw new PromptError(`${file}: item ${i + 1}: expected {image: path, caption: text}`);
-    }
+  const yaml = readYamlDocument(readTextSource(file), file, (message) => new PromptError(message));
+  const list = yaml.doc.contents;
+  if (!isSeq(list) || list.items.length === 0) throw new PromptError(`${file}: expected a list of {image: path, caption: text}`);
+  return list.items.map((node, i) => {
+    const d = (node as { toJSON(): unknown }).toJSON() as Partial<Demo> | null;
+    const at = `${file}: item ${i + 1} (${yaml.where(node)})`;
+    if (typeof d?.image !== "string" || typeof d?.caption !== "string") throw new PromptError(`${at}: expected {image: path, caption: text}`);
     const image = resolve(file === "-" ? "." : resolve(file, ".."), d.image);
-    if (!existsSync(image)) throw new PromptError(`${file}: item ${i + 1}: ${d.image}: no such file`);
+    if (!existsSync(image)) throw new PromptError(`${at}: ${d.image}: no such file`);
     return { image, caption: d.caption };
   });
 }

@@ -2,9 +2,9 @@
 // reported once, by file and field, before any session is created.
 import { readFileSync } from "node:fs";
 import { isAbsolute, win32 } from "node:path";
-import { parseDocument } from "yaml";
 import { z } from "zod";
 import { PackageError } from "../util/errors.js";
+import { readYamlDocument } from "../util/yaml.js";
 
 export const MANIFEST_FORMAT = "emu2-package/1";
 
@@ -242,11 +242,6 @@ export function readManifest(file: string): Manifest {
     const code = (err as NodeJS.ErrnoException).code;
     throw new PackageError(code === "ENOENT" ? `${file}: no such file (a model package needs a manifest.yaml)` : `${file}: cannot read (${code})`);
   }
-  const doc = parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
-    throw new PackageError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
-  }
+  const { doc } = readYamlDocument(text, file, (message) => new PackageError(message));
   return validateManifest(doc.toJS(), file);
 }

@@ -2,8 +2,9 @@
 // (docs/prompt-format.md). Image paths in a YAML file resolve relative to that file.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { isMap, isSeq, LineCounter, parseDocument, type Node } from "yaml";
+import { isMap, isSeq, type Node } from "yaml";
 import { PromptError } from "../util/errors.js";
+import { readYamlDocument, type YamlDocument } from "../util/yaml.js";
 import type { Box, Conversation, ImageSource, Message, Part, PromptInput } from "./types.js";
 
 /** Placeholders a user may write in -p text or a text file to say where each --image goes. */
@@ -33,22 +34,16 @@ export function sequenceFromText(text: string, imagePaths: string[], cwd = proce
 }
 
 class YamlPromptReader {
-  private readonly lines = new LineCounter();
+  private readonly yaml: YamlDocument;
   private readonly root: Node | null;
 
   constructor(private readonly text: string, private readonly file: string, private readonly baseDir: string) {
-    const doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: true });
-    if (doc.errors.length > 0) {
-      const e = doc.errors[0];
-      const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
-      throw new PromptError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
-    }
-    this.root = doc.contents as Node | null;
+    this.yaml = readYamlDocument(text, file, (message) => new PromptError(message));
+    this.root = this.yaml.doc.contents as Node | null;
   }
 
   private fail(node: unknown, field: string, expected: string): never {
-    const range = (node as { range?: [number, number, number] } | null)?.range;
-    const where = range ? (({ line, col }) => `line ${line}, column ${col}`)(this.lines.linePos(range[0])) : "";
+    const where = this.yaml.where(node);
     throw new PromptError(`${this.file}: ${where ? `${where}: ` : ""}${field}: expected ${expected}`);
   }
 
