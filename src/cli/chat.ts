@@ -2,25 +2,20 @@
 // session when stdin is a terminal and no prompt is given.
 import type { Command } from "commander";
 import { Emu2 } from "../emu2.js";
-import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
+import { promptFromFile } from "../prompt/parse.js";
 import type { Conversation, PromptInput } from "../prompt/types.js";
 import { UsageError } from "../util/errors.js";
 import { runChatRepl } from "./chat-repl.js";
 import { addGenerationOptions, resolveGenerationSettings, type GenerationFlags } from "./generation-options.js";
 import { EXIT_OK } from "./exit-codes.js";
 import { interruptible, Interrupted } from "./interrupt.js";
-import { collect, makeReporter, writeJson } from "./io.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addChatTemplateOptions, addPromptSourceOptions, readPromptInput, type ChatTemplateFlags, type PromptSourceFlags } from "./prompt-options.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { spinner } from "./progress.js";
 
-interface ChatFlags extends ModelOptions, GenerationFlags {
+interface ChatFlags extends ModelOptions, GenerationFlags, PromptSourceFlags, ChatTemplateFlags {
   interactive?: boolean;
-  prompt?: string;
-  file?: string;
-  image?: string[];
-  system?: string;
-  short?: boolean;
-  grounding?: boolean;
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
@@ -39,24 +34,17 @@ export function registerChat(program: Command): void {
   const command = program
     .command("chat")
     .description("chat with Emu2-Chat: one question (-p, -f, piped stdin) or an interactive session")
-    .option("-p, --prompt <text>", "the message; <image> or [<IMG_PLH>] marks where each --image goes")
-    .option("-f, --file <file>", "prompt or conversation file (YAML, docs/prompt-format.md) or text; - for stdin")
-    .option("--image <path>", "image for the message (repeatable)", collect)
     .option("-i, --interactive", "continue the conversation of -f interactively")
-    .option("--system <text>", "system message (default: the package's)")
-    .option("--short", "use the short-answer system message")
-    .option("--grounding", "ask for boxes (<grounding>)")
     .option("--json", "print the answer as JSON")
     .option("-q, --quiet", "no notices or progress on stderr")
     .option("-v, --verbose", "details on stderr");
-  addGenerationOptions(addModelOptions(command)).action(async (flags: ChatFlags) => {
+  addGenerationOptions(addModelOptions(addChatTemplateOptions(addPromptSourceOptions(command)))).action(async (flags: ChatFlags) => {
     const reporter = makeReporter(flags);
-    if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
     if (flags.interactive && process.stdin.isTTY !== true) throw new UsageError("--interactive needs a terminal on standard input");
     const interactive = flags.interactive === true || (flags.prompt === undefined && flags.file === undefined && process.stdin.isTTY === true);
+    // Without -p or -f: the terminal session, or else the prompt piped on standard input.
     let input: PromptInput | undefined;
-    if (flags.file !== undefined) input = promptFromFile(flags.file, flags.image ?? []);
-    else if (flags.prompt !== undefined) input = { kind: "sequence", parts: sequenceFromText(flags.prompt, flags.image ?? []) };
+    if (flags.prompt !== undefined || flags.file !== undefined) input = readPromptInput(flags);
     else if (!interactive) input = promptFromFile("-", flags.image ?? []);
     if (interactive && input && input.kind === "sequence") throw new UsageError("--interactive continues a conversation file (messages:), not a single prompt");
     if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");

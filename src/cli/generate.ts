@@ -3,18 +3,15 @@
 import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { Emu2, imageToPng } from "../emu2.js";
-import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
-import type { PromptInput } from "../prompt/types.js";
 import { Emu2Error, UsageError } from "../util/errors.js";
-import { collect, makeReporter, writeJson } from "./io.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addPromptSourceOptions, readPromptInput, type PromptSourceFlags } from "./prompt-options.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { wholeNumber } from "./flags.js";
 import { checkOutputFile } from "./output-path.js";
 import { progressBar } from "./progress.js";
 
-interface GenerateFlags extends ModelOptions {
-  file?: string;
-  image?: string[];
+interface GenerateFlags extends ModelOptions, Omit<PromptSourceFlags, "prompt"> {
   output?: string;
   overwrite?: boolean;
   numImages: string;
@@ -61,8 +58,6 @@ export function registerGenerate(program: Command): void {
     .command("generate")
     .description("generate images from text, interleaved image-text prompts, an image alone, or grounded prompts")
     .argument("[prompt]", "the text prompt (images: --image or a YAML file)")
-    .option("-f, --file <file>", "prompt file: YAML (docs/prompt-format.md) or text; - for stdin")
-    .option("--image <path>", "reference image (repeatable); <image> in the prompt places it", collect)
     .option("-o, --output <path>", "PNG path or pattern with {i}; - writes one PNG to stdout (not to a terminal). Default: emu2-N.png with the first free numbers N, never replacing a file")
     .option("--overwrite", "replace -o files that exist (without it an existing file stops the run before any work)")
     .option("--num-images <n>", "how many images (seeds seed, seed+1, ...)", "1")
@@ -72,7 +67,7 @@ export function registerGenerate(program: Command): void {
     .option("--json", "print a JSON list of the written files")
     .option("-q, --quiet", "no notices or progress on stderr")
     .option("-v, --verbose", "details on stderr");
-  addModelOptions(command).action(async (text: string | undefined, flags: GenerateFlags) => {
+  addModelOptions(addPromptSourceOptions(command, { textOption: false })).action(async (text: string | undefined, flags: GenerateFlags) => {
     const reporter = makeReporter(flags);
     const numImages = wholeNumber("--num-images", flags.numImages, { min: 1 });
     const steps = flags.steps === undefined ? undefined : wholeNumber("--steps", flags.steps, { min: 1 });
@@ -92,14 +87,7 @@ export function registerGenerate(program: Command): void {
       if (exists && !flags.overwrite) throw new Emu2Error(`-o ${path}: the file exists; pass --overwrite to replace it, or choose another name`);
     }
 
-    let input: PromptInput;
-    if (flags.file !== undefined) {
-      if (text !== undefined) throw new UsageError("give the prompt as an argument or with -f, not both");
-      input = promptFromFile(flags.file, flags.image ?? []);
-    } else {
-      if (text === undefined && (flags.image ?? []).length === 0) throw new UsageError("nothing to generate from: give a prompt, --image, or -f <file>");
-      input = { kind: "sequence", parts: sequenceFromText(text ?? "", flags.image ?? []) };
-    }
+    const input = readPromptInput({ ...flags, prompt: text }, "a prompt argument");
 
     const model = new Emu2(openModel(flags, reporter));
     // Sessions are given back whatever happens, an error or Ctrl-C included.

@@ -1,33 +1,19 @@
 // emu2 prompt: shows what a prompt becomes for a package - the text with placeholders, the token ids, the images.
 import { isAbsolute, relative } from "node:path";
 import type { Command } from "commander";
-import { promptFromFile, sequenceFromText } from "../prompt/parse.js";
 import { encodePrompt } from "../prompt/encode.js";
 import { renderPrompt, templateTokens, type ImageSlot, type TemplateName } from "../prompt/render.js";
-import type { PromptInput } from "../prompt/types.js";
 import { describeSource } from "../prompt/types.js";
 import { Emu2Tokenizer } from "../tokenizer/tokenizer.js";
 import { UsageError } from "../util/errors.js";
-import { collect, makeReporter, writeJson } from "./io.js";
+import { makeReporter, writeJson } from "./io.js";
+import { addChatTemplateOptions, addPromptSourceOptions, readPromptInput, type ChatTemplateFlags, type PromptSourceFlags } from "./prompt-options.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 
-interface PromptFlags extends ModelOptions {
-  prompt?: string;
-  file?: string;
-  image?: string[];
+interface PromptFlags extends ModelOptions, PromptSourceFlags, ChatTemplateFlags {
   template?: TemplateName;
-  system?: string;
-  short?: boolean;
-  grounding?: boolean;
   json?: boolean;
   quiet?: boolean;
-}
-
-export function readPromptInput(flags: { prompt?: string; file?: string; image?: string[] }): PromptInput {
-  if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError("give -p or -f, not both");
-  if (flags.file !== undefined) return promptFromFile(flags.file, flags.image ?? []);
-  if (flags.prompt === undefined && (flags.image ?? []).length === 0) throw new UsageError("no prompt: give -p <text>, --image <file> or -f <file>");
-  return { kind: "sequence", parts: sequenceFromText(flags.prompt ?? "", flags.image ?? []) };
 }
 
 /** A path under the current folder is shown relative to it, as the user would type it. */
@@ -45,16 +31,10 @@ export function registerPrompt(program: Command): void {
   const command = program
     .command("prompt")
     .description("show what a prompt becomes: text with placeholders, token ids and image slots")
-    .option("-p, --prompt <text>", "prompt text; <image> or [<IMG_PLH>] marks where each --image goes")
-    .option("-f, --file <file>", "prompt file: YAML (docs/prompt-format.md) or text; - for stdin")
-    .option("--image <path>", "image (repeatable)", collect)
     .option("--template <name>", "base, chat or gen (default: the package's)")
-    .option("--system <text>", "chat system message")
-    .option("--short", "chat: the short-answer system message")
-    .option("--grounding", "chat: ask for boxes")
     .option("--json", "print JSON")
     .option("-q, --quiet", "no notices on stderr");
-  addModelOptions(command).action((flags: PromptFlags) => {
+  addModelOptions(addChatTemplateOptions(addPromptSourceOptions(command))).action((flags: PromptFlags) => {
     const reporter = makeReporter(flags);
     const pkg = openModel(flags, reporter, flags.template === "chat" ? "chat" : "default");
     const template = flags.template ?? pkg.manifest.prompt.template;

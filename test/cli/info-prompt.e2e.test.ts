@@ -36,7 +36,7 @@ test("--device-map places the parts of a split decoder; a part or graph that doe
   assert.equal(split.status, 0, split.stderr);
   assert.equal(split.stdout, whole.stdout);
   const cases: [string, string, RegExp][] = [
-    ["emu2-chat-tiny-split", "part0=cpu,part2=cpu", /^emu2: --device-map part2: the package has 2 decoder parts \(part0, part1\)$/],
+    ["emu2-chat-tiny-split", "part0=cpu,part2=cpu", /^emu2: --device-map part2: the package has 2 decoder parts \(part0, part1\) \(see emu2 chat --help\)$/],
     ["emu2-chat-tiny", "part0=cpu", /^emu2: --device-map part0: this package's decoder is not split/],
     ["emu2-chat-tiny-split", "part0=gpu", /^emu2: --device-map: expected graph=device entries/],
   ];
