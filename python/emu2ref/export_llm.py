@@ -232,10 +232,12 @@ def _export_all(out_dir: str, trace_vision, trace_llm, dtype: str, tensor_for, o
 
 
 def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "float32",
-                      parity_dir: str = None, quantization: dict = None, decoder_parts: int = 1) -> dict:
+                      parity_dir: str = None, quantization: dict = None, decoder_parts: int = 1,
+                      only: set = None) -> dict:
     """Writes the six graphs into out_dir; returns the manifest's "vision" and "llm" fields it knows (n_query,
     video_n_query, mean, std and resample are the caller's). With parity_dir, also writes goldens of seeded inputs
-    and the float32 PyTorch outputs of every graph. quantization: graph name -> quantize.Quantization."""
+    and the float32 PyTorch outputs of every graph. quantization: graph name -> quantize.Quantization; only: the
+    names of the graphs to write (default all)."""
     trace_dtype = _TRACE_DTYPES.get(dtype)
     if trace_dtype is None:
         raise ValueError(f"dtype {dtype!r}: expected float32 or float16")
@@ -245,7 +247,7 @@ def export_vision_llm(out_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str = "
         trace_vision, trace_llm = copy.deepcopy(vision).to(trace_dtype), copy.deepcopy(llm).to(trace_dtype)
     weights = {"vision": dict(vision.named_parameters()), "llm": dict(llm.named_parameters())}
     _export_all(out_dir, trace_vision, trace_llm, dtype, lambda root, name: weights[root][name],
-                quantization=quantization, decoder_parts=decoder_parts)
+                quantization=quantization, decoder_parts=decoder_parts, only=only)
     if parity_dir:
         _write_parity(parity_dir, vision, llm, dtype)
     return _sections(vision, llm, decoder_parts)

@@ -53,12 +53,31 @@ def check_width(q: Quantization, k: int, what: str) -> None:
         raise ValueError(f"block size {q.block_size} does not divide the input width {k} of {what}")
 
 
+# Rows quantized at a time: the float32 temporaries stay near 16 MB whatever the weight's size.
+ROWS_PER_CHUNK = 512
+
+
 def quantize(w: np.ndarray, q: Quantization, scale_dtype=np.float32):
     """W [N, K] -> (packed uint8 [N, K/bs, bs*bits/8], scales [N*K/bs] in scale_dtype, zero points uint8 or None).
     The values are rounded with the scales as stored (scale_dtype), so dequantize() gives exactly what ONNX Runtime
     computes with."""
     n, k = w.shape
     check_width(q, k, f"a [{n}, {k}] weight")
+    blocks = k // q.block_size
+    packed = np.empty((n, blocks, q.block_size * q.bits // 8), np.uint8)
+    scales = np.empty((n, blocks), scale_dtype)
+    zero_points = None if q.symmetric else np.empty((n, (blocks * q.bits + 7) // 8), np.uint8)
+    for start in range(0, n, ROWS_PER_CHUNK):
+        rows = slice(start, min(n, start + ROWS_PER_CHUNK))
+        chunk = _quantize_rows(w[rows], q, scale_dtype)
+        packed[rows], scales[rows] = chunk[0], chunk[1]
+        if zero_points is not None:
+            zero_points[rows] = chunk[2]
+    return packed, scales.reshape(-1), zero_points
+
+
+def _quantize_rows(w: np.ndarray, q: Quantization, scale_dtype):
+    n, k = w.shape
     blocks = w.astype(np.float32).reshape(n, k // q.block_size, q.block_size)
     top = (1 << q.bits) - 1
     if q.symmetric:
@@ -75,7 +94,7 @@ def quantize(w: np.ndarray, q: Quantization, scale_dtype=np.float32):
     steps = np.divide(blocks, wide, out=np.zeros_like(blocks), where=wide > 0)
     values = np.clip(np.round(steps) + zero[:, :, None], 0, top).astype(np.uint8)
     zero_points = None if q.symmetric else pack(zero.astype(np.uint8), q.bits)
-    return pack(values, q.bits), scales.reshape(-1), zero_points
+    return pack(values, q.bits), scales, zero_points
 
 
 def pack(values: np.ndarray, bits: int) -> np.ndarray:

@@ -71,6 +71,17 @@ class RoundTripTest(unittest.TestCase):
             relative = np.sqrt(np.mean((back - w) ** 2) / np.mean(w ** 2))
             self.assertLess(relative, 0.012 if q.bits == 8 else 0.2, q)
 
+    def test_row_chunks_do_not_change_the_result(self):
+        from unittest import mock
+
+        w = np.random.default_rng(2).standard_normal((37, 64)).astype(np.float32)
+        for q in (Quantization(4), Quantization(8, symmetric=True)):
+            whole = qz.quantize(w, q)
+            with mock.patch.object(qz, "ROWS_PER_CHUNK", 5):
+                chunked = qz.quantize(w, q)
+            for a, b in zip(whole, chunked):
+                np.testing.assert_array_equal(a, b)
+
     def test_block_size_must_divide_the_width(self):
         with self.assertRaisesRegex(ValueError, "block size 64 does not divide the input width 96"):
             qz.quantize(np.zeros((2, 96), np.float32), Quantization(4, 64))
