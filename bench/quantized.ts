@@ -14,7 +14,8 @@ import { performance } from "node:perf_hooks";
 import { median } from "./stats.js";
 
 const DIR = process.env.EMU2_BENCH_DIR ?? join(homedir(), ".cache", "emu2-bench");
-const VARIANTS = ["float32", "int8", "int4"] as const;
+// -acc4: MatMulNBits accuracy_level 4 (the CPU quantizes activations to int8 per block); the others use level 0.
+const VARIANTS = ["float32", "int8", "int8-acc4", "int4", "int4-acc4"] as const;
 const HIDDEN = 6656;
 const HEADS = 52;
 const HEAD_DIM = 128;

@@ -1,6 +1,7 @@
 """The real-width stand-in of `npm run bench:quantized`: a decoder graph of LLaMA-33B width (Emu2's LLM: hidden 6656,
 52 heads, intermediate 17920) with `--layers` layers of seeded random weights, exported by the package exporter as
-float32, int8 or int4 (MatMulNBits, block 32, asymmetric, the decoder's linear layers as `--quantize` does). Prints
+float32, int8 or int4 (MatMulNBits, block 32, asymmetric, the decoder's linear layers as `--quantize` does;
+-acc4: `--accuracy-level 4`). Prints
 one JSON line: the export's peak resident set (the streaming export should need about one float32 layer).
 
     /usr/bin/python3 bench/standin_decoder.py ~/.cache/emu2-bench/int4 --variant int4 --layers 1
@@ -39,7 +40,7 @@ def bandwidth_graph(path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
-    parser.add_argument("--variant", choices=["float32", "int8", "int4"])
+    parser.add_argument("--variant", choices=["float32", "int8", "int4", "int8-acc4", "int4-acc4"])
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--bandwidth", action="store_true")
     args = parser.parse_args()
@@ -56,7 +57,8 @@ def main() -> None:
     with torch.no_grad():
         for name, p in llm.model.layers.named_parameters():
             p.copy_(torch.randn(p.shape) / p.shape[-1] ** 0.5 if p.dim() == 2 else 1.0 + 0.1 * torch.randn(p.shape))
-    plan = {} if args.variant == "float32" else {"decoder": Quantization(8 if args.variant == "int8" else 4)}
+    bits, _, accuracy = args.variant.partition("-acc")
+    plan = {} if bits == "float32" else {"decoder": Quantization(int(bits[3:]), accuracy_level=int(accuracy or 0))}
     export_vision_llm(args.out, vision, llm, "float32", quantization=plan, only={"decoder"})
     print(json.dumps({"variant": args.variant, "layers": args.layers, "export_s": round(time.time() - start, 1),
                       "export_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
