@@ -68,7 +68,19 @@ export interface LlmJob extends PackageJob {
   length_penalty: number;
 }
 
-export type WorkerJob = PreprocessJob | VisualEncoderJob | DiffusionJob | LlmJob;
+/** A few-shot evaluation run (TypeScript only: the reference has no evaluation harness to compare with). */
+export interface FewshotJob extends CommonJob {
+  kind: "fewshot";
+  package_dir: string;
+  data_dir: string;
+  /** Task config (name or path) and the shot count. */
+  task: string;
+  shots: number;
+  /** Evaluate the first N samples. */
+  limit: number;
+}
+
+export type WorkerJob = PreprocessJob | VisualEncoderJob | DiffusionJob | LlmJob | FewshotJob;
 
 /** What every side reports besides its stage's own figures. */
 export interface ProcessFigures {
@@ -110,6 +122,16 @@ export interface TsDiffusionFigures extends DiffusionFigures {
 
 export interface TorchDiffusionFigures extends DiffusionFigures {
   build_ms: number;
+}
+
+export interface FewshotFigures extends ProcessFigures {
+  samples: number;
+  /** Wall time of the whole run (prompts, image features, generation, records), median over repeats. */
+  cached_ms: number;
+  uncached_ms: number;
+  /** Visual encoder runs per evaluation run. */
+  cached_encodes: number;
+  uncached_encodes: number;
 }
 
 export interface LlmFigures extends ProcessFigures {

@@ -15,7 +15,7 @@ import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem }
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  DiffusionJob, LlmJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
+  DiffusionJob, FewshotFigures, FewshotJob, LlmJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
   TorchLlmFigures, TsDiffusionFigures, TsLlmFigures, TsVisualEncoderFigures, VisualEncoderJob, WorkerJob,
 } from "./jobs.js";
 import { fillNormals } from "../src/diffusion/noise.js";
@@ -55,7 +55,8 @@ interface Row {
   tsMs?: number;
   torchMs?: number;
   ts: ProcessFigures;
-  torch: ProcessFigures;
+  /** Absent where the reference has nothing to compare (few-shot evaluation). */
+  torch?: ProcessFigures;
   /** How the two sides' outputs compare, or what the figure means. */
   note: string;
 }
@@ -258,7 +259,39 @@ const llmStage: Stage = {
   },
 };
 
-const STAGES: Stage[] = [preprocessStage, visualEncoderStage, diffusionStage, llmStage];
+const FEWSHOT_TASK = "vqav2";
+const FEWSHOT_SHOTS = 8;
+const FEWSHOT_SAMPLES = 18;
+
+const fewshotStage: Stage = {
+  name: "few-shot eval",
+  needs: [{ path: "fixtures/datasets/vqav2", hint: "run node --import tsx tools/make-fixture-datasets.ts" }],
+  async run(ctx) {
+    const job: FewshotJob = {
+      kind: "fewshot", threads: ctx.threads, warmup: 1, repeats: 3, out_dir: ctx.workDir, package_dir: join(ROOT, PACKAGE_DIR),
+      data_dir: join(ROOT, "fixtures/datasets"), task: FEWSHOT_TASK, shots: FEWSHOT_SHOTS, limit: FEWSHOT_SAMPLES,
+    };
+    const ts = await ctx.runTs<FewshotFigures>(job);
+    const perS = (ms: number) => ((ts.samples / ms) * 1000).toFixed(1);
+    const rows: Row[] = [
+      {
+        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK} (configs/eval), ${ts.samples} samples, feature cache`, tsMs: ts.cached_ms / ts.samples, ts,
+        note: `${perS(ts.cached_ms)} samples/s; ${ts.cached_encodes} image encodes per run; no reference harness to compare`,
+      },
+      {
+        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK}, ${ts.samples} samples, no feature cache`, tsMs: ts.uncached_ms / ts.samples, ts,
+        note: `${perS(ts.uncached_ms)} samples/s; ${ts.uncached_encodes} image encodes per run; same predictions as with the cache`,
+      },
+    ];
+    const method = `runFewshotEval (the engine of emu2 fewshot-eval) on ${PACKAGE_NAME} and fixtures/datasets: the ` +
+      `${FEWSHOT_TASK} config's decoding (Emu2's VQA settings), random demonstrations, batch size 1, a fresh output ` +
+      `directory and (with the cache) a fresh feature cache per run; ms per sample = wall time of a run / samples; ` +
+      `${job.warmup} warm-up run, median of ${job.repeats}`;
+    return { rows, method, raw: { job, ts } };
+  },
+};
+
+const STAGES: Stage[] = [preprocessStage, visualEncoderStage, diffusionStage, llmStage, fewshotStage];
 
 /** Stops the bench when the two sides' outputs differ: their timings would compare different work. */
 function checkSameWork(stage: string, meanAbsDiff: number): void {
@@ -313,6 +346,15 @@ function runJson<T>(side: string, command: string, args: string[], input: string
   });
 }
 
+/** `npm run bench -- <part of a stage name>...` runs only those stages (all without arguments). */
+function selectedStages(): Stage[] {
+  const wanted = process.argv.slice(2);
+  if (wanted.length === 0) return STAGES;
+  const chosen = STAGES.filter((s) => wanted.some((w) => s.name.includes(w)));
+  if (chosen.length === 0) throw new BenchError(`no stage matches ${wanted.join(", ")}: stages are ${STAGES.map((s) => s.name).join(", ")}`);
+  return chosen;
+}
+
 function checkNeeds(): void {
   if (!existsSync(PYTHON)) throw new BenchError(`${PYTHON} missing: the PyTorch peer needs Debian's python3 with python3-torch`);
   if (!existsSync(join(ROOT, PACKAGE_DIR, "manifest.yaml"))) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml missing: ${BUILD_HINT}`);
@@ -339,7 +381,8 @@ function fmtMs(ms: number | undefined): string {
 }
 
 /** "peak (after imports) MB" of one side's process. */
-function fmtRss(figures: ProcessFigures): string {
+function fmtRss(figures: ProcessFigures | undefined): string {
+  if (figures === undefined) return "-";
   const mb = (kb: number) => (kb / 1024).toFixed(0);
   return `${mb(figures.rss_peak_kb)} (${mb(figures.rss_baseline_kb)}) MB`;
 }
@@ -397,7 +440,7 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     const methods: string[] = [];
     const stages: Record<string, unknown> = {};
-    for (const stage of STAGES) {
+    for (const stage of selectedStages()) {
       const stageStart = performance.now();
       process.stderr.write(`running ${stage.name}...\n`);
       const ctx: Context = { threads, workDir, manifest, runTs, runTorch };
@@ -415,7 +458,7 @@ async function main(): Promise<void> {
     const resultsFile = join(resultsDir, "latest.json");
     const summary = rows.map((r) => ({
       stage: r.stage, ts_ms: r.tsMs, torch_ms: r.torchMs, ts_rss_peak_kb: r.ts.rss_peak_kb,
-      torch_rss_peak_kb: r.torch.rss_peak_kb, note: r.note,
+      torch_rss_peak_kb: r.torch?.rss_peak_kb, note: r.note,
     }));
     writeFileSync(resultsFile, JSON.stringify({ date: new Date().toISOString(), machine, threading, rows: summary, stages, wall_s: wall }, null, 2) + "\n");
     console.log(`wrote ${resultsFile}; total ${wall.toFixed(1)} s`);

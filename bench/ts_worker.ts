@@ -12,7 +12,10 @@ import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js"
 import { loadImage } from "../src/vision/image.js";
 import { VisualEncoder } from "../src/vision/encoder.js";
 import { preprocessImage } from "../src/vision/preprocess.js";
-import type { DiffusionJob, LlmJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
+import { loadTasks, runFewshotEval } from "../src/eval/runner.js";
+import { predictionsFile } from "../src/eval/run-store.js";
+import { loadTaskConfig } from "../src/eval/task-config.js";
+import type { DiffusionJob, FewshotJob, LlmJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
 import { median } from "./stats.js";
 
 async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown>> {
@@ -153,6 +156,57 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
   };
 }
 
+/**
+ * The same few-shot run with the image feature cache (a fresh cache each time: every distinct image is encoded once
+ * per run) and without it (every image of every prompt goes through the encoder). Both must write the same
+ * predictions: otherwise they did different work.
+ */
+async function runFewshot(job: FewshotJob): Promise<Record<string, unknown>> {
+  const baseline = process.memoryUsage().rss;
+  const model = Emu2.open(job.package_dir, { ...DEFAULT_SESSION_OPTIONS, threads: job.threads });
+  await model.llm();
+  await model.visualEncoder();
+  const tasks = loadTasks([loadTaskConfig(job.task)], job.data_dir);
+  const name = tasks[0].config.name;
+  const settings = { trials: 1, seed: 0, demos: "random" as const, limit: job.limit, shots: [job.shots] };
+  const once = async (cached: boolean, run: number) => {
+    const outputDir = join(job.out_dir, `fewshot-${cached ? "cached" : "uncached"}-${run}`);
+    let encodes = 0;
+    const encoder = await model.visualEncoder();
+    const original = encoder.encodeSlots.bind(encoder);
+    encoder.encodeSlots = (...args) => {
+      encodes += args[0].length;
+      return original(...args);
+    };
+    const start = performance.now();
+    await runFewshotEval({
+      model, tasks, settings, outputDir, resume: false, shard: null, batchSize: 1,
+      featureCacheDir: cached ? join(outputDir, "features") : null,
+    });
+    const ms = performance.now() - start;
+    encoder.encodeSlots = original;
+    return { ms, encodes, predictions: readFileSync(predictionsFile(outputDir, name, job.shots, 0), "utf8") };
+  };
+  for (let i = 0; i < job.warmup; i++) await once(true, -1 - i);
+  const cached: number[] = [];
+  const uncached: number[] = [];
+  let figures: { cached?: Awaited<ReturnType<typeof once>>; uncached?: Awaited<ReturnType<typeof once>> } = {};
+  for (let i = 0; i < job.repeats; i++) {
+    const c = await once(true, i);
+    const u = await once(false, i);
+    if (c.predictions !== u.predictions) throw new Error("fewshot job: the runs with and without the feature cache wrote different predictions");
+    cached.push(c.ms);
+    uncached.push(u.ms);
+    figures = { cached: c, uncached: u };
+  }
+  await model.release();
+  return {
+    samples: job.limit, cached_ms: median(cached), uncached_ms: median(uncached),
+    cached_encodes: figures.cached?.encodes ?? 0, uncached_encodes: figures.uncached?.encodes ?? 0,
+    rss_baseline_kb: Math.round(baseline / 1024),
+  };
+}
+
 async function main(): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -163,6 +217,7 @@ async function main(): Promise<void> {
     case "visual_encoder": result = await runVisualEncoder(job); break;
     case "diffusion": result = await runDiffusion(job); break;
     case "llm": result = await runLlm(job); break;
+    case "fewshot": result = await runFewshot(job); break;
   }
   result.rss_peak_kb = process.resourceUsage().maxRSS;
   process.stdout.write(JSON.stringify(result) + "\n");

@@ -22,7 +22,8 @@ export function formatScoreReport(report: ScoreReport): string {
   for (const [name, value] of Object.entries(report.breakdown)) {
     if (value !== null && typeof value === "object") {
       for (const [k, v] of Object.entries(value)) {
-        const shown = v !== null && typeof v === "object" ? Object.entries(v).map(([a, b]) => `${a}=${formatNumber(b)}`).join(" ") : formatNumber(v);
+        // Scores of a breakdown print like the score itself (two decimals); counts stay whole.
+        const shown = v !== null && typeof v === "object" ? Object.entries(v).map(([a, b]) => `${a}=${formatNumber(b)}`).join(" ") : typeof v === "number" ? v.toFixed(2) : formatNumber(v);
         lines.push(`  ${name} ${k}: ${shown}`);
       }
     } else {

@@ -2,7 +2,8 @@
 // image's content hash, so a demonstration shared by many queries, a resumed run, other shards on the same disk and
 // later runs pay nothing more. Files are written to a temporary name and renamed: a killed run never leaves a torn
 // entry.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Emu2 } from "../emu2.js";
@@ -70,7 +71,8 @@ export class FeatureCache {
     }
     const features = await this.model.imageFeatures({ path }, nQuery);
     this.stats.computed++;
-    const tmp = `${file}.${process.pid}.tmp`;
+    // Shards on other machines may share the cache: a unique temporary name, then an atomic rename.
+    const tmp = `${file}.${hostname()}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     writeFileSync(tmp, Buffer.from(features.data.buffer, features.data.byteOffset, features.data.byteLength));
     renameSync(tmp, file);
     return features;
