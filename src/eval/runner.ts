@@ -3,7 +3,7 @@
 // sample to the predictions JSONL, and score. Results are recomputed from the records, so a resumed run, a merged
 // set of shards and an uninterrupted run end with the same results.json.
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Emu2 } from "../emu2.js";
 import type { GenerationSettings } from "../llm/stage.js";
@@ -223,6 +223,10 @@ export async function runFewshotEval(request: RunRequest, callbacks: RunCallback
     complete: false,
   };
   const existing = readResults(outputDir);
+  const predictionsDir = join(outputDir, "predictions");
+  if (existing === null && existsSync(predictionsDir) && readdirSync(predictionsDir).length > 0) {
+    throw new UsageError(`${predictionsDir} holds predictions but ${join(outputDir, RESULTS_FILE)} is missing: choose another --output-dir`);
+  }
   if (existing !== null) {
     const where = join(outputDir, RESULTS_FILE);
     if (!request.resume) throw new UsageError(`${where} exists: pass --resume to continue that run, or choose another --output-dir`);
