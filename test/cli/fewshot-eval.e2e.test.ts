@@ -1,7 +1,7 @@
 // emu2 fewshot-eval end to end on the tiny package and the fixture datasets: the acceptance of issue 10.
 // Killed-then-resumed, sharded-then-merged and batch size 4 all equal one uninterrupted run, byte for byte.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ test("an uninterrupted run: summary lines and table on stdout, results.json and 
   assert.match(lines[0], /^hateful_memes 0-shot roc-auc: \d+\.\d\d \(n=6\)$|^vqav2 0-shot vqa: \d+\.\d\d \(n=6\)$/);
   assert.ok(r.stdout.includes("vqav2 2-shot vqa: "), r.stdout);
   assert.match(r.stdout, /\ntask +metric +0-shot +2-shot\nvqav2 +vqa +\d+\.\d\d +\d+\.\d\d\nhateful_memes +roc-auc +\d+\.\d\d +\d+\.\d\d\n$/);
+  assert.doesNotMatch(r.stderr, /ETA|\[/, "no progress bars when stderr is not a terminal");
   reference = snapshot(out("a"));
   assert.deepEqual(Object.keys(reference), ["results.json", "hateful_memes_0shot_seed0.jsonl", "hateful_memes_2shot_seed0.jsonl", "vqav2_0shot_seed0.jsonl", "vqav2_2shot_seed0.jsonl"]);
   const results = JSON.parse(reference["results.json"]);
@@ -164,4 +165,14 @@ test("every task config runs end to end on the fixture data (both tiny packages)
   const chat = emu2(["fewshot-eval", "--tasks", "fixtures/datasets/configs/vqav2.yaml", "--data-dir", "fixtures/datasets", "--limit", "2", "-m", packageDir("emu2-chat-tiny"), "-o", out("chat"), "--json"]);
   assert.equal(chat.status, 0, chat.stderr);
   assert.equal(JSON.parse(chat.stdout).results.vqav2["2"].trials[0].n, 2);
+});
+
+test("on a terminal: a progress bar with ETA per task, shot count and seed", () => {
+  const args = ["fewshot-eval", "--tasks", "fixtures/datasets/configs/hateful_memes.yaml", "--data-dir", "fixtures/datasets", "--limit", "4", "-m", PKG, "-o", out("tty")];
+  const steps = [{ expect: "hateful_memes 0-shot seed 0 [" }, { expect: "hateful_memes 2-shot seed 0 [" }, { expect: "ETA" }, { expect: "2-shot" }];
+  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, ...args], { encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const { transcript, exit_code } = JSON.parse(r.stdout);
+  assert.equal(exit_code, 0, transcript);
+  assert.match(transcript, /hateful_memes 2-shot seed 0 \[[^\]]*\] 4\/4/);
 });
