@@ -7,14 +7,16 @@ import { toPng } from "./diffusion/png.js";
 import { decoderRoles, ModelPackage } from "./model/package.js";
 import type { SessionOptions } from "./model/session.js";
 import { concat, type Tensor } from "./model/tensor.js";
-import { encodePrompt, type EncodedPrompt } from "./prompt/encode.js";
-import { renderPrompt, templateTokens } from "./prompt/render.js";
+import { encodePrompt, FRAME_TOKEN, videoNQuery, type EncodedPrompt } from "./prompt/encode.js";
+import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
 import type { ImageSource, PromptInput } from "./prompt/types.js";
+import { mergeFeatureRows } from "./llm/embed.js";
 import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
 import { ImageLoadError } from "./vision/image.js";
+import { decodeFrames, DEFAULT_VIDEO_FRAMES, probeVideo, sampleVideo, VideoError, type ProbedVideo, type SampledVideo } from "./vision/video.js";
 
 export interface TextResult {
   text: string;
@@ -55,13 +57,22 @@ export interface PromptOptions {
    * same images again and again (few-shot evaluation) passes a cache. Returns [1,Q,W] for one image.
    */
   imageFeatures?: (image: ImageSource, nQuery: number) => Promise<Tensor>;
+  /** Frames sampled uniformly from each video (default 8; all of them when a video has fewer). */
+  frames?: number;
+  /** Told when a video has fewer frames than asked (a notice for a person; the prompt still runs). */
+  onNotice?: (message: string) => void;
 }
 
-/** A prompt ready for the LLM: its token ids and the visual features of its images, in order. */
+/**
+ * A prompt ready for the LLM: its token ids and the visual features of its images and video frames. Without videos,
+ * features are [K,Q,W], one row of Q per image in order; with videos, [1,R,W]: one row per <image> or [gIMG] token,
+ * in the order those tokens appear (mergeFeatureRows).
+ */
 export interface PreparedPrompt {
   encoded: EncodedPrompt;
-  /** Image features [K,Q,W] of the prompt's images, in order. */
   features: Tensor | null;
+  /** Each video of the prompt, in order, with the frames sampled from it. */
+  videos: SampledVideo[];
 }
 
 /** Visual embeddings Emu2-Gen regresses per image (emu2-facts.md). */
@@ -69,7 +80,10 @@ const REGRESSION_TOKENS = 64;
 
 function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
   const present = prepared.flatMap((p) => (p.features ? [p.features] : []));
-  return present.length > 0 ? concat(present) : null;
+  if (present.length === 0) return null;
+  if (present.every((f) => f.dims[1] === present[0].dims[1])) return concat(present);
+  // Prompts with videos carry rows [1,R,W] (PreparedPrompt): the batch's features are joined as rows.
+  return concat(present.map((f) => ({ data: f.data, dims: [1, f.dims[0] * f.dims[1], f.dims[2]] })), 1);
 }
 
 /** Text up to the first stop string (the stop string itself is not part of the answer). */
@@ -109,19 +123,63 @@ export class Emu2 {
     return this.tokenizerInstance;
   }
 
+  /**
+   * Probes the prompt's videos and samples their frames (no pixels decoded yet): what rendering needs to know how
+   * many frame slots each video takes. A video named twice is probed once.
+   */
+  async sampleVideos(input: PromptInput, options: Pick<PromptOptions, "frames" | "onNotice"> = {}): Promise<Map<string, { probed: ProbedVideo; sampled: SampledVideo }>> {
+    const videos = new Map<string, { probed: ProbedVideo; sampled: SampledVideo }>();
+    const sources = videoParts(input);
+    if (sources.length === 0) return videos;
+    videoNQuery(this.manifest);
+    for (const source of sources) {
+      if (videos.has(source.path)) continue;
+      const probed = await probeVideo(source.path);
+      const sampled = sampleVideo(probed, options.frames ?? DEFAULT_VIDEO_FRAMES);
+      if (sampled.shortBy !== undefined) {
+        options.onNotice?.(`emu2: ${source.path}: ${sampled.totalFrames} frame${sampled.totalFrames === 1 ? "" : "s"}, fewer than the ${sampled.requested} asked for: using all of them`);
+      }
+      videos.set(source.path, { probed, sampled });
+    }
+    return videos;
+  }
+
   /** Template, tokens and image features of one prompt; `reserveTokens` is checked against the context too. */
   async prepare(input: PromptInput, options: PromptOptions & { reserveTokens?: number } = {}): Promise<PreparedPrompt> {
-    const rendered = renderPrompt(input, this.manifest.prompt.template, templateTokens(this.manifest, { system: options.system, shortAnswers: options.shortAnswers }));
+    const videos = await this.sampleVideos(input, options);
+    const tokens = templateTokens(this.manifest, {
+      system: options.system,
+      shortAnswers: options.shortAnswers,
+      videoFrames: (video) => (videos.get(video.path) as { sampled: SampledVideo }).sampled.frames.length,
+    });
+    const rendered = renderPrompt(input, this.manifest.prompt.template, tokens);
     const encoded = encodePrompt(rendered, this.tokenizer(), this.manifest, { reserveTokens: options.reserveTokens });
-    if (encoded.images.length === 0) return { encoded, features: null };
-    const source = options.imageFeatures;
+    const sampled = encoded.videos.map((slot) => (videos.get(slot.video.path) as { sampled: SampledVideo }).sampled);
+    if (encoded.images.length === 0 && encoded.videos.length === 0) return { encoded, features: null, videos: sampled };
+    const images = encoded.images.length > 0 ? await this.slotFeatures(encoded, options.imageFeatures) : null;
+    if (encoded.videos.length === 0) return { encoded, features: images, videos: sampled };
+    const encoder = await this.visualEncoder();
+    const vQuery = encoded.videoNQuery as number;
+    const frameFeatures: Tensor[] = [];
+    for (const slot of encoded.videos) {
+      const video = videos.get(slot.video.path) as { probed: ProbedVideo; sampled: SampledVideo };
+      for await (const frame of decodeFrames(video.probed, video.sampled)) frameFeatures.push(await encoder.encodeImage(frame, vQuery));
+    }
+    const tokenIds = this.manifest.tokenizer.special_tokens;
+    const frames = concat(frameFeatures);
+    const features = mergeFeatureRows(encoded.ids, tokenIds["<image>"], images, tokenIds[FRAME_TOKEN], frames);
+    return { encoded, features, videos: sampled };
+  }
+
+  /** Features [K,Q,W] of the prompt's image slots, from `source` where given (images only), else the encoder. */
+  private async slotFeatures(encoded: EncodedPrompt, source: PromptOptions["imageFeatures"]): Promise<Tensor> {
     if (source === undefined || encoded.images.some((slot) => slot.kind !== "image")) {
       const encoder = await this.visualEncoder();
-      return { encoded, features: await encoder.encodeSlots(encoded.images, encoded.nQuery) };
+      return encoder.encodeSlots(encoded.images, encoded.nQuery);
     }
     const parts: Tensor[] = [];
     for (const slot of encoded.images) if (slot.kind === "image") parts.push(await source(slot.image, encoded.nQuery));
-    return { encoded, features: concat(parts) };
+    return concat(parts);
   }
 
   /** Pooled visual features [1,Q,W] of one image (Q: the package's n_query unless given). */
@@ -147,7 +205,7 @@ export class Emu2 {
   }
 
   /**
-   * The same, but a prompt whose preparation fails (an unreadable image, a prompt too long for the context) gets its
+   * The same, but a prompt whose preparation fails (an unreadable image or video, a prompt too long for the context) gets its
    * own error and the rest still run: what a batch job over many files needs. A failure of the package itself (its
    * tokenizer, a graph that does not load) is thrown, since every other prompt would fail the same way.
    */
@@ -160,7 +218,7 @@ export class Emu2 {
         ready.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
         readyIndex.push(i);
       } catch (error) {
-        if (!(error instanceof ImageLoadError || error instanceof PromptError)) throw error;
+        if (!(error instanceof ImageLoadError || error instanceof VideoError || error instanceof PromptError)) throw error;
         results[i] = { error };
       }
     }
@@ -212,6 +270,7 @@ export class Emu2 {
   /** Text (and reference images) -> images: Emu2-Gen regresses 64 visual embeddings, the visual decoder draws them. */
   async generateImages(input: PromptInput, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
     this.requireVisualDecoder();
+    if (videoParts(input).length > 0) throw new Emu2Error("video input is for text answers (chat, caption); image generation takes images and text");
     const prepared = await this.prepare(input, { reserveTokens: REGRESSION_TOKENS });
     const llm = await this.llm();
     const cond = await llm.regress([prepared.encoded.ids], prepared.features, REGRESSION_TOKENS);

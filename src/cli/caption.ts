@@ -20,12 +20,13 @@ import { OutputLock } from "./output-lock.js";
 import { checkOutputFile } from "./output-path.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { progressBar } from "./progress.js";
+import { addVideoOptions, parseFrames, type VideoFlags } from "./video-options.js";
 
-interface CaptionFlags extends ModelOptions, GenerationFlags {
+interface CaptionFlags extends ModelOptions, GenerationFlags, VideoFlags {
   format?: string;
   json?: boolean;
   output?: string;
-  prompt: string;
+  prompt?: string;
   demos?: string;
   batchSize: string;
   recursive?: boolean;
@@ -34,6 +35,8 @@ interface CaptionFlags extends ModelOptions, GenerationFlags {
 }
 
 export const DEFAULT_CAPTION_PROMPT = "Describe the image in details:";
+/** The official README's video question (Emu2-Chat). */
+export const DEFAULT_VIDEO_CAPTION_PROMPT = "What happened in the video?";
 
 interface Demo { image: string; caption: string }
 
@@ -56,12 +59,13 @@ export function readDemos(file: string): Demo[] {
  * The prompt for one image: demonstrations first (image, instruction, caption), then the query image and the
  * instruction, concatenated as the official few-shot prompts are.
  */
-export function captionPrompt(image: string, instruction: string, demos: Demo[]): PromptInput {
+export function captionPrompt(image: string, instruction: string, demos: Demo[], kind: "image" | "video" = "image"): PromptInput {
   const parts: Part[] = [];
   for (const demo of demos) {
     parts.push({ kind: "image", image: { path: demo.image } }, { kind: "text", text: `${instruction} ${demo.caption}. ` });
   }
-  parts.push({ kind: "image", image: { path: resolve(image) } }, { kind: "text", text: instruction });
+  parts.push(kind === "video" ? { kind: "video", video: { path: resolve(image) } } : { kind: "image", image: { path: resolve(image) } });
+  parts.push({ kind: "text", text: instruction });
   return { kind: "sequence", parts };
 }
 
@@ -69,18 +73,20 @@ export function registerCaption(program: Command): void {
   const command = program
     .command("caption")
     .description("caption images (files, folders, globs; - reads a list of paths from stdin)")
-    .argument("<images...>", "image files, folders (their own images; subfolders with -r) or glob patterns")
+    .argument("[images...]", "image files, folders (their own images; subfolders with -r) or glob patterns")
     .option("-r, --recursive", "read the images of subfolders too")
     .option("--format <format>", "text, tsv or jsonl (default: from -o's extension, else text)")
     .option("--json", "the same as --format jsonl")
     .option("-o, --output <file>", "write here; an existing JSONL or TSV file is resumed (its images, matched by real path, are skipped); an existing text file is refused")
-    .option("--prompt <text>", "instruction after each image", DEFAULT_CAPTION_PROMPT)
+    .option("--prompt <text>", `instruction after each image (default "${DEFAULT_CAPTION_PROMPT}"; videos: "${DEFAULT_VIDEO_CAPTION_PROMPT}")`)
     .option("--demos <yaml>", "in-context examples: a YAML list of {image, caption}, image paths relative to the file (fixtures/prompts/demos.yaml)")
     .option("-b, --batch-size <n>", "images per batch", "4")
     .option("-q, --quiet", "no notices or progress on stderr")
     .option("-v, --verbose", "details on stderr");
-  addGenerationOptions(addModelOptions(command)).action(async (args: string[], flags: CaptionFlags) => {
+  addGenerationOptions(addModelOptions(addVideoOptions(command, "to caption"))).action(async (args: string[], flags: CaptionFlags) => {
     const reporter = makeReporter(flags);
+    const frames = parseFrames(flags);
+    if (args.length === 0 && (flags.video ?? []).length === 0) throw new UsageError("nothing to caption: give image files, folders or globs, or --video <path>");
     if (flags.json && flags.format !== undefined && flags.format !== "jsonl") throw new UsageError(`--json and --format ${flags.format} disagree`);
     const format = (flags.json ? "jsonl" : flags.format ?? formatFromPath(flags.output) ?? "text") as CaptionFormat;
     if (!["text", "tsv", "jsonl"].includes(format)) throw new UsageError(`--format: expected text, tsv or jsonl, got ${JSON.stringify(flags.format)}`);
@@ -88,7 +94,8 @@ export function registerCaption(program: Command): void {
     const output = flags.output !== undefined && flags.output !== "-" ? flags.output : undefined;
     if (output !== undefined) checkOutputFile(output);
     const demos = flags.demos ? readDemos(flags.demos) : [];
-    const images = await expandImageInputs(args, undefined, { recursive: flags.recursive });
+    const videos = new Set(flags.video ?? []);
+    const images = [...(args.length > 0 ? await expandImageInputs(args, undefined, { recursive: flags.recursive }) : []), ...videos];
 
     // The claim on the output comes before reading what it holds, so no other run appends between the two.
     const lock = output !== undefined ? OutputLock.acquire(output) : undefined;
@@ -113,7 +120,10 @@ export function registerCaption(program: Command): void {
             const batch = todo.slice(start, start + batchSize);
             // A package-level failure (unreadable tokenizer, broken graph) is thrown from here and ends the run; only
             // problems of one image come back as results.
-            const results = await model.generateTextEach(batch.map((img) => captionPrompt(img, flags.prompt, demos)), settings, { signal });
+            const prompts = batch.map((item) => videos.has(item)
+              ? captionPrompt(item, flags.prompt ?? DEFAULT_VIDEO_CAPTION_PROMPT, demos, "video")
+              : captionPrompt(item, flags.prompt ?? DEFAULT_CAPTION_PROMPT, demos));
+            const results = await model.generateTextEach(prompts, settings, { signal, frames, onNotice: (m) => reporter.notice(m) });
             results.forEach((result, i) => {
               if ("error" in result) {
                 failed++;

@@ -1,4 +1,4 @@
-// Interactive chat on a terminal: streamed replies, history with images, slash commands, and Ctrl-C that stops the
+// Interactive chat on a terminal: streamed replies, history with images and videos, slash commands, and Ctrl-C that stops the
 // reply in progress rather than the session.
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -9,6 +9,7 @@ import type { Conversation, Part } from "../prompt/types.js";
 import { errorMessage } from "../util/errors.js";
 import { EXIT_INTERRUPTED } from "./exit-codes.js";
 import { loadImage } from "../vision/image.js";
+import { probeVideo } from "../vision/video.js";
 
 export interface ChatEngine {
   /** Answers the conversation's last user message, streaming text through onText; stops early when signal aborts. */
@@ -26,6 +27,7 @@ export interface ReplStreams {
 const HELP = [
   "Type a message and press Enter. Commands:",
   "  /image <path>   attach an image to your next message",
+  "  /video <path>   attach a video (frames folder, GIF, WebP, mp4/webm/mov) to your next message",
   "  /reset          forget the conversation",
   "  /save <file>    write the conversation as a YAML prompt (replay with emu2 chat -f <file>)",
   "  /exit           leave (Ctrl-D too); Ctrl-C stops a reply in progress",
@@ -34,7 +36,7 @@ const HELP = [
 /** Runs until /exit, end of input, or two Ctrl-C in a row at the prompt; returns the exit code. */
 export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, start: Conversation): Promise<number> {
   const conversation: Conversation = { ...start, messages: [...start.messages] };
-  let pendingImages: Part[] = [];
+  let pendingMedia: Part[] = [];
   let replying: AbortController | undefined;
   let interruptsAtPrompt = 0;
   const say = (text: string) => streams.messages.write(`${text}\n`);
@@ -81,7 +83,7 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
           return true;
         case "/reset":
           conversation.messages = [];
-          pendingImages = [];
+          pendingMedia = [];
           say("(conversation cleared)");
           return true;
         case "/image": {
@@ -101,7 +103,24 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
             say(`/image: ${errorMessage(err).replace(path, arg)}`);
             return true;
           }
-          pendingImages.push({ kind: "image", image: { path } });
+          pendingMedia.push({ kind: "image", image: { path } });
+          say(`(${arg} will go with your next message)`);
+          return true;
+        }
+        case "/video": {
+          if (!arg) {
+            say("/video: give a video path (a folder of frames, a GIF, a WebP or a video file)");
+            return true;
+          }
+          const path = resolve(arg);
+          // Probed now, so what is not a video is refused here and not after the next message is typed.
+          try {
+            await probeVideo(path);
+          } catch (err) {
+            say(`/video: ${errorMessage(err).replace(path, arg)}`);
+            return true;
+          }
+          pendingMedia.push({ kind: "video", video: { path } });
           say(`(${arg} will go with your next message)`);
           return true;
         }
@@ -125,8 +144,8 @@ export async function runChatRepl(engine: ChatEngine, streams: ReplStreams, star
     };
 
     const answer = async (text: string) => {
-      conversation.messages.push({ role: "user", parts: [...pendingImages, { kind: "text", text }] });
-      pendingImages = [];
+      conversation.messages.push({ role: "user", parts: [...pendingMedia, { kind: "text", text }] });
+      pendingMedia = [];
       replying = new AbortController();
       let reply = "";
       try {

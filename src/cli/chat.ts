@@ -13,8 +13,9 @@ import { makeReporter, writeJson } from "./io.js";
 import { addChatTemplateOptions, addPromptSourceOptions, readPromptInput, type ChatTemplateFlags, type PromptSourceFlags } from "./prompt-options.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { spinner } from "./progress.js";
+import { addVideoOptions, parseFrames, type VideoFlags } from "./video-options.js";
 
-interface ChatFlags extends ModelOptions, GenerationFlags, PromptSourceFlags, ChatTemplateFlags {
+interface ChatFlags extends ModelOptions, GenerationFlags, PromptSourceFlags, ChatTemplateFlags, VideoFlags {
   interactive?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -38,14 +39,15 @@ export function registerChat(program: Command): void {
     .option("--json", "print the answer as JSON")
     .option("-q, --quiet", "no notices or progress on stderr")
     .option("-v, --verbose", "details on stderr");
-  addGenerationOptions(addModelOptions(addChatTemplateOptions(addPromptSourceOptions(command)))).action(async (flags: ChatFlags) => {
+  addGenerationOptions(addModelOptions(addChatTemplateOptions(addVideoOptions(addPromptSourceOptions(command))))).action(async (flags: ChatFlags) => {
     const reporter = makeReporter(flags);
+    const frames = parseFrames(flags);
     if (flags.interactive && process.stdin.isTTY !== true) throw new UsageError("--interactive needs a terminal on standard input");
     const interactive = flags.interactive === true || (flags.prompt === undefined && flags.file === undefined && process.stdin.isTTY === true);
     // Without -p or -f: the terminal session, or else the prompt piped on standard input.
     let input: PromptInput | undefined;
     if (flags.prompt !== undefined || flags.file !== undefined) input = readPromptInput(flags);
-    else if (!interactive) input = promptFromFile("-", flags.image ?? []);
+    else if (!interactive) input = promptFromFile("-", flags.image ?? [], flags.video ?? []);
     if (interactive && input && input.kind === "sequence") throw new UsageError("--interactive continues a conversation file (messages:), not a single prompt");
     if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");
 
@@ -55,7 +57,7 @@ export function registerChat(program: Command): void {
       reporter.notice(`emu2: ${pkg.name} is not a chat model (template ${pkg.manifest.prompt.template}); answering with its own template`);
     }
     const model = new Emu2(pkg);
-    const textOptions = { system: flags.system, shortAnswers: flags.short };
+    const textOptions = { system: flags.system, shortAnswers: flags.short, frames, onNotice: (message: string) => reporter.notice(message) };
 
     try {
       if (interactive) {

@@ -10,6 +10,8 @@ export interface PromptSourceFlags {
   prompt?: string;
   file?: string;
   image?: string[];
+  /** chat, prompt (video-options.ts): videos; <video> in the text places them. */
+  video?: string[];
 }
 
 export interface ChatTemplateFlags {
@@ -36,7 +38,9 @@ export function addChatTemplateOptions(command: Command): Command {
 /** The prompt the flags name; `text` says how the user gives the text (-p, or an argument). */
 export function readPromptInput(flags: PromptSourceFlags, text = "-p <text>"): PromptInput {
   if (flags.prompt !== undefined && flags.file !== undefined) throw new UsageError(`give ${text} or -f <file>, not both`);
-  if (flags.file !== undefined) return promptFromFile(flags.file, flags.image ?? []);
-  if (flags.prompt === undefined && (flags.image ?? []).length === 0) throw new UsageError(`no prompt: give ${text}, --image <file> or -f <file>`);
-  return { kind: "sequence", parts: sequenceFromText(flags.prompt ?? "", flags.image ?? []) };
+  if (flags.file !== undefined) return promptFromFile(flags.file, flags.image ?? [], flags.video ?? []);
+  if (flags.prompt === undefined && (flags.image ?? []).length === 0 && (flags.video ?? []).length === 0) {
+    throw new UsageError(`no prompt: give ${text}, --image <file>${flags.video !== undefined ? ", --video <path>" : ""} or -f <file>`);
+  }
+  return { kind: "sequence", parts: sequenceFromText(flags.prompt ?? "", flags.image ?? [], process.cwd(), flags.video ?? []) };
 }

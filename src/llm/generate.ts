@@ -55,6 +55,8 @@ export interface LlmContext {
   graphs: LlmGraphs;
   newCache: KvCacheFactory;
   imageTokenId: number;
+  /** [gIMG]: a video frame's rows (packages whose tokenizer has it). */
+  frameTokenId?: number;
   eosTokenId: number;
   padTokenId: number;
 }
@@ -80,7 +82,7 @@ export interface Prefilled {
 /** Runs the left-padded prompts (image features spliced) through the decoder into a new cache. */
 export async function prefill(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null): Promise<Prefilled> {
   const { ids, mask } = leftPad(prompts, ctx.padTokenId);
-  const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId);
+  const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId, ctx.frameTokenId);
   const cache = await ctx.newCache(prompts.length);
   const hidden = await ctx.graphs.decoder(embeds, mask, cache);
   return { cache, mask, last: ctx.graphs.lastRows(hidden, prompts.length) };
@@ -232,7 +234,7 @@ async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])
 
 /** Logits [T,V] at every position of one prompt (image features spliced), from one decoder run. */
 export async function promptLogits(ctx: LlmContext, ids: readonly number[], features: Tensor | null): Promise<Float32Array> {
-  const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId);
+  const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId, ctx.frameTokenId);
   const cache = await ctx.newCache(1);
   try {
     return await ctx.graphs.lmHead(await ctx.graphs.decoder(embeds, [ids.map(() => 1)], cache), 1);

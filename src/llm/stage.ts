@@ -33,6 +33,7 @@ export class LlmStage {
       graphs: new LlmGraphs(sessions, manifest.dtype, hidden),
       newCache: newCache ?? HostKvCache.factory({ layers, heads, headDim, dtype: manifest.dtype }),
       imageTokenId: required("<image>"),
+      frameTokenId: tokens["[gIMG]"],
       eosTokenId: manifest.tokenizer.eos_token_id,
       padTokenId: manifest.tokenizer.pad_token_id,
     };
@@ -41,7 +42,7 @@ export class LlmStage {
 
   /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */
   embed(ids: number[][], features: Tensor | null): Promise<Float32Array> {
-    return embedPrompt(this.ctx.graphs, ids, features, this.ctx.imageTokenId);
+    return embedPrompt(this.ctx.graphs, ids, features, this.ctx.imageTokenId, this.ctx.frameTokenId);
   }
 
   /** Continuations of a left-padded batch of prompts; see generate.ts generateText. */

@@ -49,7 +49,8 @@ const visionSchema = z.strictObject({
   std: rgbTriple,
   resample: z.literal("bicubic"),
   n_query: positiveInt,
-  video_n_query: positiveInt,
+  /** Absent: the package takes no video. */
+  video_n_query: positiveInt.optional(),
 });
 
 // A decoder split into graphs of consecutive layers (exported with --decoder-parts N), in layer order; each part
@@ -158,6 +159,7 @@ export const manifestSchema = z
       ctx.addIssue({ code: "custom", path: ["vision", "patch_size"], message: `must divide image_size ${m.vision.image_size}` });
     }
     for (const key of ["n_query", "video_n_query"] as const) {
+      if (m.vision[key] === undefined) continue;
       const side = Math.sqrt(m.vision[key]);
       if (!Number.isInteger(side) || !Number.isInteger(grid / side)) {
         ctx.addIssue({ code: "custom", path: ["vision", key], message: `must be a square whose side divides the ${grid}x${grid} patch grid` });

@@ -9,26 +9,42 @@ import type { Box, Conversation, ImageSource, Message, Part, PromptInput } from 
 
 /** Placeholders a user may write in -p text or a text file to say where each --image goes. */
 export const USER_IMAGE_MARKERS = ["[<IMG_PLH>]", "<image>"];
+/** ... and where each --video goes. */
+export const USER_VIDEO_MARKERS = ["[<VID_PLH>]", "<video>"];
+
+function markerPattern(markers: string[]): string {
+  return markers.map((m) => m.replace(/[[\]<>/]/g, "\\$&")).join("|");
+}
 
 /**
- * -p text with --image files. Images fill the markers in the text in order; with no marker in the text the images
- * come first, as in the official examples (`[image] Describe the image in details:`).
+ * -p text with --image and --video files. Each fills the markers of its kind in the text, in order; media whose kind
+ * has no marker in the text come first (images, then videos), as in the official examples (`[image] Describe the
+ * image in details:`, `[VIDEO] frames [/VIDEO] What happened in the video?`).
  */
-export function sequenceFromText(text: string, imagePaths: string[], cwd = process.cwd()): Part[] {
-  const marker = new RegExp(USER_IMAGE_MARKERS.map((m) => m.replace(/[[\]<>/]/g, "\\$&")).join("|"), "g");
-  const pieces = text.split(marker);
-  const markers = pieces.length - 1;
-  const images: Part[] = imagePaths.map((p) => ({ kind: "image", image: { path: resolve(cwd, p) } }));
-  if (markers === 0) {
-    return [...images, ...(text.length > 0 ? [{ kind: "text" as const, text }] : [])];
+export function sequenceFromText(text: string, imagePaths: string[], cwd = process.cwd(), videoPaths: string[] = []): Part[] {
+  const media = {
+    image: imagePaths.map((p): Part => ({ kind: "image", image: { path: resolve(cwd, p) } })),
+    video: videoPaths.map((p): Part => ({ kind: "video", video: { path: resolve(cwd, p) } })),
+  };
+  const imageMarker = new RegExp(`^(?:${markerPattern(USER_IMAGE_MARKERS)})$`);
+  const pieces = text.split(new RegExp(`(${markerPattern([...USER_IMAGE_MARKERS, ...USER_VIDEO_MARKERS])})`, "g"));
+  const markers = { image: 0, video: 0 };
+  for (let i = 1; i < pieces.length; i += 2) markers[imageMarker.test(pieces[i]) ? "image" : "video"]++;
+  for (const kind of ["image", "video"] as const) {
+    if (markers[kind] > 0 && markers[kind] !== media[kind].length) {
+      const n = media[kind].length;
+      throw new PromptError(`the prompt has ${markers[kind]} ${kind} placeholder${markers[kind] === 1 ? "" : "s"} but ${n} ${kind}${n === 1 ? " was" : "s were"} given with --${kind}`);
+    }
   }
-  if (markers !== images.length) {
-    throw new PromptError(`the prompt has ${markers} image placeholder${markers === 1 ? "" : "s"} but ${images.length} image${images.length === 1 ? " was" : "s were"} given with --image`);
-  }
-  const parts: Part[] = [];
+  const parts: Part[] = [...(markers.image === 0 ? media.image : []), ...(markers.video === 0 ? media.video : [])];
+  const next = { image: 0, video: 0 };
   pieces.forEach((piece, i) => {
-    if (piece.length > 0) parts.push({ kind: "text", text: piece });
-    if (i < images.length) parts.push(images[i]);
+    if (i % 2 === 0) {
+      if (piece.length > 0) parts.push({ kind: "text", text: piece });
+    } else {
+      const kind = imageMarker.test(piece) ? "image" : "video";
+      parts.push(media[kind][next[kind]++]);
+    }
   });
   return parts;
 }
@@ -60,6 +76,12 @@ class YamlPromptReader {
     return { path: resolve(this.baseDir, path) };
   }
 
+  private videoPath(node: unknown, field: string): { path: string } {
+    const path = this.scalarString(node, field);
+    if (path.length === 0) this.fail(node, field, "a video path (a folder of frames, a GIF, a WebP or a video file)");
+    return { path: resolve(this.baseDir, path) };
+  }
+
   private box(node: unknown, field: string): Box {
     const items = isSeq(node) ? node.items.map((n) => (n as { value?: unknown }).value) : [];
     if (items.length !== 4 || !items.every((v) => typeof v === "number" && Number.isFinite(v))) {
@@ -74,13 +96,14 @@ class YamlPromptReader {
     const get = (key: string) => node.items.find((pair) => (pair.key as { value?: unknown }).value === key)?.value;
     if (keys.length === 1 && keys[0] === "text") return { kind: "text", text: this.scalarString(get("text"), `${field}.text`) };
     if (keys.length === 1 && keys[0] === "image") return { kind: "image", image: this.imagePath(get("image"), `${field}.image`) };
+    if (keys.length === 1 && keys[0] === "video") return { kind: "video", video: this.videoPath(get("video"), `${field}.video`) };
     if (keys.includes("box") && keys.every((k) => ["phrase", "box", "image"].includes(k))) {
       const part: Part = { kind: "object", box: this.box(get("box"), `${field}.box`) };
       if (keys.includes("phrase")) part.phrase = this.scalarString(get("phrase"), `${field}.phrase`);
       if (keys.includes("image")) part.image = this.imagePath(get("image"), `${field}.image`);
       return part;
     }
-    return this.fail(node, field, "text, {text: ...}, {image: path} or {phrase: ..., box: [l, t, r, b], image: path}");
+    return this.fail(node, field, "text, {text: ...}, {image: path}, {video: path} or {phrase: ..., box: [l, t, r, b], image: path}");
   }
 
   private parts(node: unknown, field: string): Part[] {
@@ -155,16 +178,17 @@ export function readTextSource(file: string): string {
 }
 
 /**
- * A prompt file (or `-` for stdin): YAML (by extension, or by its first key) or plain text whose image markers are
- * filled by `imagePaths`.
+ * A prompt file (or `-` for stdin): YAML (by extension, or by its first key) or plain text whose image and video
+ * markers are filled by `imagePaths` and `videoPaths`.
  */
-export function promptFromFile(file: string, imagePaths: string[] = []): PromptInput {
+export function promptFromFile(file: string, imagePaths: string[] = [], videoPaths: string[] = []): PromptInput {
   const text = readTextSource(file);
   const isYaml = /\.ya?ml$/i.test(file) || looksLikePromptYaml(text);
   if (isYaml) {
     if (imagePaths.length > 0) throw new PromptError(`--image cannot be combined with a YAML prompt (${file}): list the images in the file`);
+    if (videoPaths.length > 0) throw new PromptError(`--video cannot be combined with a YAML prompt (${file}): list the videos in the file`);
     const name = file === "-" ? "<stdin>" : file;
     return parsePromptYaml(text, name, file === "-" ? process.cwd() : dirname(resolve(file)));
   }
-  return { kind: "sequence", parts: sequenceFromText(text.replace(/\n+$/, ""), imagePaths) };
+  return { kind: "sequence", parts: sequenceFromText(text.replace(/\n+$/, ""), imagePaths, process.cwd(), videoPaths) };
 }

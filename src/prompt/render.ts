@@ -3,31 +3,54 @@
 // Emu2 and Emu2-Gen (emu/emu.py, the generation pipeline), the demo's ConvMeta.format_chat for Emu2-Chat.
 import type { Manifest } from "../model/manifest.js";
 import { PromptError } from "../util/errors.js";
-import type { Box, Conversation, ImageSource, Part, PromptInput } from "./types.js";
+import type { Box, Conversation, ImageSource, Part, PromptInput, VideoSource } from "./types.js";
 
 export type TemplateName = Manifest["prompt"]["template"];
 
 /** An image the encoder must see: a user's image, or a box mask drawn for grounded generation. */
 export type ImageSlot = { kind: "image"; image: ImageSource } | { kind: "box-mask"; box: Box };
 
+/** A video of the prompt and how many of its frames were sampled (one video placeholder each). */
+export interface VideoSlot {
+  video: VideoSource;
+  frames: number;
+}
+
 export interface RenderedPrompt {
   template: TemplateName;
-  /** The prompt text with one placeholder per image (bos is added by the tokenizer, not here). */
+  /** The prompt text with one placeholder per image and per video frame (bos is added by the tokenizer, not here). */
   text: string;
   images: ImageSlot[];
+  videos: VideoSlot[];
 }
 
 export interface TemplateTokens {
   placeholder: string;
   systemMessage?: string;
+  /** How many frames each video contributes (sampled before rendering); required when the prompt has videos. */
+  videoFrames?: (video: VideoSource) => number;
 }
+
+/**
+ * Emu2's video markup (docs/prompt-format.md, "Video"): `[VIDEO]` is written, then one placeholder per frame, which
+ * becomes `[IMG]` + video_n_query x `[gIMG]` + `[/IMG]`; the end of a video leaves no token in the text.
+ */
+export const VIDEO_TOKEN = "[VIDEO]";
+export const VIDEO_PLACEHOLDER = "[<VID_PLH>]";
 
 export const GROUNDING = "<grounding>";
 const USER = "[USER]";
 const ASSISTANT = "[ASSISTANT]";
 const EOS_TEXT = "</s>";
 
-function renderParts(parts: Part[], placeholder: string, images: ImageSlot[], template: TemplateName): string {
+interface Slots {
+  images: ImageSlot[];
+  videos: VideoSlot[];
+}
+
+function renderParts(parts: Part[], tokens: TemplateTokens, slots: Slots, template: TemplateName): string {
+  const placeholder = tokens.placeholder;
+  const images = slots.images;
   let text = "";
   for (const part of parts) {
     if (part.kind === "text") {
@@ -35,6 +58,11 @@ function renderParts(parts: Part[], placeholder: string, images: ImageSlot[], te
     } else if (part.kind === "image") {
       text += placeholder;
       images.push({ kind: "image", image: part.image });
+    } else if (part.kind === "video") {
+      if (!tokens.videoFrames) throw new PromptError(`${part.video.path}: the video's frames must be sampled before the prompt is rendered`);
+      const frames = tokens.videoFrames(part.video);
+      text += VIDEO_TOKEN + VIDEO_PLACEHOLDER.repeat(frames);
+      slots.videos.push({ video: part.video, frames });
     } else {
       if (template !== "gen") {
         throw new PromptError(`grounded objects (phrase + box) are a generation prompt feature; the ${template} template cannot use them`);
@@ -51,7 +79,7 @@ function renderParts(parts: Part[], placeholder: string, images: ImageSlot[], te
   return text;
 }
 
-function renderChat(conversation: Conversation, tokens: TemplateTokens, images: ImageSlot[]): string {
+function renderChat(conversation: Conversation, tokens: TemplateTokens, slots: Slots): string {
   if (conversation.messages.length === 0) throw new PromptError("the conversation has no messages");
   if (conversation.messages[0].role !== "user") throw new PromptError("a conversation must start with a user message");
   const last = conversation.messages[conversation.messages.length - 1];
@@ -65,7 +93,7 @@ function renderChat(conversation: Conversation, tokens: TemplateTokens, images: 
       else text += ` ${ASSISTANT}: `;
       previous = message.role;
     }
-    text += renderParts(message.parts, tokens.placeholder, images, "chat");
+    text += renderParts(message.parts, tokens, slots, "chat");
   }
   text += ` ${ASSISTANT}:`;
   if (conversation.grounding) text += GROUNDING;
@@ -73,11 +101,11 @@ function renderChat(conversation: Conversation, tokens: TemplateTokens, images: 
 }
 
 export function renderPrompt(input: PromptInput, template: TemplateName, tokens: TemplateTokens): RenderedPrompt {
-  const images: ImageSlot[] = [];
+  const slots: Slots = { images: [], videos: [] };
   if (template === "chat") {
     const conversation: Conversation =
       input.kind === "conversation" ? input.conversation : { messages: [{ role: "user", parts: input.parts }] };
-    return { template, text: renderChat(conversation, tokens, images), images };
+    return { template, text: renderChat(conversation, tokens, slots), ...slots };
   }
   if (input.kind === "conversation") {
     const { messages } = input.conversation;
@@ -86,13 +114,22 @@ export function renderPrompt(input: PromptInput, template: TemplateName, tokens:
     }
     input = { kind: "sequence", parts: messages[0].parts };
   }
-  let text = renderParts(input.parts, tokens.placeholder, images, template);
+  let text = renderParts(input.parts, tokens, slots, template);
   if (template === "gen" && input.parts.some((p) => p.kind === "object")) text = GROUNDING + text;
-  return { template, text, images };
+  return { template, text, ...slots };
 }
 
-export function templateTokens(manifest: Manifest, options: { shortAnswers?: boolean; system?: string } = {}): TemplateTokens {
+export function templateTokens(
+  manifest: Manifest,
+  options: { shortAnswers?: boolean; system?: string; videoFrames?: (video: VideoSource) => number } = {},
+): TemplateTokens {
   const system =
     options.system ?? (options.shortAnswers ? manifest.prompt.short_system_message : undefined) ?? manifest.prompt.system_message;
-  return { placeholder: manifest.prompt.image_placeholder, systemMessage: system };
+  return { placeholder: manifest.prompt.image_placeholder, systemMessage: system, videoFrames: options.videoFrames };
+}
+
+/** The video parts of a prompt, in order (conversations: every message). */
+export function videoParts(input: PromptInput): VideoSource[] {
+  const parts = input.kind === "sequence" ? input.parts : input.conversation.messages.flatMap((m) => m.parts);
+  return parts.flatMap((p) => (p.kind === "video" ? [p.video] : []));
 }

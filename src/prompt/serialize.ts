@@ -13,6 +13,7 @@ function partToYaml(part: Part, baseDir: string): unknown {
   switch (part.kind) {
     case "text": return part.text;
     case "image": return { image: imagePath(part.image, baseDir) };
+    case "video": return { video: relative(baseDir, part.video.path) || part.video.path };
     case "object": {
       const out: Record<string, unknown> = {};
       if (part.phrase !== undefined) out.phrase = part.phrase;

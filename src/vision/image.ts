@@ -44,9 +44,12 @@ function oneLine(message: string): string {
   return message.replace(/\s+/g, " ").trim();
 }
 
-/** Decodes a file path or an encoded image in memory into RGB. Throws ImageLoadError naming the source. */
-export async function loadImage(input: string | Buffer): Promise<RgbImage> {
-  const source = typeof input === "string" ? input : "image data in memory";
+/**
+ * Decodes a file path or an encoded image in memory into RGB. Throws ImageLoadError naming the source. `page` picks
+ * one frame of an animated GIF or WebP, composited as it is shown (video.ts samples frames this way).
+ */
+export async function loadImage(input: string | Buffer, options: { page?: number; label?: string } = {}): Promise<RgbImage> {
+  const source = options.label ?? (typeof input === "string" ? input : "image data in memory");
   let bytes: Buffer;
   if (typeof input === "string") {
     try {
@@ -88,7 +91,7 @@ export async function loadImage(input: string | Buffer): Promise<RgbImage> {
   }
 
   try {
-    const decoder = sharp(bytes, { ignoreIcc: true, failOn: "truncated" }).autoOrient();
+    const decoder = sharp(bytes, { ignoreIcc: true, failOn: "truncated", page: options.page ?? 0 }).autoOrient();
     if (cmyk) {
       const { data, info } = await decoder.pipelineColourspace("cmyk").toColourspace("cmyk").raw({ depth: "uchar" })
         .toBuffer({ resolveWithObject: true });

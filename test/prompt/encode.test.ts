@@ -28,6 +28,6 @@ test("a prompt longer than the context names both lengths", () => {
 });
 
 test("<image> typed in the text is refused rather than spliced with nothing", () => {
-  const rendered = { template: "gen" as const, text: "see <image> here", images: [] };
+  const rendered = { template: "gen" as const, text: "see <image> here", images: [], videos: [] };
   assert.throws(() => encodePrompt(rendered, tokenizer, pkg.manifest), /contains 1 stray <image> token/);
 });
