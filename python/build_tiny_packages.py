@@ -23,6 +23,7 @@ from emu2ref.export_diffusion import build_visual_decoder, export_visual_decoder
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2ref.golden_diffusion import write_diffusion_goldens  # noqa: E402
 from emu2ref.golden_llm import write_llm_goldens, write_quantized_llm_goldens  # noqa: E402
+from emu2ref.golden_video import write_video_goldens  # noqa: E402
 from emu2ref.eva_vit import pool_visual_features  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
 from emu2ref.preprocess import load_rgb, preprocess  # noqa: E402
@@ -97,6 +98,11 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
         "system_message": manifest["prompt"].get("system_message"),
     }
     regression = write_llm_goldens(os.path.join(golden, "llm"), vision, llm, tokenizer, package_config)
+    if variant == "emu2-chat":
+        # Emu2-Chat takes videos: frames pooled to video_n_query, spliced at [gIMG] rows.
+        write_video_goldens(os.path.join(golden, "video"), vision, llm, tokenizer,
+                            {**package_config, "video_n_query": manifest["vision"]["video_n_query"],
+                             "video_token_id": tokens["[gIMG]"]})
 
     if variant == "emu2-gen":
         unet, vae, decoder_config = build_visual_decoder({"cross_attention_dim": VISION["width"]}, seed + 1)

@@ -51,10 +51,12 @@ def left_pad(sequences, pad_token_id: int):
 
 
 @torch.no_grad()
-def prepare_prompt_embeds(llm, input_ids, attention_mask, image_features, image_token_id: int):
+def prepare_prompt_embeds(llm, input_ids, attention_mask, image_features, image_token_id: int,
+                          video_features=None, video_token_id=None):
     """-> (inputs_embeds [B,T,H], attention_mask): embed_tokens(input_ids) with the rows whose id is `<image>`
     replaced, in row-major order of appearance, by project_up(image_features [K,Q,W]) flattened to [K*Q, H]
-    (emu/emu.py: text_embeds[input_ids == IMAGE] = project_up(features).view(-1, c))."""
+    (emu/emu.py: text_embeds[input_ids == IMAGE] = project_up(features).view(-1, c)); likewise the rows whose id is
+    `[gIMG]` (video_token_id) by project_up(video_features [F,Qv,W]), video frames pooled to v_query (video.py)."""
     if attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
     if (attention_mask[:, 1:] < attention_mask[:, :-1]).any():
@@ -67,6 +69,14 @@ def prepare_prompt_embeds(llm, input_ids, attention_mask, image_features, image_
     if count:
         embeds = embeds.clone()
         embeds[slots] = llm.project_up(image_features).reshape(count, embeds.shape[-1]).to(embeds.dtype)
+    if video_token_id is not None:
+        frame_slots = (input_ids == video_token_id) & (attention_mask == 1)
+        frame_rows = 0 if video_features is None else video_features.shape[0] * video_features.shape[1]
+        if int(frame_slots.sum()) != frame_rows:
+            raise ValueError(f"{int(frame_slots.sum())} [gIMG] tokens but {frame_rows} video frame feature rows")
+        if frame_rows:
+            embeds = embeds.clone()
+            embeds[frame_slots] = llm.project_up(video_features).reshape(frame_rows, embeds.shape[-1]).to(embeds.dtype)
     return embeds, attention_mask
 
 
