@@ -88,7 +88,11 @@ test("emu2 caption --video captions videos beside images; a bad one is reported 
   assert.equal(r.status, 1);
   assert.match(r.stderr, /README\.md: not a video in a supported format/);
   const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(lines.map((l) => l.image), ["fixtures/images/blocks.png", GIF]);
+  assert.deepEqual(lines.map((l) => l.image), [resolve("fixtures/images/blocks.png"), resolve(GIF)]);
+  // Run again: both are done (resumed by identity), nothing is captioned twice.
+  const again = emu2(["caption", ...fast, "fixtures/images/blocks.png", "--video", GIF, "-o", out]);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(readFileSync(out, "utf8").trim().split("\n").length, 2);
   assert.ok(lines.every((l) => typeof l.caption === "string" && l.caption.length > 0));
 });
 
