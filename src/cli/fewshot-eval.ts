@@ -107,6 +107,8 @@ export function registerFewshotEval(program: Command): void {
     const names = flags.tasks.split(",").map((t) => t.trim()).filter((t) => t.length > 0);
     // Every config and data file is checked before the model is opened.
     const tasks = loadTasks(names.map(loadTaskConfig), dataDir);
+    const videoTask = tasks.find((t) => t.config.format === "video_qa");
+    if (videoTask && settings.demos === "rices") throw new UsageError(`--demos rices ranks demonstrations by image features: task ${videoTask.config.name} has videos (use --demos random)`);
     for (const t of tasks) {
       for (const s of [...t.eval.skipped, ...t.train.skipped].slice(0, 5)) reporter.notice(`emu2: skipped ${s.where}: ${s.reason}`);
       const more = t.eval.skipped.length + t.train.skipped.length - 5;

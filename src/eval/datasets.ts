@@ -9,8 +9,10 @@ import type { SplitSpec, TaskConfig } from "./task-config.js";
 export interface Sample {
   /** Unique within its split; demonstrations and shards depend on it, never on the order of the file. */
   id: string;
-  /** Absolute image path. */
+  /** Absolute image path (video_qa: the video's path, so ids, demonstrations and checks work alike). */
   image: string;
+  /** video_qa: absolute path of the video. */
+  video?: string;
   question?: string;
   /** Text that goes with the image (Hateful Memes' caption text). */
   text?: string;
@@ -82,6 +84,28 @@ function listField(file: string, doc: unknown, name: string): Located[] {
 type Reader = (spec: SplitSpec, dataDir: string, config: TaskConfig) => { records: (Located | { error: string })[]; toSample: (r: Located) => Omit<Sample, "where"> };
 
 const image = (spec: SplitSpec, dataDir: string, record: Record<string, unknown>, where: string) => resolve(dataDir, fillPattern(spec.images!, record, where));
+
+/** video_qa: {id?, video, question, answers}; the video path pattern (spec.videos) takes the record's fields. */
+const videoQa: Reader = (spec, dataDir) => {
+  const file = resolve(dataDir, spec.file!);
+  return {
+    records: readRecords(file),
+    toSample: (r) => {
+      if (!isObject(r.value)) throw new DataError(`${r.where}: expected an object`);
+      const x = r.value;
+      const video = resolve(dataDir, fillPattern(spec.videos!, x, r.where));
+      const answers = answerTexts(x.answers, r.where);
+      return {
+        id: idOf(x.id) ?? r.where.replace(/^.*: (line|item) /, ""),
+        image: video,
+        video,
+        question: need(str(x.question), `${r.where}: question: expected text`),
+        answers,
+        answer: str(x.answer) ?? mostCommon(answers),
+      };
+    },
+  };
+};
 
 const READERS: Record<TaskConfig["format"], Reader> = {
   vqa: (spec, dataDir) => {
@@ -224,6 +248,7 @@ const READERS: Record<TaskConfig["format"], Reader> = {
       },
     };
   },
+  video_qa: videoQa,
 };
 
 /** The samples of one split: data file order, ids unique, every image present. */
@@ -241,7 +266,7 @@ export function loadSplit(config: TaskConfig, split: "eval" | "train", dataDir: 
     try {
       const sample = { ...toSample(record), where: record.where };
       if (seen.has(sample.id)) throw new DataError(`${record.where}: id ${sample.id} appears twice (also at ${seen.get(sample.id)})`);
-      if (!existsSync(sample.image)) throw new DataError(`${record.where}: image ${sample.image}: no such file`);
+      if (!existsSync(sample.image)) throw new DataError(`${record.where}: ${sample.video !== undefined ? "video" : "image"} ${sample.image}: no such file`);
       if (sample.label !== undefined && classes !== undefined && !classes.includes(sample.label)) {
         throw new DataError(`${record.where}: label ${JSON.stringify(sample.label)} is not one of the classes (${classes.join(", ")})`);
       }

@@ -1,6 +1,6 @@
 // Few-shot prompts from a task's templates: demonstrations (each with its answer, caption or class) joined by the
-// separator, then the query. Templates are plain text with {image} where the image goes and {question}, {text},
-// {answer}, {caption}, {class} filled from the record (configs/eval/*.yaml).
+// separator, then the query. Templates are plain text with {image} (or {video}) where the record's image (video)
+// goes and {question}, {text}, {answer}, {caption}, {class} filled from the record (configs/eval/*.yaml).
 import type { Part, PromptInput } from "../prompt/types.js";
 import type { Sample } from "./datasets.js";
 import { DataError } from "./json-files.js";
@@ -9,9 +9,14 @@ import type { TaskConfig } from "./task-config.js";
 
 function fill(template: string, sample: Sample, values: Record<string, string | undefined>): Part[] {
   const parts: Part[] = [];
-  const pieces = template.split("{image}");
+  const pieces = template.split(/(\{image\}|\{video\})/);
   pieces.forEach((piece, i) => {
-    if (i > 0) parts.push({ kind: "image", image: { path: sample.image } });
+    if (i % 2 === 1) {
+      if (piece === "{image}") parts.push({ kind: "image", image: { path: sample.image } });
+      else if (sample.video !== undefined) parts.push({ kind: "video", video: { path: sample.video } });
+      else throw new DataError(`${sample.where}: the prompt template needs {video}, which this record does not have`);
+      return;
+    }
     const text = piece.replace(/\{(\w+)\}/g, (_, name: string) => {
       const v = values[name];
       if (v === undefined) throw new DataError(`${sample.where}: the prompt template needs {${name}}, which this record does not have`);

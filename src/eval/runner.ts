@@ -350,7 +350,7 @@ async function runBatch(model: Emu2, task: TaskData, batch: PreparedQuery[], dec
       }
     }
   } else if (runnable.length > 0) {
-    const outputs = await model.generateTextEach(runnable.map(({ q }) => q.prompt!), decoding, { signal, imageFeatures: cache.source });
+    const outputs = await model.generateTextEach(runnable.map(({ q }) => q.prompt!), decoding, { signal, imageFeatures: cache.source, frames: config.video_frames });
     if (signal?.aborted) return null;
     outputs.forEach((out, k) => {
       const { q, i } = runnable[k];

@@ -24,6 +24,8 @@ const splitSchema = z.strictObject({
   split: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
   /** Image path pattern relative to the data dir: {field} or {field:012d} take a record's fields. */
   images: z.string().min(1).optional(),
+  /** video_qa: the video path pattern, as images. */
+  videos: z.string().min(1).optional(),
 });
 
 const FORMAT_FIELDS = {
@@ -34,10 +36,12 @@ const FORMAT_FIELDS = {
   hateful_memes: ["file", "images"],
   class_folder: ["dir"],
   jsonl: ["file", "images"],
+  /** {id?, video, question, answers} records; a video is a frames folder, a GIF/WebP or an mp4/webm/mov file. */
+  video_qa: ["file", "videos"],
 } as const;
 export type DatasetFormat = keyof typeof FORMAT_FIELDS;
 
-export const TEMPLATE_FIELDS = ["image", "question", "answer", "caption", "text", "class"] as const;
+export const TEMPLATE_FIELDS = ["image", "video", "question", "answer", "caption", "text", "class"] as const;
 
 const templateString = z.string().min(1).refine(
   (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (TEMPLATE_FIELDS as readonly string[]).includes(m[1])),
@@ -80,6 +84,8 @@ const taskSchema = z
     classes: z.array(z.string().min(1)).min(2).optional(),
     /** Binary classification: the class whose probability ROC-AUC ranks. */
     positive_class: z.string().min(1).optional(),
+    /** video_qa: frames sampled uniformly from each video (default 8, as --frames). */
+    video_frames: z.number().int().positive().optional(),
   })
   .superRefine((t, ctx) => {
     for (const split of ["eval", "train"] as const) {
@@ -87,6 +93,8 @@ const taskSchema = z
         if (t[split][need] === undefined) ctx.addIssue({ code: "custom", path: [split, need], message: `required by format ${t.format}` });
       }
     }
+    if (t.format === "video_qa" && t.kind !== "vqa") ctx.addIssue({ code: "custom", path: ["kind"], message: "format video_qa is a vqa task" });
+    if (t.format === "video_qa" && !t.prompt.query.includes("{video}")) ctx.addIssue({ code: "custom", path: ["prompt", "query"], message: "format video_qa needs {video} in the query" });
     const metricKinds = { vqa: ["vqa"], cider: ["captioning"], "roc-auc": ["classification"], accuracy: ["classification"] } as const;
     if (!(metricKinds[t.metric] as readonly string[]).includes(t.kind)) {
       ctx.addIssue({ code: "custom", path: ["metric"], message: `${t.metric} does not score a ${t.kind} task` });

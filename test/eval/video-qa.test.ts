@@ -1,76 +1,103 @@
-// The video-QA task format (src/eval/video-qa.ts): the fixture's records, one-line errors, prompts that the tiny
-// chat package runs (GIF, WebP, frames folder, and an mp4 made here where ffmpeg is installed), and scoring.
+// The video-QA task format (format: video_qa, configs/eval/video_qa.yaml): its fixture records, skipped bad records,
+// few-shot prompts with videos, an mp4 item where ffmpeg is installed, and emu2 fewshot-eval end to end on the clips.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
-import { emu2ShortAnswer, scoreVqa } from "../../src/eval/metrics/vqa.js";
-import { readVideoQa, videoQaPrompt } from "../../src/eval/video-qa.js";
+import { loadSplit } from "../../src/eval/datasets.js";
+import { buildPrompt } from "../../src/eval/prompts.js";
+import { loadTaskConfig, validateTaskConfig } from "../../src/eval/task-config.js";
+import { emu2, oneLine } from "../helpers/cli.js";
 import { packageDir } from "../helpers/fixtures.js";
 
-const FIXTURE = "fixtures/datasets/video-qa/clips.jsonl";
+const DATA = "fixtures/datasets";
+const FIXTURE_TASK = "fixtures/datasets/configs/video_qa.yaml";
 const HAVE_FFMPEG = spawnSync("ffmpeg", ["-version"]).status === 0 && spawnSync("ffprobe", ["-version"]).status === 0;
 
-test("the fixture's records: ids, videos resolved from the file's folder, questions and answers", () => {
-  const items = readVideoQa(FIXTURE);
-  assert.deepEqual(items.map((i) => i.id), ["red-square-right", "blue-bar-up", "green-blink"]);
-  assert.equal(items[0].video, resolve("fixtures/videos/red-square-right.gif"));
-  assert.equal(items[1].video, resolve("fixtures/videos/blue-bar-up"));
-  assert.deepEqual(items[2].answers, ["green"]);
+test("the fixture clips load as video-QA samples: ids, videos resolved from the data dir, answers", () => {
+  const { config } = loadTaskConfig(FIXTURE_TASK);
+  assert.equal(config.format, "video_qa");
+  assert.equal(config.video_frames, 2);
+  const split = loadSplit(config, "eval", DATA);
+  assert.deepEqual(split.skipped, []);
+  assert.deepEqual(split.samples.map((s) => s.id), ["red-square-right", "blue-bar-up", "green-blink"]);
+  assert.equal(split.samples[0].video, resolve("fixtures/videos/red-square-right.gif"));
+  assert.equal(split.samples[1].video, resolve("fixtures/videos/blue-bar-up"));
+  assert.deepEqual(split.samples[2].answers, ["green"]);
+  assert.equal(split.samples[0].answer, "right");
 });
 
-test("bad records stop with one line naming the file, the line and the field", () => {
+test("bad video-QA records are skipped with the file, the line and why; a config needs {video} and kind vqa", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-videoqa-"));
-  const cases: [string, RegExp][] = [
-    ['{"video": "x.gif", "question": "q", "answers": ["a"]}', /bad\.jsonl: line 1: video: .*x\.gif: no such file or folder$/],
-    [`{"video": "${resolve("fixtures/videos/green-blink")}", "question": "q", "answers": []}`, /bad\.jsonl: line 1: answers: expected a non-empty list of answers \(text\), got \[\]$/],
-    [`{"video": "${resolve("fixtures/videos/green-blink")}", "answers": ["a"]}`, /bad\.jsonl: line 1: question: expected text \(missing\)$/],
-    ['\n{"video": 3', /bad\.jsonl: line 2: not valid JSON/],
-  ];
-  for (const [text, pattern] of cases) {
-    writeFileSync(join(dir, "bad.jsonl"), text);
-    assert.throws(() => readVideoQa(join(dir, "bad.jsonl")), (e: unknown) => e instanceof Error && !e.message.includes("\n") && pattern.test(e.message), text);
-  }
+  cpSync("fixtures/videos/green-blink", join(dir, "video-qa", "blink"), { recursive: true });
+  writeFileSync(join(dir, "video-qa", "val.jsonl"), [
+    '{"video": "missing.gif", "question": "q", "answers": ["a"]}',
+    '{"video": "blink", "question": "q", "answers": []}',
+    '{"video": "blink", "answers": ["a"]}',
+    '{"video": "blink", "question": "fine", "answers": ["a"]}',
+  ].join("\n"));
+  const { config } = loadTaskConfig("video_qa");
+  const split = loadSplit(config, "eval", dir);
+  assert.equal(split.samples.length, 1);
+  assert.deepEqual(split.skipped.map((s) => s.reason.replace(dir, "DIR")), [
+    "video DIR/video-qa/missing.gif: no such file",
+    "a question without answers",
+    "question: expected text",
+  ]);
+  const raw = { ...config, prompt: { ...config.prompt, query: "{question} short answer:" } };
+  assert.throws(() => validateTaskConfig(raw, "t.yaml"), /t\.yaml: field prompt\.query: format video_qa needs \{video\} in the query/);
+  assert.throws(() => validateTaskConfig({ ...config, kind: "captioning", metric: "cider" }, "t.yaml"), /field kind: format video_qa is a vqa task/);
 });
 
-test("prompts: 0-shot and k-shot in the paper's VQA form with the video in place of the image", () => {
-  const [a, b, c] = readVideoQa(FIXTURE);
-  const zero = videoQaPrompt(c);
+test("prompts: the paper's VQA form with the video in place of the image; the tiny chat package runs them (an mp4 too where ffmpeg is installed)", async () => {
+  const { config } = loadTaskConfig(FIXTURE_TASK);
+  const samples = loadSplit(config, "eval", DATA).samples;
+  const zero = buildPrompt(config, samples[2], []);
   assert.deepEqual(zero, { kind: "sequence", parts: [
-    { kind: "video", video: { path: c.video } },
-    { kind: "text", text: " based on the video, answer in one word or phrase. What colour is the light? short answer:" },
+    { kind: "video", video: { path: samples[2].video } },
+    { kind: "text", text: "based on the video, answer in one word or phrase. What colour is the light? short answer:" },
   ] });
-  const two = videoQaPrompt(c, [a, b]);
-  assert.equal(two.kind === "sequence" ? two.parts.length : 0, 6);
-  assert.deepEqual(two.kind === "sequence" ? two.parts[1] : undefined, { kind: "text", text: " based on the video, Which way does the red square move? short answer: right. " });
-});
-
-test("the tiny chat package answers every item (one an mp4 where ffmpeg is installed) and the answers are scored", async () => {
-  const items = readVideoQa(FIXTURE);
+  const one = buildPrompt(config, samples[2], [samples[0]]);
+  assert.deepEqual(one.kind === "sequence" ? one.parts.map((p) => p.kind) : [], ["video", "text", "text", "video", "text"]);
+  assert.deepEqual(one.kind === "sequence" ? one.parts[1] : undefined, { kind: "text", text: "based on the video, Which way does the red square move? short answer: right" });
+  const prompts = [zero, one];
   if (HAVE_FFMPEG) {
     const dir = mkdtempSync(join(tmpdir(), "emu2-videoqa-mp4-"));
-    const mp4 = join(dir, "clip.mp4");
-    const r = spawnSync("ffmpeg", ["-v", "error", "-y", "-framerate", "5", "-i", resolve("fixtures/videos/blue-bar-up/frame-%02d.png"), "-c:v", "libx264", "-pix_fmt", "yuv420p", mp4]);
+    mkdirSync(join(dir, "video-qa"));
+    const r = spawnSync("ffmpeg", ["-v", "error", "-y", "-framerate", "5", "-i", resolve("fixtures/videos/blue-bar-up/frame-%02d.png"), "-c:v", "libx264", "-pix_fmt", "yuv420p", join(dir, "video-qa", "bar.mp4")]);
     assert.equal(r.status, 0, r.stderr.toString());
-    writeFileSync(join(dir, "mp4.jsonl"), `${JSON.stringify({ id: 7, video: "clip.mp4", question: "What does the bar do?", answers: ["grows"] })}\n`);
-    items.push(...readVideoQa(join(dir, "mp4.jsonl")));
+    writeFileSync(join(dir, "video-qa", "val.jsonl"), `${JSON.stringify({ id: 7, video: "bar.mp4", question: "What does the bar do?", answers: ["grows"] })}\n`);
+    const [mp4] = loadSplit(loadTaskConfig("video_qa").config, "eval", dir).samples;
+    assert.equal(mp4.video, join(dir, "video-qa", "bar.mp4"));
+    prompts.push(buildPrompt(config, mp4, [samples[1]]));
   }
   const model = Emu2.open(packageDir("emu2-chat-tiny"));
   try {
-    const prompts = items.map((item, i) => videoQaPrompt(item, i > 0 ? [items[0]] : []));
-    const prepared = await model.prepare(prompts[items.length - 1], { frames: 2 });
-    assert.equal(prepared.videos.length, 2);
-    assert.deepEqual(prepared.videos.map((v) => v.frames.length), [2, 2]);
-    const results = await model.generateText(prompts, { maxNewTokens: 5, minNewTokens: 1, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] }, { frames: 2 });
-    assert.equal(results.length, items.length);
-    const summary = scoreVqa(results.map((r, i) => ({ prediction: emu2ShortAnswer(r.text), answers: items[i].answers })));
-    assert.equal(summary.n, items.length);
-    // "It grows. Then" is cleaned to "grows", which matches one of the three answers: leave-one-out gives 0, 1/3, 1/3.
-    assert.ok(Math.abs(scoreVqa([{ prediction: emu2ShortAnswer("It grows. Then"), answers: items[1].answers }]).score - 200 / 9) < 1e-9);
+    for (const prompt of prompts) {
+      const prepared = await model.prepare(prompt, { frames: config.video_frames });
+      assert.ok(prepared.videos.every((v) => v.frames.length === 2));
+      assert.equal(prepared.encoded.ids.filter((id) => id === model.manifest.tokenizer.special_tokens["[gIMG]"]).length, prepared.videos.length * 2 * 64);
+    }
   } finally {
     await model.release();
   }
+});
+
+test("emu2 fewshot-eval runs the video-QA task on the clips; --demos rices is refused for it in one line", () => {
+  const out = mkdtempSync(join(tmpdir(), "emu2-videoqa-run-"));
+  const args = ["fewshot-eval", "--tasks", FIXTURE_TASK, "--data-dir", DATA, "-m", packageDir("emu2-chat-tiny"), "-q"];
+  const r = emu2([...args, "-o", out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /video_qa 0-shot vqa: \d+\.\d\d \(n=3\)/);
+  assert.match(r.stdout, /video_qa 2-shot vqa: \d+\.\d\d \(n=3\)/);
+  const predictions = readFileSync(join(out, "predictions", "video_qa_2shot_seed0.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(predictions.length, 3);
+  assert.ok(predictions.every((p) => typeof p.prediction === "string" && Array.isArray(p.references)));
+  const rices = emu2([...args, "--demos", "rices", "-o", mkdtempSync(join(tmpdir(), "emu2-videoqa-rices-"))]);
+  assert.equal(rices.status, 2);
+  assert.ok(oneLine(rices.stderr), rices.stderr);
+  assert.match(rices.stderr, /--demos rices ranks demonstrations by image features: task video_qa has videos \(use --demos random\)/);
 });
