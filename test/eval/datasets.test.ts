@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { loadSplit, taskClasses } from "../../src/eval/datasets.js";
 import { loadTaskConfig } from "../../src/eval/task-config.js";
@@ -63,4 +63,25 @@ test("bad records are skipped with the file and line, the rest load", () => {
   assert.equal(v.skipped.length, 2);
   assert.match(v.skipped[0].reason, /a question without answers/);
   assert.match(v.skipped[1].reason, /question 1011 has no annotation/);
+});
+
+test("the generic JSONL task reads classification labels and captions too (pointed at other data by extends)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-jsonl-"));
+  cpSync(join(DATA, "custom", "images"), join(dir, "images"), { recursive: true });
+  const lines = (field: string, values: unknown[]) => values.map((v, i) => JSON.stringify({ id: `s${i}`, image: `images/val_${i % 4}.png`, [field]: v })).join("\n");
+  writeFileSync(join(dir, "labels.jsonl"), `${lines("label", ["cat", "dog", "bird", "cat"])}\n`);
+  writeFileSync(join(dir, "captions.jsonl"), `${lines("captions", [["a"], ["b", "c"], [], ["d"]])}\n`);
+  const config = (name: string, file: string, extra: string) => {
+    const path = join(dir, `${name}.yaml`);
+    writeFileSync(path, `extends: ${resolve("configs/eval/jsonl.yaml")}\neval: {file: ${file}, images: "{image}"}\ntrain: {file: ${file}, images: "{image}"}\n${extra}`);
+    return loadTaskConfig(path).config;
+  };
+  const cls = config("cls", "labels.jsonl", "kind: classification\nmetric: accuracy\nclasses: [cat, dog]\nprompt: {demo: '{image}a {class}', query: '{image}a'}\n");
+  const labels = loadSplit(cls, "eval", dir);
+  assert.deepEqual(labels.samples.map((s) => s.label), ["cat", "dog", "cat"]);
+  assert.match(labels.skipped[0].reason, /label "bird" is not one of the classes \(cat, dog\)/);
+  const cap = config("cap", "captions.jsonl", "kind: captioning\nmetric: cider\nprompt: {demo: '{image}{caption}', query: '{image}'}\n");
+  const captions = loadSplit(cap, "eval", dir);
+  assert.deepEqual(captions.samples.map((s) => s.captions), [["a"], ["b", "c"], ["d"]]);
+  assert.deepEqual(captions.skipped.map((s) => s.where), [`${join(dir, "captions.jsonl")}: line 3`]);
 });
