@@ -45,5 +45,36 @@ class ExportPackageTest(unittest.TestCase):
             self.assertGreater(json.loads(answer.stdout)["tokens"], 0)
 
 
+    def test_quantized_split_export_from_a_checkpoint(self):
+        """--quantize int4 --quantize-heads --decoder-parts 2 on the streaming checkpoint path: the package validates,
+        records its quantization and parts, holds MatMulNBits nodes, and chats with its parts placed by --device-map."""
+        import onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = os.path.join(tmp, "Emu2-Chat")
+            os.makedirs(checkpoint)
+            vision, llm = build_vision_llm({"vision": VISION, "llm": LLM}, 12)
+            write_hf_bin_shards(checkpoint, official_state(vision, llm, "model.", "model.decoder.lm.", ""))
+            with open(os.path.join(checkpoint, "config.json"), "w") as f:
+                json.dump({"num_attention_heads": LLM["num_heads"],
+                           "vision_config": {"width": VISION["width"], "head_width": VISION["width"] // VISION["heads"]}}, f)
+            out = os.path.join(tmp, "package")
+            subprocess.run([sys.executable, os.path.join(ROOT, "python", "export_package.py"), checkpoint, out,
+                            "--variant", "emu2-chat", "--dtype", "float32", "--quantize", "int4", "--quantize-heads",
+                            "--decoder-parts", "2"], check=True, cwd=ROOT, capture_output=True)
+            emu2 = [os.environ.get("NODE", "node"), os.path.join(ROOT, "bin", "emu2.js")]
+            info = json.loads(subprocess.run(emu2 + ["info", out, "--json"], check=True, capture_output=True, text=True).stdout)
+            self.assertEqual(info["manifest"]["quantization"]["decoder"]["bits"], 4)
+            self.assertEqual([p["layers"] for p in info["manifest"]["llm"]["decoder_parts"]], [1, 1])
+            part = onnx.load(os.path.join(out, "decoder_part1.onnx"))
+            self.assertEqual(sum(n.op_type == "MatMulNBits" for n in part.graph.node), 7)
+            weights = {i.name for i in part.graph.initializer}
+            self.assertFalse(any(n.op_type == "MatMul" and n.input[1] in weights for n in part.graph.node))
+            answer = subprocess.run(emu2 + ["chat", "-m", out, "-q", "--greedy", "-n", "3", "-p", "What is it?",
+                                            "--device-map", "part0=cpu,part1=cpu", "--json"],
+                                    check=True, capture_output=True, text=True)
+            self.assertGreater(json.loads(answer.stdout)["tokens"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
