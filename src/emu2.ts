@@ -11,7 +11,8 @@ import { encodePrompt, FRAME_TOKEN, videoNQuery, type EncodedPrompt } from "./pr
 import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
 import type { ImageSource, PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
-import { LlmStage, type GenerationSettings, type StopReason } from "./llm/stage.js";
+import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
+import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
@@ -189,12 +190,41 @@ export class Emu2 {
   }
 
   llm(): Promise<LlmStage> {
-    this.llmStage ??= Promise.all([
-      Promise.all((["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role))),
-      Promise.all(decoderRoles(this.manifest).map((role) => this.pkg.session(role))),
-    ]).then(([[embedTokens, projectUp, lmHead, projectDown], parts]) =>
-      new LlmStage({ embedTokens, projectUp, decoder: parts.length === 1 ? parts[0] : parts, lmHead, projectDown }, this.manifest));
+    this.llmStage ??= this.openLlm();
     return this.llmStage;
+  }
+
+  /**
+   * The LLM graphs and the KV cache strategy that fits where the decoder runs: when every decoder graph (the one
+   * decoder, or each part of a split one) is on WebGPU, the presents stay on the device (DeviceKvCache); otherwise
+   * they come back to host memory (HostKvCache).
+   */
+  private async openLlm(): Promise<LlmStage> {
+    const { num_layers: layers, num_heads: heads, head_dim: headDim, decoder_parts: split } = this.manifest.llm;
+    const shape = { layers, heads, headDim, dtype: this.manifest.dtype };
+    const roles = decoderRoles(this.manifest);
+    const onGpu = this.pkg.device === "webgpu" && roles.every((role) => this.pkg.placement(role) === "webgpu");
+    const decoders = [];
+    let first = 0;
+    for (const [k, role] of roles.entries()) {
+      const count = split ? split[k].layers : layers;
+      decoders.push(await this.pkg.placedSession(role, onGpu ? { deviceOutputs: presentNames(count, first) } : {}));
+      first += count;
+    }
+    const [embedTokens, projectUp, lmHead, projectDown] = await Promise.all(
+      (["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
+    );
+    let newCache: KvCacheFactory | undefined;
+    // With --cpu-fallback, WebGPU may have failed on the first graph: then every graph runs on the CPU.
+    if (decoders.some((d) => d.device === "webgpu")) {
+      const select = await this.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), { deviceOutputs: selectedNames(layers) });
+      if ([...decoders, select].some((d) => d.device !== "webgpu")) {
+        throw new Emu2Error("WebGPU failed for part of the decoder after other parts started on it: run with --device cpu");
+      }
+      newCache = DeviceKvCache.factory(shape, select.session);
+    }
+    const sessions = decoders.map((d) => d.session);
+    return new LlmStage({ embedTokens, projectUp, decoder: sessions.length === 1 ? sessions[0] : sessions, lmHead, projectDown }, this.manifest, newCache);
   }
 
   /** Generates text for a batch of prompts (left-padded into one batch). */

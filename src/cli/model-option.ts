@@ -4,7 +4,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Option, type Command } from "commander";
 import { ModelPackage } from "../model/package.js";
-import type { Device, Placement } from "../model/session.js";
+import { DEVICES, type Device, type Placement } from "../model/session.js";
 import { PackageError, UsageError } from "../util/errors.js";
 import { wholeNumberFlag } from "./flags.js";
 import type { Reporter } from "./io.js";
@@ -43,10 +43,10 @@ export function parseDeviceMap(value: string): Record<string, Placement> {
 export function addModelOptions(command: Command): Command {
   return command
     .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded tiny package)")
-    .addOption(new Option("--device <device>", "where to run").choices(["cpu", "cuda"]).default("cpu"))
-    .option("--device-id <n>", "CUDA device index", wholeNumberFlag("--device-id"), "0")
+    .addOption(new Option("--device <device>", "where to run (webgpu: any GPU with a Vulkan driver; cuda: after npm run install-cuda)").choices(DEVICES).default("cpu"))
+    .option("--device-id <n>", "CUDA device index, or WebGPU adapter index (emu2 info --devices)", wholeNumberFlag("--device-id"), "0")
     .option("--device-map <map>", "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)", parseDeviceMap)
-    .option("--cpu-fallback", "run on the CPU when CUDA is unavailable instead of failing")
+    .option("--cpu-fallback", "run on the CPU when the GPU (CUDA or WebGPU) is unavailable instead of failing")
     .option("-t, --threads <n>", "CPU threads per operator (0 = all cores)", wholeNumberFlag("--threads"), "0");
 }
 

@@ -1,7 +1,7 @@
 // The decoder's key/value cache behind an interface: generation code only asks for the next step's feeds, hands
 // back the step's outputs, and rearranges batch rows (beam reordering, beam expansion, dropped rows). HostKvCache
-// keeps the present tensors in host memory; a device-resident strategy (GPU buffers bound as outputs, one shared
-// past/present buffer) implements the same operations without the generation code changing.
+// keeps the present tensors in host memory; DeviceKvCache (device-kv-cache.ts) keeps them as WebGPU buffers and
+// implements the same operations on the device, without the generation code changing.
 import type { Dtype } from "../model/manifest.js";
 import { selectRows, zeros, type OrtFeeds, type OrtTensor } from "../model/ort.js";
 
@@ -36,7 +36,7 @@ export interface KvCacheShape {
 }
 
 /** Entry names in feed order: 0.key, 0.value, 1.key, ... */
-function entryNames(layers: number): string[] {
+export function entryNames(layers: number): string[] {
   return Array.from({ length: layers }, (_, i) => [`${i}.key`, `${i}.value`]).flat();
 }
 

@@ -6,7 +6,8 @@ import { PackageError, UsageError } from "../util/errors.js";
 import { readManifest, type Manifest } from "./manifest.js";
 import { OnnxFileError, readOnnxSummary } from "./onnx-file.js";
 import type { Session } from "./ort.js";
-import { createSession, DEFAULT_SESSION_OPTIONS, type Placement, type SessionOptions } from "./session.js";
+import { createSession, DEFAULT_SESSION_OPTIONS, type Device, type GraphOptions, type Placement, type SessionOptions } from "./session.js";
+import { webGpuRunsFloat16 } from "./webgpu.js";
 
 export type GraphRole =
   | "visual_encoder"
@@ -108,10 +109,17 @@ export interface GraphProblem { role: GraphRole; file: string; problem: string }
 
 const list = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", "));
 
+/** A session and the device it actually runs on (the CPU after a fallback). */
+export interface PlacedSession {
+  session: Session;
+  device: Device;
+}
+
 export interface FileReport { role: string; file: string; bytes: number; externalDataBytes: number }
 
 export class ModelPackage {
-  private readonly sessions = new Map<GraphRole, Promise<Session>>();
+  private readonly sessions = new Map<GraphRole, Promise<PlacedSession>>();
+  private readonly built = new Map<string, Promise<PlacedSession>>();
   private readonly placements = new Map<GraphRole, Placement>();
   private fellBackToCpu = false;
 
@@ -222,8 +230,16 @@ export class ModelPackage {
     return problems;
   }
 
-  /** The session of one graph, created on first use. */
-  session(role: GraphRole): Promise<Session> {
+  /** The device sessions are created on now: the one asked for, or the CPU once a GPU failed and fallback was allowed. */
+  get device(): Device {
+    return this.fellBackToCpu ? "cpu" : this.sessionOptions.device;
+  }
+
+  /**
+   * The session of one graph, created on first use; `graph` (device-resident outputs) applies to that creation.
+   * Resolves to the session and the device it runs on.
+   */
+  placedSession(role: GraphRole, graph: GraphOptions = {}): Promise<PlacedSession> {
     let session = this.sessions.get(role);
     if (!session) {
       const file = graphFiles(this.manifest)[role];
@@ -231,17 +247,7 @@ export class ModelPackage {
         const why = role === "unet" || role === "vae_decoder" ? "it has no visual decoder" : role === "decoder" ? "its decoder is split into parts" : "no such graph";
         throw new PackageError(`${this.dir}: package ${this.name} has no ${role} graph (${why})`);
       }
-      const placement = this.placements.get(role) ?? this.sessionOptions;
-      session = createSession(this.path(file), {
-        ...this.sessionOptions,
-        deviceId: placement.deviceId,
-        // Once CUDA has failed, every later graph goes to the CPU directly, and the user hears about it once.
-        device: this.fellBackToCpu ? "cpu" : placement.device,
-        onFallback: (reason) => {
-          if (!this.fellBackToCpu) this.sessionOptions.onFallback?.(reason);
-          this.fellBackToCpu = true;
-        },
-      });
+      session = this.create(this.path(file), graph, this.placements.get(role));
       // A failed creation must not be cached: the next call reports the same error instead of a stale rejection.
       session.catch(() => this.sessions.delete(role));
       this.sessions.set(role, session);
@@ -249,12 +255,65 @@ export class ModelPackage {
     return session;
   }
 
+  async session(role: GraphRole, graph: GraphOptions = {}): Promise<Session> {
+    return (await this.placedSession(role, graph)).session;
+  }
+
+  /** A session of a graph the runtime built (e.g. the device KV cache's row selection), kept under `name`. */
+  builtSession(name: string, bytes: Uint8Array, graph: GraphOptions = {}): Promise<PlacedSession> {
+    let session = this.built.get(name);
+    if (!session) {
+      session = this.create(bytes, { what: name, ...graph });
+      session.catch(() => this.built.delete(name));
+      this.built.set(name, session);
+    }
+    return session;
+  }
+
+  /** The device a graph goes to: its --device-map placement, else the package-wide one. */
+  placement(role: GraphRole): Device {
+    return this.placements.get(role)?.device ?? this.sessionOptions.device;
+  }
+
+  private async create(source: string | Uint8Array, graph: GraphOptions, placement: Placement = this.sessionOptions): Promise<PlacedSession> {
+    if (placement.device === "webgpu" && !this.fellBackToCpu && this.manifest.dtype === "float16") await this.checkWebGpuFloat16();
+    // Once a GPU has failed, every later graph goes to the CPU directly, and the user hears about it once.
+    const device = this.fellBackToCpu ? "cpu" : placement.device;
+    let fellBack = false;
+    const session = await createSession(source, {
+      ...this.sessionOptions,
+      deviceId: placement.deviceId,
+      device,
+      onFallback: (reason) => {
+        fellBack = true;
+        if (!this.fellBackToCpu) this.sessionOptions.onFallback?.(reason);
+        this.fellBackToCpu = true;
+      },
+    }, graph);
+    return { session, device: fellBack ? "cpu" : device };
+  }
+
+  private float16Checked?: Promise<void>;
+
+  /** A float16 package needs the adapter's shader-f16; without it the user hears why (or falls back, if allowed). */
+  private checkWebGpuFloat16(): Promise<void> {
+    this.float16Checked ??= webGpuRunsFloat16().then((ok) => {
+      if (ok) return;
+      const reason = `package ${this.name} is float16 and this WebGPU adapter has no shader-f16 (Dawn hides it on NVIDIA under Vulkan)`;
+      if (!this.sessionOptions.allowCpuFallback) throw new PackageError(`${reason}: use a float32 package of the model, or --device cpu`);
+      this.sessionOptions.onFallback?.(`${reason}; running on the CPU`);
+      this.fellBackToCpu = true;
+    });
+    return this.float16Checked;
+  }
+
   async release(): Promise<void> {
-    const open = [...this.sessions.values()];
+    const open = [...this.sessions.values(), ...this.built.values()];
     this.sessions.clear();
+    this.built.clear();
     for (const session of open) {
       try {
-        await (await session).release();
+        await (await session).session.release();
       } catch {
         // A session whose creation failed has nothing to release.
       }

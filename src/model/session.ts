@@ -3,21 +3,24 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { Emu2Error, PackageError } from "../util/errors.js";
 import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
+import { describeWebGpuFailure, listVulkanAdapters } from "./webgpu.js";
 
-export type Device = "cpu" | "cuda";
+export const DEVICES = ["cpu", "cuda", "webgpu"] as const;
+export type Device = (typeof DEVICES)[number];
 export type GraphOptimization = "disabled" | "basic" | "extended" | "all";
 
 export interface SessionOptions {
   device: Device;
+  /** CUDA: the device index. WebGPU: the adapter index of `emu2 info --devices`. */
   deviceId: number;
   /** Threads inside one operator; 0 lets ONNX Runtime choose (all cores). */
   threads: number;
   graphOptimization: GraphOptimization;
   /** Where to keep optimized graphs so later runs skip optimization; undefined disables the cache. */
   optimizedCacheDir?: string;
-  /** Use the CPU when CUDA was asked for but its provider libraries are missing. */
+  /** Use the CPU when the GPU (CUDA or WebGPU) was asked for but is not available. */
   allowCpuFallback: boolean;
-  /** Called once when the CPU is used in place of CUDA. */
+  /** Called once when the CPU is used in place of the GPU. */
   onFallback?: (reason: string) => void;
   /** Graphs placed elsewhere than `device`: `part0`, `part1`, ... (decoder parts) or a graph role -> placement. */
   deviceMap?: Record<string, Placement>;
@@ -26,6 +29,14 @@ export interface SessionOptions {
 export interface Placement {
   device: Device;
   deviceId: number;
+}
+
+/** What one graph needs beyond the package-wide options. */
+export interface GraphOptions {
+  /** Names graph errors (a role or a file). */
+  what?: string;
+  /** Outputs that stay on the device as WebGPU buffers (the decoder's presents); others come back to host memory. */
+  deviceOutputs?: readonly string[];
 }
 
 export const DEFAULT_SESSION_OPTIONS: SessionOptions = {
@@ -39,9 +50,27 @@ export const DEFAULT_SESSION_OPTIONS: SessionOptions = {
 export const CUDA_INSTALL_HINT =
   "install the CUDA provider libraries with `npm run install-cuda` (needs internet, CUDA 12 and cuDNN 9), or use --device cpu";
 
-export async function createSession(modelPath: string, options: SessionOptions): Promise<Session> {
+/**
+ * ONNX Runtime 1.30's WebGPU provider takes no adapter choice: Dawn hands it the adapter it ranks first
+ * (high-performance). Index 0 is that adapter; any other index is refused with the reason rather than ignored.
+ */
+export function checkWebGpuAdapterIndex(index: number): void {
+  if (index === 0) return;
+  const adapters = listVulkanAdapters();
+  if (adapters !== undefined && index >= adapters.length) {
+    throw new Emu2Error(`--device-id ${index}: unknown WebGPU adapter index: this machine has ${adapters.length} (see emu2 info --devices)`);
+  }
+  throw new Emu2Error(
+    `--device-id ${index}: ONNX Runtime 1.30's WebGPU provider always uses the adapter Vulkan ranks first (index 0); ` +
+      "to use another GPU, hide the others from the Vulkan loader (VK_LOADER_DRIVERS_SELECT) and pass --device-id 0",
+  );
+}
+
+/** A session of a graph file (or of graph bytes the runtime built) on the chosen device. */
+export async function createSession(source: string | Uint8Array, options: SessionOptions, graph: GraphOptions = {}): Promise<Session> {
   const ort = await loadOrt();
-  if (!existsSync(modelPath)) throw new PackageError(`${modelPath}: no such graph file`);
+  const what = graph.what ?? (typeof source === "string" ? source : "graph");
+  if (typeof source === "string" && !existsSync(source)) throw new PackageError(`${source}: no such graph file`);
   const base: SessionCreateOptions = {
     graphOptimizationLevel: options.graphOptimization,
     intraOpNumThreads: options.threads,
@@ -49,13 +78,13 @@ export async function createSession(modelPath: string, options: SessionOptions):
     executionMode: "sequential",
     logSeverityLevel: 3,
   };
-  if (options.optimizedCacheDir) {
+  if (options.optimizedCacheDir && typeof source === "string") {
     mkdirSync(options.optimizedCacheDir, { recursive: true });
-    base.optimizedModelFilePath = join(options.optimizedCacheDir, `${options.device}-${basename(modelPath)}`);
+    base.optimizedModelFilePath = join(options.optimizedCacheDir, `${options.device}-${basename(source)}`);
   }
   if (options.device === "cuda") {
     try {
-      return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: [{ name: "cuda", deviceId: options.deviceId }] });
+      return await ort.InferenceSession.create(source as string, { ...base, executionProviders: [{ name: "cuda", deviceId: options.deviceId }] });
     } catch (err) {
       const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
       if (!options.allowCpuFallback) {
@@ -64,10 +93,40 @@ export async function createSession(modelPath: string, options: SessionOptions):
       options.onFallback?.(`CUDA unavailable (${reason}); running on the CPU`);
     }
   }
+  if (options.device === "webgpu") {
+    checkWebGpuAdapterIndex(options.deviceId);
+    try {
+      const session = await ort.InferenceSession.create(source as string, {
+        ...base,
+        // Every session uses WebGPU context 0, so that buffers one graph leaves on the device can feed another.
+        executionProviders: ["webgpu"],
+        ...(graph.deviceOutputs?.length ? { preferredOutputLocation: Object.fromEntries(graph.deviceOutputs.map((n) => [n, "gpu-buffer" as const])) } : {}),
+      });
+      return explainRunFailures(session, what);
+    } catch (err) {
+      if (err instanceof Emu2Error) throw err;
+      const reason = describeWebGpuFailure(err);
+      if (!options.allowCpuFallback) throw new Emu2Error(`${what}: ${reason}`);
+      options.onFallback?.(`${reason.replace(/; or use --device cpu$/, "")}; running on the CPU`);
+    }
+  }
   try {
-    return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ["cpu"] });
+    return await ort.InferenceSession.create(source as string, { ...base, executionProviders: ["cpu"] });
   } catch (err) {
     const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
-    throw new PackageError(`${modelPath}: ONNX Runtime cannot load this graph: ${reason}`);
+    throw new PackageError(`${what}: ONNX Runtime cannot load this graph: ${reason}`);
   }
+}
+
+/** Failures inside a WebGPU run (out of memory, a buffer over the adapter's limits) become one emu2 line. */
+function explainRunFailures(session: Session, what: string): Session {
+  const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  session.run = (async (...args: unknown[]) => {
+    try {
+      return await run(...args);
+    } catch (err) {
+      throw new Emu2Error(`${what} on WebGPU: ${describeWebGpuFailure(err)}`);
+    }
+  }) as Session["run"];
+  return session;
 }

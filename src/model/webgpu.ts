@@ -1,0 +1,124 @@
+// What ONNX Runtime's WebGPU provider needs from the machine, and the one-line explanations of what is missing.
+// The provider (inside the onnxruntime-node binary, runtime-facts.md "WebGPU") runs on Dawn's Vulkan backend: it
+// needs the Vulkan loader (libvulkan.so.1) and a Vulkan driver for the GPU (or Mesa's lavapipe in software).
+import { execFileSync } from "node:child_process";
+import { writeOnnxModel } from "./onnx-writer.js";
+import { loadOrt } from "./ort.js";
+
+export const VULKAN_LOADER = "libvulkan.so.1";
+
+export const VULKAN_LOADER_HINT =
+  "install the Vulkan loader (Debian/Ubuntu package libvulkan1, Fedora vulkan-loader); on NVIDIA the driver's Vulkan " +
+  "component too (e.g. libnvidia-gl-<version>)";
+
+export const VULKAN_DRIVER_HINT =
+  "install the GPU driver's Vulkan support (NVIDIA: the driver's Vulkan component, e.g. libnvidia-gl-<version>; AMD/Intel: " +
+  "mesa-vulkan-drivers), or Mesa's software lavapipe (mesa-vulkan-drivers 23 or later) to test without a GPU";
+
+/**
+ * Whether the dynamic linker finds the Vulkan loader, searched the way the provider loads it. process.dlopen is
+ * Node's plain dlopen: a library that loads but is not a Node addon fails with "did not self-register" (found);
+ * a missing one fails with "cannot open shared object file".
+ */
+export function hasVulkanLoader(): boolean {
+  try {
+    process.dlopen({ exports: {} } as NodeJS.Module, VULKAN_LOADER);
+    return true;
+  } catch (err) {
+    return !/cannot open shared object file|No such file/i.test((err as Error).message);
+  }
+}
+
+export interface VulkanAdapter {
+  index: number;
+  name: string;
+  type: string;
+  driver: string;
+  /** Largest storage buffer one shader binding can see (VkPhysicalDeviceLimits.maxStorageBufferRange). */
+  maxStorageBufferRange?: number;
+  /** Largest single allocation (VkPhysicalDeviceMaintenance3Properties.maxMemoryAllocationSize). */
+  maxMemoryAllocationSize?: number;
+  /** shaderFloat16: what WebGPU's shader-f16 feature rests on. */
+  shaderFloat16?: boolean;
+}
+
+/**
+ * The Vulkan devices as vulkaninfo (package vulkan-tools) reports them, in the loader's order; undefined when
+ * vulkaninfo is not installed or fails. ONNX Runtime itself offers no adapter listing.
+ */
+export function listVulkanAdapters(): VulkanAdapter[] | undefined {
+  let text: string;
+  try {
+    text = execFileSync("vulkaninfo", [], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000, maxBuffer: 64 << 20 });
+  } catch {
+    return undefined;
+  }
+  const start = text.indexOf("Device Properties and Extensions:");
+  if (start < 0) return [];
+  const sections = text.slice(start).split(/^GPU(\d+):\s*$/m).slice(1);
+  const adapters: VulkanAdapter[] = [];
+  for (let i = 0; i + 1 < sections.length; i += 2) {
+    const body = sections[i + 1];
+    const field = (name: string) => body.match(new RegExp(`^\\s*${name}\\s*=\\s*(.+)$`, "m"))?.[1].trim();
+    const number = (name: string) => {
+      const v = field(name);
+      return v === undefined ? undefined : Number(v);
+    };
+    adapters.push({
+      index: Number(sections[i]),
+      name: field("deviceName") ?? "unknown",
+      type: (field("deviceType") ?? "unknown").replace(/^PHYSICAL_DEVICE_TYPE_/, "").toLowerCase(),
+      driver: field("driverInfo") || field("driverName") || "unknown",
+      maxStorageBufferRange: number("maxStorageBufferRange"),
+      maxMemoryAllocationSize: number("maxMemoryAllocationSize"),
+      shaderFloat16: field("shaderFloat16") === undefined ? undefined : field("shaderFloat16") === "true",
+    });
+  }
+  return adapters;
+}
+
+/** The useful part of an ONNX Runtime error: its first line without the source location and failed condition. */
+export function ortReason(err: unknown): string {
+  const line = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+  const condition = line.lastIndexOf(" was false. ");
+  return condition >= 0 ? line.slice(condition + " was false. ".length) : line.replace(/^\S+\.cc:\d+ /, "");
+}
+
+/** A one-line explanation of why a WebGPU session could not be created or run. */
+export function describeWebGpuFailure(err: unknown): string {
+  const reason = ortReason(err);
+  if (/Failed to get a WebGPU adapter/i.test(reason)) {
+    if (!hasVulkanLoader()) return `WebGPU is not available: the Vulkan loader ${VULKAN_LOADER} is not installed: ${VULKAN_LOADER_HINT}; or use --device cpu`;
+    return `WebGPU is not available: the Vulkan loader found no usable GPU (${reason}): ${VULKAN_DRIVER_HINT}; or use --device cpu`;
+  }
+  if (/out of memory|OutOfMemory|Failed to allocate|allocation failed/i.test(reason)) {
+    return `the GPU ran out of memory (${reason}): use a smaller or quantized package, fewer beams or a shorter context, or --device cpu`;
+  }
+  if (/storage buffers in shader|maxBufferSize|maxStorageBufferBindingSize|exceeds the maximum/i.test(reason)) {
+    return `a tensor is larger than the WebGPU adapter's buffer limits (${reason}): use a quantized (int8/int4) package or --device cpu`;
+  }
+  return `WebGPU failed: ${reason}`;
+}
+
+/**
+ * Whether the WebGPU adapter runs float16 arithmetic (WebGPU's shader-f16 feature): a one-node float16 graph must
+ * be placed entirely on WebGPU. Without the feature ONNX Runtime would quietly run every float16 node on the CPU.
+ * Dawn hides shader-f16 on NVIDIA under Vulkan (runtime-facts.md), so this is read, not assumed.
+ */
+export async function webGpuRunsFloat16(): Promise<boolean> {
+  const ort = await loadOrt();
+  const graph = writeOnnxModel({
+    name: "shader_f16_probe",
+    opset: 17,
+    inputs: [{ name: "a", type: "float16", dims: [4] }],
+    outputs: [{ name: "b", type: "float16", dims: [4] }],
+    nodes: [{ op: "Add", inputs: ["a", "a"], outputs: ["b"] }],
+  });
+  try {
+    const session = await ort.InferenceSession.create(graph, { executionProviders: ["webgpu"], logSeverityLevel: 3, extra: { session: { disable_cpu_ep_fallback: "1" } } });
+    await session.release();
+    return true;
+  } catch {
+    return false;
+  }
+}
