@@ -399,6 +399,27 @@ function table(rows: Row[]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
 }
 
+interface DeviceKvFigures {
+  skipped?: string;
+  adapter?: string;
+  rows?: { context: number; host_ms_per_token: number; device_ms_per_token: number; steps: number }[];
+}
+
+/** Per-token decode on the WebGPU provider: KV cache in host memory vs kept on the device (bench/device_kv.ts). */
+function deviceKvTable(f: DeviceKvFigures): string {
+  if (f.skipped || !f.rows) return `device KV cache: skipped: ${f.skipped ?? "no figures"}`;
+  const lines = [
+    `device KV cache, WebGPU on ${f.adapter}: per-token decode (embed, decoder, lm_head, argmax) of ${PACKAGE_NAME}, ` +
+      `median of ${f.rows[0]?.steps} steps after 2 warm-up steps; same ids both ways`,
+    "context  host KV ms/token  device KV ms/token  device/host",
+  ];
+  for (const r of f.rows) {
+    lines.push(`${String(r.context).padStart(7)}  ${fmtMs(r.host_ms_per_token).padStart(16)}  ${fmtMs(r.device_ms_per_token).padStart(18)}  ` +
+      `${(r.device_ms_per_token / r.host_ms_per_token).toFixed(2).padStart(10)}x`);
+  }
+  return lines.join("\n");
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   checkNeeds();
@@ -451,6 +472,11 @@ async function main(): Promise<void> {
     }
     console.log(table(rows));
     console.log(`\n${methods.join("\n")}`);
+
+    process.stderr.write("running device KV cache (WebGPU)...\n");
+    const deviceKv = await runJson<DeviceKvFigures>("device KV worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/device_kv.ts")], "");
+    stages["device KV cache"] = deviceKv;
+    console.log(`\n${deviceKvTable(deviceKv)}`);
 
     const wall = (performance.now() - started) / 1000;
     const resultsDir = join(tmpdir(), "emu2-bench");

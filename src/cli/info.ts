@@ -1,9 +1,11 @@
-// emu2 info <package>: what a package holds and whether it validates.
+// emu2 info <package>: what a package holds and whether it validates. emu2 info --devices: where it can run.
 import type { Command } from "commander";
 import type { Manifest } from "../model/manifest.js";
+import { listDevices, type DeviceReport } from "../model/devices.js";
 import { ModelPackage } from "../model/package.js";
 import { join } from "node:path";
 import { EXIT_FAILURE } from "./exit-codes.js";
+import { UsageError } from "../util/errors.js";
 import { writeJson } from "./io.js";
 
 function formatBytes(n: number): string {
@@ -26,10 +28,18 @@ function quantizationTag(m: Manifest, role: string): string {
 export function registerInfo(program: Command): void {
   program
     .command("info")
-    .description("show what a model package holds and check that it is valid")
-    .argument("<package>", "model package folder")
+    .description("show what a model package holds and check that it is valid; --devices: what ONNX Runtime can run on here")
+    .argument("[package]", "model package folder")
+    .option("--devices", "list the devices (CPU, WebGPU adapters with their limits, CUDA)")
     .option("--json", "print JSON")
-    .action((dir: string, options: { json?: boolean }) => {
+    .action(async (dir: string | undefined, options: { json?: boolean; devices?: boolean }) => {
+      if (options.devices) {
+        const report = await listDevices();
+        if (options.json) writeJson(report);
+        else process.stdout.write(`${formatDevices(report).join("\n")}\n`);
+        return;
+      }
+      if (dir === undefined) throw new UsageError("info: name a model package folder, or pass --devices");
       const pkg = ModelPackage.open(dir);
       const m = pkg.manifest;
       const files = pkg.fileReport();
@@ -59,4 +69,22 @@ export function registerInfo(program: Command): void {
       ];
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+}
+
+function formatDevices(r: DeviceReport): string[] {
+  const lines = [`cpu     ${r.cpu.model}, ${r.cpu.cores} cores`];
+  if (!r.webgpu.available) lines.push(`webgpu  unavailable: ${r.webgpu.reason?.replace(/^WebGPU is not available: /, "")}`);
+  else {
+    lines.push(`webgpu  available (Vulkan), float16 ${r.webgpu.float16 ? "yes (shader-f16)" : "no (float32 packages only)"}`);
+    if (r.webgpu.adapters === undefined) lines.push("  adapters: install vulkan-tools (vulkaninfo) to list them");
+    for (const a of r.webgpu.adapters ?? []) {
+      const limits = [
+        a.maxStorageBufferRange !== undefined ? `storage binding ${formatBytes(a.maxStorageBufferRange)}` : undefined,
+        a.maxMemoryAllocationSize !== undefined ? `allocation ${formatBytes(a.maxMemoryAllocationSize)}` : undefined,
+      ].filter(Boolean);
+      lines.push(`  ${a.index}: ${a.name} (${a.type}; ${a.driver})${limits.length ? `; max ${limits.join(", ")}` : ""}${a.index === 0 ? " <- used" : ""}`);
+    }
+  }
+  lines.push(r.cuda.available ? "cuda    provider libraries installed" : `cuda    unavailable: ${r.cuda.reason}`);
+  return lines;
 }

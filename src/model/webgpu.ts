@@ -16,21 +16,27 @@ export const VULKAN_DRIVER_HINT =
   "mesa-vulkan-drivers), or Mesa's software lavapipe (mesa-vulkan-drivers 23 or later) to test without a GPU";
 
 /**
- * Whether the dynamic linker finds the Vulkan loader, searched the way the provider loads it. process.dlopen is
- * Node's plain dlopen: a library that loads but is not a Node addon fails with "did not self-register" (found);
- * a missing one fails with "cannot open shared object file".
+ * Why the Vulkan loader cannot be used, searched the way the provider loads it (dlopen of libvulkan.so.1), or
+ * undefined when it loads. process.dlopen is Node's plain dlopen: a library that loads but is not a Node addon fails
+ * with "did not self-register", which means it was found and loaded.
  */
-export function hasVulkanLoader(): boolean {
+export function vulkanLoaderProblem(): string | undefined {
   try {
     process.dlopen({ exports: {} } as NodeJS.Module, VULKAN_LOADER);
-    return true;
+    return undefined;
   } catch (err) {
-    return !/cannot open shared object file|No such file/i.test((err as Error).message);
+    const message = (err as Error).message;
+    if (/did not self-register/i.test(message)) return undefined;
+    if (/cannot open shared object file/i.test(message)) return `the Vulkan loader ${VULKAN_LOADER} is not installed`;
+    return `the Vulkan loader ${VULKAN_LOADER} cannot be loaded (${message.split("\n")[0]})`;
   }
 }
 
 export interface VulkanAdapter {
+  /** Position in Dawn's ranking for a high-performance request: 0 is the adapter ONNX Runtime gets. */
   index: number;
+  /** vulkaninfo's GPU number (the loader's order). */
+  vulkanIndex: number;
   name: string;
   type: string;
   driver: string;
@@ -42,9 +48,13 @@ export interface VulkanAdapter {
   shaderFloat16?: boolean;
 }
 
+/** Dawn's preference for a high-performance adapter: discrete GPUs, then integrated, then the rest. */
+const TYPE_RANK: Record<string, number> = { discrete_gpu: 0, integrated_gpu: 1, virtual_gpu: 2, cpu: 3 };
+
 /**
- * The Vulkan devices as vulkaninfo (package vulkan-tools) reports them, in the loader's order; undefined when
- * vulkaninfo is not installed or fails. ONNX Runtime itself offers no adapter listing.
+ * The Vulkan devices as vulkaninfo (package vulkan-tools) reports them, ranked the way Dawn ranks adapters for ONNX
+ * Runtime's high-performance request (stable within a type); undefined when vulkaninfo is not installed or fails.
+ * ONNX Runtime itself offers no adapter listing.
  */
 export function listVulkanAdapters(): VulkanAdapter[] | undefined {
   let text: string;
@@ -65,7 +75,8 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
       return v === undefined ? undefined : Number(v);
     };
     adapters.push({
-      index: Number(sections[i]),
+      index: 0,
+      vulkanIndex: Number(sections[i]),
       name: field("deviceName") ?? "unknown",
       type: (field("deviceType") ?? "unknown").replace(/^PHYSICAL_DEVICE_TYPE_/, "").toLowerCase(),
       driver: field("driverInfo") || field("driverName") || "unknown",
@@ -74,7 +85,8 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
       shaderFloat16: field("shaderFloat16") === undefined ? undefined : field("shaderFloat16") === "true",
     });
   }
-  return adapters;
+  const rank = (a: VulkanAdapter) => TYPE_RANK[a.type] ?? 4;
+  return adapters.sort((a, b) => rank(a) - rank(b) || a.vulkanIndex - b.vulkanIndex).map((a, index) => ({ ...a, index }));
 }
 
 /** The useful part of an ONNX Runtime error: its first line without the source location and failed condition. */
@@ -88,7 +100,8 @@ export function ortReason(err: unknown): string {
 export function describeWebGpuFailure(err: unknown): string {
   const reason = ortReason(err);
   if (/Failed to get a WebGPU adapter/i.test(reason)) {
-    if (!hasVulkanLoader()) return `WebGPU is not available: the Vulkan loader ${VULKAN_LOADER} is not installed: ${VULKAN_LOADER_HINT}; or use --device cpu`;
+    const loader = vulkanLoaderProblem();
+    if (loader) return `WebGPU is not available: ${loader}: ${VULKAN_LOADER_HINT}; or use --device cpu`;
     return `WebGPU is not available: the Vulkan loader found no usable GPU (${reason}): ${VULKAN_DRIVER_HINT}; or use --device cpu`;
   }
   if (/out of memory|OutOfMemory|Failed to allocate|allocation failed/i.test(reason)) {

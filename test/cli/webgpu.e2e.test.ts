@@ -1,0 +1,73 @@
+// --device webgpu through the real binary: the errors a user meets (no Vulkan loader, an adapter index that does
+// not exist), --cpu-fallback, and `info --devices`.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+import { emu2, oneLine } from "../helpers/cli.js";
+import { packageDir } from "../helpers/fixtures.js";
+import { NO_WEBGPU } from "../helpers/webgpu.js";
+
+const chat = resolve(packageDir("emu2-chat-tiny"));
+const ask = ["chat", "-m", chat, "-q", "--greedy", "-n", "4", "-p", "What is in a picture?"];
+
+/** stderr without Dawn's own warnings, which its Vulkan backend writes to stderr directly (README, "GPU"). */
+function emu2Lines(stderr: string): string {
+  return stderr
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !l.startsWith("Warning: ") && !/^\s+at /.test(l))
+    .join("\n");
+}
+
+// A directory searched before the system's, holding an empty libvulkan.so.1: the dynamic linker stops there, so
+// for this process the Vulkan loader is as good as not installed.
+const hidden = mkdtempSync(join(tmpdir(), "emu2-no-vulkan-"));
+writeFileSync(join(hidden, "libvulkan.so.1"), "");
+const noLoader = { LD_LIBRARY_PATH: hidden };
+
+test("without a usable Vulkan loader: one line naming the package to install, exit 1; --cpu-fallback runs on the CPU instead", () => {
+  const r = emu2([...ask, "--device", "webgpu"], { env: noLoader });
+  assert.equal(r.status, 1, r.stderr);
+  const lines = emu2Lines(r.stderr);
+  assert.ok(oneLine(lines), lines);
+  assert.match(lines, /Vulkan loader libvulkan\.so\.1 cannot be loaded .*libvulkan1.*NVIDIA.*--device cpu/);
+  assert.equal(r.stdout, "");
+  const cpu = emu2(ask);
+  // Without -q, so the fallback notice is shown.
+  const fallback = emu2([...ask.filter((a) => a !== "-q"), "--device", "webgpu", "--cpu-fallback"], { env: noLoader });
+  assert.equal(fallback.status, 0, fallback.stderr);
+  assert.equal(fallback.stdout, cpu.stdout);
+  assert.match(emu2Lines(fallback.stderr), /^emu2: WebGPU is not available: .*; running on the CPU$/m);
+});
+
+test("an adapter index this machine does not have: one line, exit 1", () => {
+  const r = emu2([...ask, "--device", "webgpu", "--device-id", "7"]);
+  assert.equal(r.status, 1, r.stderr);
+  const lines = emu2Lines(r.stderr);
+  assert.ok(oneLine(lines), lines);
+  let vulkaninfo = true;
+  try {
+    execFileSync("vulkaninfo", ["--summary"], { stdio: "ignore" });
+  } catch {
+    vulkaninfo = false;
+  }
+  assert.match(lines, vulkaninfo ? /--device-id 7: unknown WebGPU adapter index: this machine has \d+ \(see emu2 info --devices\)/ : /--device-id 7: /);
+});
+
+test("info --devices names the CPU and says whether WebGPU and CUDA are usable; --json for scripts", { skip: NO_WEBGPU }, () => {
+  const r = emu2(["info", "--devices"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^cpu {5}.+, \d+ cores$/m);
+  assert.match(r.stdout, /^webgpu {2}available \(Vulkan\), float16 (yes|no)/m);
+  assert.match(r.stdout, /^cuda {4}/m);
+  const j = JSON.parse(emu2(["info", "--devices", "--json"]).stdout);
+  assert.equal(j.webgpu.available, true);
+  const hiddenLoader = JSON.parse(emu2(["info", "--devices", "--json"], { env: noLoader }).stdout);
+  assert.equal(hiddenLoader.webgpu.available, false);
+  assert.match(hiddenLoader.webgpu.reason, /libvulkan1/);
+  const usage = emu2(["info"]);
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /name a model package folder, or pass --devices/);
+});
