@@ -3,7 +3,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { Emu2Error, PackageError } from "../util/errors.js";
 import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
-import { describeWebGpuFailure, listVulkanAdapters } from "./webgpu.js";
+import { initializerSizes } from "./onnx-reader.js";
+import { bufferLimitMessage, describeWebGpuFailure, isBufferLimit, listVulkanAdapters, ortReason } from "./webgpu.js";
 
 export const DEVICES = ["cpu", "cuda", "webgpu"] as const;
 export type Device = (typeof DEVICES)[number];
@@ -102,7 +103,7 @@ export async function createSession(source: string | Uint8Array, options: Sessio
         executionProviders: ["webgpu"],
         ...(graph.deviceOutputs?.length ? { preferredOutputLocation: Object.fromEntries(graph.deviceOutputs.map((n) => [n, "gpu-buffer" as const])) } : {}),
       });
-      return explainRunFailures(session, what);
+      return explainRunFailures(session, what, typeof source === "string" ? source : undefined);
     } catch (err) {
       if (err instanceof Emu2Error) throw err;
       const reason = describeWebGpuFailure(err);
@@ -118,15 +119,22 @@ export async function createSession(source: string | Uint8Array, options: Sessio
   }
 }
 
-/** Failures inside a WebGPU run (out of memory, a buffer over the adapter's limits) become one emu2 line. */
-function explainRunFailures(session: Session, what: string): Session {
+/** Failures inside a WebGPU run (out of memory, a weight over the adapter's limits) become one emu2 line. */
+function explainRunFailures(session: Session, what: string, file: string | undefined): Session {
   const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
   session.run = (async (...args: unknown[]) => {
     try {
       return await run(...args);
     } catch (err) {
-      throw new Emu2Error(`${what} on WebGPU: ${describeWebGpuFailure(err)}`);
+      const reason = ortReason(err);
+      const message = isBufferLimit(reason) && file ? largestWeightMessage(file, reason) : describeWebGpuFailure(err);
+      throw new Emu2Error(`${what} on WebGPU: ${message}`);
     }
   }) as Session["run"];
   return session;
+}
+
+/** ONNX Runtime does not say which tensor was too large: the graph's largest weight is named, with the limit. */
+function largestWeightMessage(file: string, reason: string): string {
+  return bufferLimitMessage(reason, initializerSizes(file)[0], listVulkanAdapters()?.[0]?.maxStorageBufferRange);
 }

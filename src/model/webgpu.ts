@@ -96,6 +96,17 @@ export function ortReason(err: unknown): string {
   return condition >= 0 ? line.slice(condition + " was false. ".length) : line.replace(/^\S+\.cc:\d+ /, "");
 }
 
+export function isBufferLimit(reason: string): boolean {
+  return /storage buffers in shader|maxBufferSize|maxStorageBufferBindingSize|exceeds the maximum/i.test(reason);
+}
+
+/** A weight over the adapter's limits, named when known (ONNX Runtime's own message does not name it). */
+export function bufferLimitMessage(reason: string, weight?: { name: string; bytes: number }, bindingLimit?: number): string {
+  const what = weight ? `weight ${weight.name} (${weight.bytes} bytes)` : "a tensor";
+  const limit = bindingLimit ? `; the adapter binds at most ${bindingLimit} bytes per storage buffer` : "";
+  return `${what} is larger than the WebGPU adapter's buffer limits${limit} (${reason}): use a quantized (int8/int4) package or --device cpu`;
+}
+
 /** A one-line explanation of why a WebGPU session could not be created or run. */
 export function describeWebGpuFailure(err: unknown): string {
   const reason = ortReason(err);
@@ -107,9 +118,7 @@ export function describeWebGpuFailure(err: unknown): string {
   if (/out of memory|OutOfMemory|Failed to allocate|allocation failed/i.test(reason)) {
     return `the GPU ran out of memory (${reason}): use a smaller or quantized package, fewer beams or a shorter context, or --device cpu`;
   }
-  if (/storage buffers in shader|maxBufferSize|maxStorageBufferBindingSize|exceeds the maximum/i.test(reason)) {
-    return `a tensor is larger than the WebGPU adapter's buffer limits (${reason}): use a quantized (int8/int4) package or --device cpu`;
-  }
+  if (isBufferLimit(reason)) return bufferLimitMessage(reason);
   return `WebGPU failed: ${reason}`;
 }
 
