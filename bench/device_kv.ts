@@ -26,6 +26,7 @@ async function main(): Promise<Record<string, unknown>> {
   const options = { ...DEFAULT_SESSION_OPTIONS, device: "webgpu" as const };
   const s = (role: Parameters<typeof model.pkg.session>[0]) => model.pkg.session(role);
   const common = { embedTokens: await s("embed_tokens"), projectUp: await s("project_up"), lmHead: await s("lm_head"), projectDown: await s("project_down") };
+  if (!m.llm.decoder_file) throw new Error("emu2-tiny's decoder is expected whole, not split into parts");
   const decoderPath = model.pkg.path(m.llm.decoder_file);
   const hostDecoder = await createSession(decoderPath, options);
   const deviceDecoder = await createSession(decoderPath, options, { deviceOutputs: presentNames(layers) });

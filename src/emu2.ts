@@ -216,7 +216,7 @@ export class Emu2 {
     );
     let newCache: KvCacheFactory | undefined;
     // With --cpu-fallback, WebGPU may have failed on the first graph: then every graph runs on the CPU.
-    if (decoders.some((d) => d.device === "webgpu")) {
+    if (onGpu && decoders.some((d) => d.device === "webgpu")) {
       const select = await this.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), { deviceOutputs: selectedNames(layers) });
       if ([...decoders, select].some((d) => d.device !== "webgpu")) {
         throw new Emu2Error("WebGPU failed for part of the decoder after other parts started on it: run with --device cpu");

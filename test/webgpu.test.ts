@@ -57,6 +57,13 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
     c.forEach((s, i) => assert.ok(Math.abs(s.sum - g[i].sum) <= 1e-4, `${s.candidate}: ${s.sum} vs ${g[i].sum}`));
   });
 
+  test("emu2-chat-tiny-split: a decoder split in two parts keeps each part's presents on the device; beam ids equal the CPU's", async () => {
+    const split = pair("emu2-chat-tiny-split");
+    const inputs = [text("Describe a long and winding road.")];
+    const [c, g] = [await split.cpu.generateText(inputs, BEAM), await split.gpu.generateText(inputs, BEAM)];
+    assert.deepEqual(g.map((r) => r.ids), c.map((r) => r.ids));
+  });
+
   test("emu2-tiny: regressed embeddings within 1e-4 and the 2-step image within 1e-3", async () => {
     const ids = gen.cpu.tokenizer().encode("A red car parked by the sea.");
     const [c, g] = [await (await gen.cpu.llm()).regress([ids], null, 4), await (await gen.gpu.llm()).regress([ids], null, 4)];
