@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import sharp from "sharp";
 import { loadImage, type RgbImage } from "../../src/vision/image.js";
 import { decodeFrames, probeVideo, sampleFrameIndices, sampleVideo, VideoError } from "../../src/vision/video.js";
 import { ROOT } from "./helpers.js";
@@ -66,6 +67,13 @@ test("probe: timestamps in seconds for GIF/WebP, frame indices for folders; a sh
   assert.equal(folder.shortBy, 5);
   assert.deepEqual(folder.frames.map((f) => f.index), [0, 1, 2]);
   assert.match(folder.frames[2].file ?? "", /frame-02\.png$/);
+  // A GIF frame delay of 0 (or 10 ms) is shown for 100 ms, as browsers do: three such frames last 0.3 s.
+  const strip = Buffer.concat([50, 150, 250].map((v) => Buffer.alloc(8 * 8 * 3, v)));
+  const zeroDelay = join(mkdtempSync(join(tmpdir(), "emu2-gif0-")), "zero.gif");
+  writeFileSync(zeroDelay, await sharp(strip, { raw: { width: 8, height: 24, channels: 3, pageHeight: 8 } }).gif({ delay: [0, 10, 0] }).toBuffer());
+  const zero = sampleVideo(await probeVideo(zeroDelay), 3);
+  assert.equal(zero.duration, 0.3);
+  assert.deepEqual(zero.frames.map((f) => f.time), [0, 0.1, 0.2]);
   // Natural order: frame-10 after frame-9.
   const dir = mkdtempSync(join(tmpdir(), "emu2-frames-"));
   for (const k of [1, 2, 9, 10]) writeFileSync(join(dir, `frame-${k}.png`), readFileSync(join(VIDEOS, "red-square-right", `frame-0${k % 6}.png`)));
