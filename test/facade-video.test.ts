@@ -66,7 +66,8 @@ test("video prompts: ids, frame features at the [gIMG] rows, logits, greedy and 
       const ours = new Float32Array(frameRows.length * width);
       frameRows.forEach((r, k) => ours.set(features.data.subarray(r * width, (r + 1) * width), k * width));
       const featureDiff = maxAbsDiff(ours, frameFeatures.data);
-      assert.ok(featureDiff <= 1e-4, `prompt ${i}: frame features differ by ${featureDiff}`);
+      // Measured 2.0e-6 (ONNX Runtime vs PyTorch float32); logits below 2.3e-5.
+      assert.ok(featureDiff <= 1e-5, `prompt ${i}: frame features differ by ${featureDiff}`);
 
       const llm = await model.llm();
       const logits = await llm.promptLogits(ids, prepared.features);
