@@ -66,3 +66,39 @@ test("scoring continuations after an image prompt equals the reference's scores"
   scores.forEach((s, i) => assert.ok(Math.abs(s.sum - sums[i]) <= 1e-4, `${s.candidate}: ${s.sum} vs ${sums[i]}`));
   await model.release();
 });
+
+test("stop strings: a stop text in the middle of the answer, spanning two tokens, ends generation at the token that completes it and is trimmed with what follows; with several stops the earliest wins", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const tokenizer = model.tokenizer();
+  const input = { kind: "sequence" as const, parts: [{ kind: "text" as const, text: "A red car parked by the sea." }] };
+  const settings = { maxNewTokens: 12, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] as string[] };
+  const [full] = await model.generateText([input], settings);
+  assert.equal(full.stopReason, "length");
+  const prefixes = full.ids.map((_, i) => tokenizer.decode(full.ids.slice(0, i + 1)));
+  // A stop text made of the last two characters of token k's text and the first two of token k+1's.
+  const spanning = (k: number) => prefixes[k + 1].slice(prefixes[k].length - 2, prefixes[k].length + 2);
+  const expected = (stop: string) => {
+    const end = prefixes.findIndex((text) => text.includes(stop));
+    return { ids: full.ids.slice(0, end + 1), text: prefixes[end].slice(0, prefixes[end].indexOf(stop)) };
+  };
+  const early = spanning(3);
+  const late = spanning(7);
+  assert.ok(prefixes[3].length >= 2 && !prefixes[3].includes(early) && prefixes[4].includes(early), `"${early}" spans tokens 3 and 4`);
+  // Completed by the same token as `early` but starting two characters before it: the text is cut at the earlier start.
+  const overlapping = prefixes[4].slice(prefixes[3].length - 4, prefixes[3].length + 1);
+  assert.ok(!prefixes[3].includes(overlapping) && prefixes[4].includes(overlapping));
+  for (const [stop, first] of [[[early], early], [[late], late], [[late, early], early], [[early, overlapping], overlapping]] as const) {
+    const [out] = await model.generateText([input], { ...settings, stop: [...stop] });
+    const want = expected(first);
+    assert.equal(out.stopReason, "stop", `stop ${JSON.stringify(stop)}`);
+    assert.deepEqual(out.ids, want.ids, `stop ${JSON.stringify(stop)}: ids`);
+    assert.equal(out.text, want.text, `stop ${JSON.stringify(stop)}: trimmed text`);
+    assert.ok(want.text.length > 0 && want.ids.length < full.ids.length, "the stop lies in the middle of the answer");
+  }
+  // Streaming hands over exactly the trimmed text.
+  let streamed = "";
+  const [out] = await model.generateText([input], { ...settings, stop: [late] }, { onText: (_, delta) => (streamed += delta) });
+  assert.equal(out.text, expected(late).text);
+  assert.ok(streamed.startsWith(out.text), "the stream begins with the answer");
+  await model.release();
+});

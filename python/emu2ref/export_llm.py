@@ -33,7 +33,7 @@ from torch import nn
 from .checkpoint import Checkpoint
 from .eva_vit import EvaViT
 from .golden import GoldenWriter
-from .llama import Emu2LLM
+from .llama import Emu2LLM, position_ids_for
 from .noise import normals
 from .onnx_export import OPSET, TWO_GB, remove_previous_export
 from . import quantize as qz
@@ -95,13 +95,6 @@ def decoder_part_ranges(layers: int, parts: int) -> list:
         raise ValueError(f"--decoder-parts {parts}: expected 1 to the LLM's {layers} layers")
     sizes = [layers // parts + (1 if k < layers % parts else 0) for k in range(parts)]
     return [(sum(sizes[:k]), sum(sizes[:k + 1])) for k in range(parts)]
-
-
-def position_ids_for(attention_mask, new_tokens: int):
-    """HF generation: cumsum(mask) - 1 with padded positions set to 1, for the last new_tokens positions."""
-    pos = attention_mask.long().cumsum(-1) - 1
-    pos = pos.masked_fill(attention_mask == 0, 1)
-    return pos[:, -new_tokens:]
 
 
 def _example_inputs(vision: EvaViT, llm: Emu2LLM) -> dict:

@@ -18,8 +18,11 @@ prompt. Emu2 passes `min_length=1`, which with an empty start is `min_new_tokens
   early_stopping is True, or (False) the worst kept hypothesis >= best candidate score / cur_len ** length_penalty
   with cur_len the generated length including this step's token (`input_ids.shape[-1] + 1`, 4.31), or ("never")
   the same bound with max_new_tokens in place of cur_len when length_penalty > 0. At the end the running beams of
-  unfinished rows are offered as hypotheses; each row returns its best (the last of a stable sort by score), with
-  eos appended when it is shorter than the longest returned one and max_new_tokens.
+  unfinished rows are offered as hypotheses; each row returns its num_return_sequences best (popped from the end of
+  a stable sort by score), with eos appended when shorter than the longest returned one and max_new_tokens.
+- Sampling (sample): the processors, then TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper (4.31's
+  order), then one draw per unfinished row from a SplitMix64 stream (noise.py) by inverse CDF, where HF calls
+  torch.multinomial: the same seed gives the same ids here and in src/llm/generate.ts.
 - Position ids: cumsum(attention_mask) - 1, padded positions 1 (LlamaForCausalLM.prepare_inputs_for_generation).
 
 Image regression follows emu/emu.py generate_image: `[IMG]` is appended; the final (normed) hidden state of the last
@@ -34,7 +37,8 @@ step instead, which the tests use to show the cache changes nothing.
 import torch
 import torch.nn.functional as F
 
-from .export_llm import position_ids_for
+from .llama import position_ids_for
+from .noise import SplitMix64
 
 
 def left_pad(sequences, pad_token_id: int):
@@ -142,6 +146,74 @@ def greedy(llm, inputs_embeds, attention_mask, max_new_tokens: int, eos_token_id
         hidden = seq.step(llm.embed_tokens(tokens[:, None]))
 
 
+def warp_scores(scores, temperature: float, top_k: int, top_p: float):
+    """transformers 4.31's sampling warpers in generate()'s order, as torch computes them: TemperatureLogitsWarper
+    (when != 1), TopKLogitsWarper (when != 0: below the k-th largest -> -inf, ties with it kept), TopPLogitsWarper
+    (when < 1: ascending sort, softmax, cumsum; cumulative <= 1 - top_p -> -inf, the most likely token kept).
+    HF sorts with torch.sort, which orders equal scores in an implementation-defined way (on torch 1.13's CPU
+    kernel neither by index nor against it), so which of several tied tokens at the top-p cut survives is not
+    defined there; here, as in src/llm/processors.ts, equal scores keep index order (stable sort): the lower index
+    is removed first."""
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_k != 0:
+        k = min(max(top_k, 1), scores.shape[-1])
+        scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], -float("inf"))
+    if top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False, stable=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1:] = False
+        scores = scores.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+    return scores
+
+
+def draw(scores_row, uniform: float):
+    """The project's draw (src/llm/processors.ts drawFromProbs; torch.multinomial's stream is not portable): the
+    probabilities softmax(scores) in float64 rounded to float32, walked in index order with a float64 running sum;
+    the first token whose cumulative probability exceeds `uniform` (zero-probability tokens never drawn).
+    -> (token, distance of `uniform` from the nearest edge of the token's cumulative interval)."""
+    row = scores_row.double()
+    probs = torch.exp(row - row.max())
+    probs = (probs / probs.sum()).float().double()
+    cumulative = torch.cumsum(probs, 0)
+    hits = ((cumulative > uniform) & (probs > 0)).nonzero()
+    token = int(hits[0]) if len(hits) else int((probs > 0).nonzero()[-1])
+    return token, min(uniform - (cumulative[token] - probs[token]).item(), abs(cumulative[token].item() - uniform))
+
+
+@torch.no_grad()
+def sample(llm, inputs_embeds, attention_mask, max_new_tokens: int, eos_token_id: int, pad_token_id: int, seed: int,
+           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_new_tokens: int = 0,
+           repetition_penalty: float = 1.0, margins: list = None):
+    """-> generated ids [B, n], as 4.31 sample() with the processors and warpers above; the uniforms come from one
+    SplitMix64(seed) stream (python/emu2ref/noise.py), one per unfinished row per step, in row order. `margins`,
+    when given, receives every draw's distance from the edge of its interval (see draw)."""
+    rng = SplitMix64(seed)
+
+    def pick(row):
+        token, margin = draw(row, rng.uniform())
+        if margins is not None:
+            margins.append(margin)
+        return token
+
+    seq = _Sequence(llm, inputs_embeds, attention_mask, False)
+    batch = inputs_embeds.shape[0]
+    generated = torch.zeros((batch, 0), dtype=torch.long)
+    unfinished = [True] * batch
+    hidden = seq.start()
+    while True:
+        scores = process_scores(llm.lm_head(hidden), generated, eos_token_id, min_new_tokens, repetition_penalty)
+        scores = warp_scores(scores, temperature, top_k, top_p)
+        tokens = torch.tensor([pick(scores[b]) if unfinished[b] else pad_token_id for b in range(batch)],
+                              dtype=torch.long)
+        generated = torch.cat([generated, tokens[:, None]], dim=1)
+        unfinished = [u and int(t) != eos_token_id for u, t in zip(unfinished, tokens)]
+        if not any(unfinished) or generated.shape[1] >= max_new_tokens:
+            return generated
+        hidden = seq.step(llm.embed_tokens(tokens[:, None]))
+
+
 class BeamHypotheses:
     """The finished hypotheses of one batch row (4.31 BeamHypotheses): at most num_beams, the worst dropped."""
 
@@ -175,19 +247,22 @@ class BeamHypotheses:
             return self.worst_score >= best_sum_logprobs / self.max_new_tokens ** self.length_penalty
         return self.worst_score >= best_sum_logprobs / cur_len ** self.length_penalty
 
-    def best(self):
-        """(score, tokens): the last of a stable sort by score, as 4.31 finalize pops it."""
-        return sorted(self.beams, key=lambda b: b[0])[-1]
+    def best(self, n: int = 1):
+        """The n best (score, tokens), best first: 4.31 finalize pops the end of a stable sort by score n times."""
+        return list(reversed(sorted(self.beams, key=lambda b: b[0])[-n:]))
 
 
 @torch.no_grad()
 def beam_search(llm, inputs_embeds, attention_mask, num_beams: int, max_new_tokens: int, eos_token_id: int,
                 pad_token_id: int, length_penalty: float = 1.0, early_stopping=False, min_new_tokens: int = 0,
-                repetition_penalty: float = 1.0, full_recompute: bool = False):
-    """-> (sequences [B, L] int64, scores [B] float32): each row's best hypothesis as 4.31 BeamSearchScorer.finalize
-    returns it, and its length-penalised score. early_stopping: False | True | "never"."""
+                repetition_penalty: float = 1.0, num_return_sequences: int = 1, full_recompute: bool = False):
+    """-> (sequences [B * n, L] int64, scores [B * n] float32): each row's n = num_return_sequences best hypotheses,
+    best first, as 4.31 BeamSearchScorer.finalize returns them, and their length-penalised scores.
+    early_stopping: False | True | "never"."""
     if early_stopping not in (False, True, "never"):
         raise ValueError(f"early_stopping must be False, True or 'never', not {early_stopping!r}")
+    if not 1 <= num_return_sequences <= num_beams:
+        raise ValueError(f"num_return_sequences {num_return_sequences} must be between 1 and num_beams {num_beams}")
     batch = inputs_embeds.shape[0]
     rows = torch.arange(batch).repeat_interleave(num_beams)
     seq = _Sequence(llm, inputs_embeds[rows], attention_mask[rows], full_recompute)
@@ -245,10 +320,10 @@ def beam_search(llm, inputs_embeds, attention_mask, num_beams: int, max_new_toke
             for beam in range(num_beams):
                 row = b * num_beams + beam
                 hyps[b].add(generated[row].tolist(), beam_scores[row].item())
-        best.append(hyps[b].best())
+        best.extend(hyps[b].best(num_return_sequences))
     longest = max(len(tokens) for _, tokens in best)
     width = min(longest + 1, max_new_tokens)
-    out = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    out = torch.full((len(best), width), pad_token_id, dtype=torch.long)
     for b, (_, tokens) in enumerate(best):
         out[b, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         if len(tokens) < width:

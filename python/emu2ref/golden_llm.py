@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from .eva_vit import pool_visual_features
-from .generation import (beam_search, greedy, left_pad, prepare_prompt_embeds, regress_image,
-                         score_continuations)
+from .generation import (beam_search, greedy, left_pad, prepare_prompt_embeds, regress_image, sample,
+                         score_continuations, warp_scores)
 from .golden import GoldenWriter, read_golden
 from .preprocess import load_rgb, preprocess
 
@@ -24,6 +24,40 @@ LOGITS_COLUMN_STRIDE = 128
 GREEDY = {"max_new_tokens": 12, "min_new_tokens": 1}
 BEAM = {"num_beams": 5, "length_penalty": -1.0, "max_new_tokens": 10, "min_new_tokens": 1, "early_stopping": False}
 REPETITION_PENALTY = 1.3
+# Beam runs that the plain BEAM goldens cannot tell apart from plausible bugs (names -> settings; "eos": "frequent"
+# names meta.frequent_eos as eos so that hypotheses finish). beam_modes runs once per early_stopping mode.
+BEAM_CASES = {
+    "beam_lp2": {"prompt": 0, "num_beams": 5, "max_new_tokens": 10, "length_penalty": 2.0, "min_new_tokens": 1,
+                 "repetition_penalty": 1.0, "num_return_sequences": 5, "early_stopping": False, "eos": "frequent"},
+    "beam_lp0": {"prompt": 0, "num_beams": 5, "max_new_tokens": 10, "length_penalty": 0.0, "min_new_tokens": 1,
+                 "repetition_penalty": 1.0, "num_return_sequences": 3, "early_stopping": False, "eos": "frequent"},
+    "beam_repetition": {"prompt": 2, "num_beams": 5, "max_new_tokens": 10, "length_penalty": 2.0, "min_new_tokens": 1,
+                        "repetition_penalty": REPETITION_PENALTY, "num_return_sequences": 2, "early_stopping": False,
+                        "eos": "frequent"},
+    "beam_min_new_tokens": {"prompt": 0, "num_beams": 5, "max_new_tokens": 10, "length_penalty": 0.0,
+                            "min_new_tokens": 8, "repetition_penalty": 1.0, "num_return_sequences": 3,
+                            "early_stopping": False, "eos": "frequent"},
+}
+# early_stopping False / True / "never": a prompt and settings where the modes can differ; eos is the first token of
+# the prompt's greedy and beam continuations for which all three give different hypotheses (else the first with the
+# most distinct results; meta.beam_modes.distinct says how many).
+BEAM_MODES = {"prompt": 2, "num_beams": 3, "max_new_tokens": 12, "length_penalty": 1.0, "min_new_tokens": 1,
+              "repetition_penalty": 1.0, "num_return_sequences": 3}
+EARLY_STOPPING = {"false": False, "true": True, "never": "never"}
+# Sampling (seeded SplitMix64 uniforms, python/emu2ref/generation.py sample): each case's seed is the first of 0, 1, ...
+# whose every draw lies at least DRAW_MARGIN from a boundary of the cumulative distribution, so that the ONNX vs
+# PyTorch logit noise (~1e-6) cannot flip a draw.
+SAMPLING_CASES = {
+    "sample_temperature": {"temperature": 1.8, "top_k": 0, "top_p": 1.0},
+    "sample_top_k": {"temperature": 1.8, "top_k": 5, "top_p": 1.0},
+    "sample_top_p": {"temperature": 1.8, "top_k": 0, "top_p": 0.6},
+    "sample_all": {"temperature": 1.3, "top_k": 40, "top_p": 0.9, "repetition_penalty": 1.2, "min_new_tokens": 2},
+}
+SAMPLING_NEW_TOKENS = 12
+DRAW_MARGIN = 1e-4
+# The warpers on rows with many ties (values on a 0.5 grid), as HF computes them with torch.topk / torch.sort.
+WARP_CASES = {"top_k_3": (1.0, 3, 1.0), "top_k_40": (1.0, 40, 1.0), "top_p_0.3": (1.0, 0, 0.3),
+              "top_p_0.75": (1.0, 0, 0.75), "temperature_0.7_top_k_20_top_p_0.5": (0.7, 20, 0.5)}
 REGRESSION_QUERIES = 64
 CANDIDATES = ["yes", "no", "a red car"]
 # (content, images in placeholder order): no image, one, two; the chat template wraps each content.
@@ -162,6 +196,67 @@ def write_llm_goldens(golden_dir: str, vision, llm, tokenizer, package_config: d
                 or abs(batch_scores[i].item() - score) > 1e-4):
             raise AssertionError(f"batch row {i} differs from prompt {i} run alone")
 
+    # Beam search cases (BEAM_CASES) and the early_stopping modes (BEAM_MODES).
+    def run_beam(case, eos_token_id, early_stopping):
+        embeds, mask = embeds_for([all_ids[case["prompt"]]], [CONTENTS[case["prompt"]][1]])
+        return beam_search(llm, embeds, mask, case["num_beams"], case["max_new_tokens"], eos_token_id, pad,
+                           length_penalty=case["length_penalty"], early_stopping=early_stopping,
+                           min_new_tokens=case["min_new_tokens"], repetition_penalty=case["repetition_penalty"],
+                           num_return_sequences=case["num_return_sequences"])
+
+    for name, case in BEAM_CASES.items():
+        seqs, scores = run_beam(case, frequent_eos, case["early_stopping"])
+        out.add(f"{name}.sequences", seqs, f"beam search of prompt {case['prompt']} with meta.beam_cases.{name}: "
+                "the num_return_sequences best hypotheses, best first, eos appended where shorter [n,L]")
+        out.add(f"{name}.scores", scores, "their length-penalised scores [n]")
+    modes_prompt = embeds_for([all_ids[BEAM_MODES["prompt"]]], [CONTENTS[BEAM_MODES["prompt"]][1]])
+    continuations = greedy(llm, *modes_prompt, GREEDY["max_new_tokens"], eos, pad).flatten().tolist()
+    continuations += beam_search(llm, *modes_prompt, 5, BEAM_MODES["max_new_tokens"], eos, pad, length_penalty=2.0,
+                                 num_return_sequences=5)[0].flatten().tolist()
+    best_modes = None
+    for candidate in dict.fromkeys(t for t in continuations if t not in (eos, pad)):
+        runs = {mode: run_beam(BEAM_MODES, candidate, stop) for mode, stop in EARLY_STOPPING.items()}
+        distinct = len({(tuple(s.flatten().tolist()), tuple(c.tolist())) for s, c in runs.values()})
+        if best_modes is None or distinct > best_modes[1]:
+            best_modes = (candidate, distinct, runs)
+        if distinct == len(EARLY_STOPPING):
+            break
+    modes_eos, modes_distinct, runs = best_modes
+    for mode, (seqs, scores) in runs.items():
+        out.add(f"beam_modes.{mode}.sequences", seqs, f"beam search of prompt {BEAM_MODES['prompt']} with "
+                f"meta.beam_modes, eos_token_id = meta.beam_modes.eos, early_stopping {mode} [n,L]")
+        out.add(f"beam_modes.{mode}.scores", scores, "their scores [n]")
+
+    # Sampling: SAMPLING_CASES on prompt 0, and sample_all on the three prompts as one batch.
+    def seeded(case, ids_rows, images_rows):
+        for seed in range(100):
+            margins = []
+            ids = sample(llm, *embeds_for(ids_rows, images_rows), SAMPLING_NEW_TOKENS, eos, pad, seed,
+                         margins=margins, **case)
+            if min(margins) >= DRAW_MARGIN:
+                return seed, ids
+        raise AssertionError(f"no seed below 100 keeps every draw {DRAW_MARGIN} from a boundary")
+
+    sampling_seeds = {}
+    for name, case in SAMPLING_CASES.items():
+        sampling_seeds[name], ids = seeded(case, [all_ids[0]], [CONTENTS[0][1]])
+        out.add(f"{name}.ids", ids, f"sampled continuation of prompt 0 with meta.sampling.{name}, "
+                f"seed meta.sampling_seeds.{name} [1,{SAMPLING_NEW_TOKENS}]")
+    sampling_seeds["sample_batch"], ids = seeded(SAMPLING_CASES["sample_all"], all_ids, [im for _, im in CONTENTS])
+    out.add("sample_batch.ids", ids, "sampled continuations of prompts 0, 1, 2 as one left-padded batch with "
+            "meta.sampling.sample_all, seed meta.sampling_seeds.sample_batch [3,n]")
+
+    # The warpers on rows full of ties.
+    rows = torch.round(torch.randn(4, 2000, generator=torch.Generator().manual_seed(17)) * 4) / 2
+    # Eight equal scores and -inf elsewhere: probabilities of exactly 1/8, so cumulative sums meet 1 - top_p exactly.
+    exact = torch.full((1, 2000), -float("inf"))
+    exact[0, 100:108] = 0.0
+    rows = torch.cat([rows, exact])
+    out.add("warp.input", rows, "scores [5,2000]: four rows on a 0.5 grid (many ties), then eight zeros among -inf")
+    for name, (temperature, top_k, top_p) in WARP_CASES.items():
+        out.add(f"warp.{name}", warp_scores(rows, temperature, top_k, top_p),
+                f"warp_scores(warp.input, temperature {temperature}, top_k {top_k}, top_p {top_p}) [5,2000]")
+
     # Image regression: prompt 0 + [IMG], and the empty prompt <s> + [IMG] (the classifier-free guidance null).
     embeds, mask = embeds_for([all_ids[0]], [CONTENTS[0][1]])
     cond = regress_image(llm, embeds, mask, cfg["img_token_id"], REGRESSION_QUERIES)
@@ -185,6 +280,10 @@ def write_llm_goldens(golden_dir: str, vision, llm, tokenizer, package_config: d
         "repetition_penalty": REPETITION_PENALTY, "frequent_eos": frequent_eos,
         "regress": {"cond_prompt": 0, "uncond_ids": empty_ids, "n_query": REGRESSION_QUERIES},
         "score": {"context_prompt": 1, "candidates": CANDIDATES, "candidate_ids": candidate_ids},
+        "beam_cases": BEAM_CASES,
+        "beam_modes": {**BEAM_MODES, "eos": modes_eos, "distinct": modes_distinct},
+        "sampling": SAMPLING_CASES, "sampling_new_tokens": SAMPLING_NEW_TOKENS, "sampling_seeds": sampling_seeds,
+        "warp": {name: {"temperature": t, "top_k": k, "top_p": p} for name, (t, k, p) in WARP_CASES.items()},
     })
     return {"cond": cond, "uncond": uncond}
 

@@ -172,3 +172,10 @@ def build_vision_llm(config: dict, seed: int):
                     fan_in = p[0].numel()
                     p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
     return vision.eval(), llm.eval()
+
+
+def position_ids_for(attention_mask, new_tokens: int):
+    """HF generation: cumsum(mask) - 1 with padded positions set to 1, for the last new_tokens positions."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    pos = pos.masked_fill(attention_mask == 0, 1)
+    return pos[:, -new_tokens:]

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emu2ref.generation import (BeamHypotheses, beam_search, greedy, left_pad, prepare_prompt_embeds,  # noqa: E402
-                                regress_image, score_continuations)
+from emu2ref.generation import (BeamHypotheses, beam_search, draw, greedy, left_pad, prepare_prompt_embeds,  # noqa: E402
+                                regress_image, sample, score_continuations, warp_scores)
 from emu2ref.llama import build_vision_llm  # noqa: E402
 
 CONFIG = {"vision": dict(image_size=28, patch_size=14, width=16, layers=1, heads=2, mlp_hidden=32),
@@ -140,6 +140,22 @@ class GenerationTest(unittest.TestCase):
             best = int(total.argmax())
             self.assertEqual(seq[0].tolist(), [best // vocab, best % vocab])
             self.assertAlmostEqual(score[0].item(), total.max().item(), places=4)
+
+    def test_sampling_top_k_1_is_greedy_and_the_seed_fixes_the_draws(self):
+        greedy_ids = greedy(self.llm, self.embeds, self.mask, 6, EOS, PAD)
+        self.assertTrue(torch.equal(sample(self.llm, self.embeds, self.mask, 6, EOS, PAD, seed=3, top_k=1), greedy_ids))
+        a = sample(self.llm, self.embeds, self.mask, 6, EOS, PAD, seed=3, temperature=2.0)
+        self.assertTrue(torch.equal(a, sample(self.llm, self.embeds, self.mask, 6, EOS, PAD, seed=3, temperature=2.0)))
+        self.assertFalse(torch.equal(a, sample(self.llm, self.embeds, self.mask, 6, EOS, PAD, seed=4, temperature=2.0)))
+
+    def test_warpers_and_draw(self):
+        scores = torch.tensor([[0.0, 2.0, 1.0, 2.0, -1.0]])
+        self.assertEqual(warp_scores(scores, 1.0, 2, 1.0).isinf().tolist(), [[True, False, True, False, True]])
+        # Probabilities 1/4 each: the cumulative sums 0.25, 0.5 reach 1 - 0.5, so the two lowest indices go.
+        self.assertEqual(warp_scores(torch.zeros(1, 4), 1.0, 0, 0.5).isinf().tolist(), [[True, True, False, False]])
+        torch.testing.assert_close(warp_scores(scores, 2.0, 0, 1.0), scores / 2)
+        self.assertEqual(draw(torch.tensor([0.0, -float("inf"), 0.0]), 0.49)[0], 0)
+        self.assertEqual(draw(torch.tensor([0.0, -float("inf"), 0.0]), 0.51)[0], 2)
 
     def test_beam_hypotheses_follow_transformers_431(self):
         hyps = BeamHypotheses(num_beams=2, length_penalty=1.0, early_stopping=False, max_new_tokens=10)

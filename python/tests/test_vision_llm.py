@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from emu2ref import export_llm  # noqa: E402
 from emu2ref.checkpoint import Checkpoint  # noqa: E402
 from emu2ref.eva_vit import pool_visual_features  # noqa: E402
-from emu2ref.export_llm import export_vision_llm, export_vision_llm_from_checkpoint, position_ids_for  # noqa: E402
-from emu2ref.llama import attention_mask_4d, build_vision_llm  # noqa: E402
+from emu2ref.export_llm import export_vision_llm, export_vision_llm_from_checkpoint  # noqa: E402
+from emu2ref.llama import attention_mask_4d, build_vision_llm, position_ids_for  # noqa: E402
 
 VISION = {"image_size": 56, "patch_size": 14, "width": 32, "layers": 2, "heads": 2, "mlp_hidden": 64}
 LLM = {"vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64,

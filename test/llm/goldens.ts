@@ -15,6 +15,22 @@ export interface LlmMeta {
   repetition_penalty: number;
   regress: { cond_prompt: number; uncond_ids: number[]; n_query: number };
   score: { candidate_ids: number[][]; context_prompt: number };
+  beam_cases: Record<string, BeamCase & { early_stopping: boolean; eos: "frequent" }>;
+  beam_modes: BeamCase & { eos: number; distinct: number };
+  sampling: Record<string, { temperature: number; top_k: number; top_p: number; repetition_penalty?: number; min_new_tokens?: number }>;
+  sampling_new_tokens: number;
+  sampling_seeds: Record<string, number>;
+  warp: Record<string, { temperature: number; top_k: number; top_p: number }>;
+}
+
+export interface BeamCase {
+  prompt: number;
+  num_beams: number;
+  max_new_tokens: number;
+  length_penalty: number;
+  min_new_tokens: number;
+  repetition_penalty: number;
+  num_return_sequences: number;
 }
 
 export class LlmGoldens {

@@ -1,8 +1,14 @@
 // The host KV cache's row operations on small real ONNX Runtime tensors.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Emu2 } from "../../src/emu2.js";
+import { prefill } from "../../src/llm/generate.js";
+import { LlmGraphs } from "../../src/llm/graphs.js";
 import { HostKvCache } from "../../src/llm/kv-cache.js";
 import { loadOrt } from "../../src/model/ort.js";
+import { packageDir } from "../helpers/fixtures.js";
+import { maxAbsDiff } from "../helpers/golden.js";
+import { LlmGoldens } from "./goldens.js";
 
 test("empty cache, absorb, select (expand / reorder / drop), fork, release", async () => {
   const ort = await loadOrt();
@@ -41,4 +47,47 @@ test("float16 entries stay float16 through select", async () => {
   const key = cache.feeds()["past_key_values.0.key"];
   assert.equal(key.type, "float16");
   assert.deepEqual(Array.from(key.data as Uint16Array), [0x4000, 0x3c00]);
+});
+
+test("decoding on the cache, with beam-style row expansion and reordering, gives the logits of a full recompute at every step", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const ref = new LlmGoldens("emu2-tiny");
+  const llm = await model.llm();
+  const { hidden_size: hidden, num_layers: layers, num_heads: heads, head_dim: headDim } = model.manifest.llm;
+  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all((["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)));
+  const graphs = new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden);
+  const ctx = { graphs, newCache: HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype }), imageTokenId: ref.meta.image_token_id, eosTokenId: 2, padTokenId: ref.meta.pad_token_id };
+  // Two prompts of different lengths (left padding), the second with an image; then beams: rows expand 2 -> 4, are
+  // reordered and duplicated at every step, each row getting its own next token.
+  const prompts = [ref.prompt(0), ref.prompt(1)];
+  const { cache, mask: promptMask, last } = await prefill(ctx, prompts.map((p) => p.ids), ref.features(ref.meta.prompts[1].images));
+  const selections = [[0, 0, 1, 1], [1, 0, 3, 2], [0, 0, 2, 3], [3, 1, 1, 0], [2, 3, 0, 1]];
+  let sequences = prompts.map((p) => [...p.ids]);
+  let rowFeatures = prompts.map((p) => p.features);
+  let mask = promptMask;
+  let rows = last;
+  try {
+    for (let step = 0; ; step++) {
+      const logits = await graphs.lmHead(rows, sequences.length);
+      const v = logits.length / sequences.length;
+      for (const [i, sequence] of sequences.entries()) {
+        const full = await llm.promptLogits(sequence, rowFeatures[i]);
+        const diff = maxAbsDiff(logits.subarray(i * v, (i + 1) * v), full.subarray(full.length - v));
+        // Measured up to 1.8e-5 (float32 summation order of one long run vs many short ones).
+        assert.ok(diff <= 5e-5, `step ${step} row ${i}: cached logits differ from a full recompute by ${diff}`);
+      }
+      if (step === selections.length) break;
+      const selection = selections[step];
+      await cache.select(selection);
+      sequences = selection.map((r) => [...sequences[r]]);
+      rowFeatures = selection.map((r) => rowFeatures[r]);
+      mask = selection.map((r) => [...mask[r], 1]);
+      const tokens = sequences.map((_, i) => 1000 + 37 * step + 101 * i);
+      sequences.forEach((s, i) => s.push(tokens[i]));
+      rows = graphs.lastRows(await graphs.decoder(await graphs.embedTokens(tokens.map((t) => [t])), mask, cache), tokens.length);
+    }
+  } finally {
+    cache.release();
+    await model.release();
+  }
 });
