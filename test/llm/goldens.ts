@@ -11,6 +11,7 @@ export interface LlmMeta {
   beam: { num_beams: number; length_penalty: number; max_new_tokens: number; min_new_tokens: number; early_stopping: boolean };
   frequent_eos: number;
   eos_token_id: number;
+  image_token_id: number;
   pad_token_id: number;
   repetition_penalty: number;
   regress: { cond_prompt: number; uncond_ids: number[]; n_query: number };
