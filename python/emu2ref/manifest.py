@@ -2,6 +2,8 @@
 special-token table shared by the exporter, the tokenizer builder and configs/models/*.yaml."""
 import yaml
 
+from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
 FORMAT = "emu2-package/1"
 
 # Added after the 32000 LLaMA pieces, in this order (Emu2/emu/constants.py, emu/lm.py).
@@ -42,8 +44,8 @@ def vision_section(image_size=448, patch_size=14, width=1792, layers=64, heads=1
         "width": width,
         "layers": layers,
         "heads": heads,
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
+        "mean": list(OPENAI_CLIP_MEAN),
+        "std": list(OPENAI_CLIP_STD),
         "resample": "bicubic",
         "n_query": n_query,
         "video_n_query": video_n_query,

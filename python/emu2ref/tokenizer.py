@@ -57,12 +57,16 @@ def _sentencepiece_model(vocab_by_id: list, merge_scores: dict) -> bytes:
 
 
 class ReferenceTokenizer:
-    def __init__(self, tokenizer_json: dict):
-        vocab = tokenizer_json["model"]["vocab"]
-        base = sorted(((i, p) for p, i in vocab.items() if i < 32000))
+    def __init__(self, tokenizer_json: dict, sentencepiece_model: bytes = None):
+        """The sentencepiece model built from tokenizer.json's vocabulary and merges, or `sentencepiece_model` (the
+        bytes of a real tokenizer.model) when given; the added tokens are tokenizer.json's."""
+        if sentencepiece_model is None:
+            vocab = tokenizer_json["model"]["vocab"]
+            base = sorted(((i, p) for p, i in vocab.items() if i < 32000))
+            merge_scores = _scores_from_merges(tokenizer_json["model"]["merges"])
+            sentencepiece_model = _sentencepiece_model([p for _, p in base], merge_scores)
         self.sp = spm.SentencePieceProcessor()
-        merge_scores = _scores_from_merges(tokenizer_json["model"]["merges"])
-        self.sp.LoadFromSerializedProto(_sentencepiece_model([p for _, p in base], merge_scores))
+        self.sp.LoadFromSerializedProto(sentencepiece_model)
         self.added = {t["content"]: t["id"] for t in tokenizer_json["added_tokens"]}
         self.id_to_added = {i: t for t, i in self.added.items()}
         alternatives = sorted(self.added, key=len, reverse=True)

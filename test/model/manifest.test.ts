@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { parse } from "yaml";
 import { readManifest, validateManifest } from "../../src/model/manifest.js";
 import { PackageError } from "../../src/util/errors.js";
+import { packageDir } from "../helpers/fixtures.js";
 
 const configs = ["emu2", "emu2-chat", "emu2-gen"];
 
@@ -27,6 +28,15 @@ test("the real models' manifests validate and carry emu2-facts.md's numbers", ()
   assert.equal(gen.visual_decoder?.scaling_factor, 0.13025);
   assert.deepEqual(gen.visual_decoder?.time_ids, [1024, 1024, 0, 0, 1024, 1024]);
   assert.equal(readManifest("configs/models/emu2.yaml").visual_decoder, undefined);
+});
+
+test("the CLIP normalization of every manifest (real models and the tiny packages) is Emu2's: OPENAI_DATASET_MEAN/STD of emu/constants.py", () => {
+  const tiny = ["emu2-tiny", "emu2-chat-tiny"].map((name) => join(packageDir(name), "manifest.yaml"));
+  for (const file of [...configs.map((name) => `configs/models/${name}.yaml`), ...tiny]) {
+    const { mean, std } = readManifest(file).vision;
+    assert.deepEqual(mean, [0.48145466, 0.4578275, 0.40821073], file);
+    assert.deepEqual(std, [0.26862954, 0.26130258, 0.27577711], file);
+  }
 });
 
 function mutated(edit: (m: Record<string, any>) => void): unknown {

@@ -12,8 +12,6 @@ export const meta = golden.meta as {
   sizes: number[];
   full_size_images: string[];
   normalized_image: [string, number];
-  mean: number[];
-  std: number[];
   box_masks: [number, number, number, number][];
   box_canvas: number;
   pool_queries: number[];

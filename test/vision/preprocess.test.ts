@@ -4,9 +4,14 @@ import { test } from "node:test";
 import { loadImage, type RgbImage } from "../../src/vision/image.js";
 import { normalizeImage, preprocessBatch, preprocessImage, resizeBicubic, zeroNormalizedImage } from "../../src/vision/preprocess.js";
 import { maxAbsDiff, meanAbsDiff } from "../helpers/golden.js";
+import { readManifest } from "../../src/model/manifest.js";
+import { packageDir } from "../helpers/fixtures.js";
 import { golden, IMAGES, meta, uint8 } from "./helpers.js";
 
-const config = (size: number) => ({ image_size: size, mean: meta.mean, std: meta.std });
+// Normalization constants from the package, as the runtime reads them (the manifest's test checks them against
+// Emu2's); the PIL goldens were normalized with the reference's constants, so a disagreement fails here.
+const { mean, std } = readManifest(join(packageDir("emu2-tiny"), "manifest.yaml")).vision;
+const config = (size: number) => ({ image_size: size, mean, std });
 
 // PIL is matched exactly (same fixed-point arithmetic), so the bounds are zero, not tolerances.
 test("bicubic resize equals PIL's Image.resize((S, S), BICUBIC) on every fixture image at 448 and 224", async () => {
@@ -19,8 +24,8 @@ test("bicubic resize equals PIL's Image.resize((S, S), BICUBIC) on every fixture
       const reference = uint8(key);
       const resized = resizeBicubic(image, size, size);
       // In normalized units (what the encoder sees), through the same normalization for both.
-      const ours = normalizeImage(resized, meta.mean, meta.std);
-      const theirs = normalizeImage({ width: size, height: size, data: reference }, meta.mean, meta.std);
+      const ours = normalizeImage(resized, mean, std);
+      const theirs = normalizeImage({ width: size, height: size, data: reference }, mean, std);
       const levels = { max: maxAbsDiff(resized.data, reference), mean: meanAbsDiff(resized.data, reference) };
       const normalized = { max: maxAbsDiff(ours, theirs), mean: meanAbsDiff(ours, theirs) };
       assert.equal(levels.max, 0, `${key}: max abs diff ${levels.max} uint8 levels (mean ${levels.mean.toExponential(2)})`);
@@ -50,15 +55,15 @@ test("resizing keeps the exact PIL result when only one side changes (PIL skips 
 test("an image already at the target size is only normalized", () => {
   const image: RgbImage = { width: 4, height: 4, data: Uint8Array.from({ length: 48 }, (_, i) => (i * 37) % 256) };
   assert.deepEqual(resizeBicubic(image, 4, 4).data, image.data);
-  assert.deepEqual(preprocessImage(image, config(4)), normalizeImage(image, meta.mean, meta.std));
+  assert.deepEqual(preprocessImage(image, config(4)), normalizeImage(image, mean, std));
 });
 
 test("normalizeImage lays out CHW with (v / 255 - mean) / std per channel", () => {
   const image: RgbImage = { width: 2, height: 1, data: Uint8Array.from([0, 128, 255, 10, 20, 30]) };
-  const x = normalizeImage(image, meta.mean, meta.std);
+  const x = normalizeImage(image, mean, std);
   // float32 after every step, as torch computes it.
   const f = Math.fround;
-  const expect = (v: number, c: number) => f(f(f(v / 255) - f(meta.mean[c])) / f(meta.std[c]));
+  const expect = (v: number, c: number) => f(f(f(v / 255) - f(mean[c])) / f(std[c]));
   assert.deepEqual(Array.from(x), [expect(0, 0), expect(10, 0), expect(128, 1), expect(20, 1), expect(255, 2), expect(30, 2)]);
 });
 
