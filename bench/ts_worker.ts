@@ -173,9 +173,9 @@ async function runFewshot(job: FewshotJob): Promise<Record<string, unknown>> {
     const outputDir = join(job.out_dir, `fewshot-${cached ? "cached" : "uncached"}-${run}`);
     let encodes = 0;
     const encoder = await model.visualEncoder();
-    const original = encoder.encodeSlots.bind(encoder);
-    encoder.encodeSlots = (...args) => {
-      encodes += args[0].length;
+    const original = encoder.encodeImage.bind(encoder);
+    encoder.encodeImage = (...args) => {
+      encodes += 1;
       return original(...args);
     };
     const start = performance.now();
@@ -184,7 +184,7 @@ async function runFewshot(job: FewshotJob): Promise<Record<string, unknown>> {
       featureCacheDir: cached ? join(outputDir, "features") : null,
     });
     const ms = performance.now() - start;
-    encoder.encodeSlots = original;
+    encoder.encodeImage = original;
     return { ms, encodes, predictions: readFileSync(predictionsFile(outputDir, name, job.shots, 0), "utf8") };
   };
   for (let i = 0; i < job.warmup; i++) await once(true, -1 - i);

@@ -9,14 +9,16 @@ import type { SessionOptions } from "./model/session.js";
 import { concat, type Tensor } from "./model/tensor.js";
 import { encodePrompt, FRAME_TOKEN, videoNQuery, type EncodedPrompt } from "./prompt/encode.js";
 import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
-import type { ImageSource, PromptInput } from "./prompt/types.js";
+import type { ImageSlot } from "./prompt/render.js";
+import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
-import { ImageLoadError } from "./vision/image.js";
+import { drawBoxMask } from "./vision/box-mask.js";
+import { ImageLoadError, loadImage, type RgbImage } from "./vision/image.js";
 import { decodeFrames, DEFAULT_VIDEO_FRAMES, probeVideo, sampleVideo, VideoError, type ProbedVideo, type SampledVideo } from "./vision/video.js";
 
 export interface TextResult {
@@ -95,6 +97,26 @@ export function trimAtStop(text: string, stops: readonly string[]): string {
     if (stop.length > 0 && at >= 0) end = Math.min(end, at);
   }
   return text.slice(0, end);
+}
+
+/**
+ * Decodes one image slot of a prompt: a user's image (a file, or bytes in memory) or a box mask. An in-memory image
+ * that does not decode stays an ImageLoadError, named as the prompt names it, so a batch reports it for that prompt.
+ */
+async function loadSlotImage(slot: ImageSlot): Promise<RgbImage> {
+  if (slot.kind === "box-mask") return drawBoxMask(slot.box);
+  const source = slot.image;
+  if ("path" in source) return loadImage(source.path);
+  return loadImage(source.bytes).catch((err: unknown) => {
+    throw err instanceof ImageLoadError ? new ImageLoadError(describeSource(source), err.problem) : err;
+  });
+}
+
+/** Every slot of a prompt, decoded and encoded one at a time, in order: features [K,Q,W]. */
+async function encodeSlots(encoder: VisualEncoder, slots: readonly ImageSlot[], nQuery?: number): Promise<Tensor> {
+  const parts: Tensor[] = [];
+  for (const slot of slots) parts.push(await encoder.encodeImage(await loadSlotImage(slot), nQuery));
+  return concat(parts);
 }
 
 export class Emu2 {
@@ -176,7 +198,7 @@ export class Emu2 {
   private async slotFeatures(encoded: EncodedPrompt, source: PromptOptions["imageFeatures"]): Promise<Tensor> {
     if (source === undefined || encoded.images.some((slot) => slot.kind !== "image")) {
       const encoder = await this.visualEncoder();
-      return encoder.encodeSlots(encoded.images, encoded.nQuery);
+      return encodeSlots(encoder, encoded.images, encoded.nQuery);
     }
     const parts: Tensor[] = [];
     for (const slot of encoded.images) if (slot.kind === "image") parts.push(await source(slot.image, encoded.nQuery));
@@ -186,7 +208,7 @@ export class Emu2 {
   /** Pooled visual features [1,Q,W] of one image (Q: the package's n_query unless given). */
   async imageFeatures(image: ImageSource, nQuery = this.manifest.vision.n_query): Promise<Tensor> {
     const encoder = await this.visualEncoder();
-    return encoder.encodeSlots([{ kind: "image", image }], nQuery);
+    return encodeSlots(encoder, [{ kind: "image", image }], nQuery);
   }
 
   llm(): Promise<LlmStage> {
@@ -351,7 +373,7 @@ export class Emu2 {
       throw new Emu2Error("autoencoding takes exactly one image and no text");
     }
     const encoder = await this.visualEncoder();
-    const cond = await encoder.encodeSlots([{ kind: "image", image: input.parts[0].image }]);
+    const cond = await encodeSlots(encoder, [{ kind: "image", image: input.parts[0].image }]);
     const uncond = await encoder.encodeNullImage();
     return this.decodeEmbeddings(cond, uncond, options);
   }

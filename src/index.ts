@@ -1,5 +1,5 @@
 // The library API: the same facade the CLI uses.
-export const VERSION = "0.1.0";
+export { VERSION } from "./util/version.js";
 export { Emu2, trimAtStop } from "./emu2.js";
 export type { GeneratedImage, ImageGenerationOptions, PreparedPrompt, PromptOptions, TextOptions, TextResult } from "./emu2.js";
 export { imageToPng } from "./emu2.js";

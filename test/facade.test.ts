@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as ort from "onnxruntime-node";
+import { readFileSync } from "node:fs";
 import { Emu2 } from "../src/emu2.js";
+import { ImageLoadError } from "../src/vision/image.js";
 import { positionIds } from "../src/llm/stage.js";
 import { Golden, maxAbsDiff } from "./helpers/golden.js";
 import { goldenDir, packageDir } from "./helpers/fixtures.js";
@@ -100,5 +102,17 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
   const [out] = await model.generateText([input], { ...settings, stop: [late] }, { onText: (_, delta) => (streamed += delta) });
   assert.equal(out.text, expected(late).text);
   assert.ok(streamed.startsWith(out.text), "the stream begins with the answer");
+  await model.release();
+});
+
+test("one in-memory image that does not decode fails its own prompt with an ImageLoadError naming it; the batch runs", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const settings = { maxNewTokens: 3, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+  const image = (bytes: Buffer, label: string) => ({ kind: "sequence" as const, parts: [{ kind: "image" as const, image: { bytes, label } }, { kind: "text" as const, text: "Describe it." }] });
+  const results = await model.generateTextEach([image(Buffer.from("not an image"), "upload #2"), image(readFileSync("fixtures/images/blocks.png"), "upload #3")], settings);
+  const [bad, good] = results;
+  assert.ok("error" in bad && bad.error instanceof ImageLoadError, "the bad image's prompt has an ImageLoadError");
+  assert.match((bad.error as Error).message, /^upload #2: not an image in a supported format/);
+  assert.ok("ids" in good && good.ids.length === 3, "the good image's prompt was answered");
   await model.release();
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import * as api from "../src/index.js";
 
@@ -13,4 +14,9 @@ test("the package exports the facade the CLI is built on", async () => {
   assert.equal(answer.stopReason, "length");
   assert.equal(answer.text, model.tokenizer().decode(answer.ids));
   await model.release();
+});
+
+test("VERSION is package.json's version (also what emu2 --version prints)", () => {
+  const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+  assert.equal(api.VERSION, pkg.version);
 });

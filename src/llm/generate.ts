@@ -2,7 +2,7 @@
 // every length counts generated tokens, never the prompt): a left-padded prefill, then one token per decoder run on
 // the KV cache. Greedy, seeded sampling and beam search; the Python reference of the same algorithms is
 // python/emu2ref/generation.py, and the goldens it writes are the tests' oracle.
-import { SplitMix64 } from "../diffusion/noise.js";
+import { SplitMix64 } from "../util/splitmix64.js";
 import { Emu2Error } from "../util/errors.js";
 import { BeamHypotheses, advanceGroup, topCandidates, type EarlyStopping } from "./beam.js";
 import { embedPrompt } from "./embed.js";

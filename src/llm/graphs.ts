@@ -5,7 +5,6 @@ import type { Dtype } from "../model/manifest.js";
 import { fromOrt, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
 import type { Tensor } from "../model/tensor.js";
 import type { KvCache } from "./kv-cache.js";
-import { positionIds } from "./processors.js";
 
 export interface LlmSessions {
   embedTokens: Session;
@@ -14,6 +13,15 @@ export interface LlmSessions {
   decoder: Session | readonly Session[];
   lmHead: Session;
   projectDown: Session;
+}
+
+/** HF generation's position ids (LlamaForCausalLM.prepare_inputs_for_generation): cumsum(mask) - 1, with padded positions set to 1. */
+export function positionIds(mask: readonly number[]): number[] {
+  let sum = 0;
+  return mask.map((m) => {
+    sum += m;
+    return m === 0 ? 1 : sum - 1;
+  });
 }
 
 export class LlmGraphs {

@@ -4,15 +4,6 @@
 
 const f = Math.fround;
 
-/** HF generation's position ids: cumsum(mask) - 1, with padded positions set to 1. */
-export function positionIds(mask: readonly number[]): number[] {
-  let sum = 0;
-  return mask.map((m) => {
-    sum += m;
-    return m === 0 ? 1 : sum - 1;
-  });
-}
-
 /** Index of the largest score; the first one on ties (torch.argmax on CPU). */
 export function argmax(row: ArrayLike<number>): number {
   let best = 0;

@@ -2,6 +2,7 @@
 // prompt logits, text generation, image regression and continuation scoring. The algorithms live beside it:
 // embed.ts (image splicing), kv-cache.ts, processors.ts and beam.ts (HF 4.31 semantics), generate.ts, regress.ts.
 import type { Manifest } from "../model/manifest.js";
+import { IMAGE_TOKEN, IMG_START } from "../prompt/tokens.js";
 import { Emu2Error } from "../util/errors.js";
 import { embedPrompt } from "./embed.js";
 import { generateText, promptLogits, scoreContinuations, type ContinuationScore, type GeneratedSequence, type GenerationCallbacks, type GenerationSettings, type LlmContext } from "./generate.js";
@@ -14,7 +15,8 @@ export type { ContinuationScore, GeneratedSequence, GenerationCallbacks, Generat
 export type { LlmSessions } from "./graphs.js";
 export type { KvCache, KvCacheFactory } from "./kv-cache.js";
 export { HostKvCache } from "./kv-cache.js";
-export { logSoftmax, positionIds, processScores, sampleToken } from "./processors.js";
+export { positionIds } from "./graphs.js";
+export { logSoftmax, processScores, sampleToken } from "./processors.js";
 
 export class LlmStage {
   private readonly ctx: LlmContext;
@@ -32,12 +34,12 @@ export class LlmStage {
     this.ctx = {
       graphs: new LlmGraphs(sessions, manifest.dtype, hidden),
       newCache: newCache ?? HostKvCache.factory({ layers, heads, headDim, dtype: manifest.dtype }),
-      imageTokenId: required("<image>"),
+      imageTokenId: required(IMAGE_TOKEN),
       frameTokenId: tokens["[gIMG]"],
       eosTokenId: manifest.tokenizer.eos_token_id,
       padTokenId: manifest.tokenizer.pad_token_id,
     };
-    this.imgTokenId = required("[IMG]");
+    this.imgTokenId = required(IMG_START);
   }
 
   /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */

@@ -5,6 +5,7 @@ import { isAbsolute, win32 } from "node:path";
 import { z } from "zod";
 import { PackageError } from "../util/errors.js";
 import { readYamlDocument } from "../util/yaml.js";
+import { TEMPLATE_TOKENS } from "../prompt/tokens.js";
 
 export const MANIFEST_FORMAT = "emu2-package/1";
 
@@ -190,12 +191,7 @@ export const manifestSchema = z
     }
   });
 
-const COMMON_TOKENS = ["[PAD]", "[IMG]", "[/IMG]", "<image>", "<grounding>", "<phrase>", "</phrase>", "<object>", "</object>"];
-const REQUIRED_SPECIAL_TOKENS: Record<"base" | "chat" | "gen", string[]> = {
-  base: COMMON_TOKENS,
-  gen: COMMON_TOKENS,
-  chat: [...COMMON_TOKENS, "[USER]", "[ASSISTANT]"],
-};
+const REQUIRED_SPECIAL_TOKENS = TEMPLATE_TOKENS;
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type VisionConfig = Manifest["vision"];

@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { PackageError } from "../util/errors.js";
+import { BOS_TOKEN, EOS_TOKEN, IMAGE_PLACEHOLDER, imageTokenSpan, UNK_TOKEN } from "../prompt/tokens.js";
 
 export interface TokenizerSpec {
   bos_token_id: number;
@@ -19,8 +20,7 @@ export interface TokenizerSpec {
   vocab_size: number;
 }
 
-const IMAGE_PLACEHOLDER = "[<IMG_PLH>]";
-const NO_STRIP_TOKENS = new Set(["<unk>"]);
+const NO_STRIP_TOKENS = new Set([UNK_TOKEN]);
 
 export class Emu2Tokenizer {
   private readonly bpe: Tokenizer;
@@ -31,7 +31,7 @@ export class Emu2Tokenizer {
 
   constructor(tokenizerJson: object, readonly spec: TokenizerSpec, private readonly source = "tokenizer.json") {
     this.bpe = new Tokenizer(tokenizerJson, {});
-    const table: Record<string, number> = { "<unk>": 0, "<s>": spec.bos_token_id, "</s>": spec.eos_token_id, ...spec.special_tokens };
+    const table: Record<string, number> = { [UNK_TOKEN]: 0, [BOS_TOKEN]: spec.bos_token_id, [EOS_TOKEN]: spec.eos_token_id, ...spec.special_tokens };
     for (const [text, id] of Object.entries(table)) {
       const inFile = this.bpe.token_to_id(text);
       if (inFile !== id) {
@@ -143,7 +143,7 @@ export class Emu2Tokenizer {
 
   /** `[<IMG_PLH>]` -> `[IMG]` + n x `<image>` + `[/IMG]` (Emu2's image placeholder expansion). */
   static expandImagePlaceholders(text: string, nQuery: number, placeholder = IMAGE_PLACEHOLDER): string {
-    const expansion = `[IMG]${"<image>".repeat(nQuery)}[/IMG]`;
+    const expansion = imageTokenSpan(nQuery);
     return text.split(placeholder).join(expansion);
   }
 }

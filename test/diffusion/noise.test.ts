@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { initialNoise, SplitMix64 } from "../../src/diffusion/noise.js";
+import { initialNoise } from "../../src/diffusion/noise.js";
+import { SplitMix64 } from "../../src/util/splitmix64.js";
 import { Golden } from "../helpers/golden.js";
 import { goldenDir } from "../helpers/fixtures.js";
 

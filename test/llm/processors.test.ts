@@ -1,14 +1,9 @@
 // HF 4.31 logits processors and warpers on small rows whose expected values are worked out by hand.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyMinNewTokens, applyRepetitionPenalty, argmax, drawFromProbs, logSoftmax, positionIds, processScores, sampleToken, softmax, warpTemperature, warpTopK, warpTopP } from "../../src/llm/processors.js";
+import { applyMinNewTokens, applyRepetitionPenalty, argmax, drawFromProbs, logSoftmax, processScores, sampleToken, softmax, warpTemperature, warpTopK, warpTopP } from "../../src/llm/processors.js";
 
 const logs = (probs: number[]) => Float32Array.from(probs, Math.log);
-
-test("position ids: cumsum(mask) - 1, padded positions 1", () => {
-  assert.deepEqual(positionIds([0, 0, 1, 1, 1]), [1, 1, 0, 1, 2]);
-  assert.deepEqual(positionIds([1, 1, 1]), [0, 1, 2]);
-});
 
 test("repetition penalty divides positive and multiplies negative scores of generated tokens, once per token", () => {
   const scores = Float32Array.from([2, -1, 0.5, 3]);
