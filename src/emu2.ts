@@ -14,6 +14,7 @@ import { describeSource, type ImageSource, type PromptInput } from "./prompt/typ
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
+import { StopStrings } from "./llm/stop-strings.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
 import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
@@ -87,16 +88,6 @@ function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
   if (present.every((f) => f.dims[1] === present[0].dims[1])) return concat(present);
   // Prompts with videos carry rows [1,R,W] (PreparedPrompt): the batch's features are joined as rows.
   return concat(present.map((f) => ({ data: f.data, dims: [1, f.dims[0] * f.dims[1], f.dims[2]] })), 1);
-}
-
-/** Text up to the first stop string (the stop string itself is not part of the answer). */
-export function trimAtStop(text: string, stops: readonly string[]): string {
-  let end = text.length;
-  for (const stop of stops) {
-    const at = text.indexOf(stop);
-    if (stop.length > 0 && at >= 0) end = Math.min(end, at);
-  }
-  return text.slice(0, end);
 }
 
 /**
@@ -284,7 +275,15 @@ export class Emu2 {
   private async generateFromPrepared(prepared: PreparedPrompt[], settings: GenerationSettings, options: TextOptions): Promise<TextResult[]> {
     const llm = await this.llm();
     const tokenizer = this.tokenizer();
+    const stops = new StopStrings(settings.stop);
     const streams = prepared.map(() => new TextStream(tokenizer));
+    // Characters of each answer handed to onText so far: never a stop text, nor what may still become one.
+    const shown = prepared.map(() => 0);
+    const show = (index: number, text: string, upTo: number) => {
+      if (upTo <= shown[index]) return;
+      options.onText?.(index, text.slice(shown[index], upTo));
+      shown[index] = upTo;
+    };
     const outputs = await llm.generateText(
       prepared.map((p) => p.encoded.ids),
       // The batch's image features in the order their <image> rows appear (row-major over the batch).
@@ -294,14 +293,16 @@ export class Emu2 {
         signal: options.signal,
         decode: (ids) => tokenizer.decode(ids),
         onTokens: options.onText ? (index, ids) => {
-          const delta = streams[index].push(ids);
-          if (delta) options.onText?.(index, delta);
+          streams[index].push(ids);
+          const text = streams[index].text;
+          show(index, text, stops.settledLength(text));
         } : undefined,
       },
     );
-    const results = outputs.map((out) => ({ text: trimAtStop(tokenizer.decode(out.ids), settings.stop), ids: out.ids, stopReason: out.stopReason }));
-    // Beam search knows its answer only at the end: a caller that streams gets it then, whole.
-    if (settings.numBeams > 1 && options.onText) results.forEach((r, i) => options.onText?.(i, r.text));
+    const results = outputs.map((out) => ({ text: stops.trim(tokenizer.decode(out.ids)), ids: out.ids, stopReason: out.stopReason }));
+    // The rest of each answer: text held back for a stop that never completed, or beam search's whole answer (it
+    // knows its result only at the end).
+    if (options.onText) results.forEach((r, i) => show(i, r.text, r.text.length));
     return results;
   }
 

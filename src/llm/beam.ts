@@ -1,11 +1,11 @@
 // Beam search bookkeeping with transformers 4.31 semantics (BeamSearchScorer / BeamHypotheses) for Emu2's calls:
 // the prompt goes in as inputs_embeds, so a hypothesis' length (length penalty) and cur_len (stopping rule) count
-// generated tokens only.
+// generated tokens only. BeamSearchScorer holds the whole state of a batch's search (running beams, finished
+// hypotheses, which prompts are done); generation (src/llm/generate.ts) only runs the graphs and the cache.
 import { Emu2Error } from "../util/errors.js";
+import type { EarlyStopping } from "./settings.js";
 
 const f = Math.fround;
-
-export type EarlyStopping = boolean | "never";
 
 export interface Hypothesis {
   /** sum of log-probs / length ** length_penalty */
@@ -116,4 +116,107 @@ export function advanceGroup(candidates: readonly BeamCandidate[], generated: re
   }
   if (next.length < numBeams) throw new Error(`beam search found ${next.length} continuations for ${numBeams} beams`);
   return { next, done: hyps.isDone(candidates[0].score, curLen) };
+}
+
+/** A running beam: its tokens so far and its score (the float32 sum of its processed log-probs). */
+export interface RunningBeam {
+  tokens: number[];
+  score: number;
+}
+
+export interface BeamScorerSettings {
+  numBeams: number;
+  lengthPenalty: number;
+  earlyStopping: EarlyStopping;
+  maxNewTokens: number;
+}
+
+/** The n best hypotheses of one prompt and how it ended. */
+export interface ScoredHypothesis extends Hypothesis {
+  /** The prompt finished its search (false: generation ended while it still had running beams). */
+  done: boolean;
+}
+
+/**
+ * BeamSearchScorer for a batch of prompts with numBeams beams each. The batch tensor holds prompt b's beams at rows
+ * b*k .. b*k+k-1; `beam(row)` and `process` speak in those rows so that the caller can reorder its KV cache with
+ * the returned sources.
+ */
+export class BeamSearchScorer {
+  private readonly groups: RunningBeam[][];
+  private readonly hyps: BeamHypotheses[];
+  private readonly done: boolean[];
+
+  constructor(batch: number, private readonly settings: BeamScorerSettings, private readonly eosTokenId: number, private readonly padTokenId: number) {
+    const k = settings.numBeams;
+    // Only the first beam of a prompt is live at first, so the first step's 2k candidates come from distinct tokens.
+    this.groups = Array.from({ length: batch }, () => Array.from({ length: k }, (_, beam) => ({ tokens: [], score: beam === 0 ? 0 : -1e9 })));
+    this.hyps = this.groups.map(() => new BeamHypotheses(k, settings.lengthPenalty, settings.earlyStopping, settings.maxNewTokens));
+    this.done = this.groups.map(() => false);
+  }
+
+  /** Rows of the batch tensor: prompts x beams. */
+  get rows(): number {
+    return this.groups.length * this.settings.numBeams;
+  }
+
+  /** Tokens generated so far by each running beam (all of one length). */
+  get length(): number {
+    return this.groups[0][0].tokens.length;
+  }
+
+  get isDone(): boolean {
+    return this.done.every(Boolean);
+  }
+
+  /** The running beam at a batch row. */
+  beam(row: number): RunningBeam {
+    const k = this.settings.numBeams;
+    return this.groups[Math.floor(row / k)][row % k];
+  }
+
+  /** Whether the prompt that batch row belongs to needs no more tokens (its processed scores are not needed). */
+  rowDone(row: number): boolean {
+    return this.done[Math.floor(row / this.settings.numBeams)];
+  }
+
+  /**
+   * One step: `scores[row]` holds the processed log-probs of every row's next token (ignored for done prompts).
+   * Returns each row's next token and the row it continues (the cache's selection); a done prompt's rows continue
+   * row 0 with pad tokens, as in HF, and are never read.
+   */
+  process(scores: readonly (Float32Array | null)[]): { tokens: number[]; sources: number[] } {
+    const k = this.settings.numBeams;
+    const curLen = this.length + 1;
+    const tokens = new Array<number>(this.rows).fill(this.padTokenId);
+    const sources = new Array<number>(this.rows).fill(0);
+    this.groups.forEach((group, b) => {
+      if (this.done[b]) return;
+      const rows = group.map((_, beam) => scores[b * k + beam] as Float32Array);
+      const candidates = topCandidates(rows, group.map((g) => g.score), 2 * k);
+      const { next, done } = advanceGroup(candidates, group.map((g) => g.tokens), this.hyps[b], k, this.eosTokenId, curLen);
+      this.groups[b] = next.map((n) => ({ tokens: [...group[n.parent].tokens, n.token], score: n.score }));
+      next.forEach((n, j) => {
+        tokens[b * k + j] = n.token;
+        sources[b * k + j] = b * k + n.parent;
+      });
+      this.done[b] = done;
+    });
+    // Done prompts' rows keep their (unused) length so that every beam has the same length.
+    this.groups.forEach((group, b) => {
+      if (this.done[b]) for (const g of group) if (g.tokens.length < curLen) g.tokens.push(this.padTokenId);
+    });
+    return { tokens, sources };
+  }
+
+  /**
+   * BeamSearchScorer.finalize: the running beams of a prompt that is not done compete with its finished hypotheses;
+   * each prompt's n best, best first.
+   */
+  finalize(n: number): ScoredHypothesis[][] {
+    return this.groups.map((group, b) => {
+      if (!this.done[b]) for (const g of group) this.hyps[b].add([...g.tokens], g.score, false);
+      return this.hyps[b].best(n).map((h) => ({ ...h, done: this.done[b] }));
+    });
+  }
 }

@@ -4,34 +4,17 @@
 // python/emu2ref/generation.py, and the goldens it writes are the tests' oracle.
 import { SplitMix64 } from "../util/splitmix64.js";
 import { Emu2Error } from "../util/errors.js";
-import { BeamHypotheses, advanceGroup, topCandidates, type EarlyStopping } from "./beam.js";
+import { BeamSearchScorer } from "./beam.js";
 import { embedPrompt } from "./embed.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
-import { argmax, logSoftmax, processScores, sampleToken } from "./processors.js";
+import { applyProcessors, argmax, drawFromProbs, logitsProcessors, logitsWarpers, logSoftmax, softmax } from "./processors.js";
+import type { GenerationSettings } from "./settings.js";
+import { shouldStop, stoppingCriteria, type StopReason } from "./stopping.js";
 
-export interface GenerationSettings {
-  maxNewTokens: number;
-  minNewTokens: number;
-  numBeams: number;
-  lengthPenalty: number;
-  repetitionPenalty: number;
-  doSample: boolean;
-  temperature: number;
-  topK: number;
-  topP: number;
-  /** Seed of the SplitMix64 stream sampling draws its uniforms from. */
-  seed: number;
-  /** Greedy and sampling stop once the decoded continuation contains one of these. */
-  stop: string[];
-  /** Beam search stopping rule (HF early_stopping); Emu2 uses false. */
-  earlyStopping?: EarlyStopping;
-  /** Beam search: how many of each prompt's best hypotheses to return (HF num_return_sequences); default 1. */
-  numReturnSequences?: number;
-}
-
-export type StopReason = "eos" | "length" | "stop" | "aborted";
+export type { GenerationSettings } from "./settings.js";
+export type { StopReason } from "./stopping.js";
 
 export interface GenerationCallbacks {
   /** Stops generation early; what was produced so far is returned with stop reason "aborted". */
@@ -102,29 +85,21 @@ async function logitRows(ctx: LlmContext, last: Float32Array, batch: number): Pr
   return Array.from({ length: batch }, (_, b) => all.subarray(b * v, (b + 1) * v));
 }
 
-function checkSettings(settings: GenerationSettings): void {
-  const n = settings.numReturnSequences ?? 1;
-  if (!Number.isInteger(settings.maxNewTokens) || settings.maxNewTokens < 1) throw new Emu2Error(`max new tokens must be a whole number >= 1 (got ${settings.maxNewTokens})`);
-  if (!Number.isInteger(settings.numBeams) || settings.numBeams < 1) throw new Emu2Error(`the number of beams must be a whole number >= 1 (got ${settings.numBeams})`);
-  if (settings.numBeams > 1 && settings.doSample) throw new Emu2Error("beam sampling (several beams with sampling) is not supported: use one beam to sample");
-  if (!Number.isInteger(n) || n < 1 || n > settings.numBeams) {
-    throw new Emu2Error(`the number of returned sequences (${n}) must be between 1 and the number of beams (${settings.numBeams})`);
-  }
-}
-
 /**
  * Generates a continuation of every prompt (one left-padded batch). `features` holds the image features of all
  * <image> rows across the batch, in order. With beam search and numReturnSequences n, prompt b's hypotheses are
  * entries b*n .. b*n+n-1, best first.
  */
 export async function generateText(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
-  checkSettings(settings);
   if (callbacks.signal?.aborted) return prompts.flatMap(() => Array.from({ length: settings.numReturnSequences ?? 1 }, () => ({ ids: [], stopReason: "aborted" as const })));
   return settings.numBeams > 1 ? beamSearch(ctx, prompts, features, settings, callbacks) : greedyOrSample(ctx, prompts, features, settings, callbacks);
 }
 
 async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
   const batch = prompts.length;
+  const processors = logitsProcessors(settings, ctx.eosTokenId);
+  const warpers = settings.doSample ? logitsWarpers(settings) : [];
+  const criteria = stoppingCriteria(settings, callbacks);
   const rng = new SplitMix64(settings.seed);
   const { cache, mask, last: promptLast } = await prefill(ctx, prompts, features);
   let last = promptLast;
@@ -132,14 +107,13 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
   const generated: number[][] = prompts.map(() => []);
   const reasons: (StopReason | undefined)[] = prompts.map(() => undefined);
   try {
-    for (let n = 0; n < settings.maxNewTokens; n++) {
+    for (;;) {
       const rows = await logitRows(ctx, last, batch);
       // A finished row keeps running (the batch is one tensor) on pad tokens, as HF does; its output is ignored.
       const next = rows.map((row, b) => {
         if (reasons[b]) return ctx.padTokenId;
-        const scores = Float32Array.from(row);
-        processScores(scores, generated[b], settings, ctx.eosTokenId);
-        return settings.doSample ? sampleToken(scores, settings, rng.uniform()) : argmax(scores);
+        const scores = applyProcessors(processors, Float32Array.from(row), generated[b]);
+        return settings.doSample ? drawFromProbs(softmax(applyProcessors(warpers, scores, generated[b])), rng.uniform()) : argmax(scores);
       });
       next.forEach((token, b) => {
         if (reasons[b]) return;
@@ -149,16 +123,9 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
         }
         generated[b].push(token);
         callbacks.onTokens?.(b, [token]);
-        if (settings.stop.length > 0 && callbacks.decode) {
-          const text = callbacks.decode(generated[b]);
-          if (settings.stop.some((s) => s.length > 0 && text.includes(s))) reasons[b] = "stop";
-        }
+        reasons[b] = shouldStop(criteria, generated[b]);
       });
-      if (reasons.every(Boolean) || n + 1 === settings.maxNewTokens) break;
-      if (callbacks.signal?.aborted) {
-        reasons.forEach((r, b) => (reasons[b] = r ?? "aborted"));
-        break;
-      }
+      if (reasons.every(Boolean)) break;
       currentMask = currentMask.map((m) => [...m, 1]);
       last = await step(ctx, next, currentMask, cache);
     }
@@ -170,66 +137,37 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
 
 /** Beam search as transformers 4.31's beam_search with a BeamSearchScorer (see beam.ts). */
 async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
-  const batch = prompts.length;
   const k = settings.numBeams;
+  const processors = logitsProcessors(settings, ctx.eosTokenId);
+  // Stop strings do not end a beam search (a hypothesis ends with eos); length and abort end the whole search.
+  const criteria = stoppingCriteria({ maxNewTokens: settings.maxNewTokens, stop: [] }, { signal: callbacks.signal });
+  const scorer = new BeamSearchScorer(prompts.length, { numBeams: k, lengthPenalty: settings.lengthPenalty, earlyStopping: settings.earlyStopping ?? false, maxNewTokens: settings.maxNewTokens }, ctx.eosTokenId, ctx.padTokenId);
   const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts, features);
   const hidden = ctx.graphs.hidden;
-  // Every beam starts from its prompt's prefill: rows b*k .. b*k+k-1 copy row b.
-  const expand = Array.from({ length: batch * k }, (_, i) => Math.floor(i / k));
-  const hyps = prompts.map(() => new BeamHypotheses(k, settings.lengthPenalty, settings.earlyStopping ?? false, settings.maxNewTokens));
-  const done = prompts.map(() => false);
-  let generated: number[][] = expand.map(() => []);
-  // Only the first beam of a prompt is live at first, so the first step's 2k candidates come from distinct tokens.
-  let beamScores = Float32Array.from(expand, (_, i) => (i % k === 0 ? 0 : -1e9));
-  let aborted = false;
+  let ended: StopReason | undefined;
   try {
+    // Every beam starts from its prompt's prefill: rows b*k .. b*k+k-1 copy row b.
+    const expand = Array.from({ length: scorer.rows }, (_, i) => Math.floor(i / k));
     await cache.select(expand);
     let mask = expand.map((b) => [...promptMask[b]]);
-    let last: Float32Array = new Float32Array(batch * k * hidden);
+    let last: Float32Array = new Float32Array(scorer.rows * hidden);
     expand.forEach((b, i) => last.set(promptLast.subarray(b * hidden, (b + 1) * hidden), i * hidden));
     for (;;) {
-      const rows = await logitRows(ctx, last, batch * k);
-      const curLen = generated[0].length + 1;
-      const nextScores = new Float32Array(batch * k);
-      // A finished prompt's rows continue from row 0 on pad tokens, as in HF; their outputs are never used.
-      const nextTokens = new Array<number>(batch * k).fill(ctx.padTokenId);
-      const nextRows = new Array<number>(batch * k).fill(0);
-      for (let b = 0; b < batch; b++) {
-        if (done[b]) continue;
-        const group = Array.from({ length: k }, (_, beam) => {
-          const scores = logSoftmax(rows[b * k + beam]);
-          processScores(scores, generated[b * k + beam], settings, ctx.eosTokenId);
-          return scores;
-        });
-        const candidates = topCandidates(group, Array.from(beamScores.subarray(b * k, (b + 1) * k)), 2 * k);
-        const { next, done: finished } = advanceGroup(candidates, generated.slice(b * k, (b + 1) * k), hyps[b], k, ctx.eosTokenId, curLen);
-        next.forEach((beam, j) => {
-          nextScores[b * k + j] = beam.score;
-          nextTokens[b * k + j] = beam.token;
-          nextRows[b * k + j] = b * k + beam.parent;
-        });
-        done[b] = finished;
-      }
-      generated = nextRows.map((row, i) => [...generated[row], nextTokens[i]]);
-      beamScores = nextScores;
-      if (done.every(Boolean) || generated[0].length >= settings.maxNewTokens) break;
-      if (callbacks.signal?.aborted) {
-        aborted = true;
-        break;
-      }
-      await cache.select(nextRows);
-      mask = nextRows.map((row) => [...mask[row], 1]);
-      last = await step(ctx, nextTokens, mask, cache);
+      const rows = await logitRows(ctx, last, scorer.rows);
+      // Processors run on the log-probs (HF's beam_search: log_softmax first).
+      const scores = rows.map((row, i) => (scorer.rowDone(i) ? null : applyProcessors(processors, logSoftmax(row), scorer.beam(i).tokens)));
+      const { tokens, sources } = scorer.process(scores);
+      ended = shouldStop(criteria, scorer.beam(0).tokens);
+      if (scorer.isDone || ended) break;
+      await cache.select(sources);
+      mask = sources.map((row) => [...mask[row], 1]);
+      last = await step(ctx, tokens, mask, cache);
     }
   } finally {
     cache.release();
   }
   const n = settings.numReturnSequences ?? 1;
-  return prompts.flatMap((_, b) => {
-    // finalize: the running beams of an unfinished prompt compete with its finished hypotheses.
-    if (!done[b]) for (let beam = 0; beam < k; beam++) hyps[b].add([...generated[b * k + beam]], beamScores[b * k + beam], false);
-    return hyps[b].best(n).map((h): GeneratedSequence => ({ ids: h.tokens, stopReason: h.eos ? "eos" : aborted ? "aborted" : "length", score: h.score }));
-  });
+  return scorer.finalize(n).flatMap((best) => best.map((h): GeneratedSequence => ({ ids: h.tokens, stopReason: h.eos ? "eos" : ended === "aborted" ? "aborted" : "length", score: h.score })));
 }
 
 /** Logits [T,V] at every position of one prompt (image features spliced), from one decoder run. */

@@ -1,5 +1,6 @@
-// Logits processors and warpers with transformers 4.31 semantics, on one row of float32 scores. HF applies
-// RepetitionPenalty then MinNewTokens (in that order) for every decoding strategy, and for sampling then warps with
+// Logits processors and warpers with transformers 4.31 semantics, on one row of float32 scores, composed as HF's
+// LogitsProcessorList: built once from the settings (logitsProcessors, logitsWarpers), then run on every row. HF
+// applies RepetitionPenalty then MinNewTokens for every decoding strategy, and for sampling then warps with
 // Temperature, TopK and TopP (in that order) before drawing from the softmax.
 
 const f = Math.fround;
@@ -42,15 +43,27 @@ export interface ProcessorSettings {
   minNewTokens: number;
 }
 
-/** The processors every strategy runs, in HF's order, in place. */
-export function processScores(scores: Float32Array, generated: readonly number[], settings: ProcessorSettings, eosTokenId: number): void {
-  applyRepetitionPenalty(scores, generated, settings.repetitionPenalty);
-  applyMinNewTokens(scores, generated.length, settings.minNewTokens, eosTokenId);
+/** One step of a LogitsProcessorList: a row's scores and that row's generated ids -> its processed scores. */
+export type LogitsProcessor = (scores: Float32Array, generated: readonly number[]) => Float32Array;
+
+/** The processors every strategy runs, in HF's order, each only where it changes something (as HF builds them). */
+export function logitsProcessors(settings: ProcessorSettings, eosTokenId: number): LogitsProcessor[] {
+  const list: LogitsProcessor[] = [];
+  const { repetitionPenalty, minNewTokens } = settings;
+  if (repetitionPenalty !== 1) list.push((scores, generated) => (applyRepetitionPenalty(scores, generated, repetitionPenalty), scores));
+  if (minNewTokens > 0) list.push((scores, generated) => (applyMinNewTokens(scores, generated.length, minNewTokens, eosTokenId), scores));
+  return list;
 }
 
-/** TemperatureLogitsWarper. */
+/** Runs a processor list on one row, in order. */
+export function applyProcessors(list: readonly LogitsProcessor[], scores: Float32Array, generated: readonly number[]): Float32Array {
+  let out = scores;
+  for (const process of list) out = process(out, generated);
+  return out;
+}
+
+/** TemperatureLogitsWarper (temperature > 0: src/llm/settings.ts checks it). */
 export function warpTemperature(scores: Float32Array, temperature: number): Float32Array {
-  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0 (got ${temperature})`);
   // torch divides the float32 row by the temperature cast to float32.
   const t = f(temperature);
   return scores.map((s) => s / t);
@@ -98,9 +111,14 @@ export interface SamplingSettings {
   topP: number;
 }
 
-/** The sampling warpers in HF's order: temperature, top-k, top-p. */
-export function warpScores(scores: Float32Array, settings: SamplingSettings): Float32Array {
-  return warpTopP(warpTopK(warpTemperature(scores, settings.temperature), settings.topK), settings.topP);
+/** The sampling warpers in HF's order (temperature, top-k, top-p), each only where it changes something. */
+export function logitsWarpers(settings: SamplingSettings): LogitsProcessor[] {
+  const list: LogitsProcessor[] = [];
+  const { temperature, topK, topP } = settings;
+  if (temperature !== 1) list.push((scores) => warpTemperature(scores, temperature));
+  if (topK !== 0) list.push((scores) => warpTopK(scores, topK));
+  if (topP < 1) list.push((scores) => warpTopP(scores, topP));
+  return list;
 }
 
 /** Inverse-CDF draw from `probs` in index order with a uniform in [0,1); never returns a zero-probability token. */
@@ -115,9 +133,4 @@ export function drawFromProbs(probs: Float32Array, uniform: number): number {
   }
   if (last < 0) throw new Error("no token has a non-zero probability");
   return last;
-}
-
-/** Warps the processed scores and draws one token with `uniform` (from the seeded SplitMix64 stream). */
-export function sampleToken(scores: Float32Array, settings: SamplingSettings, uniform: number): number {
-  return drawFromProbs(softmax(warpScores(scores, settings)), uniform);
 }

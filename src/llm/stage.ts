@@ -10,13 +10,15 @@ import type { Tensor } from "../model/tensor.js";
 import { LlmGraphs, type LlmSessions } from "./graphs.js";
 import { HostKvCache, type KvCacheFactory } from "./kv-cache.js";
 import { regressImage } from "./regress.js";
+import { validateGenerationSettings } from "./settings.js";
 
 export type { ContinuationScore, GeneratedSequence, GenerationCallbacks, GenerationSettings, StopReason } from "./generate.js";
 export type { LlmSessions } from "./graphs.js";
 export type { KvCache, KvCacheFactory } from "./kv-cache.js";
 export { HostKvCache } from "./kv-cache.js";
 export { positionIds } from "./graphs.js";
-export { logSoftmax, processScores, sampleToken } from "./processors.js";
+export { logSoftmax } from "./processors.js";
+export { SettingsError, validateGenerationSettings } from "./settings.js";
 
 export class LlmStage {
   private readonly ctx: LlmContext;
@@ -48,7 +50,8 @@ export class LlmStage {
   }
 
   /** Continuations of a left-padded batch of prompts; see generate.ts generateText. */
-  generateText(prompts: number[][], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+  async generateText(prompts: number[][], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+    validateGenerationSettings(settings);
     return generateText(this.ctx, prompts, features, settings, callbacks);
   }
 

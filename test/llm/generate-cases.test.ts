@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
 import type { GenerationSettings } from "../../src/llm/stage.js";
-import { warpScores } from "../../src/llm/processors.js";
+import { applyProcessors, logitsWarpers } from "../../src/llm/processors.js";
 import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens, stageWithEos, type BeamCase } from "./goldens.js";
 
@@ -75,7 +75,7 @@ test("temperature, top-k and top-p on rows full of ties keep and drop exactly th
   for (const [caseName, c] of Object.entries(ref.meta.warp)) {
     const expected = ref.golden.float32(`warp.${caseName}`).data;
     for (let r = 0; r < rows; r++) {
-      const got = warpScores(input.data.slice(r * v, (r + 1) * v), { temperature: c.temperature, topK: c.top_k, topP: c.top_p });
+      const got = applyProcessors(logitsWarpers({ temperature: c.temperature, topK: c.top_k, topP: c.top_p }), input.data.slice(r * v, (r + 1) * v), []);
       assert.deepEqual(Array.from(got), Array.from(expected.subarray(r * v, (r + 1) * v)), `${caseName} row ${r}`);
     }
   }

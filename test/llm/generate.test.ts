@@ -186,7 +186,7 @@ test("beam search with num_return_sequences returns each prompt's best hypothese
     assert.ok(group.every((h, j) => j === 0 || (h.score ?? NaN) <= (group[j - 1].score ?? NaN)), "scores descend");
     assert.equal(new Set(group.map((h) => h.ids.join(","))).size, 3, "distinct hypotheses");
   }
-  await assert.rejects(llm.generateText(prompts, null, { ...settings, numReturnSequences: 5 }), /between 1 and the number of beams \(4\)/);
+  await assert.rejects(llm.generateText(prompts, null, { ...settings, numReturnSequences: 5 }), /^SettingsError: generation setting numReturnSequences: expected a whole number from 1 to the number of beams \(4\), got 5$/);
 });
 
 test("seeded sampling: the same seed gives the same tokens, another seed other tokens", async () => {

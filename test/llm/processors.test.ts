@@ -1,7 +1,7 @@
 // HF 4.31 logits processors and warpers on small rows whose expected values are worked out by hand.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyMinNewTokens, applyRepetitionPenalty, argmax, drawFromProbs, logSoftmax, processScores, sampleToken, softmax, warpTemperature, warpTopK, warpTopP } from "../../src/llm/processors.js";
+import { applyMinNewTokens, applyProcessors, applyRepetitionPenalty, argmax, drawFromProbs, logitsProcessors, logitsWarpers, logSoftmax, softmax, warpTemperature, warpTopK, warpTopP, type SamplingSettings } from "../../src/llm/processors.js";
 
 const logs = (probs: number[]) => Float32Array.from(probs, Math.log);
 
@@ -11,16 +11,19 @@ test("repetition penalty divides positive and multiplies negative scores of gene
   assert.deepEqual(Array.from(scores), [1, -2, 0.5, 3]);
 });
 
-test("min new tokens forbids eos until enough tokens exist; processScores runs both in HF's order", () => {
+test("min new tokens forbids eos until enough tokens exist; the processor list runs both in HF's order", () => {
   const scores = Float32Array.from([1, 1, 1]);
   applyMinNewTokens(scores, 1, 2, 2);
   assert.equal(scores[2], -Infinity);
   const allowed = Float32Array.from([1, 1, 1]);
   applyMinNewTokens(allowed, 2, 2, 2);
   assert.equal(allowed[2], 1);
-  const both = Float32Array.from([2, -1, 0.5, 3]);
-  processScores(both, [0, 1, 1], { repetitionPenalty: 2, minNewTokens: 5 }, 3);
+  const both = applyProcessors(logitsProcessors({ repetitionPenalty: 2, minNewTokens: 5 }, 3), Float32Array.from([2, -1, 0.5, 3]), [0, 1, 1]);
   assert.deepEqual(Array.from(both), [1, -2, 0.5, -Infinity]);
+  // Built once from the settings, only with the processors that change something (as HF's LogitsProcessorList).
+  assert.equal(logitsProcessors({ repetitionPenalty: 1, minNewTokens: 0 }, 3).length, 0);
+  assert.equal(logitsWarpers({ temperature: 1, topK: 0, topP: 1 }).length, 0);
+  assert.equal(logitsWarpers({ temperature: 0.7, topK: 5, topP: 0.9 }).length, 3);
 });
 
 test("log_softmax and softmax", () => {
@@ -33,7 +36,6 @@ test("log_softmax and softmax", () => {
 
 test("temperature divides the scores", () => {
   assert.deepEqual(Array.from(warpTemperature(Float32Array.from([2, 4, -1]), 2)), [1, 2, -0.5]);
-  assert.throws(() => warpTemperature(Float32Array.from([1]), 0), /temperature/);
 });
 
 test("top-k keeps the k largest scores and anything tied with the k-th; 0 or k >= V keep everything", () => {
@@ -63,6 +65,7 @@ test("a draw walks the probabilities in index order and never lands on a removed
   assert.equal(drawFromProbs(probs, 0.9999999999), 3);
   // top-k 2 keeps tokens 2 and 3 with probabilities 3/7 = 0.4286 and 4/7.
   const scores = logs([1, 2, 3, 4]);
+  const sampleToken = (row: Float32Array, settings: SamplingSettings, uniform: number) => drawFromProbs(softmax(applyProcessors(logitsWarpers(settings), row, [])), uniform);
   assert.equal(sampleToken(scores, { temperature: 1, topK: 2, topP: 1 }, 0.42), 2);
   assert.equal(sampleToken(scores, { temperature: 1, topK: 2, topP: 1 }, 0.43), 3);
   // top-p 0.5 on 0.1..0.4 keeps tokens 2 and 3: the smallest uniform lands on 2.
