@@ -4,7 +4,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { generateImages, type GeneratedImages } from "../src/diffusion/pipeline.js";
+import { conditioning, denoise, generateImages, initialLatents, type GeneratedImages } from "../src/diffusion/pipeline.js";
+import { eulerSchedule } from "../src/diffusion/scheduler.js";
 import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
 import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
@@ -104,7 +105,11 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
 
   // The VAE graph alone on the final latents, fed as the pipeline feeds it (latents / scaling_factor).
   const { Tensor } = await import("onnxruntime-node");
-  const scaled = result.latents.map((v) => Math.fround(1 / section.scaling_factor) * v);
+  const cond1 = await conditioning(section, { cond, uncond, guidanceScale: job.guidance_scale });
+  const schedule = eulerSchedule(section.scheduler, job.steps);
+  const latents = initialLatents(section, schedule, 1, job.noise_seed);
+  for await (const _ of denoise(unet, section, cond1, schedule, latents));
+  const scaled = latents.map((v) => Math.fround(1 / section.scaling_factor) * v);
   const side = section.latent_size;
   const decodeFeed = { latent_sample: new Tensor("float32", scaled, [1, section.latent_channels, side, side]) };
   for (let i = 0; i < job.warmup; i++) await vae.run(decodeFeed);
