@@ -109,7 +109,7 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
         manifest["visual_decoder"] = export_visual_decoder(pkg, unet, vae, decoder_config, dtype="float32",
                                                            parity_dir=os.path.join(golden, "diffusion-graphs"))
         # Autoencoding (image-only prompt): encoder features go straight to the UNet; the null condition is the
-        # features of an all-zero normalized image (emu2-facts.md).
+        # features of an all-zero normalized image (emu/emu.py).
         with torch.no_grad():
             pixels = torch.from_numpy(preprocess(load_rgb(os.path.join(ROOT, "fixtures", "images", "landscape.png")),
                                                  VISION["image_size"]))[None]

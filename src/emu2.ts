@@ -79,7 +79,7 @@ export interface PreparedPrompt {
   videos: SampledVideo[];
 }
 
-/** Visual embeddings Emu2-Gen regresses per image (emu2-facts.md). */
+/** Visual embeddings Emu2-Gen regresses per image (its n_query, emu/emu.py). */
 const REGRESSION_TOKENS = 64;
 
 function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
@@ -307,7 +307,7 @@ export class Emu2 {
   }
 
   /**
-   * Classification by ranking (eval-facts.md): log-probabilities of each candidate continuation after the prompt,
+   * Classification by ranking: log-probabilities of each candidate continuation after the prompt,
    * summed and averaged over its tokens; the prompt's KV cache is computed once and reused for every candidate.
    */
   async scoreContinuations(input: PromptInput, candidates: string[], options: PromptOptions = {}): Promise<{ candidate: string; sum: number; mean: number }[]> {

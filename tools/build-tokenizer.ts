@@ -1,5 +1,5 @@
 // Writes a package's tokenizer.json (Hugging Face tokenizers format): the LLaMA vocabulary and merges that the
-// llama-tokenizer-js package carries, the LLaMA sentencepiece settings (runtime-facts.md), and the Emu2 added
+// llama-tokenizer-js package carries, the LLaMA sentencepiece settings, and the Emu2 added
 // tokens at their ids, read from the manifest of the real model the package mirrors (configs/models/*.yaml).
 //
 //   node --import tsx tools/build-tokenizer.ts --variant base|chat --out tokenizer.json

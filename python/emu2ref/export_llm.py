@@ -493,7 +493,7 @@ def _float64_to_float16(model) -> None:
 
 # ---- the official checkpoints ----
 
-# n_query per image (emu2-facts.md): Emu2-Chat pools to 256 tokens, Emu2 and Emu2-Gen to 64; video frames to 64.
+# n_query per image (the official configs): Emu2-Chat pools to 256 tokens, Emu2 and Emu2-Gen to 64; video frames to 64.
 VARIANT_N_QUERY = {"emu2": 64, "emu2-chat": 256, "emu2-gen": 64}
 
 

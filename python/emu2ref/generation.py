@@ -351,7 +351,7 @@ def regress_image(llm, inputs_embeds, attention_mask, img_token_id: int, n_query
 
 @torch.no_grad()
 def score_continuations(llm, inputs_embeds, attention_mask, candidates, full_recompute: bool = False):
-    """Classification by ranking (eval-facts.md): for each context row and each candidate token list, the log-probs
+    """Classification by ranking: for each context row and each candidate token list, the log-probs
     of the candidate's tokens after the context, from log_softmax of the raw logits. The context runs once and its
     KV cache serves every candidate (full_recompute: context + candidate from scratch each time).
     -> (sums [B, K], means [B, K]) float32."""

@@ -69,7 +69,7 @@ CONTENTS = [
 
 
 def prompt_text(template: str, content: str, system_message: str) -> str:
-    """base and gen: the content as is; chat: `<system> [USER]: <content> [ASSISTANT]:` (emu2-facts.md)."""
+    """base and gen: the content as is; chat: `<system> [USER]: <content> [ASSISTANT]:` (the Emu2-Chat demo's format)."""
     if template == "chat":
         return f"{system_message} [USER]: {content} [ASSISTANT]:"
     return content

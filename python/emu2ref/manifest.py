@@ -1,4 +1,4 @@
-"""Manifests of emu2 packages (docs/package-format.md): the real Emu2 models' values (emu2-facts.md) and the
+"""Manifests of emu2 packages (docs/package-format.md): the real Emu2 models' values (configs/models/*.yaml) and the
 special-token table shared by the exporter, the tokenizer builder and configs/models/*.yaml."""
 import yaml
 

@@ -15,7 +15,7 @@ from torch import nn
 DOWN_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
 UP_BLOCKS = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
 
-# The SDXL base / Emu2-Gen UNet (emu2-facts.md); from_config fills missing keys with these.
+# The SDXL base / Emu2-Gen UNet; from_config fills missing keys with these.
 SDXL_UNET_CONFIG = {
     "sample_size": 128,
     "in_channels": 4,

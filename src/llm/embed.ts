@@ -1,5 +1,5 @@
 // Prompt embeddings: embed_tokens of the ids, then project_up(image features) written over the <image> rows in the
-// order the rows appear (row-major over the batch), as Emu2's LLM does before its decoder (emu2-facts.md). Video
+// order the rows appear (row-major over the batch), as Emu2's LLM does before its decoder (emu/emu.py of baaivision/Emu). Video
 // frames take the [gIMG] rows the same way, from their own stream (docs/prompt-format.md, "Video"); the two streams
 // are merged into one list of feature rows in row order (mergeFeatureRows), so one project_up call serves both.
 import { Emu2Error } from "../util/errors.js";

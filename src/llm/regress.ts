@@ -1,4 +1,4 @@
-// Image regression (Emu2-Gen, emu/emu.py generate_image; emu2-facts.md): the prompt gets [IMG] appended; at each of
+// Image regression (Emu2-Gen, emu/emu.py generate_image): the prompt gets [IMG] appended; at each of
 // n steps the final hidden state of the last position goes through project_down to a visual embedding, and
 // project_up of that embedding is the next input embedding (no token is sampled). The n embeddings [B,n,W]
 // condition the visual decoder.

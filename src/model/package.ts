@@ -1,5 +1,5 @@
 // A model package on disk: its validated manifest, its tokenizer file and its graphs, whose sessions are created on
-// first use and then kept (re-creating sessions leaks memory in onnxruntime-node, runtime-facts.md).
+// first use and then kept (re-creating sessions leaks memory in onnxruntime-node).
 import { existsSync, realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { PackageError, UsageError } from "../util/errors.js";

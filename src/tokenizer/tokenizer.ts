@@ -53,22 +53,6 @@ export class Emu2Tokenizer {
     return new Emu2Tokenizer(json, spec, path);
   }
 
-  get vocabSize(): number {
-    return this.spec.vocab_size;
-  }
-
-  tokenToId(token: string): number | undefined {
-    return this.bpe.token_to_id(token);
-  }
-
-  idToToken(id: number): string | undefined {
-    return this.bpe.id_to_token(id);
-  }
-
-  isSpecial(id: number): boolean {
-    return this.specialIds.has(id);
-  }
-
   /** Splits on special tokens: [text, special, text, ...] with the 4.31 whitespace stripping applied. */
   private split(text: string): { text: string; special?: number }[] {
     const pieces: { text: string; special?: number }[] = [];

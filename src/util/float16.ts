@@ -1,4 +1,4 @@
-// float16 tensors are Uint16Array bit patterns on Node 20 (runtime-facts.md).
+// float16 tensors are Uint16Array bit patterns on Node 20.
 const scratch = new DataView(new ArrayBuffer(4));
 
 export function toFloat16(values: Float32Array): Uint16Array {

@@ -10,7 +10,7 @@ import { packageDir } from "../helpers/fixtures.js";
 
 const configs = ["emu2", "emu2-chat", "emu2-gen"];
 
-test("the real models' manifests validate and carry emu2-facts.md's numbers", () => {
+test("the real models' manifests validate and carry the official models' numbers", () => {
   for (const name of configs) {
     const m = readManifest(`configs/models/${name}.yaml`);
     assert.equal(m.llm.hidden_size, 6656);

@@ -1,5 +1,5 @@
 // CIDEr-D as pycocoevalcap computes it (cider/cider_scorer.py), on captions already PTB-tokenized
-// (ptb-tokenizer.ts). Facts in eval-facts.md; checked against the official scorer in test/eval/metrics/cider.test.ts.
+// (ptb-tokenizer.ts). Checked against the official scorer in test/eval/metrics/cider.test.ts.
 
 const MAX_N = 4;
 const SIGMA = 6;

@@ -1,5 +1,5 @@
 // The VQA score of the official evaluation (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py),
-// reproduced rule by rule, quirks included where they change numbers (eval-facts.md). Checked against numbers the
+// reproduced rule by rule, quirks included where they change numbers. Checked against numbers the
 // official script printed: test/eval/metrics/vqa.test.ts.
 
 const CONTRACTIONS: Record<string, string> = {
@@ -114,7 +114,7 @@ export function vqaAccuracy(prediction: string, answers: readonly string[], opti
 }
 
 /**
- * Emu2's clean-up of a generated short answer before scoring (emu2-facts.md, VQA eval): the text up to the first
+ * Emu2's clean-up of a generated short answer before scoring (Emu2's VQA evaluation): the text up to the first
  * newline, ". ", '"' or ", ", lowercased, without a leading "it is", "it's" or article.
  */
 export function emu2ShortAnswer(text: string): string {
