@@ -1,4 +1,5 @@
-// What an .onnx file declares - its graph's input and output names and where its external weights live - read from
+// What an .onnx file declares - its graph's input and output names, its weights' names and sizes, and where its
+// external weights live - read from
 // the protobuf structure without loading any weights: the reader walks the ModelProto and GraphProto fields by their
 // lengths and jumps over every payload it does not need (onnx/onnx.proto defines the field numbers used below).
 // A file that is cut short, or is not an ONNX model at all, fails with a one-line reason.
@@ -12,15 +13,25 @@ export interface ExternalDataRef {
   length: number | undefined;
 }
 
+export interface InitializerSize {
+  name: string;
+  bytes: number;
+}
+
 export interface OnnxSummary {
   irVersion: number;
   inputs: string[];
   outputs: string[];
   initializers: Set<string>;
+  /** Every initializer's size from its dims and data type (external ones too: their dims stay in the .onnx file). */
+  initializerSizes: InitializerSize[];
   externalData: ExternalDataRef[];
 }
 
 export class OnnxFileError extends Error {}
+
+/** Bytes per element of TensorProto.DataType (4-bit types count as 1: an upper bound). */
+const ELEMENT_BYTES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2, 21: 1, 22: 1 };
 
 const VARINT = 0;
 const I64 = 1;
@@ -118,13 +129,26 @@ function valueInfoName(reader: FileReader, field: Field): string {
   return "";
 }
 
-/** TensorProto: name (8), external_data (13: key 1, value 2), data_location (14, 1 = EXTERNAL). */
-function tensorExternalData(reader: FileReader, field: Field): { name: string; external?: Omit<ExternalDataRef, "tensor"> } {
+/** TensorProto: dims (1, packed or not), data_type (2), name (8), external_data (13: key 1, value 2), data_location (14, 1 = EXTERNAL). */
+function tensorDeclaration(
+  reader: FileReader,
+  field: Field,
+): { name: string; bytes: number; external?: Omit<ExternalDataRef, "tensor"> } {
   let name = "";
+  let elements = 1;
+  let dataType = 0;
   let external = false;
   const entries = new Map<string, string>();
   for (const f of fields(reader, field.start, field.end)) {
-    if (f.number === 8 && f.wire === LEN) name = text(reader, f);
+    if (f.number === 1 && f.wire === VARINT) elements *= f.value;
+    else if (f.number === 1 && f.wire === LEN) {
+      for (let pos = f.start; pos < f.end; ) {
+        const dim = reader.varint(pos);
+        elements *= dim.value;
+        pos = dim.next;
+      }
+    } else if (f.number === 2 && f.wire === VARINT) dataType = f.value;
+    else if (f.number === 8 && f.wire === LEN) name = text(reader, f);
     else if (f.number === 14 && f.wire === VARINT) external = f.value === 1;
     else if (f.number === 13 && f.wire === LEN) {
       let key = "";
@@ -136,12 +160,13 @@ function tensorExternalData(reader: FileReader, field: Field): { name: string; e
       entries.set(key, value);
     }
   }
-  if (!external) return { name };
+  const bytes = elements * (ELEMENT_BYTES[dataType] ?? 4);
+  if (!external) return { name, bytes };
   const location = entries.get("location");
   if (location === undefined) throw new OnnxFileError(`initializer ${name} is stored externally but names no location`);
   const offset = Number(entries.get("offset") ?? 0);
   const length = entries.has("length") ? Number(entries.get("length")) : undefined;
-  return { name, external: { location, offset, length } };
+  return { name, bytes, external: { location, offset, length } };
 }
 
 /** Reads the declarations of an .onnx file; throws OnnxFileError saying why it is not a readable ONNX model. */
@@ -170,7 +195,14 @@ export function readOnnxSummary(path: string): OnnxSummary {
     }
     if (irVersion === undefined || irVersion < 1 || irVersion > 100) throw new OnnxFileError("not an ONNX model (no IR version)");
     if (!graph) throw new OnnxFileError("not an ONNX model (no graph)");
-    const summary: OnnxSummary = { irVersion, inputs: [], outputs: [], initializers: new Set(), externalData: [] };
+    const summary: OnnxSummary = {
+      irVersion,
+      inputs: [],
+      outputs: [],
+      initializers: new Set(),
+      initializerSizes: [],
+      externalData: [],
+    };
     // GraphProto: node (1), name (2), initializer (5), doc_string (10), input (11), output (12), value_info (13),
     // quantization_annotation (14), sparse_initializer (15), metadata_props (16): all length-delimited.
     for (const f of fields(reader, graph.start, graph.end)) {
@@ -178,8 +210,9 @@ export function readOnnxSummary(path: string): OnnxSummary {
       if (f.number === 11) summary.inputs.push(valueInfoName(reader, f));
       else if (f.number === 12) summary.outputs.push(valueInfoName(reader, f));
       else if (f.number === 5) {
-        const tensor = tensorExternalData(reader, f);
+        const tensor = tensorDeclaration(reader, f);
         summary.initializers.add(tensor.name);
+        summary.initializerSizes.push({ name: tensor.name, bytes: tensor.bytes });
         if (tensor.external) summary.externalData.push({ tensor: tensor.name, ...tensor.external });
       }
     }
@@ -187,4 +220,9 @@ export function readOnnxSummary(path: string): OnnxSummary {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The graph's initializers, largest first (to name the weight that does not fit a device's buffer limits). */
+export function initializerSizes(path: string): InitializerSize[] {
+  return readOnnxSummary(path).initializerSizes.sort((a, b) => b.bytes - a.bytes);
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { Emu2Error, PackageError } from "../util/errors.js";
 import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
-import { initializerSizes } from "./onnx-reader.js";
+import { initializerSizes } from "./onnx-file.js";
 import { bufferLimitMessage, describeWebGpuFailure, isBufferLimit, listVulkanAdapters, ortReason } from "./webgpu.js";
 
 export const DEVICES = ["cpu", "cuda", "webgpu"] as const;

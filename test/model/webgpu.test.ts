@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { rowSelectionGraph } from "../../src/llm/device-kv-cache.js";
 import { readManifest } from "../../src/model/manifest.js";
-import { initializerSizes } from "../../src/model/onnx-reader.js";
+import { initializerSizes } from "../../src/model/onnx-file.js";
 import { int64Tensor, loadOrt } from "../../src/model/ort.js";
 import { bufferLimitMessage, describeWebGpuFailure, ortReason, vulkanLoaderProblem } from "../../src/model/webgpu.js";
 import { packageDir } from "../helpers/fixtures.js";
