@@ -7,7 +7,8 @@ import { toPng } from "./diffusion/png.js";
 import { decoderRoles, ModelPackage } from "./model/package.js";
 import type { SessionOptions } from "./model/session.js";
 import { concat, type Tensor } from "./model/tensor.js";
-import { encodePrompt, FRAME_TOKEN, videoNQuery, type EncodedPrompt } from "./prompt/encode.js";
+import { encodePrompt, videoNQuery, type EncodedPrompt } from "./prompt/encode.js";
+import { FRAME_TOKEN, IMAGE_TOKEN } from "./prompt/tokens.js";
 import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
 import type { ImageSlot } from "./prompt/render.js";
 import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
@@ -181,7 +182,7 @@ export class Emu2 {
     }
     const tokenIds = this.manifest.tokenizer.special_tokens;
     const frames = concat(frameFeatures);
-    const features = mergeFeatureRows(encoded.ids, tokenIds["<image>"], images, tokenIds[FRAME_TOKEN], frames);
+    const features = mergeFeatureRows(encoded.ids, tokenIds[IMAGE_TOKEN], images, tokenIds[FRAME_TOKEN], frames);
     return { encoded, features, videos: sampled };
   }
 

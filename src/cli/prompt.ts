@@ -3,7 +3,8 @@ import { isAbsolute, relative } from "node:path";
 import type { Command } from "commander";
 import { Emu2 } from "../emu2.js";
 import type { Manifest } from "../model/manifest.js";
-import { encodePrompt, FRAME_TOKEN, type EncodedPrompt } from "../prompt/encode.js";
+import { encodePrompt, type EncodedPrompt } from "../prompt/encode.js";
+import { FRAME_TOKEN, IMAGE_TOKEN } from "../prompt/tokens.js";
 import { renderPrompt, templateTokens, type ImageSlot, type TemplateName } from "../prompt/render.js";
 import { describeSource } from "../prompt/types.js";
 import { UsageError } from "../util/errors.js";
@@ -40,7 +41,7 @@ export function visualSpans(encoded: EncodedPrompt, manifest: Manifest): { kind:
   encoded.ids.forEach((id, i) => {
     if (id !== tokens["[IMG]"]) return;
     const next = encoded.ids[i + 1];
-    const kind = next === tokens["<image>"] ? "image" : next === tokens[FRAME_TOKEN] ? "video-frame" : undefined;
+    const kind = next === tokens[IMAGE_TOKEN] ? "image" : next === tokens[FRAME_TOKEN] ? "video-frame" : undefined;
     if (kind === undefined) return;
     let rows = 0;
     while (encoded.ids[i + 1 + rows] === next) rows++;

@@ -4,6 +4,7 @@
 // are merged into one list of feature rows in row order (mergeFeatureRows), so one project_up call serves both.
 import { Emu2Error } from "../util/errors.js";
 import type { Tensor } from "../model/tensor.js";
+import { FRAME_TOKEN, IMAGE_TOKEN } from "../prompt/tokens.js";
 import type { LlmGraphs } from "./graphs.js";
 
 /** Flat row indices (b * T + t) of `imageTokenId` (and `frameTokenId`) in rectangular ids [B,T]. */
@@ -31,14 +32,14 @@ export function mergeFeatureRows(ids: readonly number[], imageTokenId: number, i
     if (!stream) continue;
     const start = stream.next * width;
     if (!stream.data || start + width > stream.data.length) {
-      throw new Emu2Error(`the prompt has more ${id === imageTokenId ? "<image>" : "[gIMG]"} tokens than feature rows for them`);
+      throw new Emu2Error(`the prompt has more ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`);
     }
     out.set(stream.data.subarray(start, start + width), r++ * width);
     stream.next++;
   }
   for (const [id, stream] of streams) {
     if (stream.data && stream.next * width !== stream.data.length) {
-      throw new Emu2Error(`the prompt has fewer ${id === imageTokenId ? "<image>" : "[gIMG]"} tokens than feature rows for them`);
+      throw new Emu2Error(`the prompt has fewer ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`);
     }
   }
   return { data: out, dims: [1, rows, width] };

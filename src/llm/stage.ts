@@ -2,7 +2,7 @@
 // prompt logits, text generation, image regression and continuation scoring. The algorithms live beside it:
 // embed.ts (image splicing), kv-cache.ts, processors.ts and beam.ts (HF 4.31 semantics), generate.ts, regress.ts.
 import type { Manifest } from "../model/manifest.js";
-import { IMAGE_TOKEN, IMG_START } from "../prompt/tokens.js";
+import { FRAME_TOKEN, IMAGE_TOKEN, IMG_START } from "../prompt/tokens.js";
 import { Emu2Error } from "../util/errors.js";
 import { embedPrompt } from "./embed.js";
 import { generateText, promptLogits, scoreContinuations, type ContinuationScore, type GeneratedSequence, type GenerationCallbacks, type GenerationSettings, type LlmContext } from "./generate.js";
@@ -37,7 +37,7 @@ export class LlmStage {
       graphs: new LlmGraphs(sessions, manifest.dtype, hidden),
       newCache: newCache ?? HostKvCache.factory({ layers, heads, headDim, dtype: manifest.dtype }),
       imageTokenId: required(IMAGE_TOKEN),
-      frameTokenId: tokens["[gIMG]"],
+      frameTokenId: tokens[FRAME_TOKEN],
       eosTokenId: manifest.tokenizer.eos_token_id,
       padTokenId: manifest.tokenizer.pad_token_id,
     };

@@ -4,10 +4,8 @@
 import type { Manifest } from "../model/manifest.js";
 import { Emu2Tokenizer } from "../tokenizer/tokenizer.js";
 import { PackageError, PromptError } from "../util/errors.js";
-import { VIDEO_PLACEHOLDER, VIDEO_TOKEN, type RenderedPrompt } from "./render.js";
-
-/** The token that marks a video frame's feature rows (emu/emu.py borrows [gIMG] for it: docs/prompt-format.md). */
-export const FRAME_TOKEN = "[gIMG]";
+import { VIDEO_PLACEHOLDER, type RenderedPrompt } from "./render.js";
+import { FRAME_TOKEN, frameTokenSpan, IMAGE_TOKEN, VIDEO_TOKEN } from "./tokens.js";
 
 export interface EncodedPrompt extends RenderedPrompt {
   ids: number[];
@@ -42,10 +40,10 @@ export function encodePrompt(rendered: RenderedPrompt, tokenizer: Emu2Tokenizer,
   if (frameSlots !== frames) throw new PromptError(`the prompt has ${plural(frameSlots, "video frame placeholder")} but ${plural(frames, "video frame")}`);
   const vQuery = rendered.videos.length > 0 ? videoNQuery(manifest) : undefined;
   let text = Emu2Tokenizer.expandImagePlaceholders(rendered.text, nQuery, placeholder);
-  if (vQuery !== undefined) text = text.split(VIDEO_PLACEHOLDER).join(`[IMG]${FRAME_TOKEN.repeat(vQuery)}[/IMG]`);
+  if (vQuery !== undefined) text = text.split(VIDEO_PLACEHOLDER).join(frameTokenSpan(vQuery));
   const ids = tokenizer.encode(text);
   const tokens = manifest.tokenizer.special_tokens;
-  const imageTokens = ids.filter((id) => id === tokens["<image>"]).length;
+  const imageTokens = ids.filter((id) => id === tokens[IMAGE_TOKEN]).length;
   if (imageTokens !== rendered.images.length * nQuery) {
     // <image> typed in the text itself would be spliced with features that do not exist.
     throw new PromptError(`the prompt text contains ${imageTokens - rendered.images.length * nQuery} stray <image> token(s); use ${placeholder} or --image to add images`);

@@ -5,10 +5,11 @@ import { dirname, resolve } from "node:path";
 import { isMap, isSeq, type Node } from "yaml";
 import { PromptError } from "../util/errors.js";
 import { readYamlDocument, type YamlDocument } from "../util/yaml.js";
+import { IMAGE_PLACEHOLDER, IMAGE_TOKEN } from "./tokens.js";
 import type { Box, Conversation, ImageSource, Message, Part, PromptInput } from "./types.js";
 
 /** Placeholders a user may write in -p text or a text file to say where each --image goes. */
-export const USER_IMAGE_MARKERS = ["[<IMG_PLH>]", "<image>"];
+export const USER_IMAGE_MARKERS = [IMAGE_PLACEHOLDER, IMAGE_TOKEN];
 /** ... and where each --video goes. */
 export const USER_VIDEO_MARKERS = ["[<VID_PLH>]", "<video>"];
 

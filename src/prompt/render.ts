@@ -3,6 +3,17 @@
 // Emu2 and Emu2-Gen (emu/emu.py, the generation pipeline), the demo's ConvMeta.format_chat for Emu2-Chat.
 import type { Manifest } from "../model/manifest.js";
 import { PromptError } from "../util/errors.js";
+import {
+  ASSISTANT,
+  EOS_TOKEN,
+  GROUNDING,
+  OBJECT_END,
+  OBJECT_START,
+  PHRASE_END,
+  PHRASE_START,
+  USER,
+  VIDEO_TOKEN,
+} from "./tokens.js";
 import type { Box, Conversation, ImageSource, Part, PromptInput, VideoSource } from "./types.js";
 
 export type TemplateName = Manifest["prompt"]["template"];
@@ -35,13 +46,7 @@ export interface TemplateTokens {
  * Emu2's video markup (docs/prompt-format.md, "Video"): `[VIDEO]` is written, then one placeholder per frame, which
  * becomes `[IMG]` + video_n_query x `[gIMG]` + `[/IMG]`; the end of a video leaves no token in the text.
  */
-export const VIDEO_TOKEN = "[VIDEO]";
 export const VIDEO_PLACEHOLDER = "[<VID_PLH>]";
-
-export const GROUNDING = "<grounding>";
-const USER = "[USER]";
-const ASSISTANT = "[ASSISTANT]";
-const EOS_TEXT = "</s>";
 
 interface Slots {
   images: ImageSlot[];
@@ -67,8 +72,8 @@ function renderParts(parts: Part[], tokens: TemplateTokens, slots: Slots, templa
       if (template !== "gen") {
         throw new PromptError(`grounded objects (phrase + box) are a generation prompt feature; the ${template} template cannot use them`);
       }
-      if (part.phrase !== undefined) text += `<phrase>${part.phrase}</phrase>`;
-      text += `<object>${placeholder}</object>`;
+      if (part.phrase !== undefined) text += PHRASE_START + part.phrase + PHRASE_END;
+      text += OBJECT_START + placeholder + OBJECT_END;
       images.push({ kind: "box-mask", box: part.box });
       if (part.image) {
         text += placeholder;
@@ -89,7 +94,7 @@ function renderChat(conversation: Conversation, tokens: TemplateTokens, slots: S
   for (const message of conversation.messages) {
     if (message.role !== previous) {
       if (previous === undefined) text += ` ${USER}: `;
-      else if (previous === "assistant") text += `${EOS_TEXT}${USER}: `;
+      else if (previous === "assistant") text += `${EOS_TOKEN}${USER}: `;
       else text += ` ${ASSISTANT}: `;
       previous = message.role;
     }

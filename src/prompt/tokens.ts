@@ -16,10 +16,19 @@ export const OBJECT_START = "<object>";
 export const OBJECT_END = "</object>";
 export const USER = "[USER]";
 export const ASSISTANT = "[ASSISTANT]";
+/** Written ahead of a video's frames (emu/chat.py); the end of a video writes nothing. */
+export const VIDEO_TOKEN = "[VIDEO]";
+/** The token whose rows take a video frame's features (emu/emu.py borrows [gIMG] for it: docs/prompt-format.md). */
+export const FRAME_TOKEN = "[gIMG]";
 
 /** What one image placeholder becomes in the token stream: [IMG] + nQuery x <image> + [/IMG]. */
 export function imageTokenSpan(nQuery: number): string {
   return `${IMG_START}${IMAGE_TOKEN.repeat(nQuery)}${IMG_END}`;
+}
+
+/** What one video frame placeholder becomes: [IMG] + vQuery x [gIMG] + [/IMG]. */
+export function frameTokenSpan(vQuery: number): string {
+  return `${IMG_START}${FRAME_TOKEN.repeat(vQuery)}${IMG_END}`;
 }
 
 /** The added tokens every template's renderer may write; the chat template adds [USER] and [ASSISTANT]. */
