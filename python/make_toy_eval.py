@@ -4,8 +4,9 @@
     /usr/bin/python3 python/make_toy_eval.py --out DIR --scenes 500
 
 Files (image paths relative to the folder):
-    caption.jsonl            {"id", "image", "prompt", "answers": [caption], "shape", "color", "count"}
+    caption.jsonl            {"id", "image", "prompt", "captions": [caption], "shape", "color", "count"}
     vqa.jsonl                {"id", "image", "question", "answers": [answer]}
+    caption-train.jsonl, vqa-train.jsonl   the same for other scenes: demonstrations for `emu2 fewshot-eval`
     nonsense-<attr>-train.jsonl / nonsense-<attr>-test.jsonl   {"id", "image", "label"}  (attr: shape, color)
         4 classes named by nonsense words in one fixed mapping, the same in both splits: the demonstration pool
         (train) and the queries (test). The model was trained only on episodes whose word-to-class mapping was drawn
@@ -55,23 +56,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=OUT)
     parser.add_argument("--scenes", type=int, default=100, help="captioned scenes (2 questions each)")
+    parser.add_argument("--train-scenes", type=int, default=20, help="captioned scenes of the demonstration pool")
     parser.add_argument("--per-class", type=int, default=(5, 10), nargs=2, metavar=("TRAIN", "TEST"),
                         help="nonsense-label images per class in each split")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
-    captions, vqa = [], []
-    for i in range(args.scenes):
-        rng = random.Random(f"eval-scene-{i}")
-        scene = world.sample_scene(rng)
-        image = save(scene, args.out, f"scene-{i:04d}")
-        captions.append({"id": f"scene-{i:04d}", "image": image, "prompt": data.CAPTION_PROMPT,
-                         "answers": [world.caption(scene)], "shape": scene["shape"], "color": scene["color"],
-                         "count": scene["count"]})
-        for k, (question, answer) in enumerate(rng.sample(world.questions(scene, rng), 2)):
-            vqa.append({"id": f"scene-{i:04d}-q{k}", "image": image, "question": question, "answers": [answer]})
-    write_jsonl(os.path.join(args.out, "caption.jsonl"), captions)
-    write_jsonl(os.path.join(args.out, "vqa.jsonl"), vqa)
+    for split, count in (("", args.scenes), ("-train", args.train_scenes)):
+        captions, vqa = [], []
+        for i in range(count):
+            rng = random.Random(f"eval-scene{split}-{i}")
+            scene = world.sample_scene(rng)
+            name = f"scene{split}-{i:04d}"
+            image = save(scene, args.out, name)
+            captions.append({"id": name, "image": image, "prompt": data.CAPTION_PROMPT,
+                             "captions": [world.caption(scene)], "shape": scene["shape"], "color": scene["color"],
+                             "count": scene["count"]})
+            for k, (question, answer) in enumerate(rng.sample(world.questions(scene, rng), 2)):
+                vqa.append({"id": f"{name}-q{k}", "image": image, "question": question, "answers": [answer]})
+        write_jsonl(os.path.join(args.out, f"caption{split}.jsonl"), captions)
+        write_jsonl(os.path.join(args.out, f"vqa{split}.jsonl"), vqa)
 
     for attribute, spec in NONSENSE.items():
         for split, per_class in zip(("train", "test"), args.per_class):

@@ -128,11 +128,11 @@ async function main(): Promise<void> {
   const results: Record<string, number> = {};
   const log = (s: string) => process.stderr.write(`${s}\n`);
 
-  const captions = readJsonl<{ image: string; prompt: string; answers: string[]; shape: string; color: string }>(join(dataDir, "caption.jsonl")).slice(0, limit);
+  const captions = readJsonl<{ image: string; prompt: string; captions: string[]; shape: string; color: string }>(join(dataDir, "caption.jsonl")).slice(0, limit);
   const said = await answers(model, captions.map((c) => ({ kind: "sequence", parts: [{ kind: "image", image: { path: join(dataDir, c.image) } }, { kind: "text", text: c.prompt }] })));
   const words = (s: string) => new Set(clean(s).split(/\s+/));
   results["caption.color_and_shape"] = said.filter((s, i) => words(s).has(captions[i].color) && (words(s).has(captions[i].shape) || words(s).has(`${captions[i].shape}s`))).length / said.length;
-  results["caption.exact"] = said.filter((s, i) => clean(s) === captions[i].answers[0]).length / said.length;
+  results["caption.exact"] = said.filter((s, i) => clean(s) === captions[i].captions[0]).length / said.length;
   log(`captions: ${said.slice(0, 3).map((s) => JSON.stringify(s)).join(", ")} ...`);
 
   const vqa = readJsonl<{ image: string; question: string; answers: string[] }>(join(dataDir, "vqa.jsonl")).slice(0, limit);
