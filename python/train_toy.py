@@ -1,9 +1,17 @@
-"""Trains emu2-toy, the miniature Emu2-Chat the emu2 CLI embeds, on the toy world (python/emu2toy/world.py).
+"""Trains emu2-toy, a miniature Emu2-Chat for the toy world (python/emu2toy/world.py). Status: not yet a working
+model; docs/emu2-toy/README.md has the runs so far and what they measured.
 
-    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/emu2-toy-train --steps 1200 --stop-at 800
-        # resumes from WORKDIR/last.pt when present; writes WORKDIR/{last.pt,loss.csv,eval.csv}; at the end writes
-        # the small checkpoint fixtures/checkpoints/emu2-toy.pt and docs/emu2-toy/{loss.csv,loss.png}
-    /usr/bin/python3 python/export_toy.py          # then: the package fixtures/models/emu2-toy from the checkpoint
+    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/toy1 --steps 1200 --stop-at 700 \
+        --out /tmp/emu2-toy-phase1.pt
+    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/toy2 --init-from /tmp/emu2-toy-phase1.pt \
+        --vision-lr-scale 0.1 --mix grounding --steps 500 --save-every 50 --eval-every 250 --out /tmp/emu2-toy.pt
+    /usr/bin/python3 python/export_toy.py --checkpoint /tmp/emu2-toy.pt --out DIR     # a package from a checkpoint
+
+Each run resumes from WORKDIR/last.pt when present, writes WORKDIR/{last.pt,loss.csv,eval.csv}, and at its end the
+small checkpoint --out with its loss curves beside it (-loss.csv, -eval.csv, -loss.png). --init-from starts from a
+checkpoint's LLM with the visual encoder and project_up afresh, --vision-lr-scale gives those a lower rate (Adam turns
+their small gradients into full-size steps; at the text rate the encoder's features grew until the LLM's RMSNorm
+flattened their gradient), --mix weights the tasks.
 
 CPU only (2 threads), seeded: batch number n is drawn from random.Random(seed, n), so a resumed run sees the same
 batches as an uninterrupted one. Objective: Emu2's unified autoregressive one at toy scale, text cross-entropy on the
@@ -29,7 +37,6 @@ from emu2toy import data, model, world  # noqa: E402
 from emu2toy.plot import plot_losses  # noqa: E402
 
 CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy.pt")
-CURVES_DIR = os.path.join(ROOT, "docs", "emu2-toy")
 TOKENIZER = os.path.join(ROOT, "fixtures", "models", "emu2-chat-tiny", "tokenizer.json")
 REGRESSION_WEIGHT = 1.0
 
@@ -60,9 +67,9 @@ def collate(samples: list, pad_id: int) -> dict:
             "regress_pos": r[:, :2], "regress_image": r[:, 2], "regress_query": r[:, 3]}
 
 
-def batch_for(enc, seed: int, step: int, size: int) -> list:
+def batch_for(enc, seed: int, step: int, size: int, mix=None) -> list:
     rng = random.Random(seed * 1_000_003 + step)
-    return [data.training_sample(enc, rng) for _ in range(size)]
+    return [data.training_sample(enc, rng, mix) for _ in range(size)]
 
 
 def trained_vocabulary(enc, seed: int) -> list:
@@ -118,6 +125,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     # One thread: on a shared, oversubscribed machine two OpenMP threads wait on each other (measured 2x slower).
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=CHECKPOINT, help="the small checkpoint to write; its loss curves go beside it")
+    parser.add_argument("--init-from", help="start from this small checkpoint's LLM (the visual encoder and project_up "
+                        "start afresh): the second phase of the recipe (README, emu2-toy)")
+    parser.add_argument("--vision-lr-scale", type=float, default=1.0,
+                        help="learning rate of the visual encoder and project_up relative to --lr")
+    parser.add_argument("--mix", choices=sorted(data.MIXES), default="all", help="task mixture (python/emu2toy/data.py)")
     parser.add_argument("--no-publish", action="store_true", help="leave fixtures/ and docs/ alone (trial runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,15 +140,26 @@ def main() -> None:
     pad_id = enc.tokenizer.added["[PAD]"]
     vision, llm = model.build(args.seed)
     trained_ids = trained_vocabulary(enc, args.seed)
+    if args.init_from:
+        _, start_llm, _ = model.load_checkpoint(args.init_from)
+        fresh_up = llm.project_up.weight.detach().clone()
+        llm.load_state_dict(start_llm.state_dict())
+        with torch.no_grad():
+            llm.project_up.weight.copy_(fresh_up)
     frozen_rows = torch.ones(model.VOCAB_SIZE, 1)
     frozen_rows[trained_ids] = 0
     params = dict(llm.named_parameters())
     for name in model.VOCAB_PARAMS:
         params[name].register_hook(lambda g: g.masked_fill(frozen_rows.bool(), 0.0))
     vocab = [params[n] for n in model.VOCAB_PARAMS]
-    rest = [p for n, p in params.items() if n not in model.VOCAB_PARAMS] + list(vision.parameters())
+    visual = list(vision.parameters()) + [llm.project_up.weight]
+    rest = [p for n, p in params.items() if n not in model.VOCAB_PARAMS and n != "project_up.weight"]
     # No weight decay on the vocabulary: decay would move the untrained rows away from their seeded values.
-    optimizer = torch.optim.AdamW([{"params": rest, "weight_decay": 0.01}, {"params": vocab, "weight_decay": 0.0}],
+    # The visual path may get a lower rate: Adam turns its small gradients into full-size steps, and at the text
+    # rate the encoder's weights random-walked until its features were so large that the LLM's RMSNorm flattened
+    # their gradient (docs/emu2-toy/README.md).
+    optimizer = torch.optim.AdamW([{"params": rest, "weight_decay": 0.01}, {"params": vocab, "weight_decay": 0.0},
+                                   {"params": visual, "weight_decay": 0.01, "lr": args.lr * args.vision_lr_scale}],
                                   lr=args.lr, betas=(0.9, 0.98))
     warmup = 100
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
@@ -148,9 +172,10 @@ def main() -> None:
         state = torch.load(last)
         vision.load_state_dict(state["vision"])
         llm.load_state_dict(state["llm"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         step, elapsed = state["step"], state["elapsed"]
+        if step < min(args.steps, args.stop_at or args.steps):
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
         print(f"resumed at step {step}", file=sys.stderr)
     else:
         with open(loss_csv, "w") as f:
@@ -169,7 +194,7 @@ def main() -> None:
     end = min(args.steps, args.stop_at or args.steps)
     while step < end:
         start = time.time()
-        batch = collate(batch_for(enc, args.seed, step, args.batch_size), pad_id)
+        batch = collate(batch_for(enc, args.seed, step, args.batch_size, data.MIXES[args.mix]), pad_id)
         out = model.losses(vision, llm, batch, enc.image_id)
         loss = out.get("text", 0.0) + REGRESSION_WEIGHT * out.get("regression", 0.0)
         optimizer.zero_grad(set_to_none=True)
@@ -205,15 +230,14 @@ def main() -> None:
         return
     vision.eval()
     llm.eval()
-    os.makedirs(os.path.dirname(CHECKPOINT), exist_ok=True)
-    torch.save(model.checkpoint_state(vision, llm, args.seed, trained_ids), CHECKPOINT)
-    os.makedirs(CURVES_DIR, exist_ok=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    torch.save(model.checkpoint_state(vision, llm, args.seed, trained_ids), args.out)
+    stem = os.path.splitext(args.out)[0]
     for name in ("loss.csv", "eval.csv"):
-        with open(os.path.join(args.workdir, name)) as src, open(os.path.join(CURVES_DIR, name), "w") as dst:
+        with open(os.path.join(args.workdir, name)) as src, open(f"{stem}-{name}", "w") as dst:
             dst.write(src.read())
-    plot_losses(os.path.join(CURVES_DIR, "loss.csv"), os.path.join(CURVES_DIR, "eval.csv"),
-                os.path.join(CURVES_DIR, "loss.png"))
-    print(f"wrote {CHECKPOINT} and {CURVES_DIR}", file=sys.stderr)
+    plot_losses(f"{stem}-loss.csv", f"{stem}-eval.csv", f"{stem}-loss.png")
+    print(f"wrote {args.out} and its curves", file=sys.stderr)
 
 
 if __name__ == "__main__":

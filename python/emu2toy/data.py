@@ -156,9 +156,14 @@ def t2i_sample(enc: Encoder, rng: random.Random) -> dict:
     return enc.image_sample(chat_text([(world.caption(scene), None)]), scene)
 
 
-TASKS = [(caption_sample, 0.15), (vqa_sample, 0.2), (chat_sample, 0.05), (fewshot_sample, 0.5), (t2i_sample, 0.1)]
+MIXES = {
+    "all": [(caption_sample, 0.15), (vqa_sample, 0.2), (chat_sample, 0.05), (fewshot_sample, 0.5), (t2i_sample, 0.1)],
+    # Grounding first: the texts that need the image most, shorter sequences.
+    "grounding": [(caption_sample, 0.35), (vqa_sample, 0.35), (chat_sample, 0.05), (fewshot_sample, 0.15),
+                  (t2i_sample, 0.1)],
+}
 
 
-def training_sample(enc: Encoder, rng: random.Random) -> dict:
-    builders, weights = zip(*TASKS)
+def training_sample(enc: Encoder, rng: random.Random, mix=None) -> dict:
+    builders, weights = zip(*(mix or MIXES["all"]))
     return rng.choices(builders, weights)[0](enc, rng)

@@ -33,6 +33,8 @@ def _panel(draw, top: int, title: str, series: dict, log: bool) -> None:
         line = [at(x, y) for x, y in points if not math.isnan(y)]
         if len(line) > 1:
             draw.line(line, fill=color, width=2)
+        for x, y in line:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
         draw.text((right - 220, high + 8 + 14 * i), name, fill=color)
 
 
