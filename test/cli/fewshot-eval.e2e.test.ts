@@ -158,7 +158,7 @@ test("every task config runs end to end on the fixture data (both tiny packages)
   const r = emu2(["fewshot-eval", "--tasks", all, "--data-dir", "fixtures/datasets", "--limit", "2", "--demos", "rices", "-m", PKG, "-o", out("all"), "--json"]);
   assert.equal(r.status, 0, r.stderr);
   const results = JSON.parse(r.stdout);
-  assert.deepEqual(Object.keys(results.results), ["coco", "flickr30k", "hateful_memes", "imagenet", "jsonl", "okvqa", "textvqa", "vizwiz", "vqav2"]);
+  assert.deepEqual(Object.keys(results.results), ["coco", "flickr30k", "hateful_memes", "imagenet", "jsonl", "okvqa", "textvqa", "toy-caption", "toy-nonsense-color", "toy-nonsense-shape", "toy-vqa", "vizwiz", "vqav2"]);
   for (const [task, byShot] of Object.entries(results.results as Record<string, Record<string, { trials: { n: number; skipped: number }[] }>>)) {
     assert.deepEqual(Object.keys(byShot), ["0", "2"], task);
     for (const shot of Object.values(byShot)) assert.deepEqual([shot.trials[0].n, shot.trials[0].skipped], [2, 0], task);

@@ -12,7 +12,7 @@ const write = (name: string, text: string) => {
 };
 
 test("every shipped task config is valid and its fixture override finds its data", () => {
-  assert.deepEqual(knownTasks(), ["coco", "flickr30k", "hateful_memes", "imagenet", "jsonl", "okvqa", "textvqa", "video_qa", "vizwiz", "vqav2"]);
+  assert.deepEqual(knownTasks(), ["coco", "flickr30k", "hateful_memes", "imagenet", "jsonl", "okvqa", "textvqa", "toy-caption", "toy-nonsense-color", "toy-nonsense-shape", "toy-vqa", "video_qa", "vizwiz", "vqav2"]);
   for (const name of knownTasks()) {
     const { config } = loadTaskConfig(name);
     assert.equal(config.name, name);
