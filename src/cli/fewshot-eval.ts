@@ -7,7 +7,9 @@ import { Emu2 } from "../emu2.js";
 import { mergeShards } from "../eval/merge.js";
 import { loadTasks, resolveDataDir, runFewshotEval, type ResultsFile, type RunSettings, type Shard, type ShotResult } from "../eval/runner.js";
 import { loadTaskConfig } from "../eval/task-config.js";
-import { Emu2Error, UsageError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
+import { wholeNumber } from "./flags.js";
+import { interruptible, Interrupted } from "./interrupt.js";
 import { makeReporter, writeJson } from "./io.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { progressBar, type Progress } from "./progress.js";
@@ -29,13 +31,8 @@ interface FewshotFlags extends ModelOptions {
   quiet?: boolean;
 }
 
-function wholeNumber(flag: string, value: string, min: number): number {
-  if (!/^\d+$/.test(value) || Number(value) < min) throw new UsageError(`${flag}: expected a whole number >= ${min}, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
 export function parseShots(value: string): number[] {
-  const shots = value.split(",").map((s) => wholeNumber("--shots", s.trim(), 0));
+  const shots = value.split(",").map((s) => wholeNumber("--shots", s.trim(), { min: 0 }));
   if (new Set(shots).size !== shots.length) throw new UsageError(`--shots: ${value} repeats a shot count`);
   return shots;
 }
@@ -95,13 +92,13 @@ export function registerFewshotEval(program: Command): void {
     const reporter = makeReporter(flags);
     if (!flags.tasks) throw new UsageError("--tasks: name at least one task (e.g. --tasks vqav2,okvqa)");
     const settings: RunSettings = {
-      trials: wholeNumber("--trials", flags.trials, 1),
-      seed: wholeNumber("--seed", flags.seed, 0),
+      trials: wholeNumber("--trials", flags.trials, { min: 1 }),
+      seed: wholeNumber("--seed", flags.seed, { min: 0 }),
       demos: flags.demos,
-      limit: flags.limit === undefined ? null : wholeNumber("--limit", flags.limit, 1),
+      limit: flags.limit === undefined ? null : wholeNumber("--limit", flags.limit, { min: 1 }),
       shots: flags.shots === undefined ? null : parseShots(flags.shots),
     };
-    const batchSize = wholeNumber("--batch-size", flags.batchSize, 1);
+    const batchSize = wholeNumber("--batch-size", flags.batchSize, { min: 1 });
     const shard = flags.shard === undefined ? null : parseShard(flags.shard);
     const dataDir = resolveDataDir(flags.dataDir);
     const names = flags.tasks.split(",").map((t) => t.trim()).filter((t) => t.length > 0);
@@ -116,44 +113,45 @@ export function registerFewshotEval(program: Command): void {
     }
     const outputDir = resolve(flags.outputDir);
     const model = new Emu2(openModel(flags, reporter));
-    const interrupt = new AbortController();
-    const onSigint = () => interrupt.abort();
-    process.once("SIGINT", onSigint);
+    let interrupted = false;
     let bar: Progress | null = null;
     let barLabel = "";
     let results: ResultsFile;
     try {
-      results = await runFewshotEval(
-        {
-          model, tasks, settings, outputDir, resume: flags.resume ?? false, shard, batchSize,
-          featureCacheDir: flags.featureCache === false ? null : resolve(flags.featureCache ?? join(outputDir, "features")),
-          signal: interrupt.signal,
-        },
-        {
-          onProgress: (label, done, total) => {
-            if (label !== barLabel) {
+      results = await interruptible(async (signal) => {
+        const run = await runFewshotEval(
+          {
+            model, tasks, settings, outputDir, resume: flags.resume ?? false, shard, batchSize,
+            featureCacheDir: flags.featureCache === false ? null : resolve(flags.featureCache ?? join(outputDir, "features")),
+            signal,
+          },
+          {
+            onProgress: (label, done, total) => {
+              if (label !== barLabel) {
+                bar?.stop();
+                bar = progressBar(reporter, label, total);
+                barLabel = label;
+              }
+              bar?.update(done);
+            },
+            onProgressEnd: () => {
               bar?.stop();
-              bar = progressBar(reporter, label, total);
-              barLabel = label;
-            }
-            bar?.update(done);
+              bar = null;
+              barLabel = "";
+            },
+            onShotResult: (task, shots, r) => {
+              if (!flags.json) process.stdout.write(`${summaryLine(task, shots, r)}\n`);
+            },
+            onNotice: (m) => reporter.notice(m),
           },
-          onProgressEnd: () => {
-            bar?.stop();
-            bar = null;
-            barLabel = "";
-          },
-          onShotResult: (task, shots, r) => {
-            if (!flags.json) process.stdout.write(`${summaryLine(task, shots, r)}\n`);
-          },
-          onNotice: (m) => reporter.notice(m),
-        },
-      );
+          );
+        interrupted = signal.aborted;
+        return run;
+      });
     } finally {
-      process.removeListener("SIGINT", onSigint);
       await model.release();
     }
-    if (interrupt.signal.aborted) throw new Emu2Error(`interrupted: the predictions so far are in ${outputDir}; --resume continues`, 130);
+    if (interrupted) throw new Interrupted(`interrupted: the predictions so far are in ${outputDir}; --resume continues`);
     if (flags.json) writeJson(results);
     else process.stdout.write(`\n${resultsTable(results)}`);
   });
