@@ -42,11 +42,15 @@ function pty(steps: object[], args: string[]): { transcript: string; exit_code: 
   return JSON.parse(r.stdout);
 }
 
-test("REPL: /image checks the file at once; chat -f conv.yaml -i says what it loaded", () => {
-  const bad = pty([{ expect: "> " }, { send: "/image fixtures/prompts/chat.yaml\r" }, { expect: "> " }, { send: "/exit\r" }], ["chat", "-m", chat, "-q", "--greedy", "-n", "2"]);
+test("REPL: /image checks the file at once; /help lists the command table; chat -f conv.yaml -i says what it loaded", () => {
+  const bad = pty([{ expect: "> " }, { send: "/image fixtures/prompts/chat.yaml\r" }, { expect: "> " }, { send: "/help\r" }, { expect: "/exit" }, { send: "/bogus\r" }, { expect: "unknown command" }, { send: "/quit\r" }], ["chat", "-m", chat, "-q", "--greedy", "-n", "2"]);
   assert.equal(bad.missing, null, bad.transcript);
   assert.match(bad.transcript, /\/image: fixtures\/prompts\/chat\.yaml: not an image/);
   assert.doesNotMatch(bad.transcript, /will go with your next message/);
+  // /help is written from the command table: every command with its usage.
+  for (const usage of ["/image <path>", "/reset", "/save <file>", "/help", "/exit"]) assert.ok(bad.transcript.includes(usage), usage);
+  assert.match(bad.transcript, /unknown command \/bogus; \/help lists them/);
+  assert.equal(bad.exit_code, 0, bad.transcript);
   const loaded = pty([{ expect: "> " }, { send: "/exit\r" }], ["chat", "-m", chat, "-q", "--greedy", "-n", "2", "-f", "fixtures/prompts/chat.yaml", "-i"]);
   assert.equal(loaded.missing, null, loaded.transcript);
   assert.equal(loaded.exit_code, 0, loaded.transcript);
