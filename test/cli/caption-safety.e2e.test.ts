@@ -1,7 +1,7 @@
 // Nothing lost: resume by identity, failures never recorded as done, one writer per output, a broken package stops
 // the run before it touches the output, and an interrupted run says exactly what it wrote.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -141,4 +141,19 @@ test("Ctrl-C: the message says how many captions were written, and the file hold
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resuming .*: ${written} of 40 images already done`));
   assert.equal(new Set(imagesIn(out)).size, 40);
+});
+
+test("Ctrl-C on a terminal: the progress bar's last count, the message and the file agree", () => {
+  const dir = workdir([]);
+  for (let i = 0; i < 40; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  const out = join(dir, "captions.jsonl");
+  const steps = [{ expect: "3/40" }, { send: "\x03" }, { expect: "interrupted" }];
+  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "caption", dir, "-m", tiny, "--greedy", "-n", "4", "-b", "1", "-o", out], { encoding: "utf8", timeout: 120_000 });
+  const result = JSON.parse(r.stdout) as { transcript: string; exit_code: number; missing: string | null };
+  assert.equal(result.missing, null, result.transcript);
+  assert.equal(result.exit_code, 130, result.transcript);
+  const written = imagesIn(out).length;
+  const counts = [...result.transcript.matchAll(/captioning \[[^\]]*\] (\d+)\/40/g)].map((m) => Number(m[1]));
+  assert.equal(counts[counts.length - 1], written, result.transcript);
+  assert.match(result.transcript, new RegExp(`interrupted: ${written} of 40 captions written`));
 });
