@@ -4,9 +4,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseDocument } from "yaml";
 import { z } from "zod";
 import { UsageError } from "../util/errors.js";
+import { readYamlDocument } from "../util/yaml.js";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CONFIG_DIR = join(PROJECT_ROOT, "configs", "eval");
@@ -149,12 +149,7 @@ export function configPath(nameOrPath: string, relativeTo?: string): string {
 
 function readYaml(file: string): Record<string, unknown> {
   if (!existsSync(file)) throw new UsageError(`${file}: no such task config${file.startsWith(CONFIG_DIR) ? ` (known tasks: ${knownTasks().join(", ")})` : ""}`);
-  const doc = parseDocument(readFileSync(file, "utf8"), { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
-    throw new UsageError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
-  }
+  const { doc } = readYamlDocument(readFileSync(file, "utf8"), file, (message) => new UsageError(message));
   const value = doc.toJS() as unknown;
   if (value === null || typeof value !== "object" || Array.isArray(value)) throw new UsageError(`${file}: expected a mapping of task fields`);
   return value as Record<string, unknown>;
