@@ -25,15 +25,28 @@ async function main(): Promise<Record<string, unknown>> {
   const shape = { layers, heads, headDim, dtype: m.dtype };
   const options = { ...DEFAULT_SESSION_OPTIONS, device: "webgpu" as const };
   const s = (role: Parameters<typeof model.pkg.session>[0]) => model.pkg.session(role);
-  const common = { embedTokens: await s("embed_tokens"), projectUp: await s("project_up"), lmHead: await s("lm_head"), projectDown: await s("project_down") };
+  const common = {
+    embedTokens: await s("embed_tokens"),
+    projectUp: await s("project_up"),
+    lmHead: await s("lm_head"),
+    projectDown: await s("project_down"),
+  };
   if (!m.llm.decoder_file) throw new Error("emu2-tiny's decoder is expected whole, not split into parts");
   const decoderPath = model.pkg.path(m.llm.decoder_file);
   const hostDecoder = await createSession(decoderPath, options);
   const deviceDecoder = await createSession(decoderPath, options, { deviceOutputs: presentNames(layers) });
   const select = await createSession(rowSelectionGraph(shape), options, { deviceOutputs: selectedNames(layers) });
   const strategies: { name: string; graphs: LlmGraphs; newCache: KvCacheFactory }[] = [
-    { name: "host", graphs: new LlmGraphs({ ...common, decoder: hostDecoder }, m.dtype, hidden), newCache: HostKvCache.factory(shape) },
-    { name: "device", graphs: new LlmGraphs({ ...common, decoder: deviceDecoder }, m.dtype, hidden), newCache: DeviceKvCache.factory(shape, select) },
+    {
+      name: "host",
+      graphs: new LlmGraphs({ ...common, decoder: hostDecoder }, m.dtype, hidden),
+      newCache: HostKvCache.factory(shape),
+    },
+    {
+      name: "device",
+      graphs: new LlmGraphs({ ...common, decoder: deviceDecoder }, m.dtype, hidden),
+      newCache: DeviceKvCache.factory(shape, select),
+    },
   ];
   const vocab = m.tokenizer.vocab_size;
   const rows = [];
@@ -61,7 +74,8 @@ async function main(): Promise<Record<string, unknown>> {
       figures[name] = median(times);
       generated[name] = out;
     }
-    if (generated.host.join() !== generated.device.join()) throw new Error(`context ${context}: host and device KV generated different ids`);
+    if (generated.host.join() !== generated.device.join())
+      throw new Error(`context ${context}: host and device KV generated different ids`);
     rows.push({ context, host_ms_per_token: figures.host, device_ms_per_token: figures.device, steps: STEPS });
   }
   await model.release();

@@ -24,7 +24,14 @@ const WARMUP = 3;
 const STEPS = 15;
 const THREADS = Number(process.env.EMU2_BENCH_THREADS ?? 0);
 
-interface VariantFigures { variant: string; layers: number; weight_bytes: number; ms_per_token: number; samples_ms: number[]; rss_peak_kb: number }
+interface VariantFigures {
+  variant: string;
+  layers: number;
+  weight_bytes: number;
+  ms_per_token: number;
+  samples_ms: number[];
+  rss_peak_kb: number;
+}
 
 function weightBytes(dir: string): number {
   const graph = join(dir, "decoder.onnx");
@@ -35,15 +42,26 @@ function weightBytes(dir: string): number {
 async function runVariant(variant: string): Promise<VariantFigures> {
   const ort = await import("onnxruntime-node");
   const dir = join(DIR, variant);
-  const session = await ort.InferenceSession.create(join(dir, "decoder.onnx"), { intraOpNumThreads: THREADS, executionProviders: ["cpu"] });
+  const session = await ort.InferenceSession.create(join(dir, "decoder.onnx"), {
+    intraOpNumThreads: THREADS,
+    executionProviders: ["cpu"],
+  });
   const layers = session.inputNames.filter((n) => n.endsWith(".key")).length;
   const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
-    inputs_embeds: new ort.Tensor("float32", Float32Array.from({ length: HIDDEN }, (_, i) => Math.sin(i)), [1, 1, HIDDEN]),
+    inputs_embeds: new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: HIDDEN }, (_, i) => Math.sin(i)),
+      [1, 1, HIDDEN],
+    ),
     attention_mask: new ort.Tensor("int64", new BigInt64Array(PAST + 1).fill(1n), [1, PAST + 1]),
     position_ids: new ort.Tensor("int64", BigInt64Array.from([BigInt(PAST)]), [1, 1]),
   };
   for (const name of session.inputNames.filter((n) => n.startsWith("past_key_values."))) {
-    feeds[name] = new ort.Tensor("float32", Float32Array.from({ length: HEADS * PAST * HEAD_DIM }, (_, i) => Math.cos(i) * 0.1), [1, HEADS, PAST, HEAD_DIM]);
+    feeds[name] = new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: HEADS * PAST * HEAD_DIM }, (_, i) => Math.cos(i) * 0.1),
+      [1, HEADS, PAST, HEAD_DIM],
+    );
   }
   const samples: number[] = [];
   for (let i = 0; i < WARMUP + STEPS; i++) {
@@ -51,12 +69,22 @@ async function runVariant(variant: string): Promise<VariantFigures> {
     await session.run(feeds);
     if (i >= WARMUP) samples.push(performance.now() - start);
   }
-  return { variant, layers, weight_bytes: weightBytes(dir), ms_per_token: median(samples), samples_ms: samples, rss_peak_kb: process.resourceUsage().maxRSS };
+  return {
+    variant,
+    layers,
+    weight_bytes: weightBytes(dir),
+    ms_per_token: median(samples),
+    samples_ms: samples,
+    rss_peak_kb: process.resourceUsage().maxRSS,
+  };
 }
 
 async function readBandwidth(): Promise<number> {
   const ort = await import("onnxruntime-node");
-  const session = await ort.InferenceSession.create(join(DIR, "read.onnx"), { intraOpNumThreads: THREADS, executionProviders: ["cpu"] });
+  const session = await ort.InferenceSession.create(join(DIR, "read.onnx"), {
+    intraOpNumThreads: THREADS,
+    executionProviders: ["cpu"],
+  });
   const n = 1 << 28;
   const x = new ort.Tensor("float32", new Float32Array(n).fill(1), [n]);
   const samples: number[] = [];
@@ -69,12 +97,17 @@ async function readBandwidth(): Promise<number> {
 }
 
 function build(args: string[]): void {
-  const r = spawnSync("nice", ["-n", "10", "/usr/bin/python3", "bench/standin_decoder.py", ...args], { stdio: ["ignore", "inherit", "inherit"] });
+  const r = spawnSync("nice", ["-n", "10", "/usr/bin/python3", "bench/standin_decoder.py", ...args], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   if (r.status !== 0) throw new Error(`bench/standin_decoder.py ${args.join(" ")} failed`);
 }
 
 function child(mode: string): unknown {
-  const r = spawnSync(process.execPath, ["--import", "tsx", "bench/quantized.ts", "--worker", mode], { encoding: "utf8", maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, ["--import", "tsx", "bench/quantized.ts", "--worker", mode], {
+    encoding: "utf8",
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(`worker ${mode} failed: ${r.stderr.trim().split("\n").pop()}`);
   return JSON.parse(r.stdout);
 }
@@ -83,7 +116,9 @@ async function main(): Promise<void> {
   const at = process.argv.indexOf("--worker");
   if (at >= 0) {
     const mode = process.argv[at + 1];
-    process.stdout.write(JSON.stringify(mode === "bandwidth" ? { bytes_per_s: await readBandwidth() } : await runVariant(mode)));
+    process.stdout.write(
+      JSON.stringify(mode === "bandwidth" ? { bytes_per_s: await readBandwidth() } : await runVariant(mode)),
+    );
     return;
   }
   if (!existsSync(join(DIR, "read.onnx"))) build([DIR, "--bandwidth"]);

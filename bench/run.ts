@@ -10,13 +10,35 @@
 // both sides and turns their figures into rows. A new stage adds an entry here, a case in ts_worker.ts and a job in
 // peer_torch.py.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  DiffusionJob, FewshotFigures, FewshotJob, LlmJob, PreprocessFigures, ProcessFigures, PreprocessJob, TorchDiffusionFigures, TorchVisualEncoderFigures,
-  TorchLlmFigures, TsDiffusionFigures, TsLlmFigures, TsVisualEncoderFigures, VisualEncoderJob, WorkerJob,
+  DiffusionJob,
+  FewshotFigures,
+  FewshotJob,
+  LlmJob,
+  PreprocessFigures,
+  ProcessFigures,
+  PreprocessJob,
+  TorchDiffusionFigures,
+  TorchVisualEncoderFigures,
+  TorchLlmFigures,
+  TsDiffusionFigures,
+  TsLlmFigures,
+  TsVisualEncoderFigures,
+  VisualEncoderJob,
+  WorkerJob,
 } from "./jobs.js";
 import { fillNormals } from "../src/diffusion/noise.js";
 import { readManifest, type Manifest } from "../src/model/manifest.js";
@@ -78,23 +100,41 @@ interface Stage {
 function benchImages(): string[] {
   const folder = join(ROOT, "fixtures/images");
   if (!existsSync(folder)) return [];
-  const top = readdirSync(folder).filter((name) => statSync(join(folder, name)).isFile()).sort();
+  const top = readdirSync(folder)
+    .filter((name) => statSync(join(folder, name)).isFile())
+    .sort();
   return [...top.map((name) => `fixtures/images/${name}`), "fixtures/images/extra/photo.webp"];
 }
 
 const preprocessStage: Stage = {
   name: "image preprocessing",
   needs: [
-    { path: "fixtures/images/landscape.png", hint: "the fixture images are part of the repository: git checkout fixtures/images" },
-    { path: "fixtures/images/extra/photo.webp", hint: "the fixture images are part of the repository: git checkout fixtures/images" },
-    { path: "python/emu2ref/preprocess.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    {
+      path: "fixtures/images/landscape.png",
+      hint: "the fixture images are part of the repository: git checkout fixtures/images",
+    },
+    {
+      path: "fixtures/images/extra/photo.webp",
+      hint: "the fixture images are part of the repository: git checkout fixtures/images",
+    },
+    {
+      path: "python/emu2ref/preprocess.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
   ],
   async run(ctx) {
     const vision = ctx.manifest.vision;
     const size = vision.image_size;
     const job: PreprocessJob = {
-      kind: "preprocess", threads: ctx.threads, warmup: 3, repeats: 25, out_dir: ctx.workDir,
-      images: benchImages().map((path) => join(ROOT, path)), size, mean: [...vision.mean], std: [...vision.std],
+      kind: "preprocess",
+      threads: ctx.threads,
+      warmup: 3,
+      repeats: 25,
+      out_dir: ctx.workDir,
+      images: benchImages().map((path) => join(ROOT, path)),
+      size,
+      mean: [...vision.mean],
+      std: [...vision.std],
     };
     const ts = await ctx.runTs<PreprocessFigures>(job);
     const torch = await ctx.runTorch<PreprocessFigures>({ ...job });
@@ -103,11 +143,15 @@ const preprocessStage: Stage = {
       const diff = absDiffs(readFloats(mine.output), readFloats(peer.output));
       return {
         stage: `preprocess ${relative(join(ROOT, "fixtures/images"), mine.image)} -> ${size}`,
-        tsMs: mine.total_ms, torchMs: peer.total_ms, ts, torch,
+        tsMs: mine.total_ms,
+        torchMs: peer.total_ms,
+        ts,
+        torch,
         note: `decode ${fmtMs(mine.load_ms)} vs ${fmtMs(peer.load_ms)} ms; max |diff| ${diff.max.toExponential(1)}`,
       };
     });
-    const method = `loadImage + preprocessImage vs emu2ref load_rgb + preprocess (PIL), ${size}x${size}; ` +
+    const method =
+      `loadImage + preprocessImage vs emu2ref load_rgb + preprocess (PIL), ${size}x${size}; ` +
       `per image ${job.warmup} warm-up runs, then the median of ${job.repeats}`;
     return { rows, method, raw: { job, ts, torch } };
   },
@@ -118,8 +162,14 @@ const diffusionStage: Stage = {
   needs: [
     { path: `${PACKAGE_DIR}/unet.onnx`, hint: BUILD_HINT },
     { path: `${PACKAGE_DIR}/vae_decoder.onnx`, hint: BUILD_HINT },
-    { path: "python/emu2ref/golden_diffusion.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
-    { path: "python/emu2ref/export_diffusion.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    {
+      path: "python/emu2ref/golden_diffusion.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
+    {
+      path: "python/emu2ref/export_diffusion.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
   ],
   async run(ctx) {
     const section = ctx.manifest.visual_decoder;
@@ -137,10 +187,21 @@ const diffusionStage: Stage = {
     writeFileSync(embeddingsFile, embeddings);
 
     const job: DiffusionJob = {
-      kind: "diffusion", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir,
-      unet: join(ROOT, PACKAGE_DIR, "unet.onnx"), vae_decoder: join(ROOT, PACKAGE_DIR, "vae_decoder.onnx"),
-      package: PACKAGE_NAME, width, section, embeddings: embeddingsFile,
-      queries, steps: DIFFUSION_STEPS, guidance_scale: GUIDANCE_SCALE, noise_seed: NOISE_SEED,
+      kind: "diffusion",
+      threads: ctx.threads,
+      warmup: 2,
+      repeats: 15,
+      out_dir: ctx.workDir,
+      unet: join(ROOT, PACKAGE_DIR, "unet.onnx"),
+      vae_decoder: join(ROOT, PACKAGE_DIR, "vae_decoder.onnx"),
+      package: PACKAGE_NAME,
+      width,
+      section,
+      embeddings: embeddingsFile,
+      queries,
+      steps: DIFFUSION_STEPS,
+      guidance_scale: GUIDANCE_SCALE,
+      noise_seed: NOISE_SEED,
     };
     const ts = await ctx.runTs<TsDiffusionFigures>(job);
     const torch = await ctx.runTorch<TorchDiffusionFigures>({ ...job });
@@ -151,17 +212,29 @@ const diffusionStage: Stage = {
     const rows: Row[] = [
       {
         stage: `generate ${DIFFUSION_STEPS} steps, cfg ${GUIDANCE_SCALE} (${channels}x${imageHeight}x${imageWidth})`,
-        tsMs: ts.total_ms, torchMs: torch.total_ms, ...rss,
+        tsMs: ts.total_ms,
+        torchMs: torch.total_ms,
+        ...rss,
         note: `same image: mean |diff| ${diff.mean.toExponential(1)}, max ${diff.max.toExponential(1)}`,
       },
-      { stage: "  one denoising step (UNet on 2 rows, CFG, Euler)", tsMs: ts.step_ms, torchMs: torch.step_ms, ...rss, note: "median step period" },
+      {
+        stage: "  one denoising step (UNet on 2 rows, CFG, Euler)",
+        tsMs: ts.step_ms,
+        torchMs: torch.step_ms,
+        ...rss,
+        note: "median step period",
+      },
       { stage: "  VAE decode alone", tsMs: ts.vae_decode_ms, torchMs: torch.vae_decode_ms, ...rss, note: "" },
       {
-        stage: "  setup: ORT sessions (unet + vae) / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ...rss,
+        stage: "  setup: ORT sessions (unet + vae) / torch build",
+        tsMs: ts.session_ms,
+        torchMs: torch.build_ms,
+        ...rss,
         note: "not comparable: a graph load vs a seeded init; no ratio",
       },
     ];
-    const method = `generateImages (onnxruntime-node) vs golden_diffusion.generate (torch modules rebuilt as ` +
+    const method =
+      `generateImages (onnxruntime-node) vs golden_diffusion.generate (torch modules rebuilt as ` +
       `build_tiny_packages.py builds ${PACKAGE_NAME}), ${queries}x${width} embeddings, noise seed ${NOISE_SEED}; ` +
       `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
     return { rows, method, raw: { job, ts, torch, image_diff: diff } };
@@ -173,7 +246,10 @@ const visualEncoderStage: Stage = {
   needs: [
     { path: `${PACKAGE_DIR}/visual_encoder.onnx`, hint: BUILD_HINT },
     { path: ENCODER_IMAGE, hint: "the fixture images are part of the repository: git checkout fixtures/images" },
-    { path: "python/emu2ref/eva_vit.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    {
+      path: "python/emu2ref/eva_vit.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
   ],
   async run(ctx) {
     const vision = ctx.manifest.vision;
@@ -181,9 +257,18 @@ const visualEncoderStage: Stage = {
     const pixelsFile = join(ctx.workDir, "pixels.f32");
     writeFileSync(pixelsFile, pixels);
     const job: VisualEncoderJob = {
-      kind: "visual_encoder", threads: ctx.threads, warmup: 2, repeats: 15, out_dir: ctx.workDir, package: PACKAGE_NAME,
-      visual_encoder: join(ROOT, PACKAGE_DIR, vision.file), vision, dtype: ctx.manifest.dtype,
-      vocab_size: ctx.manifest.tokenizer.vocab_size, pixels: pixelsFile, n_query: vision.n_query,
+      kind: "visual_encoder",
+      threads: ctx.threads,
+      warmup: 2,
+      repeats: 15,
+      out_dir: ctx.workDir,
+      package: PACKAGE_NAME,
+      visual_encoder: join(ROOT, PACKAGE_DIR, vision.file),
+      vision,
+      dtype: ctx.manifest.dtype,
+      vocab_size: ctx.manifest.tokenizer.vocab_size,
+      pixels: pixelsFile,
+      n_query: vision.n_query,
     };
     const ts = await ctx.runTs<TsVisualEncoderFigures>(job);
     const torch = await ctx.runTorch<TorchVisualEncoderFigures>({ ...job });
@@ -193,15 +278,23 @@ const visualEncoderStage: Stage = {
     const rows: Row[] = [
       {
         stage: `encode 1 image (${patches + 1} tokens, width ${vision.width}) + pool to ${vision.n_query}`,
-        tsMs: ts.encode_ms, torchMs: torch.encode_ms, ts, torch,
+        tsMs: ts.encode_ms,
+        torchMs: torch.encode_ms,
+        ts,
+        torch,
         note: `same features: mean |diff| ${diff.mean.toExponential(1)}, max ${diff.max.toExponential(1)}`,
       },
       {
-        stage: "  setup: ORT session / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ts, torch,
+        stage: "  setup: ORT session / torch build",
+        tsMs: ts.session_ms,
+        torchMs: torch.build_ms,
+        ts,
+        torch,
         note: "not comparable: a graph load vs a seeded init (vision + LLM); no ratio",
       },
     ];
-    const method = `VisualEncoder.encodePixels (onnxruntime-node) vs EvaViT + pool_visual_features (torch modules ` +
+    const method =
+      `VisualEncoder.encodePixels (onnxruntime-node) vs EvaViT + pool_visual_features (torch modules ` +
       `rebuilt as build_tiny_packages.py builds ${PACKAGE_NAME}) on the same pixels of ${ENCODER_IMAGE}; ` +
       `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
     return { rows, method, raw: { job, ts, torch, features_diff: diff } };
@@ -212,19 +305,41 @@ const llmStage: Stage = {
   name: "llm",
   needs: [
     ...(["embed_tokens", "decoder", "lm_head", "project_up", "project_down", "tokenizer"] as const).map((role) => ({
-      path: `${PACKAGE_DIR}/${role === "tokenizer" ? "tokenizer.json" : `${role}.onnx`}`, hint: BUILD_HINT,
+      path: `${PACKAGE_DIR}/${role === "tokenizer" ? "tokenizer.json" : `${role}.onnx`}`,
+      hint: BUILD_HINT,
     })),
-    { path: "python/emu2ref/generation.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
-    { path: "python/emu2ref/tokenizer.py", hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref" },
+    {
+      path: "python/emu2ref/generation.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
+    {
+      path: "python/emu2ref/tokenizer.py",
+      hint: "the PyTorch reference is part of the repository: git checkout python/emu2ref",
+    },
   ],
   async run(ctx) {
     const tokenizer = ctx.manifest.tokenizer;
-    const { ids } = await ctx.runTorch<{ ids: number[] }>({ kind: "tokenize", tokenizer: join(ROOT, PACKAGE_DIR, tokenizer.file), text: LLM_PROMPT });
+    const { ids } = await ctx.runTorch<{ ids: number[] }>({
+      kind: "tokenize",
+      tokenizer: join(ROOT, PACKAGE_DIR, tokenizer.file),
+      text: LLM_PROMPT,
+    });
     const job: LlmJob = {
-      kind: "llm", threads: ctx.threads, warmup: 2, repeats: 10, out_dir: ctx.workDir, package: PACKAGE_NAME,
-      package_dir: join(ROOT, PACKAGE_DIR), vocab_size: tokenizer.vocab_size, eos_token_id: tokenizer.eos_token_id,
-      pad_token_id: tokenizer.pad_token_id, ids, greedy_new_tokens: GREEDY_NEW_TOKENS, num_beams: NUM_BEAMS,
-      beam_new_tokens: BEAM_NEW_TOKENS, length_penalty: LENGTH_PENALTY,
+      kind: "llm",
+      threads: ctx.threads,
+      warmup: 2,
+      repeats: 10,
+      out_dir: ctx.workDir,
+      package: PACKAGE_NAME,
+      package_dir: join(ROOT, PACKAGE_DIR),
+      vocab_size: tokenizer.vocab_size,
+      eos_token_id: tokenizer.eos_token_id,
+      pad_token_id: tokenizer.pad_token_id,
+      ids,
+      greedy_new_tokens: GREEDY_NEW_TOKENS,
+      num_beams: NUM_BEAMS,
+      beam_new_tokens: BEAM_NEW_TOKENS,
+      length_penalty: LENGTH_PENALTY,
     };
     const ts = await ctx.runTs<TsLlmFigures>(job);
     const torch = await ctx.runTorch<TorchLlmFigures>({ ...job });
@@ -234,23 +349,40 @@ const llmStage: Stage = {
     const tokensPerS = (ms: number) => ((ts.greedy_ids.length / ms) * 1000).toFixed(0);
     const rows: Row[] = [
       {
-        stage: `prefill ${ids.length} tokens -> first token (time to first token)`, tsMs: ts.first_token_ms, torchMs: torch.first_token_ms, ts, torch,
+        stage: `prefill ${ids.length} tokens -> first token (time to first token)`,
+        tsMs: ts.first_token_ms,
+        torchMs: torch.first_token_ms,
+        ts,
+        torch,
         note: `same token ${ts.first_token}`,
       },
       {
-        stage: `greedy ${ts.greedy_ids.length} new tokens (KV cache)`, tsMs: ts.greedy_ms, torchMs: torch.greedy_ms, ts, torch,
+        stage: `greedy ${ts.greedy_ids.length} new tokens (KV cache)`,
+        tsMs: ts.greedy_ms,
+        torchMs: torch.greedy_ms,
+        ts,
+        torch,
         note: `same ids; ${tokensPerS(ts.greedy_ms)} vs ${tokensPerS(torch.greedy_ms)} tokens/s`,
       },
       {
-        stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`, tsMs: ts.beam_ms, torchMs: torch.beam_ms, ts, torch,
+        stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`,
+        tsMs: ts.beam_ms,
+        torchMs: torch.beam_ms,
+        ts,
+        torch,
         note: `same ids (${ts.beam_ids.length} tokens)`,
       },
       {
-        stage: "  setup: Emu2.open(...).llm() (5 ORT sessions) / torch build", tsMs: ts.session_ms, torchMs: torch.build_ms, ts, torch,
+        stage: "  setup: Emu2.open(...).llm() (5 ORT sessions) / torch build",
+        tsMs: ts.session_ms,
+        torchMs: torch.build_ms,
+        ts,
+        torch,
         note: "not comparable: graph loads vs a seeded init (vision + LLM); no ratio",
       },
     ];
-    const method = `LlmStage.generateText (onnxruntime-node, KV cache; numBeams 1 / ${NUM_BEAMS}, minNewTokens 0) vs ` +
+    const method =
+      `LlmStage.generateText (onnxruntime-node, KV cache; numBeams 1 / ${NUM_BEAMS}, minNewTokens 0) vs ` +
       `emu2ref.generation greedy / beam_search (KV cache; torch modules rebuilt as build_tiny_packages.py builds ` +
       `${PACKAGE_NAME}) on one ${ids.length}-token text prompt (reference tokenizer); every run embeds the prompt and ` +
       `prefills it; first token = a 1-token greedy run; tokens/s = new tokens / whole greedy run; ` +
@@ -268,22 +400,35 @@ const fewshotStage: Stage = {
   needs: [{ path: "fixtures/datasets/vqav2", hint: "run node --import tsx tools/make-fixture-datasets.ts" }],
   async run(ctx) {
     const job: FewshotJob = {
-      kind: "fewshot", threads: ctx.threads, warmup: 1, repeats: 3, out_dir: ctx.workDir, package_dir: join(ROOT, PACKAGE_DIR),
-      data_dir: join(ROOT, "fixtures/datasets"), task: FEWSHOT_TASK, shots: FEWSHOT_SHOTS, limit: FEWSHOT_SAMPLES,
+      kind: "fewshot",
+      threads: ctx.threads,
+      warmup: 1,
+      repeats: 3,
+      out_dir: ctx.workDir,
+      package_dir: join(ROOT, PACKAGE_DIR),
+      data_dir: join(ROOT, "fixtures/datasets"),
+      task: FEWSHOT_TASK,
+      shots: FEWSHOT_SHOTS,
+      limit: FEWSHOT_SAMPLES,
     };
     const ts = await ctx.runTs<FewshotFigures>(job);
     const perS = (ms: number) => ((ts.samples / ms) * 1000).toFixed(1);
     const rows: Row[] = [
       {
-        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK} (configs/eval), ${ts.samples} samples, feature cache`, tsMs: ts.cached_ms / ts.samples, ts,
+        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK} (configs/eval), ${ts.samples} samples, feature cache`,
+        tsMs: ts.cached_ms / ts.samples,
+        ts,
         note: `${perS(ts.cached_ms)} samples/s; ${ts.cached_encodes} image encodes per run; no reference harness to compare`,
       },
       {
-        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK}, ${ts.samples} samples, no feature cache`, tsMs: ts.uncached_ms / ts.samples, ts,
+        stage: `${FEWSHOT_SHOTS}-shot ${FEWSHOT_TASK}, ${ts.samples} samples, no feature cache`,
+        tsMs: ts.uncached_ms / ts.samples,
+        ts,
         note: `${perS(ts.uncached_ms)} samples/s; ${ts.uncached_encodes} image encodes per run; same predictions as with the cache`,
       },
     ];
-    const method = `runFewshotEval (the engine of emu2 fewshot-eval) on ${PACKAGE_NAME} and fixtures/datasets: the ` +
+    const method =
+      `runFewshotEval (the engine of emu2 fewshot-eval) on ${PACKAGE_NAME} and fixtures/datasets: the ` +
       `${FEWSHOT_TASK} config's decoding (Emu2's VQA settings), random demonstrations, batch size 1, a fresh output ` +
       `directory and (with the cache) a fresh feature cache per run; ms per sample = wall time of a run / samples; ` +
       `${job.warmup} warm-up run, median of ${job.repeats}`;
@@ -298,7 +443,7 @@ function checkSameWork(stage: string, meanAbsDiff: number): void {
   if (!(meanAbsDiff <= SAME_OUTPUT_TOLERANCE)) {
     throw new BenchError(
       `${stage}: the ONNX graphs and the torch modules rebuilt as python/build_tiny_packages.py builds ${PACKAGE_NAME} ` +
-      `disagree (mean |diff| ${meanAbsDiff.toExponential(2)} > ${SAME_OUTPUT_TOLERANCE}): ${PACKAGE_DIR} is stale; ${BUILD_HINT}`,
+        `disagree (mean |diff| ${meanAbsDiff.toExponential(2)} > ${SAME_OUTPUT_TOLERANCE}): ${PACKAGE_DIR} is stale; ${BUILD_HINT}`,
     );
   }
 }
@@ -308,7 +453,7 @@ function checkSameIds(what: string, ts: number[], torch: number[]): void {
   if (ts.length !== torch.length || ts.some((id, i) => id !== torch[i])) {
     throw new BenchError(
       `${what}: TS generated [${ts.join(", ")}] but PyTorch [${torch.join(", ")}] from the same prompt: ` +
-      `${PACKAGE_DIR} is stale or the runtimes disagree; ${BUILD_HINT}`,
+        `${PACKAGE_DIR} is stale or the runtimes disagree; ${BUILD_HINT}`,
     );
   }
 }
@@ -351,13 +496,16 @@ function selectedStages(): Stage[] {
   const wanted = process.argv.slice(2);
   if (wanted.length === 0) return STAGES;
   const chosen = STAGES.filter((s) => wanted.some((w) => s.name.includes(w)));
-  if (chosen.length === 0) throw new BenchError(`no stage matches ${wanted.join(", ")}: stages are ${STAGES.map((s) => s.name).join(", ")}`);
+  if (chosen.length === 0)
+    throw new BenchError(`no stage matches ${wanted.join(", ")}: stages are ${STAGES.map((s) => s.name).join(", ")}`);
   return chosen;
 }
 
 function checkNeeds(): void {
-  if (!existsSync(PYTHON)) throw new BenchError(`${PYTHON} missing: the PyTorch peer needs Debian's python3 with python3-torch`);
-  if (!existsSync(join(ROOT, PACKAGE_DIR, "manifest.yaml"))) throw new BenchError(`${PACKAGE_DIR}/manifest.yaml missing: ${BUILD_HINT}`);
+  if (!existsSync(PYTHON))
+    throw new BenchError(`${PYTHON} missing: the PyTorch peer needs Debian's python3 with python3-torch`);
+  if (!existsSync(join(ROOT, PACKAGE_DIR, "manifest.yaml")))
+    throw new BenchError(`${PACKAGE_DIR}/manifest.yaml missing: ${BUILD_HINT}`);
   for (const stage of STAGES) {
     for (const need of stage.needs) {
       if (!existsSync(join(ROOT, need.path))) throw new BenchError(`${need.path} missing: ${need.hint}`);
@@ -369,9 +517,16 @@ async function nodeVersions(): Promise<{ ort: string; sharp: string; vips: strin
   try {
     const ort = await import("onnxruntime-node");
     const sharp = (await import("sharp")).default;
-    return { ort: ort.env.versions.common ?? "?", sharp: sharp.versions.sharp ?? "?", vips: sharp.versions.vips, sharpThreads: sharp.concurrency() };
+    return {
+      ort: ort.env.versions.common ?? "?",
+      sharp: sharp.versions.sharp ?? "?",
+      vips: sharp.versions.vips,
+      sharpThreads: sharp.concurrency(),
+    };
   } catch (err) {
-    throw new BenchError(`cannot load onnxruntime-node/sharp (${(err as Error).message.split("\n")[0]}): run npm install`);
+    throw new BenchError(
+      `cannot load onnxruntime-node/sharp (${(err as Error).message.split("\n")[0]}): run npm install`,
+    );
   }
 }
 
@@ -390,12 +545,22 @@ function fmtRss(figures: ProcessFigures | undefined): string {
 function table(rows: Row[]): string {
   const header = ["stage", "emu2 TS ms", "PyTorch ms", "TS/PyTorch", "TS peak RSS", "PyTorch peak RSS", "note"];
   const cells = rows.map((r) => [
-    r.stage, fmtMs(r.tsMs), fmtMs(r.torchMs),
-    r.tsMs !== undefined && r.torchMs !== undefined && !r.note.startsWith("not comparable") ? `${(r.tsMs / r.torchMs).toFixed(2)}x` : "-",
-    fmtRss(r.ts), fmtRss(r.torch), r.note,
+    r.stage,
+    fmtMs(r.tsMs),
+    fmtMs(r.torchMs),
+    r.tsMs !== undefined && r.torchMs !== undefined && !r.note.startsWith("not comparable")
+      ? `${(r.tsMs / r.torchMs).toFixed(2)}x`
+      : "-",
+    fmtRss(r.ts),
+    fmtRss(r.torch),
+    r.note,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]) => c.map((v, i) => (i === 0 || i === c.length - 1 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join("  ").trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((v, i) => (i === 0 || i === c.length - 1 ? v.padEnd(widths[i]) : v.padStart(widths[i])))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
 }
 
@@ -414,8 +579,10 @@ function deviceKvTable(f: DeviceKvFigures): string {
     "context  host KV ms/token  device KV ms/token  device/host",
   ];
   for (const r of f.rows) {
-    lines.push(`${String(r.context).padStart(7)}  ${fmtMs(r.host_ms_per_token).padStart(16)}  ${fmtMs(r.device_ms_per_token).padStart(18)}  ` +
-      `${(r.device_ms_per_token / r.host_ms_per_token).toFixed(2).padStart(10)}x`);
+    lines.push(
+      `${String(r.context).padStart(7)}  ${fmtMs(r.host_ms_per_token).padStart(16)}  ${fmtMs(r.device_ms_per_token).padStart(18)}  ` +
+        `${(r.device_ms_per_token / r.host_ms_per_token).toFixed(2).padStart(10)}x`,
+    );
   }
   return lines.join("\n");
 }
@@ -428,35 +595,67 @@ async function main(): Promise<void> {
   const threads = availableParallelism();
   const workDir = mkdtempSync(join(tmpdir(), "emu2-bench-"));
   try {
-    const runTorch = <T>(job: Record<string, unknown>) => runJson<T>("PyTorch peer", PYTHON, [join(ROOT, "bench/peer_torch.py")], JSON.stringify(job));
+    const runTorch = <T>(job: Record<string, unknown>) =>
+      runJson<T>("PyTorch peer", PYTHON, [join(ROOT, "bench/peer_torch.py")], JSON.stringify(job));
     const runTs = <T>(job: WorkerJob) =>
-      runJson<T>("TypeScript worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/ts_worker.ts")], JSON.stringify(job));
+      runJson<T>(
+        "TypeScript worker",
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "bench/ts_worker.ts")],
+        JSON.stringify(job),
+      );
     const probe = await runTorch<{
-      python: string; torch: string; numpy: string; pillow: string; torch_default_threads: number;
-      torch_parallel_backend: string; torch_mkl: boolean;
+      python: string;
+      torch: string;
+      numpy: string;
+      pillow: string;
+      torch_default_threads: number;
+      torch_parallel_backend: string;
+      torch_mkl: boolean;
     }>({ kind: "probe" });
 
     const machine = {
-      cpu: cpus()[0]?.model ?? "?", cores: threads, memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
-      os: `${platform()} ${release()} ${arch()}`, node: process.version, onnxruntime_node: versions.ort,
-      sharp: versions.sharp, libvips: versions.vips, python: probe.python, torch: probe.torch, numpy: probe.numpy,
+      cpu: cpus()[0]?.model ?? "?",
+      cores: threads,
+      memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
+      os: `${platform()} ${release()} ${arch()}`,
+      node: process.version,
+      onnxruntime_node: versions.ort,
+      sharp: versions.sharp,
+      libvips: versions.vips,
+      python: probe.python,
+      torch: probe.torch,
+      numpy: probe.numpy,
       pillow: probe.pillow,
     };
     const threading = {
-      ort_intra_op: threads, ort_inter_op: 1, torch_threads: threads, torch_interop_threads: 1,
-      torch_default_threads: probe.torch_default_threads, torch_backend: probe.torch_parallel_backend, torch_mkl: probe.torch_mkl,
+      ort_intra_op: threads,
+      ort_inter_op: 1,
+      torch_threads: threads,
+      torch_interop_threads: 1,
+      torch_default_threads: probe.torch_default_threads,
+      torch_backend: probe.torch_parallel_backend,
+      torch_mkl: probe.torch_mkl,
       sharp_libvips_threads: versions.sharpThreads,
     };
-    console.log("emu2 bench: emu2 (TypeScript, onnxruntime-node) vs the PyTorch reference (python/emu2ref), same tiny model and inputs");
+    console.log(
+      "emu2 bench: emu2 (TypeScript, onnxruntime-node) vs the PyTorch reference (python/emu2ref), same tiny model and inputs",
+    );
     console.log(`machine  ${machine.cpu}, ${machine.cores} cores, ${machine.memory_gb} GB, ${machine.os}`);
-    console.log(`versions node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}, sharp ${machine.sharp} (libvips ${machine.libvips}); ` +
-      `python ${machine.python}, torch ${machine.torch}, numpy ${machine.numpy}, pillow ${machine.pillow}`);
-    console.log(`threads  ORT intra-op ${threading.ort_intra_op}, inter-op 1 (sequential); torch.set_num_threads(${threading.torch_threads}), ` +
-      `interop 1 (torch default here: ${threading.torch_default_threads}; ${threading.torch_backend}; ` +
-      `MKL ${threading.torch_mkl ? "yes" : "no"}); ` +
-      `sharp/libvips ${threading.sharp_libvips_threads}; JS resize and PIL are single-threaded`);
-    console.log("times are medians after warm-up; ratio = TS / PyTorch (below 1: TS faster); " +
-      "RSS: peak (after imports) of each side's own process\n");
+    console.log(
+      `versions node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}, sharp ${machine.sharp} (libvips ${machine.libvips}); ` +
+        `python ${machine.python}, torch ${machine.torch}, numpy ${machine.numpy}, pillow ${machine.pillow}`,
+    );
+    console.log(
+      `threads  ORT intra-op ${threading.ort_intra_op}, inter-op 1 (sequential); torch.set_num_threads(${threading.torch_threads}), ` +
+        `interop 1 (torch default here: ${threading.torch_default_threads}; ${threading.torch_backend}; ` +
+        `MKL ${threading.torch_mkl ? "yes" : "no"}); ` +
+        `sharp/libvips ${threading.sharp_libvips_threads}; JS resize and PIL are single-threaded`,
+    );
+    console.log(
+      "times are medians after warm-up; ratio = TS / PyTorch (below 1: TS faster); " +
+        "RSS: peak (after imports) of each side's own process\n",
+    );
 
     const rows: Row[] = [];
     const methods: string[] = [];
@@ -474,7 +673,12 @@ async function main(): Promise<void> {
     console.log(`\n${methods.join("\n")}`);
 
     process.stderr.write("running device KV cache (WebGPU)...\n");
-    const deviceKv = await runJson<DeviceKvFigures>("device KV worker", process.execPath, ["--import", "tsx", join(ROOT, "bench/device_kv.ts")], "");
+    const deviceKv = await runJson<DeviceKvFigures>(
+      "device KV worker",
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "bench/device_kv.ts")],
+      "",
+    );
     stages["device KV cache"] = deviceKv;
     console.log(`\n${deviceKvTable(deviceKv)}`);
 
@@ -483,10 +687,21 @@ async function main(): Promise<void> {
     mkdirSync(resultsDir, { recursive: true });
     const resultsFile = join(resultsDir, "latest.json");
     const summary = rows.map((r) => ({
-      stage: r.stage, ts_ms: r.tsMs, torch_ms: r.torchMs, ts_rss_peak_kb: r.ts.rss_peak_kb,
-      torch_rss_peak_kb: r.torch?.rss_peak_kb, note: r.note,
+      stage: r.stage,
+      ts_ms: r.tsMs,
+      torch_ms: r.torchMs,
+      ts_rss_peak_kb: r.ts.rss_peak_kb,
+      torch_rss_peak_kb: r.torch?.rss_peak_kb,
+      note: r.note,
     }));
-    writeFileSync(resultsFile, JSON.stringify({ date: new Date().toISOString(), machine, threading, rows: summary, stages, wall_s: wall }, null, 2) + "\n");
+    writeFileSync(
+      resultsFile,
+      JSON.stringify(
+        { date: new Date().toISOString(), machine, threading, rows: summary, stages, wall_s: wall },
+        null,
+        2,
+      ) + "\n",
+    );
     console.log(`wrote ${resultsFile}; total ${wall.toFixed(1)} s`);
   } finally {
     rmSync(workDir, { recursive: true, force: true });

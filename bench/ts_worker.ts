@@ -4,7 +4,13 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { conditioning, denoise, generateImages, initialLatents, type GeneratedImages } from "../src/diffusion/pipeline.js";
+import {
+  conditioning,
+  denoise,
+  generateImages,
+  initialLatents,
+  type GeneratedImages,
+} from "../src/diffusion/pipeline.js";
 import { eulerSchedule } from "../src/diffusion/scheduler.js";
 import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
@@ -40,7 +46,13 @@ async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown
     if (!pixels) throw new RangeError("preprocess job: repeats must be at least 1");
     const output = join(job.out_dir, `preprocess-${index}.f32`);
     writeFileSync(output, pixels);
-    images.push({ image: path, load_ms: median(loadTimes), total_ms: median(totalTimes), total_samples_ms: totalTimes, output });
+    images.push({
+      image: path,
+      load_ms: median(loadTimes),
+      total_ms: median(totalTimes),
+      total_samples_ms: totalTimes,
+      output,
+    });
   }
   return { images, rss_baseline_kb: Math.round(baseline / 1024) };
 }
@@ -64,7 +76,12 @@ async function runVisualEncoder(job: VisualEncoderJob): Promise<Record<string, u
   if (!features) throw new RangeError("visual_encoder job: repeats must be at least 1");
   const output = join(job.out_dir, "visual-features-ts.f32");
   writeFileSync(output, features);
-  return { session_ms: sessionMs, encode_ms: median(times), features: output, rss_baseline_kb: Math.round(baseline / 1024) };
+  return {
+    session_ms: sessionMs,
+    encode_ms: median(times),
+    features: output,
+    rss_baseline_kb: Math.round(baseline / 1024),
+  };
 }
 
 async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>> {
@@ -86,7 +103,11 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
   const once = () => {
     stepEnds = [];
     return generateImages({ unet, vae }, section, {
-      cond, uncond, steps: job.steps, guidanceScale: job.guidance_scale, seed: job.noise_seed,
+      cond,
+      uncond,
+      steps: job.steps,
+      guidanceScale: job.guidance_scale,
+      seed: job.noise_seed,
       onStep: () => stepEnds.push(performance.now()),
     });
   };
@@ -123,8 +144,14 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
   const image = join(job.out_dir, "diffusion-image-ts.f32");
   writeFileSync(image, result.images);
   return {
-    session_ms: sessionMs, total_ms: median(totals), total_samples_ms: totals, step_ms: median(stepPeriods), vae_decode_ms: median(decodeTimes),
-    image, image_dims: result.dims, rss_baseline_kb: Math.round(baseline / 1024),
+    session_ms: sessionMs,
+    total_ms: median(totals),
+    total_samples_ms: totals,
+    step_ms: median(stepPeriods),
+    vae_decode_ms: median(decodeTimes),
+    image,
+    image_dims: result.dims,
+    rss_baseline_kb: Math.round(baseline / 1024),
   };
 }
 
@@ -137,8 +164,17 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
   // Plain greedy / beam search as the reference functions run them: no sampling, penalties, stop strings or
   // minimum length (min_new_tokens 0 on both sides).
   const plain: GenerationSettings = {
-    maxNewTokens: 1, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false,
-    temperature: 1, topK: 0, topP: 1, seed: 0, stop: [],
+    maxNewTokens: 1,
+    minNewTokens: 0,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [],
   };
   const timed = async (settings: GenerationSettings): Promise<{ ms: number; ids: number[] }> => {
     for (let i = 0; i < job.warmup; i++) await llm.generateText([job.ids], null, settings);
@@ -154,10 +190,21 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
   };
   const first = await timed(plain);
   const greedy = await timed({ ...plain, maxNewTokens: job.greedy_new_tokens });
-  const beam = await timed({ ...plain, maxNewTokens: job.beam_new_tokens, numBeams: job.num_beams, lengthPenalty: job.length_penalty });
+  const beam = await timed({
+    ...plain,
+    maxNewTokens: job.beam_new_tokens,
+    numBeams: job.num_beams,
+    lengthPenalty: job.length_penalty,
+  });
   return {
-    session_ms: sessionMs, first_token_ms: first.ms, first_token: first.ids[0], greedy_ms: greedy.ms, greedy_ids: greedy.ids,
-    beam_ms: beam.ms, beam_ids: beam.ids, rss_baseline_kb: Math.round(baseline / 1024),
+    session_ms: sessionMs,
+    first_token_ms: first.ms,
+    first_token: first.ids[0],
+    greedy_ms: greedy.ms,
+    greedy_ids: greedy.ids,
+    beam_ms: beam.ms,
+    beam_ids: beam.ids,
+    rss_baseline_kb: Math.round(baseline / 1024),
   };
 }
 
@@ -185,7 +232,13 @@ async function runFewshot(job: FewshotJob): Promise<Record<string, unknown>> {
     };
     const start = performance.now();
     await runFewshotEval({
-      model, tasks, settings, outputDir, resume: false, shard: null, batchSize: 1,
+      model,
+      tasks,
+      settings,
+      outputDir,
+      resume: false,
+      shard: null,
+      batchSize: 1,
       featureCacheDir: cached ? join(outputDir, "features") : null,
     });
     const ms = performance.now() - start;
@@ -199,15 +252,19 @@ async function runFewshot(job: FewshotJob): Promise<Record<string, unknown>> {
   for (let i = 0; i < job.repeats; i++) {
     const c = await once(true, i);
     const u = await once(false, i);
-    if (c.predictions !== u.predictions) throw new Error("fewshot job: the runs with and without the feature cache wrote different predictions");
+    if (c.predictions !== u.predictions)
+      throw new Error("fewshot job: the runs with and without the feature cache wrote different predictions");
     cached.push(c.ms);
     uncached.push(u.ms);
     figures = { cached: c, uncached: u };
   }
   await model.release();
   return {
-    samples: job.limit, cached_ms: median(cached), uncached_ms: median(uncached),
-    cached_encodes: figures.cached?.encodes ?? 0, uncached_encodes: figures.uncached?.encodes ?? 0,
+    samples: job.limit,
+    cached_ms: median(cached),
+    uncached_ms: median(uncached),
+    cached_encodes: figures.cached?.encodes ?? 0,
+    uncached_encodes: figures.uncached?.encodes ?? 0,
     rss_baseline_kb: Math.round(baseline / 1024),
   };
 }
@@ -218,11 +275,21 @@ async function main(): Promise<void> {
   const job = JSON.parse(Buffer.concat(chunks).toString("utf8")) as WorkerJob;
   let result: Record<string, unknown>;
   switch (job.kind) {
-    case "preprocess": result = await runPreprocess(job); break;
-    case "visual_encoder": result = await runVisualEncoder(job); break;
-    case "diffusion": result = await runDiffusion(job); break;
-    case "llm": result = await runLlm(job); break;
-    case "fewshot": result = await runFewshot(job); break;
+    case "preprocess":
+      result = await runPreprocess(job);
+      break;
+    case "visual_encoder":
+      result = await runVisualEncoder(job);
+      break;
+    case "diffusion":
+      result = await runDiffusion(job);
+      break;
+    case "llm":
+      result = await runLlm(job);
+      break;
+    case "fewshot":
+      result = await runFewshot(job);
+      break;
   }
   result.rss_peak_kb = process.resourceUsage().maxRSS;
   process.stdout.write(JSON.stringify(result) + "\n");

@@ -21,7 +21,15 @@ import { Emu2Error, PackageError, PromptError } from "./util/errors.js";
 import { VisualEncoder } from "./vision/encoder.js";
 import { drawBoxMask } from "./vision/box-mask.js";
 import { ImageLoadError, loadImage, type RgbImage } from "./vision/image.js";
-import { decodeFrames, DEFAULT_VIDEO_FRAMES, probeVideo, sampleVideo, VideoError, type ProbedVideo, type SampledVideo } from "./vision/video.js";
+import {
+  decodeFrames,
+  DEFAULT_VIDEO_FRAMES,
+  probeVideo,
+  sampleVideo,
+  VideoError,
+  type ProbedVideo,
+  type SampledVideo,
+} from "./vision/video.js";
 
 export interface TextResult {
   text: string;
@@ -88,7 +96,10 @@ function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
   if (present.length === 0) return null;
   if (present.every((f) => f.dims[1] === present[0].dims[1])) return concat(present);
   // Prompts with videos carry rows [1,R,W] (PreparedPrompt): the batch's features are joined as rows.
-  return concat(present.map((f) => ({ data: f.data, dims: [1, f.dims[0] * f.dims[1], f.dims[2]] })), 1);
+  return concat(
+    present.map((f) => ({ data: f.data, dims: [1, f.dims[0] * f.dims[1], f.dims[2]] })),
+    1,
+  );
 }
 
 /**
@@ -134,7 +145,10 @@ export class Emu2 {
   }
 
   tokenizer(): Emu2Tokenizer {
-    this.tokenizerInstance ??= Emu2Tokenizer.fromFile(this.pkg.path(this.manifest.tokenizer.file), this.manifest.tokenizer);
+    this.tokenizerInstance ??= Emu2Tokenizer.fromFile(
+      this.pkg.path(this.manifest.tokenizer.file),
+      this.manifest.tokenizer,
+    );
     return this.tokenizerInstance;
   }
 
@@ -142,7 +156,10 @@ export class Emu2 {
    * Probes the prompt's videos and samples their frames (no pixels decoded yet): what rendering needs to know how
    * many frame slots each video takes. A video named twice is probed once.
    */
-  async sampleVideos(input: PromptInput, options: Pick<PromptOptions, "frames" | "onNotice"> = {}): Promise<Map<string, { probed: ProbedVideo; sampled: SampledVideo }>> {
+  async sampleVideos(
+    input: PromptInput,
+    options: Pick<PromptOptions, "frames" | "onNotice"> = {},
+  ): Promise<Map<string, { probed: ProbedVideo; sampled: SampledVideo }>> {
     const videos = new Map<string, { probed: ProbedVideo; sampled: SampledVideo }>();
     const sources = videoParts(input);
     if (sources.length === 0) return videos;
@@ -152,7 +169,9 @@ export class Emu2 {
       const probed = await probeVideo(source.path);
       const sampled = sampleVideo(probed, options.frames ?? DEFAULT_VIDEO_FRAMES);
       if (sampled.shortBy !== undefined) {
-        options.onNotice?.(`emu2: ${source.path}: ${sampled.totalFrames} frame${sampled.totalFrames === 1 ? "" : "s"}, fewer than the ${sampled.requested} asked for: using all of them`);
+        options.onNotice?.(
+          `emu2: ${source.path}: ${sampled.totalFrames} frame${sampled.totalFrames === 1 ? "" : "s"}, fewer than the ${sampled.requested} asked for: using all of them`,
+        );
       }
       videos.set(source.path, { probed, sampled });
     }
@@ -178,7 +197,8 @@ export class Emu2 {
     const frameFeatures: Tensor[] = [];
     for (const slot of encoded.videos) {
       const video = videos.get(slot.video.path) as { probed: ProbedVideo; sampled: SampledVideo };
-      for await (const frame of decodeFrames(video.probed, video.sampled)) frameFeatures.push(await encoder.encodeImage(frame, vQuery));
+      for await (const frame of decodeFrames(video.probed, video.sampled))
+        frameFeatures.push(await encoder.encodeImage(frame, vQuery));
     }
     const tokenIds = this.manifest.tokenizer.special_tokens;
     const frames = concat(frameFeatures);
@@ -231,20 +251,33 @@ export class Emu2 {
     let newCache: KvCacheFactory | undefined;
     // With --cpu-fallback, WebGPU may have failed on the first graph: then every graph runs on the CPU.
     if (onGpu && decoders.some((d) => d.device === "webgpu")) {
-      const select = await this.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), { deviceOutputs: selectedNames(layers) });
+      const select = await this.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), {
+        deviceOutputs: selectedNames(layers),
+      });
       if ([...decoders, select].some((d) => d.device !== "webgpu")) {
-        throw new Emu2Error("WebGPU failed for part of the decoder after other parts started on it: run with --device cpu");
+        throw new Emu2Error(
+          "WebGPU failed for part of the decoder after other parts started on it: run with --device cpu",
+        );
       }
       newCache = DeviceKvCache.factory(shape, select.session);
     }
     const sessions = decoders.map((d) => d.session);
-    return new LlmStage({ embedTokens, projectUp, decoder: sessions.length === 1 ? sessions[0] : sessions, lmHead, projectDown }, this.manifest, newCache);
+    return new LlmStage(
+      { embedTokens, projectUp, decoder: sessions.length === 1 ? sessions[0] : sessions, lmHead, projectDown },
+      this.manifest,
+      newCache,
+    );
   }
 
   /** Generates text for a batch of prompts (left-padded into one batch). */
-  async generateText(inputs: PromptInput[], settings: GenerationSettings, options: TextOptions = {}): Promise<TextResult[]> {
+  async generateText(
+    inputs: PromptInput[],
+    settings: GenerationSettings,
+    options: TextOptions = {},
+  ): Promise<TextResult[]> {
     const prepared = [];
-    for (const input of inputs) prepared.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
+    for (const input of inputs)
+      prepared.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
     return this.generateFromPrepared(prepared, settings, options);
   }
 
@@ -253,7 +286,11 @@ export class Emu2 {
    * own error and the rest still run: what a batch job over many files needs. A failure of the package itself (its
    * tokenizer, a graph that does not load) is thrown, since every other prompt would fail the same way.
    */
-  async generateTextEach(inputs: PromptInput[], settings: GenerationSettings, options: TextOptions = {}): Promise<(TextResult | { error: unknown })[]> {
+  async generateTextEach(
+    inputs: PromptInput[],
+    settings: GenerationSettings,
+    options: TextOptions = {},
+  ): Promise<(TextResult | { error: unknown })[]> {
     const results: (TextResult | { error: unknown })[] = new Array(inputs.length);
     const ready: PreparedPrompt[] = [];
     const readyIndex: number[] = [];
@@ -262,7 +299,8 @@ export class Emu2 {
         ready.push(await this.prepare(input, { ...options, reserveTokens: settings.maxNewTokens }));
         readyIndex.push(i);
       } catch (error) {
-        if (!(error instanceof ImageLoadError || error instanceof VideoError || error instanceof PromptError)) throw error;
+        if (!(error instanceof ImageLoadError || error instanceof VideoError || error instanceof PromptError))
+          throw error;
         results[i] = { error };
       }
     }
@@ -273,7 +311,11 @@ export class Emu2 {
     return results;
   }
 
-  private async generateFromPrepared(prepared: PreparedPrompt[], settings: GenerationSettings, options: TextOptions): Promise<TextResult[]> {
+  private async generateFromPrepared(
+    prepared: PreparedPrompt[],
+    settings: GenerationSettings,
+    options: TextOptions,
+  ): Promise<TextResult[]> {
     const llm = await this.llm();
     const tokenizer = this.tokenizer();
     const stops = new StopStrings(settings.stop);
@@ -293,14 +335,20 @@ export class Emu2 {
       {
         signal: options.signal,
         decode: (ids) => tokenizer.decode(ids),
-        onTokens: options.onText ? (index, ids) => {
-          streams[index].push(ids);
-          const text = streams[index].text;
-          show(index, text, stops.settledLength(text));
-        } : undefined,
+        onTokens: options.onText
+          ? (index, ids) => {
+              streams[index].push(ids);
+              const text = streams[index].text;
+              show(index, text, stops.settledLength(text));
+            }
+          : undefined,
       },
     );
-    const results = outputs.map((out) => ({ text: stops.trim(tokenizer.decode(out.ids)), ids: out.ids, stopReason: out.stopReason }));
+    const results = outputs.map((out) => ({
+      text: stops.trim(tokenizer.decode(out.ids)),
+      ids: out.ids,
+      stopReason: out.stopReason,
+    }));
     // The rest of each answer: text held back for a stop that never completed, or beam search's whole answer (it
     // knows its result only at the end).
     if (options.onText) results.forEach((r, i) => show(i, r.text, r.text.length));
@@ -311,7 +359,11 @@ export class Emu2 {
    * Classification by ranking: log-probabilities of each candidate continuation after the prompt,
    * summed and averaged over its tokens; the prompt's KV cache is computed once and reused for every candidate.
    */
-  async scoreContinuations(input: PromptInput, candidates: string[], options: PromptOptions = {}): Promise<{ candidate: string; sum: number; mean: number }[]> {
+  async scoreContinuations(
+    input: PromptInput,
+    candidates: string[],
+    options: PromptOptions = {},
+  ): Promise<{ candidate: string; sum: number; mean: number }[]> {
     const prepared = await this.prepare(input, options);
     const tokenizer = this.tokenizer();
     const ids = candidates.map((c) => tokenizer.encode(c, { addBos: false }));
@@ -324,7 +376,8 @@ export class Emu2 {
   /** Text (and reference images) -> images: Emu2-Gen regresses 64 visual embeddings, the visual decoder draws them. */
   async generateImages(input: PromptInput, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
     this.requireVisualDecoder();
-    if (videoParts(input).length > 0) throw new Emu2Error("video input is for text answers (chat, caption); image generation takes images and text");
+    if (videoParts(input).length > 0)
+      throw new Emu2Error("video input is for text answers (chat, caption); image generation takes images and text");
     const prepared = await this.prepare(input, { reserveTokens: REGRESSION_TOKENS });
     const llm = await this.llm();
     const cond = await llm.regress([prepared.encoded.ids], prepared.features, REGRESSION_TOKENS);
@@ -336,7 +389,9 @@ export class Emu2 {
   private requireVisualDecoder() {
     const decoder = this.manifest.visual_decoder;
     if (!decoder) {
-      throw new PackageError(`package ${this.pkg.name} (${this.manifest.variant}) has no visual decoder and cannot generate images: use an Emu2-Gen package`);
+      throw new PackageError(
+        `package ${this.pkg.name} (${this.manifest.variant}) has no visual decoder and cannot generate images: use an Emu2-Gen package`,
+      );
     }
     return decoder;
   }

@@ -2,7 +2,14 @@
 export { VERSION } from "./util/version.js";
 export { Emu2 } from "./emu2.js";
 export { trimAtStop } from "./llm/stop-strings.js";
-export type { GeneratedImage, ImageGenerationOptions, PreparedPrompt, PromptOptions, TextOptions, TextResult } from "./emu2.js";
+export type {
+  GeneratedImage,
+  ImageGenerationOptions,
+  PreparedPrompt,
+  PromptOptions,
+  TextOptions,
+  TextResult,
+} from "./emu2.js";
 export { imageToPng } from "./emu2.js";
 export type { GenerationSettings, StopReason } from "./llm/stage.js";
 export { SettingsError } from "./llm/settings.js";

@@ -17,7 +17,10 @@ test("text -> image: the facade reproduces the reference's 4-step guided image w
   const meta = diffusion.meta as { seed: number; steps: number; guidance_scale: number };
   const model = Emu2.open(packageDir("emu2-tiny"));
   const prompt = (llm.meta as { prompts: { text: string }[] }).prompts[0].text;
-  const [image] = await model.generateImages({ kind: "sequence", parts: [{ kind: "text", text: prompt }] }, { steps: meta.steps, cfgScale: meta.guidance_scale, seed: meta.seed });
+  const [image] = await model.generateImages(
+    { kind: "sequence", parts: [{ kind: "text", text: prompt }] },
+    { steps: meta.steps, cfgScale: meta.guidance_scale, seed: meta.seed },
+  );
   const expected = diffusion.float32("run.image");
   assert.deepEqual([3, image.height, image.width], expected.shape.slice(-3));
   // Measured 1.2e-6 (float32 summation order); a wrong text_embeds normalization moves pixels by ~8e-4.
@@ -30,8 +33,26 @@ test("greedy decoding with the KV cache equals full recompute of the whole seque
   const model = Emu2.open(packageDir("emu2-tiny"));
   const llm = await model.llm();
   const ids = model.tokenizer().encode("A red car parked by the sea.");
-  const [cached] = await llm.generateText([ids], null, { maxNewTokens: 8, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] });
-  const [decoder, lmHead, layers, heads, headDim] = [await model.pkg.session("decoder"), await model.pkg.session("lm_head"), model.manifest.llm.num_layers, model.manifest.llm.num_heads, model.manifest.llm.head_dim];
+  const [cached] = await llm.generateText([ids], null, {
+    maxNewTokens: 8,
+    minNewTokens: 0,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [],
+  });
+  const [decoder, lmHead, layers, heads, headDim] = [
+    await model.pkg.session("decoder"),
+    await model.pkg.session("lm_head"),
+    model.manifest.llm.num_layers,
+    model.manifest.llm.num_heads,
+    model.manifest.llm.head_dim,
+  ];
   const sequence = [...ids];
   for (let step = 0; step < cached.ids.length; step++) {
     const embeds = await llm.embed([sequence], null);
@@ -43,12 +64,14 @@ test("greedy decoding with the KV cache equals full recompute of the whole seque
       position_ids: new ort.Tensor("int64", BigInt64Array.from(positionIds(mask), BigInt), [1, t]),
     };
     for (let i = 0; i < layers; i++) {
-      for (const kind of ["key", "value"]) feeds[`past_key_values.${i}.${kind}`] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, headDim]);
+      for (const kind of ["key", "value"])
+        feeds[`past_key_values.${i}.${kind}`] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, headDim]);
     }
     const hidden = (await decoder.run(feeds)).last_hidden_state.data as Float32Array;
     const h = model.manifest.llm.hidden_size;
     const last = hidden.slice((t - 1) * h, t * h);
-    const logits = (await lmHead.run({ hidden_states: new ort.Tensor("float32", last, [1, 1, h]) })).logits.data as Float32Array;
+    const logits = (await lmHead.run({ hidden_states: new ort.Tensor("float32", last, [1, 1, h]) })).logits
+      .data as Float32Array;
     let best = 0;
     for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
     assert.equal(best, cached.ids[step], `step ${step}`);
@@ -59,10 +82,16 @@ test("greedy decoding with the KV cache equals full recompute of the whole seque
 
 test("scoring continuations after an image prompt equals the reference's scores", async () => {
   const llm = new Golden(goldenDir("emu2-tiny", "llm"));
-  const meta = llm.meta as { prompts: { text: string; images: string[] }[]; score: { candidates: string[]; context_prompt: number } };
+  const meta = llm.meta as {
+    prompts: { text: string; images: string[] }[];
+    score: { candidates: string[]; context_prompt: number };
+  };
   const context = meta.prompts[meta.score.context_prompt];
   const model = Emu2.open(packageDir("emu2-tiny"));
-  const parts = [{ kind: "image" as const, image: { path: `fixtures/images/${context.images[0]}` } }, { kind: "text" as const, text: context.text.replace("[<IMG_PLH>]", "") }];
+  const parts = [
+    { kind: "image" as const, image: { path: `fixtures/images/${context.images[0]}` } },
+    { kind: "text" as const, text: context.text.replace("[<IMG_PLH>]", "") },
+  ];
   const scores = await model.scoreContinuations({ kind: "sequence", parts }, meta.score.candidates);
   const sums = llm.float32("score.sum").data;
   scores.forEach((s, i) => assert.ok(Math.abs(s.sum - sums[i]) <= 1e-4, `${s.candidate}: ${s.sum} vs ${sums[i]}`));
@@ -73,7 +102,19 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
   const model = Emu2.open(packageDir("emu2-tiny"));
   const tokenizer = model.tokenizer();
   const input = { kind: "sequence" as const, parts: [{ kind: "text" as const, text: "A red car parked by the sea." }] };
-  const settings = { maxNewTokens: 12, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] as string[] };
+  const settings = {
+    maxNewTokens: 12,
+    minNewTokens: 0,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [] as string[],
+  };
   const [full] = await model.generateText([input], settings);
   assert.equal(full.stopReason, "length");
   const prefixes = full.ids.map((_, i) => tokenizer.decode(full.ids.slice(0, i + 1)));
@@ -85,11 +126,19 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
   };
   const early = spanning(3);
   const late = spanning(7);
-  assert.ok(prefixes[3].length >= 2 && !prefixes[3].includes(early) && prefixes[4].includes(early), `"${early}" spans tokens 3 and 4`);
+  assert.ok(
+    prefixes[3].length >= 2 && !prefixes[3].includes(early) && prefixes[4].includes(early),
+    `"${early}" spans tokens 3 and 4`,
+  );
   // Completed by the same token as `early` but starting two characters before it: the text is cut at the earlier start.
   const overlapping = prefixes[4].slice(prefixes[3].length - 4, prefixes[3].length + 1);
   assert.ok(!prefixes[3].includes(overlapping) && prefixes[4].includes(overlapping));
-  for (const [stop, first] of [[[early], early], [[late], late], [[late, early], early], [[early, overlapping], overlapping]] as const) {
+  for (const [stop, first] of [
+    [[early], early],
+    [[late], late],
+    [[late, early], early],
+    [[early, overlapping], overlapping],
+  ] as const) {
     const [out] = await model.generateText([input], { ...settings, stop: [...stop] });
     const want = expected(first);
     assert.equal(out.stopReason, "stop", `stop ${JSON.stringify(stop)}`);
@@ -99,7 +148,11 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
   }
   // Streaming hands over exactly the trimmed text: no part of the stop, nothing after it.
   let streamed = "";
-  const [out] = await model.generateText([input], { ...settings, stop: [late] }, { onText: (_, delta) => (streamed += delta) });
+  const [out] = await model.generateText(
+    [input],
+    { ...settings, stop: [late] },
+    { onText: (_, delta) => (streamed += delta) },
+  );
   assert.equal(out.text, expected(late).text);
   assert.equal(streamed, out.text);
   await model.release();
@@ -107,9 +160,30 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
 
 test("one in-memory image that does not decode fails its own prompt with an ImageLoadError naming it; the batch runs", async () => {
   const model = Emu2.open(packageDir("emu2-tiny"));
-  const settings = { maxNewTokens: 3, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
-  const image = (bytes: Buffer, label: string) => ({ kind: "sequence" as const, parts: [{ kind: "image" as const, image: { bytes, label } }, { kind: "text" as const, text: "Describe it." }] });
-  const results = await model.generateTextEach([image(Buffer.from("not an image"), "upload #2"), image(readFileSync("fixtures/images/blocks.png"), "upload #3")], settings);
+  const settings = {
+    maxNewTokens: 3,
+    minNewTokens: 0,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [],
+  };
+  const image = (bytes: Buffer, label: string) => ({
+    kind: "sequence" as const,
+    parts: [
+      { kind: "image" as const, image: { bytes, label } },
+      { kind: "text" as const, text: "Describe it." },
+    ],
+  });
+  const results = await model.generateTextEach(
+    [image(Buffer.from("not an image"), "upload #2"), image(readFileSync("fixtures/images/blocks.png"), "upload #3")],
+    settings,
+  );
   const [bad, good] = results;
   assert.ok("error" in bad && bad.error instanceof ImageLoadError, "the bad image's prompt has an ImageLoadError");
   assert.match((bad.error as Error).message, /^upload #2: not an image in a supported format/);

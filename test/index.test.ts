@@ -7,8 +7,28 @@ test("the package exports the facade the CLI is built on", async () => {
   assert.equal(typeof api.Emu2.open, "function");
   const model = api.Emu2.open("fixtures/models/emu2-chat-tiny");
   const [answer] = await model.generateText(
-    [{ kind: "sequence", parts: [{ kind: "image", image: { path: "fixtures/images/blocks.png" } }, { kind: "text", text: "How many blocks?" }] }],
-    { maxNewTokens: 4, minNewTokens: 1, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] },
+    [
+      {
+        kind: "sequence",
+        parts: [
+          { kind: "image", image: { path: "fixtures/images/blocks.png" } },
+          { kind: "text", text: "How many blocks?" },
+        ],
+      },
+    ],
+    {
+      maxNewTokens: 4,
+      minNewTokens: 1,
+      numBeams: 1,
+      lengthPenalty: 1,
+      repetitionPenalty: 1,
+      doSample: false,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      seed: 0,
+      stop: [],
+    },
   );
   assert.equal(answer.ids.length, 4);
   assert.equal(answer.stopReason, "length");

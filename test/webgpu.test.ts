@@ -15,10 +15,28 @@ import { maxAbsDiff } from "./helpers/golden.js";
 import { packageDir } from "./helpers/fixtures.js";
 import { NO_WEBGPU } from "./helpers/webgpu.js";
 
-const GREEDY: GenerationSettings = { maxNewTokens: 6, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+const GREEDY: GenerationSettings = {
+  maxNewTokens: 6,
+  minNewTokens: 0,
+  numBeams: 1,
+  lengthPenalty: 1,
+  repetitionPenalty: 1,
+  doSample: false,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [],
+};
 const BEAM: GenerationSettings = { ...GREEDY, numBeams: 3, maxNewTokens: 4 };
 const text = (t: string): PromptInput => ({ kind: "sequence", parts: [{ kind: "text", text: t }] });
-const withImage = (t: string): PromptInput => ({ kind: "sequence", parts: [{ kind: "image", image: { path: "fixtures/images/blocks.png" } }, { kind: "text", text: t }] });
+const withImage = (t: string): PromptInput => ({
+  kind: "sequence",
+  parts: [
+    { kind: "image", image: { path: "fixtures/images/blocks.png" } },
+    { kind: "text", text: t },
+  ],
+});
 
 describe("WebGPU", { skip: NO_WEBGPU }, () => {
   const open: Emu2[] = [];
@@ -39,21 +57,37 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
   });
 
   test("emu2-chat-tiny: image features and prompt logits within 1e-4; greedy, beam and a left-padded batch give the CPU's ids", async () => {
-    const [pc, pg] = [await chat.cpu.prepare(withImage("What is this?")), await chat.gpu.prepare(withImage("What is this?"))];
-    assert.ok(maxAbsDiff(pc.features!.data, pg.features!.data) <= 1e-4, `features differ by ${maxAbsDiff(pc.features!.data, pg.features!.data)}`);
+    const [pc, pg] = [
+      await chat.cpu.prepare(withImage("What is this?")),
+      await chat.gpu.prepare(withImage("What is this?")),
+    ];
+    assert.ok(
+      maxAbsDiff(pc.features!.data, pg.features!.data) <= 1e-4,
+      `features differ by ${maxAbsDiff(pc.features!.data, pg.features!.data)}`,
+    );
     const [lc, lg] = [await chat.cpu.llm(), await chat.gpu.llm()];
-    const logits = [await lc.promptLogits(pc.encoded.ids, pc.features), await lg.promptLogits(pg.encoded.ids, pg.features)];
+    const logits = [
+      await lc.promptLogits(pc.encoded.ids, pc.features),
+      await lg.promptLogits(pg.encoded.ids, pg.features),
+    ];
     assert.ok(maxAbsDiff(logits[0], logits[1]) <= 1e-4, `logits differ by ${maxAbsDiff(logits[0], logits[1])}`);
     const inputs = [withImage("What is this?"), text("Describe a long and winding road through the hills.")];
     for (const settings of [GREEDY, BEAM]) {
       const [c, g] = [await chat.cpu.generateText(inputs, settings), await chat.gpu.generateText(inputs, settings)];
-      assert.deepEqual(g.map((r) => r.ids), c.map((r) => r.ids), `numBeams ${settings.numBeams}`);
+      assert.deepEqual(
+        g.map((r) => r.ids),
+        c.map((r) => r.ids),
+        `numBeams ${settings.numBeams}`,
+      );
     }
   });
 
   test("emu2-chat-tiny: continuation scores (a fork of the context's device cache per candidate) within 1e-4", async () => {
     const candidates = ["a dog", "blocks of colour", "yes"];
-    const [c, g] = [await chat.cpu.scoreContinuations(withImage("What is this?"), candidates), await chat.gpu.scoreContinuations(withImage("What is this?"), candidates)];
+    const [c, g] = [
+      await chat.cpu.scoreContinuations(withImage("What is this?"), candidates),
+      await chat.gpu.scoreContinuations(withImage("What is this?"), candidates),
+    ];
     c.forEach((s, i) => assert.ok(Math.abs(s.sum - g[i].sum) <= 1e-4, `${s.candidate}: ${s.sum} vs ${g[i].sum}`));
   });
 
@@ -61,12 +95,18 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
     const split = pair("emu2-chat-tiny-split");
     const inputs = [text("Describe a long and winding road.")];
     const [c, g] = [await split.cpu.generateText(inputs, BEAM), await split.gpu.generateText(inputs, BEAM)];
-    assert.deepEqual(g.map((r) => r.ids), c.map((r) => r.ids));
+    assert.deepEqual(
+      g.map((r) => r.ids),
+      c.map((r) => r.ids),
+    );
   });
 
   test("emu2-tiny: regressed embeddings within 1e-4 and the 2-step image within 1e-3", async () => {
     const ids = gen.cpu.tokenizer().encode("A red car parked by the sea.");
-    const [c, g] = [await (await gen.cpu.llm()).regress([ids], null, 4), await (await gen.gpu.llm()).regress([ids], null, 4)];
+    const [c, g] = [
+      await (await gen.cpu.llm()).regress([ids], null, 4),
+      await (await gen.gpu.llm()).regress([ids], null, 4),
+    ];
     assert.ok(maxAbsDiff(c.data, g.data) <= 1e-4, `embeddings differ by ${maxAbsDiff(c.data, g.data)}`);
     const options = { steps: 2, cfgScale: 3, seed: 5 };
     const [ic] = await gen.cpu.decodeEmbeddings(c, c, options);
@@ -81,17 +121,30 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
     const sessions = async (model: Emu2): Promise<LlmSessions> => {
       await model.llm();
       const s = (role: Parameters<typeof model.pkg.session>[0]) => model.pkg.session(role);
-      return { embedTokens: await s("embed_tokens"), projectUp: await s("project_up"), decoder: await s("decoder"), lmHead: await s("lm_head"), projectDown: await s("project_down") };
+      return {
+        embedTokens: await s("embed_tokens"),
+        projectUp: await s("project_up"),
+        decoder: await s("decoder"),
+        lmHead: await s("lm_head"),
+        projectDown: await s("project_down"),
+      };
     };
     const cpuGraphs = new LlmGraphs(await sessions(gen.cpu), m.dtype, hidden);
     const gpuGraphs = new LlmGraphs(await sessions(gen.gpu), m.dtype, hidden);
     const select = await gen.gpu.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape));
     // The same row-selection graph with its outputs in host memory reads the device cache back, for comparison only.
-    const readBack: Session = await createSession(rowSelectionGraph(shape), { ...DEFAULT_SESSION_OPTIONS, device: "webgpu" });
+    const readBack: Session = await createSession(rowSelectionGraph(shape), {
+      ...DEFAULT_SESSION_OPTIONS,
+      device: "webgpu",
+    });
     const host = await HostKvCache.empty(shape, 2);
-    const device = await DeviceKvCache.factory(shape, select.session)(2) as DeviceKvCache;
+    const device = (await DeviceKvCache.factory(shape, select.session)(2)) as DeviceKvCache;
     const same = async (h: KvCache, d: DeviceKvCache, step: string) => {
-      assert.deepEqual(d.locations(), presentNames(layers).map(() => "gpu-buffer"), `${step}: an entry left the device`);
+      assert.deepEqual(
+        d.locations(),
+        presentNames(layers).map(() => "gpu-buffer"),
+        `${step}: an entry left the device`,
+      );
       assert.equal(d.batch, h.batch, step);
       assert.equal(d.length, h.length, step);
       const rows = Array.from({ length: d.batch }, (_, i) => i);
@@ -108,8 +161,14 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
       assert.ok(maxAbsDiff(a, b) <= 1e-4, `hidden states differ by ${maxAbsDiff(a, b)}`);
     };
     // Prefill of a left-padded batch: row 0 has two pads.
-    const ids = [[0, 0, 1, 306, 763], [1, 450, 2919, 338, 263]];
-    const mask = [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]];
+    const ids = [
+      [0, 0, 1, 306, 763],
+      [1, 450, 2919, 338, 263],
+    ];
+    const mask = [
+      [0, 0, 1, 1, 1],
+      [1, 1, 1, 1, 1],
+    ];
     const embeds = await cpuGraphs.embedTokens(ids);
     await step(embeds, mask, host, device);
     await same(host, device, "prefill");

@@ -25,7 +25,15 @@ export function buildTokenizerJson(variant: "base" | "chat"): object {
     vocab[piece] = id;
   });
   const merges = [...data.merges.entries()].sort((a, b) => a[1] - b[1]).map(([pair]) => pair);
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   const addedTokens = [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")];
   for (const [content, id] of Object.entries(manifest.tokenizer.special_tokens).sort((a, b) => a[1] - b[1])) {
     addedTokens.push(special(id, content));

@@ -10,17 +10,28 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "da
 const SIZE = 32;
 
 const COLORS: Record<string, [number, number, number]> = {
-  red: [220, 30, 30], green: [30, 180, 60], blue: [40, 70, 220], yellow: [235, 215, 40], white: [245, 245, 245], black: [15, 15, 15],
+  red: [220, 30, 30],
+  green: [30, 180, 60],
+  blue: [40, 70, 220],
+  yellow: [235, 215, 40],
+  white: [245, 245, 245],
+  black: [15, 15, 15],
 };
 const POSITIONS = ["top left", "top right", "bottom left", "bottom right"] as const;
 
-interface Picture { shape: string; background: string; position: (typeof POSITIONS)[number]; count: number }
+interface Picture {
+  shape: string;
+  background: string;
+  position: (typeof POSITIONS)[number];
+  count: number;
+}
 
 /** The k-th picture of a stream: colours and position cycle with different periods, so pictures differ. */
 function picture(k: number): Picture {
   const names = Object.keys(COLORS);
   const shape = names[k % names.length];
-  const background = names[(k * 5 + 3) % names.length] === shape ? names[(k * 5 + 4) % names.length] : names[(k * 5 + 3) % names.length];
+  const background =
+    names[(k * 5 + 3) % names.length] === shape ? names[(k * 5 + 4) % names.length] : names[(k * 5 + 3) % names.length];
   return { shape, background, position: POSITIONS[(k * 3) % 4], count: 1 + (k % 3) };
 }
 
@@ -51,7 +62,8 @@ const jsonl = (file: string, values: unknown[]) => {
   writeFileSync(join(ROOT, file), values.map((v) => JSON.stringify(v)).join("\n") + "\n");
 };
 
-const caption = (p: Picture) => `${p.count === 1 ? "a" : ["", "", "two", "three"][p.count]} ${p.shape} square${p.count > 1 ? "s" : ""} at the ${p.position} of a ${p.background} picture`;
+const caption = (p: Picture) =>
+  `${p.count === 1 ? "a" : ["", "", "two", "three"][p.count]} ${p.shape} square${p.count > 1 ? "s" : ""} at the ${p.position} of a ${p.background} picture`;
 const captions = (p: Picture) => [
   caption(p),
   `A ${p.background} background with ${p.count === 1 ? "one" : p.count} ${p.shape} square${p.count > 1 ? "s" : ""}.`,
@@ -67,9 +79,24 @@ function tenAnswers(truth: string, variants: string[], k: number): string[] {
 
 function questionsFor(p: Picture, k: number) {
   return [
-    { question: "What color is the square?", answers: tenAnswers(p.shape, [`${p.shape} square`, p.background], k), answer_type: "other", question_type: "what color is the" },
-    { question: "How many squares are there?", answers: tenAnswers(String(p.count), [["", "one", "two", "three"][p.count]], k), answer_type: "number", question_type: "how many" },
-    { question: `Is the square ${p.shape}?`, answers: tenAnswers("yes", k % 2 ? ["no"] : [], k), answer_type: "yes/no", question_type: "is the" },
+    {
+      question: "What color is the square?",
+      answers: tenAnswers(p.shape, [`${p.shape} square`, p.background], k),
+      answer_type: "other",
+      question_type: "what color is the",
+    },
+    {
+      question: "How many squares are there?",
+      answers: tenAnswers(String(p.count), [["", "one", "two", "three"][p.count]], k),
+      answer_type: "number",
+      question_type: "how many",
+    },
+    {
+      question: `Is the square ${p.shape}?`,
+      answers: tenAnswers("yes", k % 2 ? ["no"] : [], k),
+      answer_type: "yes/no",
+      question_type: "is the",
+    },
   ];
 }
 
@@ -82,17 +109,45 @@ async function coco() {
   json("coco/dataset_coco.json", {
     dataset: "coco",
     images: [
-      ...train.map(({ id, p }, i) => ({ filepath: "train2014", filename: file("train2014", id), split: i < 6 ? "train" : "restval", cocoid: id, imgid: i, sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().replace(/\./g, "").split(" ") })) })),
-      ...val.map(({ id, p }, i) => ({ filepath: "val2014", filename: file("val2014", id), split: i < 4 ? "test" : "val", cocoid: id, imgid: 8 + i, sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().replace(/\./g, "").split(" ") })) })),
+      ...train.map(({ id, p }, i) => ({
+        filepath: "train2014",
+        filename: file("train2014", id),
+        split: i < 6 ? "train" : "restval",
+        cocoid: id,
+        imgid: i,
+        sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().replace(/\./g, "").split(" ") })),
+      })),
+      ...val.map(({ id, p }, i) => ({
+        filepath: "val2014",
+        filename: file("val2014", id),
+        split: i < 4 ? "test" : "val",
+        cocoid: id,
+        imgid: 8 + i,
+        sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().replace(/\./g, "").split(" ") })),
+      })),
     ],
   });
-  for (const [dir, prefix, idBase] of [["vqav2", "v2_", 0], ["okvqa", "", 5000]] as const) {
-    for (const [split, images] of [["train2014", train], ["val2014", val]] as const) {
-      const qs = images.flatMap(({ id, p }, i) => questionsFor(p, i).map((q, j) => ({ ...q, image_id: id, question_id: idBase + id * 10 + j })));
-      json(`${dir}/${prefix}OpenEnded_mscoco_${split}_questions.json`, { questions: qs.map((q) => ({ image_id: q.image_id, question: q.question, question_id: q.question_id })) });
+  for (const [dir, prefix, idBase] of [
+    ["vqav2", "v2_", 0],
+    ["okvqa", "", 5000],
+  ] as const) {
+    for (const [split, images] of [
+      ["train2014", train],
+      ["val2014", val],
+    ] as const) {
+      const qs = images.flatMap(({ id, p }, i) =>
+        questionsFor(p, i).map((q, j) => ({ ...q, image_id: id, question_id: idBase + id * 10 + j })),
+      );
+      json(`${dir}/${prefix}OpenEnded_mscoco_${split}_questions.json`, {
+        questions: qs.map((q) => ({ image_id: q.image_id, question: q.question, question_id: q.question_id })),
+      });
       json(`${dir}/${prefix === "v2_" ? "v2_" : ""}mscoco_${split}_annotations.json`, {
         annotations: qs.map((q) => ({
-          question_id: q.question_id, image_id: q.image_id, question_type: q.question_type, answer_type: q.answer_type, multiple_choice_answer: q.answers[0],
+          question_id: q.question_id,
+          image_id: q.image_id,
+          question_type: q.question_type,
+          answer_type: q.answer_type,
+          multiple_choice_answer: q.answers[0],
           answers: q.answers.map((answer, k) => ({ answer, answer_confidence: "yes", answer_id: k + 1 })),
         })),
       });
@@ -101,7 +156,10 @@ async function coco() {
 }
 
 async function vizwiz() {
-  for (const [split, n, offset] of [["train", 8, 40], ["val", 4, 60]] as const) {
+  for (const [split, n, offset] of [
+    ["train", 8, 40],
+    ["val", 4, 60],
+  ] as const) {
     const items = [];
     for (let i = 0; i < n; i++) {
       const p = picture(offset + i);
@@ -109,33 +167,62 @@ async function vizwiz() {
       await draw(p, join(ROOT, "vizwiz", split, image));
       const q = questionsFor(p, i)[i % 2];
       // VizWiz files carry no answer_id: duplicates are left out by position (src/eval/metrics/vqa.ts).
-      items.push({ image, question: q.question, answers: q.answers.map((answer) => ({ answer, answer_confidence: "yes" })), answer_type: q.answer_type, answerable: 1 });
+      items.push({
+        image,
+        question: q.question,
+        answers: q.answers.map((answer) => ({ answer, answer_confidence: "yes" })),
+        answer_type: q.answer_type,
+        answerable: 1,
+      });
     }
     json(`vizwiz/${split}.json`, items);
   }
 }
 
 async function textvqa() {
-  for (const [split, n, offset] of [["train", 8, 70], ["val", 4, 90]] as const) {
+  for (const [split, n, offset] of [
+    ["train", 8, 70],
+    ["val", 4, 90],
+  ] as const) {
     const data = [];
     for (let i = 0; i < n; i++) {
       const p = picture(offset + i);
       const imageId = `${split === "train" ? "a" : "b"}${(offset * 7919 + i * 104729).toString(16).padStart(15, "0")}`;
       await draw(p, join(ROOT, "textvqa", "train_images", `${imageId}.jpg`));
-      data.push({ question_id: offset * 100 + i, question: "what color is written on the sign?", image_id: imageId, answers: tenAnswers(p.shape, [p.background], i), image_classes: ["Sign"], set_name: split });
+      data.push({
+        question_id: offset * 100 + i,
+        question: "what color is written on the sign?",
+        image_id: imageId,
+        answers: tenAnswers(p.shape, [p.background], i),
+        image_classes: ["Sign"],
+        set_name: split,
+      });
     }
-    json(`textvqa/TextVQA_0.5.1_${split}.json`, { dataset_type: split, dataset_name: "textvqa", dataset_version: "0.5.1", data });
+    json(`textvqa/TextVQA_0.5.1_${split}.json`, {
+      dataset_type: split,
+      dataset_name: "textvqa",
+      dataset_version: "0.5.1",
+      data,
+    });
   }
 }
 
 async function hatefulMemes() {
-  for (const [file, n, offset] of [["train.jsonl", 8, 110], ["dev_seen.jsonl", 6, 130]] as const) {
+  for (const [file, n, offset] of [
+    ["train.jsonl", 8, 110],
+    ["dev_seen.jsonl", 6, 130],
+  ] as const) {
     const lines = [];
     for (let i = 0; i < n; i++) {
       const p = picture(offset + i);
       const id = 10000 + offset * 10 + i;
       await draw(p, join(ROOT, "hateful_memes", "img", `${id}.png`));
-      lines.push({ id, img: `img/${id}.png`, label: (i + (p.shape === "red" ? 1 : 0)) % 2, text: `when the ${p.shape} square is at the ${p.position}` });
+      lines.push({
+        id,
+        img: `img/${id}.png`,
+        label: (i + (p.shape === "red" ? 1 : 0)) % 2,
+        text: `when the ${p.shape} square is at the ${p.position}`,
+      });
     }
     jsonl(`hateful_memes/${file}`, lines);
   }
@@ -147,7 +234,12 @@ async function flickr30k() {
     const p = picture(150 + i);
     const filename = `${1000000 + i * 7}.jpg`;
     await draw(p, join(ROOT, "flickr30k", "flickr30k_images", filename));
-    images.push({ filename, split: i < 8 ? "train" : "test", imgid: i, sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().split(" ") })) });
+    images.push({
+      filename,
+      split: i < 8 ? "train" : "test",
+      imgid: i,
+      sentences: captions(p).map((raw) => ({ raw, tokens: raw.toLowerCase().split(" ") })),
+    });
   }
   json("flickr30k/dataset_flickr30k.json", { dataset: "flickr30k", images });
 }
@@ -166,19 +258,28 @@ async function classFolder() {
 }
 
 async function customJsonl() {
-  for (const [file, n, offset] of [["train.jsonl", 8, 230], ["val.jsonl", 4, 250]] as const) {
+  for (const [file, n, offset] of [
+    ["train.jsonl", 8, 230],
+    ["val.jsonl", 4, 250],
+  ] as const) {
     const lines = [];
     for (let i = 0; i < n; i++) {
       const p = picture(offset + i);
       const image = `images/${file.replace(".jsonl", "")}_${i}.png`;
       await draw(p, join(ROOT, "custom", image));
-      lines.push({ id: `${file.replace(".jsonl", "")}-${i}`, image, question: "What color is the square?", answers: [p.shape, p.shape, `${p.shape} square`] });
+      lines.push({
+        id: `${file.replace(".jsonl", "")}-${i}`,
+        image,
+        question: "What color is the square?",
+        answers: [p.shape, p.shape, `${p.shape} square`],
+      });
     }
     jsonl(`custom/${file}`, lines);
   }
 }
 
-for (const dir of ["coco", "vqav2", "okvqa", "vizwiz", "textvqa", "hateful_memes", "flickr30k", "imagenet", "custom"]) rmSync(join(ROOT, dir), { recursive: true, force: true });
+for (const dir of ["coco", "vqav2", "okvqa", "vizwiz", "textvqa", "hateful_memes", "flickr30k", "imagenet", "custom"])
+  rmSync(join(ROOT, dir), { recursive: true, force: true });
 await coco();
 await vizwiz();
 await textvqa();

@@ -13,10 +13,20 @@ const SIDE = 64;
 const FRAME_DELAY_MS = 200;
 
 type Rgb = [number, number, number];
-interface Rect { x: number; y: number; w: number; h: number; colour: Rgb }
+interface Rect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  colour: Rgb;
+}
 
 /** A clip: a background and, per frame, the rectangles drawn on it. */
-interface Clip { name: string; background: Rgb; frames: Rect[][] }
+interface Clip {
+  name: string;
+  background: Rgb;
+  frames: Rect[][];
+}
 
 const RED: Rgb = [220, 30, 30];
 const BLUE: Rgb = [30, 60, 220];
@@ -27,11 +37,25 @@ const BLACK: Rgb = [0, 0, 0];
 
 export const CLIPS: Clip[] = [
   // A red square moving from left to right: 6 frames.
-  { name: "red-square-right", background: GREY, frames: Array.from({ length: 6 }, (_, k) => [{ x: 2 + k * 9, y: 24, w: 14, h: 14, colour: RED }]) },
+  {
+    name: "red-square-right",
+    background: GREY,
+    frames: Array.from({ length: 6 }, (_, k) => [{ x: 2 + k * 9, y: 24, w: 14, h: 14, colour: RED }]),
+  },
   // A blue bar growing upwards: 5 frames.
-  { name: "blue-bar-up", background: WHITE, frames: Array.from({ length: 5 }, (_, k) => [{ x: 24, y: 56 - (k + 1) * 10, w: 16, h: (k + 1) * 10, colour: BLUE }]) },
+  {
+    name: "blue-bar-up",
+    background: WHITE,
+    frames: Array.from({ length: 5 }, (_, k) => [
+      { x: 24, y: 56 - (k + 1) * 10, w: 16, h: (k + 1) * 10, colour: BLUE },
+    ]),
+  },
   // A green light blinking on and off: 3 frames (fewer than the default 8).
-  { name: "green-blink", background: BLACK, frames: [[{ x: 16, y: 16, w: 32, h: 32, colour: GREEN }], [], [{ x: 16, y: 16, w: 32, h: 32, colour: GREEN }]] },
+  {
+    name: "green-blink",
+    background: BLACK,
+    frames: [[{ x: 16, y: 16, w: 32, h: 32, colour: GREEN }], [], [{ x: 16, y: 16, w: 32, h: 32, colour: GREEN }]],
+  },
 ];
 
 function draw(background: Rgb, rects: Rect[]): Buffer {
@@ -49,13 +73,22 @@ export async function writeClip(clip: Clip, outDir: string): Promise<void> {
   rmSync(folder, { recursive: true, force: true });
   mkdirSync(folder, { recursive: true });
   for (const [k, page] of pages.entries()) {
-    const png = await sharp(page, { raw: { width: SIDE, height: SIDE, channels: 3 } }).png({ compressionLevel: 9 }).toBuffer();
+    const png = await sharp(page, { raw: { width: SIDE, height: SIDE, channels: 3 } })
+      .png({ compressionLevel: 9 })
+      .toBuffer();
     writeFileSync(join(folder, `frame-${String(k).padStart(2, "0")}.png`), png);
   }
-  const strip = () => sharp(Buffer.concat(pages), { raw: { width: SIDE, height: SIDE * pages.length, channels: 3, pageHeight: SIDE } });
+  const strip = () =>
+    sharp(Buffer.concat(pages), { raw: { width: SIDE, height: SIDE * pages.length, channels: 3, pageHeight: SIDE } });
   const delay = pages.map(() => FRAME_DELAY_MS);
-  writeFileSync(join(outDir, `${clip.name}.gif`), await strip().gif({ delay, loop: 0, dither: 0, effort: 10, reuse: false }).toBuffer());
-  writeFileSync(join(outDir, `${clip.name}.webp`), await strip().webp({ delay, loop: 0, lossless: true, effort: 6 }).toBuffer());
+  writeFileSync(
+    join(outDir, `${clip.name}.gif`),
+    await strip().gif({ delay, loop: 0, dither: 0, effort: 10, reuse: false }).toBuffer(),
+  );
+  writeFileSync(
+    join(outDir, `${clip.name}.webp`),
+    await strip().webp({ delay, loop: 0, lossless: true, effort: 6 }).toBuffer(),
+  );
 }
 
 async function main(): Promise<void> {

@@ -66,7 +66,15 @@ export function drawDemos(pool: readonly LabeledImage[], queryId: string, shots:
   const rng = rngFor(`${queryId}/${shots}`);
   const labels = shuffled([...new Set(pool.map((p) => p.label))].sort(), rng);
   // Sorted by id before the draw, so the order of the pool file does not matter.
-  const byLabel = new Map(labels.map((l) => [l, shuffled(pool.filter((p) => p.label === l).sort((a, b) => (a.id < b.id ? -1 : 1)), rng)]));
+  const byLabel = new Map(
+    labels.map((l) => [
+      l,
+      shuffled(
+        pool.filter((p) => p.label === l).sort((a, b) => (a.id < b.id ? -1 : 1)),
+        rng,
+      ),
+    ]),
+  );
   const demos: LabeledImage[] = [];
   for (let i = 0; i < shots; i++) {
     const label = labels[i % labels.length];
@@ -78,18 +86,30 @@ export function drawDemos(pool: readonly LabeledImage[], queryId: string, shots:
 export function fewShotPrompt(demos: readonly LabeledImage[], query: LabeledImage, dataDir: string): PromptInput {
   const parts: Part[] = [];
   for (const d of demos) {
-    parts.push({ kind: "image", image: { path: resolve(dataDir, d.image) } }, { kind: "text", text: CLASSIFY_DEMO(d.label) });
+    parts.push(
+      { kind: "image", image: { path: resolve(dataDir, d.image) } },
+      { kind: "text", text: CLASSIFY_DEMO(d.label) },
+    );
   }
   parts.push({ kind: "image", image: { path: resolve(dataDir, query.image) } }, { kind: "text", text: CLASSIFY_QUERY });
   return { kind: "sequence", parts };
 }
 
 /** Accuracy of nonsense-label classification at `shots` demonstrations over `queries`. */
-export async function fewShotAccuracy(model: Emu2, pool: readonly LabeledImage[], queries: readonly LabeledImage[], shots: number, dataDir: string): Promise<number> {
+export async function fewShotAccuracy(
+  model: Emu2,
+  pool: readonly LabeledImage[],
+  queries: readonly LabeledImage[],
+  shots: number,
+  dataDir: string,
+): Promise<number> {
   const labels = [...new Set(pool.map((p) => p.label))].sort();
   let correct = 0;
   for (const query of queries) {
-    const scores = await model.scoreContinuations(fewShotPrompt(drawDemos(pool, query.id, shots), query, dataDir), labels);
+    const scores = await model.scoreContinuations(
+      fewShotPrompt(drawDemos(pool, query.id, shots), query, dataDir),
+      labels,
+    );
     const best = scores.reduce((a, b) => (b.mean > a.mean ? b : a));
     if (best.candidate === query.label) correct++;
   }
@@ -98,7 +118,19 @@ export async function fewShotAccuracy(model: Emu2, pool: readonly LabeledImage[]
 
 function greedy(model: Emu2): GenerationSettings {
   const g = model.manifest.generation;
-  return { maxNewTokens: g.max_new_tokens, minNewTokens: 1, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+  return {
+    maxNewTokens: g.max_new_tokens,
+    minNewTokens: 1,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [],
+  };
 }
 
 async function answers(model: Emu2, prompts: PromptInput[]): Promise<string[]> {
@@ -128,15 +160,47 @@ async function main(): Promise<void> {
   const results: Record<string, number> = {};
   const log = (s: string) => process.stderr.write(`${s}\n`);
 
-  const captions = readJsonl<{ image: string; prompt: string; captions: string[]; shape: string; color: string }>(join(dataDir, "caption.jsonl")).slice(0, limit);
-  const said = await answers(model, captions.map((c) => ({ kind: "sequence", parts: [{ kind: "image", image: { path: join(dataDir, c.image) } }, { kind: "text", text: c.prompt }] })));
+  const captions = readJsonl<{ image: string; prompt: string; captions: string[]; shape: string; color: string }>(
+    join(dataDir, "caption.jsonl"),
+  ).slice(0, limit);
+  const said = await answers(
+    model,
+    captions.map((c) => ({
+      kind: "sequence",
+      parts: [
+        { kind: "image", image: { path: join(dataDir, c.image) } },
+        { kind: "text", text: c.prompt },
+      ],
+    })),
+  );
   const words = (s: string) => new Set(clean(s).split(/\s+/));
-  results["caption.color_and_shape"] = said.filter((s, i) => words(s).has(captions[i].color) && (words(s).has(captions[i].shape) || words(s).has(`${captions[i].shape}s`))).length / said.length;
+  results["caption.color_and_shape"] =
+    said.filter(
+      (s, i) =>
+        words(s).has(captions[i].color) && (words(s).has(captions[i].shape) || words(s).has(`${captions[i].shape}s`)),
+    ).length / said.length;
   results["caption.exact"] = said.filter((s, i) => clean(s) === captions[i].captions[0]).length / said.length;
-  log(`captions: ${said.slice(0, 3).map((s) => JSON.stringify(s)).join(", ")} ...`);
+  log(
+    `captions: ${said
+      .slice(0, 3)
+      .map((s) => JSON.stringify(s))
+      .join(", ")} ...`,
+  );
 
-  const vqa = readJsonl<{ image: string; question: string; answers: string[] }>(join(dataDir, "vqa.jsonl")).slice(0, limit);
-  const replies = await answers(model, vqa.map((q) => ({ kind: "sequence", parts: [{ kind: "image", image: { path: join(dataDir, q.image) } }, { kind: "text", text: q.question }] })));
+  const vqa = readJsonl<{ image: string; question: string; answers: string[] }>(join(dataDir, "vqa.jsonl")).slice(
+    0,
+    limit,
+  );
+  const replies = await answers(
+    model,
+    vqa.map((q) => ({
+      kind: "sequence",
+      parts: [
+        { kind: "image", image: { path: join(dataDir, q.image) } },
+        { kind: "text", text: q.question },
+      ],
+    })),
+  );
   results["vqa.accuracy"] = replies.filter((r, i) => clean(r) === vqa[i].answers[0]).length / replies.length;
   log(`vqa: ${results["vqa.accuracy"]}`);
 
@@ -150,9 +214,12 @@ async function main(): Promise<void> {
   }
   await model.release();
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ model: model.manifest.name, samples: { captions: captions.length, vqa: vqa.length }, results })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ model: model.manifest.name, samples: { captions: captions.length, vqa: vqa.length }, results })}\n`,
+    );
   } else {
-    for (const [name, value] of Object.entries(results)) process.stdout.write(`${name}\t${(100 * value).toFixed(1)}%\n`);
+    for (const [name, value] of Object.entries(results))
+      process.stdout.write(`${name}\t${(100 * value).toFixed(1)}%\n`);
   }
 }
 

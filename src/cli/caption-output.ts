@@ -5,7 +5,16 @@
 // from another folder, through a symlink or with the folder typed differently skips exactly the images that are in
 // the file. An image that moved (or was renamed) since is a new image to it and is captioned again; its old line
 // stays. Plain text names no image, so an existing text output is never resumed (use JSONL or TSV for that).
-import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync, truncateSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  truncateSync,
+  writeSync,
+} from "node:fs";
 import { dirname, extname, isAbsolute, resolve } from "node:path";
 import { Emu2Error } from "../util/errors.js";
 
@@ -35,9 +44,12 @@ const oneLine = (text: string) => text.replace(/[\r\n\t]+/g, " ").trim();
 
 export function formatRecord(record: CaptionRecord, format: CaptionFormat): string {
   switch (format) {
-    case "jsonl": return `${JSON.stringify(record)}\n`;
-    case "tsv": return `${oneLine(record.image)}\t${oneLine(record.caption)}\n`;
-    case "text": return `${oneLine(record.caption)}\n`;
+    case "jsonl":
+      return `${JSON.stringify(record)}\n`;
+    case "tsv":
+      return `${oneLine(record.image)}\t${oneLine(record.caption)}\n`;
+    case "text":
+      return `${oneLine(record.caption)}\n`;
   }
 }
 
@@ -52,9 +64,14 @@ export function readDone(path: string, format: CaptionFormat): Set<string> {
   const text = readFileSync(path, "utf8");
   if (format === "text") {
     if (text.length === 0) return images;
-    throw new Emu2Error(`${path}: a text output cannot be resumed (its lines do not say which image they belong to): remove it, or write --format jsonl or tsv, which resume`);
+    throw new Emu2Error(
+      `${path}: a text output cannot be resumed (its lines do not say which image they belong to): remove it, or write --format jsonl or tsv, which resume`,
+    );
   }
-  const lines = text.slice(0, text.lastIndexOf("\n") + 1).split("\n").slice(0, -1);
+  const lines = text
+    .slice(0, text.lastIndexOf("\n") + 1)
+    .split("\n")
+    .slice(0, -1);
   const base = dirname(path);
   lines.forEach((line, i) => {
     let image: unknown;
@@ -98,7 +115,10 @@ export class CaptionSink {
   /** Captions written by this run. */
   written = 0;
 
-  constructor(readonly path: string | undefined, readonly format: CaptionFormat) {}
+  constructor(
+    readonly path: string | undefined,
+    readonly format: CaptionFormat,
+  ) {}
 
   private get toFile(): boolean {
     return this.path !== undefined && this.path !== "-";

@@ -32,18 +32,37 @@ interface ReplCommand {
 }
 
 const COMMANDS: Record<string, ReplCommand> = {
-  "/image": { usage: "/image <path>", help: "attach an image to your next message", run: (s, arg) => s.attachImage(arg) },
-  "/video": { usage: "/video <path>", help: "attach a video (frames folder, GIF, WebP, mp4/webm/mov) to your next message", run: (s, arg) => s.attachVideo(arg) },
+  "/image": {
+    usage: "/image <path>",
+    help: "attach an image to your next message",
+    run: (s, arg) => s.attachImage(arg),
+  },
+  "/video": {
+    usage: "/video <path>",
+    help: "attach a video (frames folder, GIF, WebP, mp4/webm/mov) to your next message",
+    run: (s, arg) => s.attachVideo(arg),
+  },
   "/reset": { usage: "/reset", help: "forget the conversation", run: (s) => s.reset() },
-  "/save": { usage: "/save <file>", help: "write the conversation as a YAML prompt (replay with emu2 chat -f <file>)", run: (s, arg) => s.save(arg) },
+  "/save": {
+    usage: "/save <file>",
+    help: "write the conversation as a YAML prompt (replay with emu2 chat -f <file>)",
+    run: (s, arg) => s.save(arg),
+  },
   "/help": { usage: "/help", help: "this list", run: (s) => s.say(helpText()) },
-  "/exit": { usage: "/exit", help: "leave (Ctrl-D too); Ctrl-C stops a reply in progress", run: (s) => s.close(EXIT_OK) },
+  "/exit": {
+    usage: "/exit",
+    help: "leave (Ctrl-D too); Ctrl-C stops a reply in progress",
+    run: (s) => s.close(EXIT_OK),
+  },
 };
 const ALIASES: Record<string, string> = { "/quit": "/exit" };
 
 function helpText(): string {
   const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length)) + 3;
-  return ["Type a message and press Enter. Commands:", ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}${c.help}`)].join("\n");
+  return [
+    "Type a message and press Enter. Commands:",
+    ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}${c.help}`),
+  ].join("\n");
 }
 
 class ChatSession {
@@ -55,9 +74,18 @@ class ChatSession {
   private exitCode = EXIT_OK;
   private readonly rl: Interface;
 
-  constructor(private readonly engine: ChatEngine, private readonly streams: ReplStreams, start: Conversation) {
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly streams: ReplStreams,
+    start: Conversation,
+  ) {
     this.conversation = { ...start, messages: [...start.messages] };
-    this.rl = createInterface({ input: streams.input, output: streams.messages, terminal: (streams.input as { isTTY?: boolean }).isTTY === true, prompt: "> " });
+    this.rl = createInterface({
+      input: streams.input,
+      output: streams.messages,
+      terminal: (streams.input as { isTTY?: boolean }).isTTY === true,
+      prompt: "> ",
+    });
   }
 
   say(text: string): void {
@@ -119,10 +147,14 @@ class ChatSession {
     this.replying = replying;
     let reply = "";
     try {
-      reply = await this.engine.reply(this.conversation, (delta) => {
-        reply += delta;
-        this.streams.output.write(delta);
-      }, replying.signal);
+      reply = await this.engine.reply(
+        this.conversation,
+        (delta) => {
+          reply += delta;
+          this.streams.output.write(delta);
+        },
+        replying.signal,
+      );
     } catch (err) {
       this.say(`\nemu2: ${errorMessage(err)}`);
       // The failed turn is dropped so the conversation stays one a later reply can continue.

@@ -5,7 +5,15 @@ import { join, resolve } from "node:path";
 import { Option, type Command } from "commander";
 import { Emu2 } from "../emu2.js";
 import { mergeShards } from "../eval/merge.js";
-import { loadTasks, resolveDataDir, runFewshotEval, type ResultsFile, type RunSettings, type Shard, type ShotResult } from "../eval/runner.js";
+import {
+  loadTasks,
+  resolveDataDir,
+  runFewshotEval,
+  type ResultsFile,
+  type RunSettings,
+  type Shard,
+  type ShotResult,
+} from "../eval/runner.js";
 import { loadTaskConfig } from "../eval/task-config.js";
 import { UsageError } from "../util/errors.js";
 import { wholeNumber } from "./flags.js";
@@ -39,7 +47,8 @@ export function parseShots(value: string): number[] {
 
 export function parseShard(value: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(value);
-  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard: expected i/n with 0 <= i < n (e.g. 0/4), got ${JSON.stringify(value)}`);
+  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2]))
+    throw new UsageError(`--shard: expected i/n with 0 <= i < n (e.g. 0/4), got ${JSON.stringify(value)}`);
   return { index: Number(m[1]), count: Number(m[2]) };
 }
 
@@ -59,25 +68,40 @@ export function summaryLine(task: string, shots: number, r: ShotResult): string 
 
 /** The final table: a row per task, a column per shot count. */
 export function resultsTable(results: ResultsFile): string {
-  const shots = [...new Set(Object.values(results.results).flatMap((byShot) => Object.keys(byShot).map(Number)))].sort((a, b) => a - b);
+  const shots = [...new Set(Object.values(results.results).flatMap((byShot) => Object.keys(byShot).map(Number)))].sort(
+    (a, b) => a - b,
+  );
   const rows = [["task", "metric", ...shots.map((s) => `${s}-shot`)]];
   for (const [task, byShot] of Object.entries(results.results)) {
     const metric = Object.values(byShot)[0]?.metric ?? "";
     rows.push([task, metric, ...shots.map((s) => (byShot[String(s)] ? formatShot(byShot[String(s)]) : "-"))]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ").trimEnd()).join("\n") + "\n";
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+          .join("  ")
+          .trimEnd(),
+      )
+      .join("\n") + "\n"
+  );
 }
 
 export function registerFewshotEval(program: Command): void {
   const command = program
     .command("fewshot-eval")
-    .description("few-shot benchmarks (VQAv2, OK-VQA, VizWiz, TextVQA, Hateful Memes, COCO, Flickr30k, class folders, your JSONL)")
+    .description(
+      "few-shot benchmarks (VQAv2, OK-VQA, VizWiz, TextVQA, Hateful Memes, COCO, Flickr30k, class folders, your JSONL)",
+    )
     .option("--tasks <list>", "comma-separated task names (configs/eval/*.yaml) or paths to task configs")
     .option("--shots <list>", "comma-separated shot counts (default: each task's own, e.g. 0,4,8,16)")
     .option("--trials <n>", "trials per shot count, seeds --seed, --seed+1, ...", "1")
     .option("--seed <n>", "seed of the first trial (demonstrations depend only on the seed and the query)", "0")
-    .addOption(new Option("--demos <strategy>", "how demonstrations are chosen").choices(["random", "rices"]).default("random"))
+    .addOption(
+      new Option("--demos <strategy>", "how demonstrations are chosen").choices(["random", "rices"]).default("random"),
+    )
     .option("--limit <n>", "evaluate only the first N samples of each task")
     .option("-b, --batch-size <n>", "prompts generated together (results do not depend on it)", "1")
     .option("-o, --output-dir <dir>", "where results.json and the predictions go", "emu2-eval")
@@ -101,13 +125,20 @@ export function registerFewshotEval(program: Command): void {
     const batchSize = wholeNumber("--batch-size", flags.batchSize, { min: 1 });
     const shard = flags.shard === undefined ? null : parseShard(flags.shard);
     const dataDir = resolveDataDir(flags.dataDir);
-    const names = flags.tasks.split(",").map((t) => t.trim()).filter((t) => t.length > 0);
+    const names = flags.tasks
+      .split(",")
+      .map((t) => t.trim())
+      .filter((t) => t.length > 0);
     // Every config and data file is checked before the model is opened.
     const tasks = loadTasks(names.map(loadTaskConfig), dataDir);
     const videoTask = tasks.find((t) => t.config.format === "video_qa");
-    if (videoTask && settings.demos === "rices") throw new UsageError(`--demos rices ranks demonstrations by image features: task ${videoTask.config.name} has videos (use --demos random)`);
+    if (videoTask && settings.demos === "rices")
+      throw new UsageError(
+        `--demos rices ranks demonstrations by image features: task ${videoTask.config.name} has videos (use --demos random)`,
+      );
     for (const t of tasks) {
-      for (const s of [...t.eval.skipped, ...t.train.skipped].slice(0, 5)) reporter.notice(`emu2: skipped ${s.where}: ${s.reason}`);
+      for (const s of [...t.eval.skipped, ...t.train.skipped].slice(0, 5))
+        reporter.notice(`emu2: skipped ${s.where}: ${s.reason}`);
       const more = t.eval.skipped.length + t.train.skipped.length - 5;
       if (more > 0) reporter.notice(`emu2: ${t.config.name}: ${more} more skipped records (listed in results.json)`);
     }
@@ -121,8 +152,15 @@ export function registerFewshotEval(program: Command): void {
       results = await interruptible(async (signal) => {
         const run = await runFewshotEval(
           {
-            model, tasks, settings, outputDir, resume: flags.resume ?? false, shard, batchSize,
-            featureCacheDir: flags.featureCache === false ? null : resolve(flags.featureCache ?? join(outputDir, "features")),
+            model,
+            tasks,
+            settings,
+            outputDir,
+            resume: flags.resume ?? false,
+            shard,
+            batchSize,
+            featureCacheDir:
+              flags.featureCache === false ? null : resolve(flags.featureCache ?? join(outputDir, "features")),
             signal,
           },
           {
@@ -144,14 +182,15 @@ export function registerFewshotEval(program: Command): void {
             },
             onNotice: (m) => reporter.notice(m),
           },
-          );
+        );
         interrupted = signal.aborted;
         return run;
       });
     } finally {
       await model.release();
     }
-    if (interrupted) throw new Interrupted(`interrupted: the predictions so far are in ${outputDir}; --resume continues`);
+    if (interrupted)
+      throw new Interrupted(`interrupted: the predictions so far are in ${outputDir}; --resume continues`);
     if (flags.json) writeJson(results);
     else process.stdout.write(`\n${resultsTable(results)}`);
   });
@@ -164,8 +203,12 @@ export function registerFewshotEval(program: Command): void {
     .addHelpText("after", "\nThe merged output goes to fewshot-eval's -o/--output-dir, which merge requires.")
     .action((dirs: string[], flags: { json?: boolean }) => {
       // commander hands -o to the parent command (whose option it is) wherever it stands on the line.
-      if (command.getOptionValueSource("outputDir") === "default") throw new UsageError("merge: -o/--output-dir is required (where the merged results go)");
-      const results = mergeShards(dirs.map((d) => resolve(d)), resolve((command.opts() as FewshotFlags).outputDir));
+      if (command.getOptionValueSource("outputDir") === "default")
+        throw new UsageError("merge: -o/--output-dir is required (where the merged results go)");
+      const results = mergeShards(
+        dirs.map((d) => resolve(d)),
+        resolve((command.opts() as FewshotFlags).outputDir),
+      );
       if (flags.json) writeJson(results);
       else process.stdout.write(resultsTable(results));
     });

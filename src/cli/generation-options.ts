@@ -39,16 +39,26 @@ export function addGenerationOptions(command: Command): Command {
     .option("--seed <n>", "random seed for sampling", "0");
 }
 
-function number(flag: string, value: string | undefined, check: (x: number) => boolean, expected: string): number | undefined {
+function number(
+  flag: string,
+  value: string | undefined,
+  check: (x: number) => boolean,
+  expected: string,
+): number | undefined {
   if (value === undefined) return undefined;
   const x = Number(value);
-  if (value.trim() === "" || !Number.isFinite(x) || !check(x)) throw new UsageError(`${flag}: expected ${expected}, got ${JSON.stringify(value)}`);
+  if (value.trim() === "" || !Number.isFinite(x) || !check(x))
+    throw new UsageError(`${flag}: expected ${expected}, got ${JSON.stringify(value)}`);
   return x;
 }
 
-const optionalWhole = (flag: string, value: string | undefined, range?: WholeNumberRange) => (value === undefined ? undefined : wholeNumber(flag, value, range));
+const optionalWhole = (flag: string, value: string | undefined, range?: WholeNumberRange) =>
+  value === undefined ? undefined : wholeNumber(flag, value, range);
 
-export function resolveGenerationSettings(flags: GenerationFlags, defaults: GenerationDefaults): TextGenerationSettings {
+export function resolveGenerationSettings(
+  flags: GenerationFlags,
+  defaults: GenerationDefaults,
+): TextGenerationSettings {
   if (flags.sample && flags.greedy) throw new UsageError("--sample and --greedy cannot be used together");
   const maxNewTokens = optionalWhole("--max-new-tokens", flags.maxNewTokens, { min: 1 });
   const minNewTokens = optionalWhole("--min-new-tokens", flags.minNewTokens);
@@ -58,16 +68,19 @@ export function resolveGenerationSettings(flags: GenerationFlags, defaults: Gene
   const temperature = number("--temp", flags.temp, (x) => x > 0, "a number > 0");
   const topK = optionalWhole("--top-k", flags.topK);
   const topP = number("--top-p", flags.topP, (x) => x > 0 && x <= 1, "a number in (0, 1]");
-  const seed = optionalWhole("--seed", flags.seed, { expected: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)` }) ?? 0;
+  const seed =
+    optionalWhole("--seed", flags.seed, { expected: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)` }) ??
+    0;
   const samplingFlag = temperature !== undefined || topK !== undefined || topP !== undefined;
   if (flags.greedy && samplingFlag) throw new UsageError("--greedy cannot be combined with --temp, --top-k or --top-p");
-  if (flags.greedy && numBeams !== undefined && numBeams > 1) throw new UsageError(`--greedy means one beam; it cannot be combined with --beams ${numBeams}`);
+  if (flags.greedy && numBeams !== undefined && numBeams > 1)
+    throw new UsageError(`--greedy means one beam; it cannot be combined with --beams ${numBeams}`);
   const doSample = flags.greedy ? false : flags.sample || samplingFlag ? true : defaults.do_sample;
   const settings: TextGenerationSettings = {
     maxNewTokens: maxNewTokens ?? defaults.max_new_tokens,
     minNewTokens: minNewTokens ?? defaults.min_new_tokens,
     // Asking to sample means one sampled sequence unless --beams says otherwise.
-    numBeams: flags.greedy ? 1 : numBeams ?? (doSample ? 1 : defaults.num_beams),
+    numBeams: flags.greedy ? 1 : (numBeams ?? (doSample ? 1 : defaults.num_beams)),
     lengthPenalty: lengthPenalty ?? defaults.length_penalty,
     repetitionPenalty: repetitionPenalty ?? defaults.repetition_penalty,
     doSample,
@@ -78,10 +91,14 @@ export function resolveGenerationSettings(flags: GenerationFlags, defaults: Gene
     stop: flags.stop ?? [],
   };
   if (settings.doSample && settings.numBeams > 1) {
-    throw new UsageError(`--beams ${settings.numBeams} with sampling (beam sampling) is not supported: use --beams 1 to sample, or --greedy`);
+    throw new UsageError(
+      `--beams ${settings.numBeams} with sampling (beam sampling) is not supported: use --beams 1 to sample, or --greedy`,
+    );
   }
   if (settings.minNewTokens > settings.maxNewTokens) {
-    throw new UsageError(`--min-new-tokens (${settings.minNewTokens}) cannot exceed --max-new-tokens (${settings.maxNewTokens})`);
+    throw new UsageError(
+      `--min-new-tokens (${settings.minNewTokens}) cannot exceed --max-new-tokens (${settings.maxNewTokens})`,
+    );
   }
   return settings;
 }

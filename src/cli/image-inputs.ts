@@ -24,16 +24,25 @@ function listFolder(dir: string, recursive: boolean): string[] {
 }
 
 /** Folders are read without their subfolders unless `recursive` is set. */
-export async function expandImageInputs(args: string[], readStdin: () => string = () => readFileSync(0, "utf8"), options: { recursive?: boolean } = {}): Promise<string[]> {
+export async function expandImageInputs(
+  args: string[],
+  readStdin: () => string = () => readFileSync(0, "utf8"),
+  options: { recursive?: boolean } = {},
+): Promise<string[]> {
   const files: string[] = [];
   for (const arg of args) {
     if (arg === "-") {
-      const lines = readStdin().split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+      const lines = readStdin()
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l.length > 0);
       files.push(...lines);
       continue;
     }
     if (isDynamicPattern(arg)) {
-      const matches = (await glob(arg, { onlyFiles: true, absolute: isAbsolute(arg), expandDirectories: false })).filter(isImageFile).sort();
+      const matches = (await glob(arg, { onlyFiles: true, absolute: isAbsolute(arg), expandDirectories: false }))
+        .filter(isImageFile)
+        .sort();
       if (matches.length === 0) throw new Emu2Error(`${arg}: the pattern matches no image files`);
       files.push(...matches);
       continue;
@@ -48,7 +57,9 @@ export async function expandImageInputs(args: string[], readStdin: () => string 
       const found = listFolder(arg, options.recursive ?? false);
       if (found.length === 0) {
         const where = options.recursive ? "the folder and its subfolders have" : "the folder has";
-        throw new Emu2Error(`${arg}: ${where} no images (${[...IMAGE_EXTENSIONS].join(" ")})${options.recursive ? "" : "; -r reads subfolders too"}`);
+        throw new Emu2Error(
+          `${arg}: ${where} no images (${[...IMAGE_EXTENSIONS].join(" ")})${options.recursive ? "" : "; -r reads subfolders too"}`,
+        );
       }
       files.push(...found);
     } else {

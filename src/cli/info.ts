@@ -28,7 +28,9 @@ function quantizationTag(m: Manifest, role: string): string {
 export function registerInfo(program: Command): void {
   program
     .command("info")
-    .description("show what a model package holds and check that it is valid; --devices: what ONNX Runtime can run on here")
+    .description(
+      "show what a model package holds and check that it is valid; --devices: what ONNX Runtime can run on here",
+    )
     .argument("[package]", "model package folder")
     .option("--devices", "list the devices (CPU, WebGPU adapters with their limits, CUDA)")
     .option("--json", "print JSON")
@@ -61,10 +63,16 @@ export function registerInfo(program: Command): void {
         `  llm         hidden ${m.llm.hidden_size}, ${m.llm.num_layers} layers, ${m.llm.num_heads} heads, vocabulary ${m.tokenizer.vocab_size}, context ${m.llm.max_position_embeddings}`,
         `  decoder     ${vd ? `${vd.latent_size * vd.vae_scale_factor}x${vd.latent_size * vd.vae_scale_factor} images, Euler ${vd.num_inference_steps} steps, guidance ${vd.guidance_scale}` : "none (this package cannot generate images)"}`,
         `  template    ${m.prompt.template}`,
-        ...(m.quantization ? [`  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points)`] : []),
+        ...(m.quantization
+          ? [
+              `  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points)`,
+            ]
+          : []),
         `  generation  ${m.generation.num_beams} beams, max ${m.generation.max_new_tokens} new tokens, length penalty ${m.generation.length_penalty}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,
         "  files",
-        ...files.map((f) => `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes).padEnd(9)} ${quantizationTag(m, f.role)}`.trimEnd()),
+        ...files.map((f) =>
+          `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes).padEnd(9)} ${quantizationTag(m, f.role)}`.trimEnd(),
+        ),
         `  total       ${formatBytes(total)}`,
       ];
       process.stdout.write(`${lines.join("\n")}\n`);
@@ -73,16 +81,21 @@ export function registerInfo(program: Command): void {
 
 function formatDevices(r: DeviceReport): string[] {
   const lines = [`cpu     ${r.cpu.model}, ${r.cpu.cores} cores`];
-  if (!r.webgpu.available) lines.push(`webgpu  unavailable: ${r.webgpu.reason?.replace(/^WebGPU is not available: /, "")}`);
+  if (!r.webgpu.available)
+    lines.push(`webgpu  unavailable: ${r.webgpu.reason?.replace(/^WebGPU is not available: /, "")}`);
   else {
-    lines.push(`webgpu  available (Vulkan), float16 ${r.webgpu.float16 ? "yes (shader-f16)" : "no (float32 packages only)"}`);
+    lines.push(
+      `webgpu  available (Vulkan), float16 ${r.webgpu.float16 ? "yes (shader-f16)" : "no (float32 packages only)"}`,
+    );
     if (r.webgpu.adapters === undefined) lines.push("  adapters: install vulkan-tools (vulkaninfo) to list them");
     for (const a of r.webgpu.adapters ?? []) {
       const limits = [
         a.maxStorageBufferRange !== undefined ? `storage binding ${formatBytes(a.maxStorageBufferRange)}` : undefined,
         a.maxMemoryAllocationSize !== undefined ? `allocation ${formatBytes(a.maxMemoryAllocationSize)}` : undefined,
       ].filter(Boolean);
-      lines.push(`  ${a.index}: ${a.name} (${a.type}; ${a.driver})${limits.length ? `; max ${limits.join(", ")}` : ""}${a.index === 0 ? " <- used" : ""}`);
+      lines.push(
+        `  ${a.index}: ${a.name} (${a.type}; ${a.driver})${limits.length ? `; max ${limits.join(", ")}` : ""}${a.index === 0 ? " <- used" : ""}`,
+      );
     }
   }
   lines.push(r.cuda.available ? "cuda    provider libraries installed" : `cuda    unavailable: ${r.cuda.reason}`);

@@ -40,7 +40,8 @@ export function buildProgram(): Command {
       const name = `${path} ${sub.name()}`;
       sub.exitOverride().configureOutput({
         writeErr: (text) => process.stderr.write(text),
-        outputError: (text, write) => write(`emu2: ${text.replace(/^error: /, "").trimEnd()} (see ${name} --help)
+        outputError: (text, write) =>
+          write(`emu2: ${text.replace(/^error: /, "").trimEnd()} (see ${name} --help)
 `),
       });
       overrideExit(sub, name);
@@ -74,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (isBrokenPipe(err)) return EXIT_BROKEN_PIPE;
     if (err instanceof CommanderError) {
-      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return EXIT_OK;
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help")
+        return EXIT_OK;
       return EXIT_USAGE;
     }
     if (err instanceof Emu2Error) {
@@ -85,7 +87,9 @@ export async function main(argv: string[]): Promise<number> {
       if (verbose && err.stack) process.stderr.write(`${err.stack}\n`);
       return err.exitCode;
     }
-    process.stderr.write(`emu2: internal error: ${errorMessage(err).split("\n")[0]}${verbose ? "" : " (run with --verbose for details)"}\n`);
+    process.stderr.write(
+      `emu2: internal error: ${errorMessage(err).split("\n")[0]}${verbose ? "" : " (run with --verbose for details)"}\n`,
+    );
     if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return EXIT_FAILURE;
   }

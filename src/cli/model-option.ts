@@ -32,7 +32,9 @@ export function parseDeviceMap(value: string): Record<string, Placement> {
   for (const entry of value.split(",")) {
     const m = /^([A-Za-z0-9_]+)=(cpu|cuda)(?::(\d+))?$/.exec(entry.trim());
     if (!m || (m[2] === "cpu" && m[3] !== undefined)) {
-      throw new UsageError(`--device-map: expected graph=device entries like part0=cpu,part1=cuda:1, got ${JSON.stringify(entry)}`);
+      throw new UsageError(
+        `--device-map: expected graph=device entries like part0=cpu,part1=cuda:1, got ${JSON.stringify(entry)}`,
+      );
     }
     if (m[1] in map) throw new UsageError(`--device-map: ${m[1]} is placed twice`);
     map[m[1]] = { device: m[2] as Device, deviceId: Number(m[3] ?? 0) };
@@ -43,20 +45,43 @@ export function parseDeviceMap(value: string): Record<string, Placement> {
 export function addModelOptions(command: Command): Command {
   return command
     .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded tiny package)")
-    .addOption(new Option("--device <device>", "where to run (webgpu: any GPU with a Vulkan driver; cuda: after npm run install-cuda)").choices(DEVICES).default("cpu"))
-    .option("--device-id <n>", "CUDA device index, or WebGPU adapter index (emu2 info --devices)", wholeNumberFlag("--device-id"), "0")
-    .option("--device-map <map>", "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)", parseDeviceMap)
+    .addOption(
+      new Option(
+        "--device <device>",
+        "where to run (webgpu: any GPU with a Vulkan driver; cuda: after npm run install-cuda)",
+      )
+        .choices(DEVICES)
+        .default("cpu"),
+    )
+    .option(
+      "--device-id <n>",
+      "CUDA device index, or WebGPU adapter index (emu2 info --devices)",
+      wholeNumberFlag("--device-id"),
+      "0",
+    )
+    .option(
+      "--device-map <map>",
+      "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)",
+      parseDeviceMap,
+    )
     .option("--cpu-fallback", "run on the CPU when the GPU (CUDA or WebGPU) is unavailable instead of failing")
     .option("-t, --threads <n>", "CPU threads per operator (0 = all cores)", wholeNumberFlag("--threads"), "0");
 }
 
 /** Opens the package the user named, or the embedded one with a one-line notice saying so. */
-export function openModel(options: ModelOptions, reporter: Reporter, kind: keyof typeof EMBEDDED_PACKAGES = "default"): ModelPackage {
+export function openModel(
+  options: ModelOptions,
+  reporter: Reporter,
+  kind: keyof typeof EMBEDDED_PACKAGES = "default",
+): ModelPackage {
   let dir = options.model ?? (process.env.EMU2_MODEL || undefined);
   const embedded = dir === undefined;
   if (dir === undefined) {
     dir = EMBEDDED_PACKAGES[kind];
-    if (!existsSync(dir)) throw new UsageError(`no -m/--model given and the embedded package ${dir} is missing: pass a model package folder`);
+    if (!existsSync(dir))
+      throw new UsageError(
+        `no -m/--model given and the embedded package ${dir} is missing: pass a model package folder`,
+      );
   }
   const fromEnvironment = options.model === undefined && !embedded;
   let pkg: ModelPackage;
@@ -71,12 +96,15 @@ export function openModel(options: ModelOptions, reporter: Reporter, kind: keyof
     });
   } catch (err) {
     // A package that came from the environment is named as such: the user may not remember setting it.
-    if (fromEnvironment && err instanceof PackageError) throw new PackageError(`$EMU2_MODEL: ${err.message} (fix or unset EMU2_MODEL, or pass -m)`);
+    if (fromEnvironment && err instanceof PackageError)
+      throw new PackageError(`$EMU2_MODEL: ${err.message} (fix or unset EMU2_MODEL, or pass -m)`);
     throw err;
   }
   if (embedded) {
     const shown = relative(process.cwd(), dir) || dir;
-    reporter.notice(`emu2: using the embedded package ${pkg.name} (${shown}): ${pkg.manifest.description}. Pass -m for a real model.`);
+    reporter.notice(
+      `emu2: using the embedded package ${pkg.name} (${shown}): ${pkg.manifest.description}. Pass -m for a real model.`,
+    );
   }
   return pkg;
 }

@@ -38,7 +38,10 @@ export class OutputLock {
   private released = false;
   private readonly onExit = () => this.release();
 
-  private constructor(readonly output: string, readonly file: string) {
+  private constructor(
+    readonly output: string,
+    readonly file: string,
+  ) {
     // A run that ends through process.exit (a closed stdout, for one) still gives its claim back.
     process.once("exit", this.onExit);
   }
@@ -57,7 +60,9 @@ export class OutputLock {
         const owner = readOwner(file);
         if (owner === undefined) continue;
         if (owner.pid !== undefined && owner.pid !== process.pid && isAlive(owner.pid)) {
-          throw new Emu2Error(`${output} is being written by another run (pid ${owner.pid}); wait for it to finish, or remove ${file} if that process is not emu2`);
+          throw new Emu2Error(
+            `${output} is being written by another run (pid ${owner.pid}); wait for it to finish, or remove ${file} if that process is not emu2`,
+          );
         }
         // The owner is gone: remove its lock unless someone replaced it in the meantime.
         if (readOwner(file)?.text === owner.text) {

@@ -32,14 +32,22 @@ export function checkOutputFile(path: string, flag = "-o"): OutputCheck {
   const blocker = fileInTheWay(path);
   if (blocker !== undefined) throw new Emu2Error(`${flag} ${path}: ${blocker} is a file, not a folder`);
   const dir = dirname(path);
-  if (!existsSync(dir)) throw new Emu2Error(`${flag} ${path}: the folder ${dir} does not exist (emu2 does not create folders; make it first)`);
+  if (!existsSync(dir))
+    throw new Emu2Error(
+      `${flag} ${path}: the folder ${dir} does not exist (emu2 does not create folders; make it first)`,
+    );
   const exists = existsSync(path);
   if (exists && statSync(path).isDirectory()) throw new Emu2Error(`${flag} ${path}: is a folder; give a file name`);
   let fd: number;
   try {
     fd = openSync(path, "a");
   } catch (err) {
-    const reason = code(err) === "EACCES" || code(err) === "EPERM" ? "no permission to write" : code(err) === "EROFS" ? "read-only file system" : `cannot write (${code(err)})`;
+    const reason =
+      code(err) === "EACCES" || code(err) === "EPERM"
+        ? "no permission to write"
+        : code(err) === "EROFS"
+          ? "read-only file system"
+          : `cannot write (${code(err)})`;
     throw new Emu2Error(`${flag} ${path}: ${reason}`);
   }
   closeSync(fd);

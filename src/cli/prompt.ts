@@ -10,7 +10,13 @@ import { describeSource } from "../prompt/types.js";
 import { UsageError } from "../util/errors.js";
 import { describeFrame, type SampledVideo } from "../vision/video.js";
 import { makeReporter, writeJson } from "./io.js";
-import { addChatTemplateOptions, addPromptSourceOptions, readPromptInput, type ChatTemplateFlags, type PromptSourceFlags } from "./prompt-options.js";
+import {
+  addChatTemplateOptions,
+  addPromptSourceOptions,
+  readPromptInput,
+  type ChatTemplateFlags,
+  type PromptSourceFlags,
+} from "./prompt-options.js";
 import { addModelOptions, openModel, type ModelOptions } from "./model-option.js";
 import { addVideoOptions, parseFrames, type VideoFlags } from "./video-options.js";
 
@@ -35,7 +41,10 @@ export function describeSlot(slot: ImageSlot): string {
  * Where each image and video frame sits in the ids: the position of its [IMG] and how many feature rows follow
  * (<image> rows for an image, [gIMG] rows for a frame), in order.
  */
-export function visualSpans(encoded: EncodedPrompt, manifest: Manifest): { kind: "image" | "video-frame"; start: number; rows: number }[] {
+export function visualSpans(
+  encoded: EncodedPrompt,
+  manifest: Manifest,
+): { kind: "image" | "video-frame"; start: number; rows: number }[] {
   const tokens = manifest.tokenizer.special_tokens;
   const spans: { kind: "image" | "video-frame"; start: number; rows: number }[] = [];
   encoded.ids.forEach((id, i) => {
@@ -62,47 +71,68 @@ export function registerPrompt(program: Command): void {
     .option("--template <name>", "base, chat or gen (default: the package's)")
     .option("--json", "print JSON")
     .option("-q, --quiet", "no notices on stderr");
-  addModelOptions(addChatTemplateOptions(addVideoOptions(addPromptSourceOptions(command), ""))).action(async (flags: PromptFlags) => {
-    const reporter = makeReporter(flags);
-    const frames = parseFrames(flags);
-    const pkg = openModel(flags, reporter, flags.template === "chat" ? "chat" : "default");
-    const template = flags.template ?? pkg.manifest.prompt.template;
-    if (!["base", "chat", "gen"].includes(template)) throw new UsageError(`--template: expected base, chat or gen, got ${JSON.stringify(template)}`);
-    let input = readPromptInput(flags);
-    if (flags.grounding) {
-      input = input.kind === "conversation"
-        ? { kind: "conversation", conversation: { ...input.conversation, grounding: true } }
-        : { kind: "conversation", conversation: { grounding: true, messages: [{ role: "user", parts: input.parts }] } };
-    }
-    const model = new Emu2(pkg);
-    const videos = await model.sampleVideos(input, { frames, onNotice: (m) => reporter.notice(m) });
-    const sampled = (path: string) => (videos.get(path) as { sampled: SampledVideo }).sampled;
-    const rendered = renderPrompt(input, template, templateTokens(pkg.manifest, {
-      system: flags.system,
-      shortAnswers: flags.short,
-      videoFrames: (video) => sampled(video.path).frames.length,
-    }));
-    const encoded = encodePrompt(rendered, model.tokenizer(), pkg.manifest);
-    const images = encoded.images.map((slot, index) => ({ index, kind: slot.kind, source: describeSlot(slot) }));
-    const videoList = encoded.videos.map((slot, index) => ({ index, ...sampled(slot.video.path) }));
-    if (flags.json) {
-      writeJson({
-        model: pkg.name, template, text: encoded.text, ids: encoded.ids, tokens: encoded.ids.length, nQuery: encoded.nQuery,
-        ...(encoded.videoNQuery !== undefined ? { videoNQuery: encoded.videoNQuery } : {}),
-        images, videos: videoList, spans: visualSpans(encoded, pkg.manifest),
-      });
-      return;
-    }
-    const frameCount = videoList.reduce((n, v) => n + v.frames.length, 0);
-    const videoTokens = videoList.length > 0 ? `, ${videoList.length} video${videoList.length === 1 ? "" : "s"}: ${frameCount} frame${frameCount === 1 ? "" : "s"} x ${(encoded.videoNQuery as number) + 2} + [VIDEO]` : "";
-    const lines = [
-      `template  ${template} (${pkg.name})`,
-      `text      ${JSON.stringify(encoded.text)}`,
-      `tokens    ${encoded.ids.length} (${images.length} image${images.length === 1 ? "" : "s"} x ${encoded.nQuery + 2}${videoTokens})`,
-      `ids       ${encoded.ids.join(" ")}`,
-      ...images.map((img) => `image ${img.index}   ${img.source}`),
-      ...videoList.map((v) => `video ${v.index}   ${describeVideo(v)}`),
-    ];
-    process.stdout.write(`${lines.join("\n")}\n`);
-  });
+  addModelOptions(addChatTemplateOptions(addVideoOptions(addPromptSourceOptions(command), ""))).action(
+    async (flags: PromptFlags) => {
+      const reporter = makeReporter(flags);
+      const frames = parseFrames(flags);
+      const pkg = openModel(flags, reporter, flags.template === "chat" ? "chat" : "default");
+      const template = flags.template ?? pkg.manifest.prompt.template;
+      if (!["base", "chat", "gen"].includes(template))
+        throw new UsageError(`--template: expected base, chat or gen, got ${JSON.stringify(template)}`);
+      let input = readPromptInput(flags);
+      if (flags.grounding) {
+        input =
+          input.kind === "conversation"
+            ? { kind: "conversation", conversation: { ...input.conversation, grounding: true } }
+            : {
+                kind: "conversation",
+                conversation: { grounding: true, messages: [{ role: "user", parts: input.parts }] },
+              };
+      }
+      const model = new Emu2(pkg);
+      const videos = await model.sampleVideos(input, { frames, onNotice: (m) => reporter.notice(m) });
+      const sampled = (path: string) => (videos.get(path) as { sampled: SampledVideo }).sampled;
+      const rendered = renderPrompt(
+        input,
+        template,
+        templateTokens(pkg.manifest, {
+          system: flags.system,
+          shortAnswers: flags.short,
+          videoFrames: (video) => sampled(video.path).frames.length,
+        }),
+      );
+      const encoded = encodePrompt(rendered, model.tokenizer(), pkg.manifest);
+      const images = encoded.images.map((slot, index) => ({ index, kind: slot.kind, source: describeSlot(slot) }));
+      const videoList = encoded.videos.map((slot, index) => ({ index, ...sampled(slot.video.path) }));
+      if (flags.json) {
+        writeJson({
+          model: pkg.name,
+          template,
+          text: encoded.text,
+          ids: encoded.ids,
+          tokens: encoded.ids.length,
+          nQuery: encoded.nQuery,
+          ...(encoded.videoNQuery !== undefined ? { videoNQuery: encoded.videoNQuery } : {}),
+          images,
+          videos: videoList,
+          spans: visualSpans(encoded, pkg.manifest),
+        });
+        return;
+      }
+      const frameCount = videoList.reduce((n, v) => n + v.frames.length, 0);
+      const videoTokens =
+        videoList.length > 0
+          ? `, ${videoList.length} video${videoList.length === 1 ? "" : "s"}: ${frameCount} frame${frameCount === 1 ? "" : "s"} x ${(encoded.videoNQuery as number) + 2} + [VIDEO]`
+          : "";
+      const lines = [
+        `template  ${template} (${pkg.name})`,
+        `text      ${JSON.stringify(encoded.text)}`,
+        `tokens    ${encoded.ids.length} (${images.length} image${images.length === 1 ? "" : "s"} x ${encoded.nQuery + 2}${videoTokens})`,
+        `ids       ${encoded.ids.join(" ")}`,
+        ...images.map((img) => `image ${img.index}   ${img.source}`),
+        ...videoList.map((v) => `video ${v.index}   ${describeVideo(v)}`),
+      ];
+      process.stdout.write(`${lines.join("\n")}\n`);
+    },
+  );
 }

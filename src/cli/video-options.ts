@@ -11,8 +11,17 @@ export interface VideoFlags {
 
 export function addVideoOptions(command: Command, what = "for the message"): Command {
   return command
-    .option("--video <path>", `video ${what} (repeatable; <video> in the text places it): ${VIDEO_FORMATS_HELP}`, collect)
-    .option("--frames <n>", "frames sampled uniformly over each video's duration", wholeNumberFlag("--frames", { min: 1 }), String(DEFAULT_VIDEO_FRAMES));
+    .option(
+      "--video <path>",
+      `video ${what} (repeatable; <video> in the text places it): ${VIDEO_FORMATS_HELP}`,
+      collect,
+    )
+    .option(
+      "--frames <n>",
+      "frames sampled uniformly over each video's duration",
+      wholeNumberFlag("--frames", { min: 1 }),
+      String(DEFAULT_VIDEO_FRAMES),
+    );
 }
 
 export function parseFrames(flags: VideoFlags): number {

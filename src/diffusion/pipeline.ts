@@ -61,11 +61,15 @@ export interface Conditioning {
 const f = Math.fround;
 
 /** The UNet's fixed inputs: [cond; uncond] when guidance applies (s > 1), text_embeds = their mean over the tokens, time_ids. */
-export async function conditioning(config: VisualDecoderConfig, options: Pick<GenerateImagesOptions, "cond" | "uncond" | "guidanceScale" | "dtype">): Promise<Conditioning> {
+export async function conditioning(
+  config: VisualDecoderConfig,
+  options: Pick<GenerateImagesOptions, "cond" | "uncond" | "guidanceScale" | "dtype">,
+): Promise<Conditioning> {
   const dtype = options.dtype ?? "float32";
   const scale = options.guidanceScale ?? config.guidance_scale;
   const guided = scale > 1;
-  if (options.cond.dims.length !== 3) throw new RangeError(`cond: expected dims [B,Q,W], got [${options.cond.dims.join(",")}]`);
+  if (options.cond.dims.length !== 3)
+    throw new RangeError(`cond: expected dims [B,Q,W], got [${options.cond.dims.join(",")}]`);
   const [batch, queries, width] = options.cond.dims;
   checkTensor(options.cond, "cond");
   if (guided) {
@@ -91,7 +95,11 @@ export async function conditioning(config: VisualDecoderConfig, options: Pick<Ge
   const timeIds = new Float32Array(rows * 6);
   for (let r = 0; r < rows; r++) timeIds.set(config.time_ids, r * 6);
   return {
-    batch, rows, guided, guidanceScale: scale, dtype,
+    batch,
+    rows,
+    guided,
+    guidanceScale: scale,
+    dtype,
     feeds: {
       encoder_hidden_states: await toOrt({ data: hidden, dims: [rows, queries, width] }, dtype),
       text_embeds: await toOrt({ data: textEmbeds, dims: [rows, width] }, dtype),
@@ -101,14 +109,25 @@ export async function conditioning(config: VisualDecoderConfig, options: Pick<Ge
 }
 
 /** Seeded noise x init_noise_sigma [B,C,h,w]; image i uses seed + i. */
-export function initialLatents(config: VisualDecoderConfig, schedule: EulerSchedule, batch: number, seed: number): Float32Array {
+export function initialLatents(
+  config: VisualDecoderConfig,
+  schedule: EulerSchedule,
+  batch: number,
+  seed: number,
+): Float32Array {
   const latents = initialNoise(seed, batch, config.latent_channels * config.latent_size * config.latent_size);
   for (let i = 0; i < latents.length; i++) latents[i] = f(latents[i] * schedule.initNoiseSigma);
   return latents;
 }
 
 /** The denoising loop on `latents` (updated in place): one UNet call and one Euler step per iteration, then a yield. */
-export async function* denoise(unet: Session, config: VisualDecoderConfig, cond: Conditioning, schedule: EulerSchedule, latents: Float32Array): AsyncGenerator<DenoisedStep> {
+export async function* denoise(
+  unet: Session,
+  config: VisualDecoderConfig,
+  cond: Conditioning,
+  schedule: EulerSchedule,
+  latents: Float32Array,
+): AsyncGenerator<DenoisedStep> {
   const { batch, rows, guided, dtype } = cond;
   const channels = config.latent_channels;
   const side = config.latent_size;
@@ -132,7 +151,8 @@ export async function* denoise(unet: Session, config: VisualDecoderConfig, cond:
       noise = new Float32Array(batch * perImage);
       const offset = batch * perImage;
       for (let i = 0; i < noise.length; i++) {
-        const c = prediction[i], u = prediction[offset + i];
+        const c = prediction[i],
+          u = prediction[offset + i];
         noise[i] = u + f(guidance * f(c - u));
       }
     }
@@ -142,12 +162,20 @@ export async function* denoise(unet: Session, config: VisualDecoderConfig, cond:
 }
 
 /** The VAE on latents / scaling_factor; images (x / 2 + 0.5) clamped to [0, 1]. */
-export async function decodeLatents(vae: Session, config: VisualDecoderConfig, latents: Float32Array, batch: number, dtype: Dtype = "float32"): Promise<GeneratedImages> {
+export async function decodeLatents(
+  vae: Session,
+  config: VisualDecoderConfig,
+  latents: Float32Array,
+  batch: number,
+  dtype: Dtype = "float32",
+): Promise<GeneratedImages> {
   const side = config.latent_size;
   const inverse = f(1 / config.scaling_factor);
   const scaled = new Float32Array(latents.length);
   for (let i = 0; i < latents.length; i++) scaled[i] = inverse * latents[i];
-  const decoded = await vae.run({ latent_sample: await toOrt({ data: scaled, dims: [batch, config.latent_channels, side, side] }, dtype) });
+  const decoded = await vae.run({
+    latent_sample: await toOrt({ data: scaled, dims: [batch, config.latent_channels, side, side] }, dtype),
+  });
   const sample = fromOrt(decoded.sample, "vae_decoder sample");
   const images = new Float32Array(sample.data.length);
   for (let i = 0; i < images.length; i++) images[i] = Math.min(1, Math.max(0, f(f(sample.data[i] / 2) + 0.5)));
@@ -155,7 +183,11 @@ export async function decodeLatents(vae: Session, config: VisualDecoderConfig, l
 }
 
 /** The whole pipeline: conditioning, initial latents, every denoising step (reported to onStep), decode. */
-export async function generateImages(sessions: VisualDecoderSessions, config: VisualDecoderConfig, options: GenerateImagesOptions): Promise<GeneratedImages> {
+export async function generateImages(
+  sessions: VisualDecoderSessions,
+  config: VisualDecoderConfig,
+  options: GenerateImagesOptions,
+): Promise<GeneratedImages> {
   const cond = await conditioning(config, options);
   const schedule = eulerSchedule(config.scheduler, options.steps ?? config.num_inference_steps);
   const latents = initialLatents(config, schedule, cond.batch, options.seed);

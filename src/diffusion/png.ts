@@ -63,13 +63,21 @@ function chunk(type: string, body: Buffer): Buffer {
 
 function textChunk(keyword: string, text: string): Buffer {
   if (!/^[\x20-\x7e\xa1-\xff]{1,79}$/.test(keyword) || keyword !== keyword.trim()) {
-    throw new RangeError(`PNG text keyword ${JSON.stringify(keyword)}: 1-79 printable Latin-1 characters, no edge spaces`);
+    throw new RangeError(
+      `PNG text keyword ${JSON.stringify(keyword)}: 1-79 printable Latin-1 characters, no edge spaces`,
+    );
   }
   if (/^[\x00-\xff]*$/.test(text) && !text.includes("\0")) {
-    return chunk("tEXt", Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0]), Buffer.from(text, "latin1")]));
+    return chunk(
+      "tEXt",
+      Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0]), Buffer.from(text, "latin1")]),
+    );
   }
   // iTXt: keyword, NUL, compression flag 0, method 0, empty language tag, NUL, empty translated keyword, NUL, UTF-8.
-  return chunk("iTXt", Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, "utf8")]));
+  return chunk(
+    "iTXt",
+    Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, "utf8")]),
+  );
 }
 
 export function insertTextChunks(png: Buffer, metadata: Record<string, string>): Buffer {
@@ -83,7 +91,7 @@ export function insertTextChunks(png: Buffer, metadata: Record<string, string>):
 export function readPngText(png: Buffer): Record<string, string> {
   if (!png.subarray(0, 8).equals(SIGNATURE)) throw new Error("not a PNG file");
   const out: Record<string, string> = {};
-  for (let at = 8; at + 12 <= png.length; ) {
+  for (let at = 8; at + 12 <= png.length;) {
     const length = png.readUInt32BE(at);
     const type = png.toString("latin1", at + 4, at + 8);
     const body = png.subarray(at + 8, at + 8 + length);

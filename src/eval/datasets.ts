@@ -46,7 +46,8 @@ const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif", ".bm
 export function fillPattern(pattern: string, record: Record<string, unknown>, where: string): string {
   return pattern.replace(/\{(\w+)(?::0(\d+)d)?\}/g, (_, name: string, width?: string) => {
     const v = record[name];
-    if (typeof v !== "string" && typeof v !== "number") throw new DataError(`${where}: ${name}: needed by the image pattern ${pattern}, missing`);
+    if (typeof v !== "string" && typeof v !== "number")
+      throw new DataError(`${where}: ${name}: needed by the image pattern ${pattern}, missing`);
     return width ? String(v).padStart(Number(width), "0") : String(v);
   });
 }
@@ -60,7 +61,8 @@ function mostCommon(values: string[]): string {
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-const idOf = (v: unknown): string | undefined => (typeof v === "string" || (typeof v === "number" && Number.isFinite(v)) ? String(v) : undefined);
+const idOf = (v: unknown): string | undefined =>
+  typeof v === "string" || (typeof v === "number" && Number.isFinite(v)) ? String(v) : undefined;
 
 function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new DataError(what);
@@ -77,13 +79,19 @@ function answerTexts(list: unknown, where: string): string[] {
 
 function listField(file: string, doc: unknown, name: string): Located[] {
   if (Array.isArray(doc) && name === "") return doc.map((value, i) => ({ value, where: `${file}: item ${i + 1}` }));
-  if (!isObject(doc) || !Array.isArray(doc[name])) throw new DataError(`${file}: expected an object with a "${name}" list`);
+  if (!isObject(doc) || !Array.isArray(doc[name]))
+    throw new DataError(`${file}: expected an object with a "${name}" list`);
   return (doc[name] as unknown[]).map((value, i) => ({ value, where: `${file}: ${name}[${i}]` }));
 }
 
-type Reader = (spec: SplitSpec, dataDir: string, config: TaskConfig) => { records: (Located | { error: string })[]; toSample: (r: Located) => Omit<Sample, "where"> };
+type Reader = (
+  spec: SplitSpec,
+  dataDir: string,
+  config: TaskConfig,
+) => { records: (Located | { error: string })[]; toSample: (r: Located) => Omit<Sample, "where"> };
 
-const image = (spec: SplitSpec, dataDir: string, record: Record<string, unknown>, where: string) => resolve(dataDir, fillPattern(spec.images!, record, where));
+const image = (spec: SplitSpec, dataDir: string, record: Record<string, unknown>, where: string) =>
+  resolve(dataDir, fillPattern(spec.images!, record, where));
 
 /** video_qa: {id?, video, question, answers}; the video path pattern (spec.videos) takes the record's fields. */
 const videoQa: Reader = (spec, dataDir) => {
@@ -122,7 +130,10 @@ const READERS: Record<TaskConfig["format"], Reader> = {
         const q = r.value as Record<string, unknown>;
         const id = need(idOf(q.question_id), `${r.where}: question_id: expected an id`);
         const a = annotations.get(id);
-        if (!a || !isObject(a.value)) throw new DataError(`${r.where}: question ${id} has no annotation in ${annotationsFile} (a question without answers)`);
+        if (!a || !isObject(a.value))
+          throw new DataError(
+            `${r.where}: question ${id} has no annotation in ${annotationsFile} (a question without answers)`,
+          );
         const answers = answerTexts(a.value.answers, a.where);
         return {
           id,
@@ -174,14 +185,19 @@ const READERS: Record<TaskConfig["format"], Reader> = {
   karpathy: (spec, dataDir) => {
     const file = resolve(dataDir, spec.file!);
     const splits = new Set(Array.isArray(spec.split) ? spec.split : [spec.split!]);
-    const records = listField(file, readJson(file), "images").filter((r) => !isObject(r.value) || splits.has(str(r.value.split) ?? ""));
+    const records = listField(file, readJson(file), "images").filter(
+      (r) => !isObject(r.value) || splits.has(str(r.value.split) ?? ""),
+    );
     return {
       records,
       toSample: (r) => {
         const im = r.value as Record<string, unknown>;
         const sentences = im.sentences;
-        if (!Array.isArray(sentences) || sentences.length === 0) throw new DataError(`${r.where}: an image without captions (sentences)`);
-        const captions = sentences.map((s, i) => need(isObject(s) ? str(s.raw) : undefined, `${r.where}: sentences[${i}].raw: expected text`));
+        if (!Array.isArray(sentences) || sentences.length === 0)
+          throw new DataError(`${r.where}: an image without captions (sentences)`);
+        const captions = sentences.map((s, i) =>
+          need(isObject(s) ? str(s.raw) : undefined, `${r.where}: sentences[${i}].raw: expected text`),
+        );
         return {
           id: need(idOf(im.cocoid) ?? idOf(im.imgid) ?? str(im.filename), `${r.where}: no cocoid, imgid or filename`),
           image: image(spec, dataDir, { filepath: "", ...im }, r.where),
@@ -196,7 +212,8 @@ const READERS: Record<TaskConfig["format"], Reader> = {
       records: readJsonLines(file),
       toSample: (r) => {
         const m = r.value as Record<string, unknown>;
-        if (m.label !== 0 && m.label !== 1) throw new DataError(`${r.where}: label: expected 0 or 1${m.label === undefined ? " (missing)" : ""}`);
+        if (m.label !== 0 && m.label !== 1)
+          throw new DataError(`${r.where}: label: expected 0 or 1${m.label === undefined ? " (missing)" : ""}`);
         return {
           id: need(idOf(m.id), `${r.where}: id: expected an id`),
           image: image(spec, dataDir, m, r.where),
@@ -212,7 +229,8 @@ const READERS: Record<TaskConfig["format"], Reader> = {
     for (const cls of readdirSync(dir).sort()) {
       if (!statSync(join(dir, cls)).isDirectory()) continue;
       for (const f of readdirSync(join(dir, cls)).sort()) {
-        if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) records.push({ value: { cls, f }, where: join(dir, cls, f) });
+        if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase()))
+          records.push({ value: { cls, f }, where: join(dir, cls, f) });
       }
     }
     return {
@@ -231,13 +249,19 @@ const READERS: Record<TaskConfig["format"], Reader> = {
         if (!isObject(r.value)) throw new DataError(`${r.where}: expected an object`);
         const x = r.value;
         const lineId = r.where.replace(/^.*: (line|item) /, "");
-        const sample: Omit<Sample, "where"> = { id: idOf(x.id) ?? lineId, image: image(spec, dataDir, x, r.where), question: str(x.question), text: str(x.text) };
+        const sample: Omit<Sample, "where"> = {
+          id: idOf(x.id) ?? lineId,
+          image: image(spec, dataDir, x, r.where),
+          question: str(x.question),
+          text: str(x.text),
+        };
         if (config.kind === "vqa") {
           sample.answers = answerTexts(x.answers, r.where);
           sample.answer = str(x.answer) ?? mostCommon(sample.answers);
           sample.answerType = str(x.answer_type);
         } else if (config.kind === "captioning") {
-          if (!Array.isArray(x.captions) || x.captions.length === 0 || !x.captions.every((c) => typeof c === "string")) throw new DataError(`${r.where}: captions: expected a list of captions`);
+          if (!Array.isArray(x.captions) || x.captions.length === 0 || !x.captions.every((c) => typeof c === "string"))
+            throw new DataError(`${r.where}: captions: expected a list of captions`);
           sample.captions = x.captions as string[];
         } else {
           const label = idOf(x.label);
@@ -260,15 +284,24 @@ export function loadSplit(config: TaskConfig, split: "eval" | "train", dataDir: 
   const classes = config.classes;
   for (const record of records) {
     if ("error" in record) {
-      skipped.push({ where: record.error.replace(/: not valid JSON.*$/, ""), reason: record.error.slice(record.error.indexOf("not valid JSON")) });
+      skipped.push({
+        where: record.error.replace(/: not valid JSON.*$/, ""),
+        reason: record.error.slice(record.error.indexOf("not valid JSON")),
+      });
       continue;
     }
     try {
       const sample = { ...toSample(record), where: record.where };
-      if (seen.has(sample.id)) throw new DataError(`${record.where}: id ${sample.id} appears twice (also at ${seen.get(sample.id)})`);
-      if (!existsSync(sample.image)) throw new DataError(`${record.where}: ${sample.video !== undefined ? "video" : "image"} ${sample.image}: no such file`);
+      if (seen.has(sample.id))
+        throw new DataError(`${record.where}: id ${sample.id} appears twice (also at ${seen.get(sample.id)})`);
+      if (!existsSync(sample.image))
+        throw new DataError(
+          `${record.where}: ${sample.video !== undefined ? "video" : "image"} ${sample.image}: no such file`,
+        );
       if (sample.label !== undefined && classes !== undefined && !classes.includes(sample.label)) {
-        throw new DataError(`${record.where}: label ${JSON.stringify(sample.label)} is not one of the classes (${classes.join(", ")})`);
+        throw new DataError(
+          `${record.where}: label ${JSON.stringify(sample.label)} is not one of the classes (${classes.join(", ")})`,
+        );
       }
       seen.set(sample.id, record.where);
       samples.push(sample);

@@ -62,10 +62,18 @@ function cosine(a: Float32Array, b: Float32Array): number {
  * RICES: the k train samples whose image vectors are most similar (cosine) to the query's, ordered by increasing
  * similarity so the MOST similar is LAST, next to the query (as OpenFlamingo's rices.py orders them). Ties go by id.
  */
-export function ricesDemos(pool: readonly Sample[], query: Sample, k: number, vector: (s: Sample) => Float32Array): Sample[] {
+export function ricesDemos(
+  pool: readonly Sample[],
+  query: Sample,
+  k: number,
+  vector: (s: Sample) => Float32Array,
+): Sample[] {
   const q = vector(query);
   const ranked = candidates(pool, query)
     .map((s) => ({ s, sim: cosine(q, vector(s)) }))
     .sort((a, b) => b.sim - a.sim || byId(a.s, b.s));
-  return ranked.slice(0, k).reverse().map((r) => r.s);
+  return ranked
+    .slice(0, k)
+    .reverse()
+    .map((r) => r.s);
 }

@@ -35,7 +35,10 @@ export class FeatureCache {
   private readonly packageDir: string | null;
 
   /** `dir` null keeps nothing on disk: every call computes (what a run without the cache costs). */
-  constructor(private readonly model: Emu2, dir: string | null) {
+  constructor(
+    private readonly model: Emu2,
+    dir: string | null,
+  ) {
     this.packageDir = dir === null ? null : join(dir, packageFeatureKey(model));
     if (this.packageDir) mkdirSync(this.packageDir, { recursive: true });
   }
@@ -46,7 +49,10 @@ export class FeatureCache {
       try {
         h = fileHash(path);
       } catch (err) {
-        throw new ImageLoadError(path, `cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new ImageLoadError(
+          path,
+          `cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        );
       }
       this.hashes.set(path, h);
     }

@@ -15,7 +15,9 @@ export function readText(file: string): string {
     return readFileSync(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(`${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder, expected a file" : errorMessage(err)}`);
+    throw new DataError(
+      `${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder, expected a file" : errorMessage(err)}`,
+    );
   }
 }
 
@@ -75,11 +77,15 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 export function field<T>(record: Located, name: string, check: (v: unknown) => v is T, expected: string): T {
   const v = isObject(record.value) ? record.value[name] : undefined;
   if (!isObject(record.value)) throw new DataError(`${record.where}: expected an object`);
-  if (!check(v)) throw new DataError(`${record.where}: ${name}: expected ${expected}${v === undefined ? " (missing)" : `, got ${JSON.stringify(v)}`}`);
+  if (!check(v))
+    throw new DataError(
+      `${record.where}: ${name}: expected ${expected}${v === undefined ? " (missing)" : `, got ${JSON.stringify(v)}`}`,
+    );
   return v;
 }
 
 export const isString = (v: unknown): v is string => typeof v === "string";
 export const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-export const isId = (v: unknown): v is string | number => typeof v === "string" || (typeof v === "number" && Number.isFinite(v));
+export const isId = (v: unknown): v is string | number =>
+  typeof v === "string" || (typeof v === "number" && Number.isFinite(v));
 export const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.length > 0 && v.every(isString);

@@ -19,7 +19,8 @@ function fill(template: string, sample: Sample, values: Record<string, string | 
     }
     const text = piece.replace(/\{(\w+)\}/g, (_, name: string) => {
       const v = values[name];
-      if (v === undefined) throw new DataError(`${sample.where}: the prompt template needs {${name}}, which this record does not have`);
+      if (v === undefined)
+        throw new DataError(`${sample.where}: the prompt template needs {${name}}, which this record does not have`);
       return v;
     });
     if (text.length > 0) parts.push({ kind: "text", text });
@@ -28,7 +29,13 @@ function fill(template: string, sample: Sample, values: Record<string, string | 
 }
 
 function recordValues(sample: Sample): Record<string, string | undefined> {
-  return { question: sample.question, text: sample.text, answer: sample.answer, caption: sample.captions?.[0], class: sample.label };
+  return {
+    question: sample.question,
+    text: sample.text,
+    answer: sample.answer,
+    caption: sample.captions?.[0],
+    class: sample.label,
+  };
 }
 
 /** The prompt for a query after its demonstrations (none: the zero-shot template). */
@@ -38,8 +45,10 @@ export function buildPrompt(config: TaskConfig, query: Sample, demos: readonly S
     parts.push(...fill(config.prompt.demo, demo, recordValues(demo)));
     if (config.prompt.separator) parts.push({ kind: "text", text: config.prompt.separator });
   }
-  const template = demos.length === 0 ? config.prompt.zero_shot ?? config.prompt.query : config.prompt.query;
-  parts.push(...fill(template, query, { ...recordValues(query), answer: undefined, caption: undefined, class: undefined }));
+  const template = demos.length === 0 ? (config.prompt.zero_shot ?? config.prompt.query) : config.prompt.query;
+  parts.push(
+    ...fill(template, query, { ...recordValues(query), answer: undefined, caption: undefined, class: undefined }),
+  );
   return { kind: "sequence", parts };
 }
 

@@ -1,7 +1,17 @@
 // The output directory of a run: results.json (rewritten atomically as the run goes) and one predictions JSONL per
 // task, shot count and seed (appended one record at a time). A run killed at any point, SIGKILL included, leaves at
 // most a torn last line, which resuming cuts off; everything before it is kept.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../util/errors.js";
 import { DataError, isObject } from "./json-files.js";
@@ -58,14 +68,17 @@ export function readPredictions(file: string): PredictionRecord[] {
   const end = text.lastIndexOf("\n") + 1;
   if (end < text.length) truncateSync(file, Buffer.byteLength(text.slice(0, end)));
   const out: PredictionRecord[] = [];
-  text.slice(0, end).split("\n").forEach((line, i) => {
-    if (line === "") return;
-    try {
-      out.push(JSON.parse(line) as PredictionRecord);
-    } catch {
-      throw new DataError(`${file}: line ${i + 1}: not valid JSON: the predictions file is damaged`);
-    }
-  });
+  text
+    .slice(0, end)
+    .split("\n")
+    .forEach((line, i) => {
+      if (line === "") return;
+      try {
+        out.push(JSON.parse(line) as PredictionRecord);
+      } catch {
+        throw new DataError(`${file}: line ${i + 1}: not valid JSON: the predictions file is damaged`);
+      }
+    });
   return out;
 }
 
@@ -86,7 +99,13 @@ export class PredictionWriter {
 /** Stable JSON (sorted keys) for comparing run identities. */
 export function canonical(value: unknown): string {
   return JSON.stringify(value, (_, v: unknown) =>
-    isObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v,
+    isObject(v)
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, v[k]]),
+        )
+      : v,
   );
 }
 

@@ -17,9 +17,23 @@ import { FeatureCache } from "./feature-cache.js";
 import { vqaAccuracy } from "./metrics/vqa.js";
 import { buildPrompt, cleanPrediction } from "./prompts.js";
 import {
-  canonical, firstDifference, PredictionWriter, predictionsFile, readPredictions, readResults, RESULTS_FILE, writeJsonAtomic, type PredictionRecord,
+  canonical,
+  firstDifference,
+  PredictionWriter,
+  predictionsFile,
+  readPredictions,
+  readResults,
+  RESULTS_FILE,
+  writeJsonAtomic,
+  type PredictionRecord,
 } from "./run-store.js";
-import { scoreAccuracyItems, scoreCaptionItems, scoreRocAucItems, scoreVqaItems, type ScoreReport } from "./score-files.js";
+import {
+  scoreAccuracyItems,
+  scoreCaptionItems,
+  scoreRocAucItems,
+  scoreVqaItems,
+  type ScoreReport,
+} from "./score-files.js";
 import { checkDataFiles, type TaskConfig } from "./task-config.js";
 
 export interface Shard {
@@ -96,12 +110,21 @@ export function loadTasks(configs: { config: TaskConfig; file: string }[], dataD
 }
 
 export function manifestSha256(model: Emu2): string {
-  return createHash("sha256").update(readFileSync(model.pkg.path("manifest.yaml"))).digest("hex");
+  return createHash("sha256")
+    .update(readFileSync(model.pkg.path("manifest.yaml")))
+    .digest("hex");
 }
 
 /** The slice of a task's evaluation list this run does: first --limit samples, then every count-th for a shard. */
-export function evalList(task: TaskData, limit: number | null, shard: Shard | null): { sample: Sample; index: number }[] {
-  const all = (limit === null ? task.eval.samples : task.eval.samples.slice(0, limit)).map((sample, index) => ({ sample, index }));
+export function evalList(
+  task: TaskData,
+  limit: number | null,
+  shard: Shard | null,
+): { sample: Sample; index: number }[] {
+  const all = (limit === null ? task.eval.samples : task.eval.samples.slice(0, limit)).map((sample, index) => ({
+    sample,
+    index,
+  }));
   return shard === null ? all : all.filter((x) => x.index % shard.count === shard.index);
 }
 
@@ -131,7 +154,15 @@ export function scoreRecords(config: TaskConfig, records: PredictionRecord[], se
 function scoreItems(config: TaskConfig, ran: PredictionRecord[]): ScoreReport {
   switch (config.metric) {
     case "vqa":
-      return scoreVqaItems(ran.map((r) => ({ prediction: r.prediction!, answers: r.references!, answerType: r.answer_type, questionType: r.question_type })), config.vqa_always_normalize);
+      return scoreVqaItems(
+        ran.map((r) => ({
+          prediction: r.prediction!,
+          answers: r.references!,
+          answerType: r.answer_type,
+          questionType: r.question_type,
+        })),
+        config.vqa_always_normalize,
+      );
     case "cider":
       return scoreCaptionItems(ran.map((r) => ({ prediction: r.prediction!, references: r.references! })));
     case "roc-auc":
@@ -150,15 +181,22 @@ export function summarizeTrials(metric: string, trials: TrialResult[]): ShotResu
 }
 
 export function dataSkipped(tasks: TaskData[]): ResultsFile["data_skipped"] {
-  return Object.fromEntries(tasks.map((t) => [t.config.name, {
-    eval: t.eval.skipped.length,
-    train: t.train.skipped.length,
-    examples: [...t.eval.skipped, ...t.train.skipped].slice(0, MAX_SKIPPED_LISTED),
-  }]));
+  return Object.fromEntries(
+    tasks.map((t) => [
+      t.config.name,
+      {
+        eval: t.eval.skipped.length,
+        train: t.train.skipped.length,
+        examples: [...t.eval.skipped, ...t.train.skipped].slice(0, MAX_SKIPPED_LISTED),
+      },
+    ]),
+  );
 }
 
 /** What must be equal for two output directories to hold parts of the same run (resume, merge). */
-export function runIdentity(r: Pick<ResultsFile, "emu2_version" | "package" | "run" | "configs">): Record<string, unknown> {
+export function runIdentity(
+  r: Pick<ResultsFile, "emu2_version" | "package" | "run" | "configs">,
+): Record<string, unknown> {
   return { emu2_version: r.emu2_version, package: r.package, run: r.run, configs: r.configs };
 }
 
@@ -225,14 +263,21 @@ export async function runFewshotEval(request: RunRequest, callbacks: RunCallback
   const existing = readResults(outputDir);
   const predictionsDir = join(outputDir, "predictions");
   if (existing === null && existsSync(predictionsDir) && readdirSync(predictionsDir).length > 0) {
-    throw new UsageError(`${predictionsDir} holds predictions but ${join(outputDir, RESULTS_FILE)} is missing: choose another --output-dir`);
+    throw new UsageError(
+      `${predictionsDir} holds predictions but ${join(outputDir, RESULTS_FILE)} is missing: choose another --output-dir`,
+    );
   }
   if (existing !== null) {
     const where = join(outputDir, RESULTS_FILE);
-    if (!request.resume) throw new UsageError(`${where} exists: pass --resume to continue that run, or choose another --output-dir`);
+    if (!request.resume)
+      throw new UsageError(`${where} exists: pass --resume to continue that run, or choose another --output-dir`);
     const differs = firstDifference(runIdentity(existing as unknown as ResultsFile), runIdentity(results));
-    if (differs !== null) throw new UsageError(`--resume: ${where} was made by a different run (${differs} differs): choose another --output-dir`);
-    if (canonical(existing.shard ?? null) !== canonical(shard)) throw new UsageError(`--resume: ${where} is shard ${canonical(existing.shard)}, not ${canonical(shard)}`);
+    if (differs !== null)
+      throw new UsageError(
+        `--resume: ${where} was made by a different run (${differs} differs): choose another --output-dir`,
+      );
+    if (canonical(existing.shard ?? null) !== canonical(shard))
+      throw new UsageError(`--resume: ${where} is shard ${canonical(existing.shard)}, not ${canonical(shard)}`);
   }
   mkdirSync(outputDir, { recursive: true });
   writeJsonAtomic(join(outputDir, RESULTS_FILE), results);
@@ -248,7 +293,9 @@ export async function runFewshotEval(request: RunRequest, callbacks: RunCallback
     // A train image that cannot be read is never ranked; an eval image that cannot be read skips its sample.
     const rices = settings.demos === "rices" && maxShots > 0;
     if (rices) {
-      callbacks.onNotice?.(`emu2: ${config.name}: image vectors of ${pool.length} train and ${list.length} eval samples for RICES`);
+      callbacks.onNotice?.(
+        `emu2: ${config.name}: image vectors of ${pool.length} train and ${list.length} eval samples for RICES`,
+      );
       for (const s of [...pool, ...list.map((x) => x.sample)]) {
         try {
           await cache.vector(s.image);
@@ -281,7 +328,12 @@ export async function runFewshotEval(request: RunRequest, callbacks: RunCallback
             const batch = todo.slice(start, start + request.batchSize);
             const prepared = batch.map(({ sample, index }) => {
               try {
-                const demos = shots === 0 ? [] : settings.demos === "rices" ? ricesDemos(ricesPool, sample, shots, vectorOf) : randomDemos(pool, sample, shots, seed);
+                const demos =
+                  shots === 0
+                    ? []
+                    : settings.demos === "rices"
+                      ? ricesDemos(ricesPool, sample, shots, vectorOf)
+                      : randomDemos(pool, sample, shots, seed);
                 return { sample, index, demos, prompt: buildPrompt(config, sample, demos) };
               } catch (err) {
                 if (!(err instanceof Emu2Error)) throw err;
@@ -321,10 +373,23 @@ interface PreparedQuery {
 }
 
 /** Runs one batch; null when it was interrupted (nothing of it is written). */
-async function runBatch(model: Emu2, task: TaskData, batch: PreparedQuery[], decoding: GenerationSettings, cache: FeatureCache, signal?: AbortSignal): Promise<PredictionRecord[] | null> {
+async function runBatch(
+  model: Emu2,
+  task: TaskData,
+  batch: PreparedQuery[],
+  decoding: GenerationSettings,
+  cache: FeatureCache,
+  signal?: AbortSignal,
+): Promise<PredictionRecord[] | null> {
   const config = task.config;
-  const base = (q: PreparedQuery): PredictionRecord => ({ id: q.sample.id, index: q.index, demos: q.demos.map((d) => d.id) });
-  const records: (PredictionRecord | null)[] = batch.map((q) => (q.error !== undefined ? { ...base(q), skipped: q.error } : null));
+  const base = (q: PreparedQuery): PredictionRecord => ({
+    id: q.sample.id,
+    index: q.index,
+    demos: q.demos.map((d) => d.id),
+  });
+  const records: (PredictionRecord | null)[] = batch.map((q) =>
+    q.error !== undefined ? { ...base(q), skipped: q.error } : null,
+  );
   const runnable = batch.map((q, i) => ({ q, i })).filter(({ q }) => q.error === undefined);
   if (config.kind === "classification") {
     const classes = task.classes!;
@@ -336,8 +401,12 @@ async function runBatch(model: Emu2, task: TaskData, batch: PreparedQuery[], dec
         let best = 0;
         means.forEach((m, k) => (m > means[best] ? (best = k) : undefined));
         const record: PredictionRecord = {
-          ...base(q), raw: classes[best], prediction: classes[best], label: q.sample.label,
-          class_scores: Object.fromEntries(classes.map((c, k) => [c, means[k]])), score: classes[best] === q.sample.label ? 1 : 0,
+          ...base(q),
+          raw: classes[best],
+          prediction: classes[best],
+          label: q.sample.label,
+          class_scores: Object.fromEntries(classes.map((c, k) => [c, means[k]])),
+          score: classes[best] === q.sample.label ? 1 : 0,
         };
         if (config.positive_class !== undefined) {
           record.probability = softmax(means)[classes.indexOf(config.positive_class)];
@@ -350,7 +419,11 @@ async function runBatch(model: Emu2, task: TaskData, batch: PreparedQuery[], dec
       }
     }
   } else if (runnable.length > 0) {
-    const outputs = await model.generateTextEach(runnable.map(({ q }) => q.prompt!), decoding, { signal, imageFeatures: cache.source, frames: config.video_frames });
+    const outputs = await model.generateTextEach(
+      runnable.map(({ q }) => q.prompt!),
+      decoding,
+      { signal, imageFeatures: cache.source, frames: config.video_frames },
+    );
     if (signal?.aborted) return null;
     outputs.forEach((out, k) => {
       const { q, i } = runnable[k];
@@ -361,7 +434,12 @@ async function runBatch(model: Emu2, task: TaskData, batch: PreparedQuery[], dec
       const prediction = cleanPrediction(config, out.text);
       if (config.kind === "vqa") {
         records[i] = {
-          ...base(q), raw: out.text, prediction, references: q.sample.answers, answer_type: q.sample.answerType, question_type: q.sample.questionType,
+          ...base(q),
+          raw: out.text,
+          prediction,
+          references: q.sample.answers,
+          answer_type: q.sample.answerType,
+          question_type: q.sample.questionType,
           score: vqaAccuracy(prediction, q.sample.answers!, { alwaysNormalize: config.vqa_always_normalize }),
         };
       } else {

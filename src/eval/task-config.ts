@@ -43,10 +43,12 @@ export type DatasetFormat = keyof typeof FORMAT_FIELDS;
 
 export const TEMPLATE_FIELDS = ["image", "video", "question", "answer", "caption", "text", "class"] as const;
 
-const templateString = z.string().min(1).refine(
-  (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (TEMPLATE_FIELDS as readonly string[]).includes(m[1])),
-  { message: `placeholders must be among ${TEMPLATE_FIELDS.map((f) => `{${f}}`).join(", ")}` },
-);
+const templateString = z
+  .string()
+  .min(1)
+  .refine((t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (TEMPLATE_FIELDS as readonly string[]).includes(m[1])), {
+    message: `placeholders must be among ${TEMPLATE_FIELDS.map((f) => `{${f}}`).join(", ")}`,
+  });
 
 const taskSchema = z
   .strictObject({
@@ -90,22 +92,45 @@ const taskSchema = z
   .superRefine((t, ctx) => {
     for (const split of ["eval", "train"] as const) {
       for (const need of FORMAT_FIELDS[t.format]) {
-        if (t[split][need] === undefined) ctx.addIssue({ code: "custom", path: [split, need], message: `required by format ${t.format}` });
+        if (t[split][need] === undefined)
+          ctx.addIssue({ code: "custom", path: [split, need], message: `required by format ${t.format}` });
       }
     }
-    if (t.format === "video_qa" && t.kind !== "vqa") ctx.addIssue({ code: "custom", path: ["kind"], message: "format video_qa is a vqa task" });
-    if (t.format === "video_qa" && !t.prompt.query.includes("{video}")) ctx.addIssue({ code: "custom", path: ["prompt", "query"], message: "format video_qa needs {video} in the query" });
-    const metricKinds = { vqa: ["vqa"], cider: ["captioning"], "roc-auc": ["classification"], accuracy: ["classification"] } as const;
+    if (t.format === "video_qa" && t.kind !== "vqa")
+      ctx.addIssue({ code: "custom", path: ["kind"], message: "format video_qa is a vqa task" });
+    if (t.format === "video_qa" && !t.prompt.query.includes("{video}"))
+      ctx.addIssue({
+        code: "custom",
+        path: ["prompt", "query"],
+        message: "format video_qa needs {video} in the query",
+      });
+    const metricKinds = {
+      vqa: ["vqa"],
+      cider: ["captioning"],
+      "roc-auc": ["classification"],
+      accuracy: ["classification"],
+    } as const;
     if (!(metricKinds[t.metric] as readonly string[]).includes(t.kind)) {
       ctx.addIssue({ code: "custom", path: ["metric"], message: `${t.metric} does not score a ${t.kind} task` });
     }
     if (t.kind === "classification") {
-      if (t.classes === undefined && t.format !== "class_folder") ctx.addIssue({ code: "custom", path: ["classes"], message: "required by a classification task" });
-      if (t.metric === "roc-auc" && t.positive_class === undefined) ctx.addIssue({ code: "custom", path: ["positive_class"], message: "required by roc-auc" });
+      if (t.classes === undefined && t.format !== "class_folder")
+        ctx.addIssue({ code: "custom", path: ["classes"], message: "required by a classification task" });
+      if (t.metric === "roc-auc" && t.positive_class === undefined)
+        ctx.addIssue({ code: "custom", path: ["positive_class"], message: "required by roc-auc" });
       if (t.positive_class !== undefined && t.classes !== undefined && !t.classes.includes(t.positive_class)) {
-        ctx.addIssue({ code: "custom", path: ["positive_class"], message: `must be one of classes (${t.classes.join(", ")})` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["positive_class"],
+          message: `must be one of classes (${t.classes.join(", ")})`,
+        });
       }
-      if (t.prompt.query.includes("{class}")) ctx.addIssue({ code: "custom", path: ["prompt", "query"], message: "the class is scored after the query: it cannot contain {class}" });
+      if (t.prompt.query.includes("{class}"))
+        ctx.addIssue({
+          code: "custom",
+          path: ["prompt", "query"],
+          message: "the class is scored after the query: it cannot contain {class}",
+        });
     }
   });
 
@@ -133,7 +158,8 @@ export function validateTaskConfig(raw: unknown, file: string): TaskConfig {
   const issue = result.error.issues[0];
   const field = issue.path.map(String).join(".") || "(top level)";
   let detail = issue.message;
-  if (issue.code === "unrecognized_keys") detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  if (issue.code === "unrecognized_keys")
+    detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
   else if (issue.code === "invalid_type" || issue.code === "invalid_value" || issue.code === "too_small") {
     detail = `${issue.message.replace(/^Invalid input: /, "")} (found ${describeValue(valueAt(raw, issue.path))})`;
   }
@@ -143,15 +169,20 @@ export function validateTaskConfig(raw: unknown, file: string): TaskConfig {
 
 /** A task name (configs/eval/<name>.yaml) or a path to a YAML file. */
 export function configPath(nameOrPath: string, relativeTo?: string): string {
-  if (/[/\\]|\.ya?ml$/.test(nameOrPath)) return isAbsolute(nameOrPath) || relativeTo === undefined ? resolve(nameOrPath) : resolve(relativeTo, nameOrPath);
+  if (/[/\\]|\.ya?ml$/.test(nameOrPath))
+    return isAbsolute(nameOrPath) || relativeTo === undefined ? resolve(nameOrPath) : resolve(relativeTo, nameOrPath);
   return join(CONFIG_DIR, `${nameOrPath}.yaml`);
 }
 
 function readYaml(file: string): Record<string, unknown> {
-  if (!existsSync(file)) throw new UsageError(`${file}: no such task config${file.startsWith(CONFIG_DIR) ? ` (known tasks: ${knownTasks().join(", ")})` : ""}`);
+  if (!existsSync(file))
+    throw new UsageError(
+      `${file}: no such task config${file.startsWith(CONFIG_DIR) ? ` (known tasks: ${knownTasks().join(", ")})` : ""}`,
+    );
   const { doc } = readYamlDocument(readFileSync(file, "utf8"), file, (message) => new UsageError(message));
   const value = doc.toJS() as unknown;
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new UsageError(`${file}: expected a mapping of task fields`);
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new UsageError(`${file}: expected a mapping of task fields`);
   return value as Record<string, unknown>;
 }
 
@@ -162,7 +193,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 /** `override` on top of `base`: mappings merge key by key, anything else replaces. */
 function overlay(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(override)) out[k] = isPlainObject(v) && isPlainObject(base[k]) ? overlay(base[k], v) : v;
+  for (const [k, v] of Object.entries(override))
+    out[k] = isPlainObject(v) && isPlainObject(base[k]) ? overlay(base[k], v) : v;
   return out;
 }
 
@@ -171,7 +203,8 @@ function readRaw(file: string, seen: string[]): Record<string, unknown> {
   const raw = readYaml(file);
   const { extends: parent, ...own } = raw;
   if (parent === undefined) return own;
-  if (typeof parent !== "string") throw new UsageError(`${file}: field extends: expected a task name or path (found ${describeValue(parent)})`);
+  if (typeof parent !== "string")
+    throw new UsageError(`${file}: field extends: expected a task name or path (found ${describeValue(parent)})`);
   const base = readRaw(configPath(parent, dirname(file)), [...seen, file]);
   // The name of a derived task is its own unless it says otherwise.
   return overlay({ ...base, name: undefined }, own);
@@ -186,7 +219,10 @@ export function loadTaskConfig(nameOrPath: string): { config: TaskConfig; file: 
 
 export function knownTasks(): string[] {
   if (!existsSync(CONFIG_DIR)) return [];
-  return readdirSync(CONFIG_DIR).filter((f) => f.endsWith(".yaml")).map((f) => f.replace(/\.yaml$/, "")).sort();
+  return readdirSync(CONFIG_DIR)
+    .filter((f) => f.endsWith(".yaml"))
+    .map((f) => f.replace(/\.yaml$/, ""))
+    .sort();
 }
 
 /** The data files a task reads, resolved against the data dir; the first missing one stops the run. */
@@ -196,7 +232,10 @@ export function checkDataFiles(config: TaskConfig, file: string, dataDir: string
       const rel = config[split][key];
       if (rel === undefined) continue;
       const path = resolve(dataDir, rel);
-      if (!existsSync(path)) throw new UsageError(`${file}: ${split}.${key}: ${path} does not exist (data dir ${dataDir}: --data-dir or $EMU2_DATA)`);
+      if (!existsSync(path))
+        throw new UsageError(
+          `${file}: ${split}.${key}: ${path} does not exist (data dir ${dataDir}: --data-dir or $EMU2_DATA)`,
+        );
     }
   }
 }

@@ -34,7 +34,8 @@ export class BeamHypotheses {
 
   add(tokens: number[], sumLogprobs: number, eos: boolean): void {
     // HF divides by 0 ** length_penalty here and raises; so does this.
-    if (tokens.length === 0) throw new Emu2Error("beam search met end-of-sequence as the first token: use a minimum of at least 1 new token");
+    if (tokens.length === 0)
+      throw new Emu2Error("beam search met end-of-sequence as the first token: use a minimum of at least 1 new token");
     const score = sumLogprobs / tokens.length ** this.lengthPenalty;
     if (this.beams.length < this.numBeams || score > this.worst) {
       this.beams.push({ score, tokens, eos });
@@ -52,14 +53,18 @@ export class BeamHypotheses {
   isDone(bestSumLogprobs: number, curLen: number): boolean {
     if (this.beams.length < this.numBeams) return false;
     if (this.earlyStopping === true) return true;
-    if (this.earlyStopping === "never" && this.lengthPenalty > 0) return this.worst >= bestSumLogprobs / this.maxNewTokens ** this.lengthPenalty;
+    if (this.earlyStopping === "never" && this.lengthPenalty > 0)
+      return this.worst >= bestSumLogprobs / this.maxNewTokens ** this.lengthPenalty;
     return this.worst >= bestSumLogprobs / curLen ** this.lengthPenalty;
   }
 
   /** The `n` best, best first: finalize pops the end of a stable ascending sort by score. */
   best(n: number): Hypothesis[] {
     const sorted = this.beams.map((b, i) => ({ b, i })).sort((x, y) => x.b.score - y.b.score || x.i - y.i);
-    return sorted.slice(-n).reverse().map((x) => x.b);
+    return sorted
+      .slice(-n)
+      .reverse()
+      .map((x) => x.b);
   }
 }
 
@@ -75,7 +80,11 @@ export interface BeamCandidate {
  * The `count` best candidates over a group's beams, sorted by score descending; ties go to the lower flat index
  * (beam * V + token), as torch.topk on CPU returns them. `rows[beam]` holds the processed log-probs of that beam.
  */
-export function topCandidates(rows: readonly Float32Array[], beamScores: readonly number[], count: number): BeamCandidate[] {
+export function topCandidates(
+  rows: readonly Float32Array[],
+  beamScores: readonly number[],
+  count: number,
+): BeamCandidate[] {
   const list: (BeamCandidate & { flat: number })[] = [];
   rows.forEach((row, beam) => {
     const base = beamScores[beam];
@@ -104,7 +113,14 @@ export interface NextBeam {
  * beam's sequence as a hypothesis (eos below rank k is skipped); the first k other candidates become the next beams.
  * Returns them and whether the prompt is done.
  */
-export function advanceGroup(candidates: readonly BeamCandidate[], generated: readonly (readonly number[])[], hyps: BeamHypotheses, numBeams: number, eosTokenId: number, curLen: number): { next: NextBeam[]; done: boolean } {
+export function advanceGroup(
+  candidates: readonly BeamCandidate[],
+  generated: readonly (readonly number[])[],
+  hyps: BeamHypotheses,
+  numBeams: number,
+  eosTokenId: number,
+  curLen: number,
+): { next: NextBeam[]; done: boolean } {
   const next: NextBeam[] = [];
   for (const [rank, c] of candidates.entries()) {
     if (next.length === numBeams) break;
@@ -147,11 +163,20 @@ export class BeamSearchScorer {
   private readonly hyps: BeamHypotheses[];
   private readonly done: boolean[];
 
-  constructor(batch: number, private readonly settings: BeamScorerSettings, private readonly eosTokenId: number, private readonly padTokenId: number) {
+  constructor(
+    batch: number,
+    private readonly settings: BeamScorerSettings,
+    private readonly eosTokenId: number,
+    private readonly padTokenId: number,
+  ) {
     const k = settings.numBeams;
     // Only the first beam of a prompt is live at first, so the first step's 2k candidates come from distinct tokens.
-    this.groups = Array.from({ length: batch }, () => Array.from({ length: k }, (_, beam) => ({ tokens: [], score: beam === 0 ? 0 : -1e9 })));
-    this.hyps = this.groups.map(() => new BeamHypotheses(k, settings.lengthPenalty, settings.earlyStopping, settings.maxNewTokens));
+    this.groups = Array.from({ length: batch }, () =>
+      Array.from({ length: k }, (_, beam) => ({ tokens: [], score: beam === 0 ? 0 : -1e9 })),
+    );
+    this.hyps = this.groups.map(
+      () => new BeamHypotheses(k, settings.lengthPenalty, settings.earlyStopping, settings.maxNewTokens),
+    );
     this.done = this.groups.map(() => false);
   }
 
@@ -193,8 +218,19 @@ export class BeamSearchScorer {
     this.groups.forEach((group, b) => {
       if (this.done[b]) return;
       const rows = group.map((_, beam) => scores[b * k + beam] as Float32Array);
-      const candidates = topCandidates(rows, group.map((g) => g.score), 2 * k);
-      const { next, done } = advanceGroup(candidates, group.map((g) => g.tokens), this.hyps[b], k, this.eosTokenId, curLen);
+      const candidates = topCandidates(
+        rows,
+        group.map((g) => g.score),
+        2 * k,
+      );
+      const { next, done } = advanceGroup(
+        candidates,
+        group.map((g) => g.tokens),
+        this.hyps[b],
+        k,
+        this.eosTokenId,
+        curLen,
+      );
       this.groups[b] = next.map((n) => ({ tokens: [...group[n.parent].tokens, n.token], score: n.score }));
       next.forEach((n, j) => {
         tokens[b * k + j] = n.token;

@@ -9,7 +9,9 @@ import { entryNames, type KvCache, type KvCacheFactory, type KvCacheShape } from
 
 /** The decoder outputs a device cache keeps on the device: those of layers first .. first + layers - 1. */
 export function presentNames(layers: number, first = 0): string[] {
-  return entryNames(first + layers).slice(2 * first).map((n) => `present.${n}`);
+  return entryNames(first + layers)
+    .slice(2 * first)
+    .map((n) => `present.${n}`);
 }
 
 /** The row-selection graph's outputs, kept on the device too. */
@@ -24,9 +26,17 @@ export function rowSelectionGraph(shape: KvCacheShape): Uint8Array {
   return writeOnnxModel({
     name: "kv_cache_select_rows",
     opset: 17,
-    inputs: [{ name: "rows", type: "int64", dims: ["rows"] }, ...names.map((n) => ({ name: `past_key_values.${n}`, type: shape.dtype, dims: dims("batch") }))],
+    inputs: [
+      { name: "rows", type: "int64", dims: ["rows"] },
+      ...names.map((n) => ({ name: `past_key_values.${n}`, type: shape.dtype, dims: dims("batch") })),
+    ],
     outputs: selectedNames(shape.layers).map((name) => ({ name, type: shape.dtype, dims: dims("rows") })),
-    nodes: names.map((n) => ({ op: "Gather", inputs: [`past_key_values.${n}`, "rows"], outputs: [`selected.${n}`], ints: { axis: 0 } })),
+    nodes: names.map((n) => ({
+      op: "Gather",
+      inputs: [`past_key_values.${n}`, "rows"],
+      outputs: [`selected.${n}`],
+      ints: { axis: 0 },
+    })),
   });
 }
 
@@ -68,7 +78,8 @@ export class DeviceKvCache implements KvCache {
     const names = entryNames(shape.layers);
     return async (batch) => {
       const tensors = new Map<string, OrtTensor>();
-      for (const n of names) tensors.set(n, buffers.hold(await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim])));
+      for (const n of names)
+        tensors.set(n, buffers.hold(await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim])));
       return new DeviceKvCache(shape, selectSession, buffers, names, tensors);
     };
   }
@@ -100,7 +111,10 @@ export class DeviceKvCache implements KvCache {
     for (const n of this.names) {
       const present = outputs[`present.${n}`];
       if (!present) throw new Error(`the decoder returned no present.${n}`);
-      if (present.location !== "gpu-buffer") throw new Error(`present.${n} came back to host memory: the decoder session does not keep its presents on the device`);
+      if (present.location !== "gpu-buffer")
+        throw new Error(
+          `present.${n} came back to host memory: the decoder session does not keep its presents on the device`,
+        );
     }
     for (const n of this.names) this.replace(n, outputs[`present.${n}`]);
   }
@@ -114,17 +128,22 @@ export class DeviceKvCache implements KvCache {
   async select(rows: readonly number[]): Promise<void> {
     const batch = this.batch;
     for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= batch) throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
+      if (!Number.isInteger(r) || r < 0 || r >= batch)
+        throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
     }
     if (this.length === 0) {
       // Nothing on the device yet: the empty past only changes its batch size.
-      for (const n of this.names) this.replace(n, await zeros(this.shape.dtype, [rows.length, this.shape.heads, 0, this.shape.headDim]));
+      for (const n of this.names)
+        this.replace(n, await zeros(this.shape.dtype, [rows.length, this.shape.heads, 0, this.shape.headDim]));
       return;
     }
     const out = await this.selectSession.run({ rows: await int64Tensor(rows, [rows.length]), ...this.feeds() });
     for (const n of this.names) {
       const selected = out[`selected.${n}`];
-      if (selected.location !== "gpu-buffer") throw new Error(`selected.${n} came back to host memory: the row-selection session does not keep its outputs on the device`);
+      if (selected.location !== "gpu-buffer")
+        throw new Error(
+          `selected.${n} came back to host memory: the row-selection session does not keep its outputs on the device`,
+        );
       this.replace(n, selected);
     }
   }

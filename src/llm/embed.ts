@@ -21,9 +21,18 @@ export function imageRows(ids: readonly (readonly number[])[], imageTokenId: num
  * <image> row takes the k-th row of `images` [K,Q,W] (flattened), the k-th [gIMG] row the k-th row of `frames`
  * [F,Qv,W], as the official code fills each token's rows from its own stream.
  */
-export function mergeFeatureRows(ids: readonly number[], imageTokenId: number, images: Tensor | null, frameTokenId: number, frames: Tensor | null): Tensor {
+export function mergeFeatureRows(
+  ids: readonly number[],
+  imageTokenId: number,
+  images: Tensor | null,
+  frameTokenId: number,
+  frames: Tensor | null,
+): Tensor {
   const width = (images ?? frames)?.dims[2] ?? 0;
-  const streams = new Map([[imageTokenId, { data: images?.data, next: 0 }], [frameTokenId, { data: frames?.data, next: 0 }]]);
+  const streams = new Map([
+    [imageTokenId, { data: images?.data, next: 0 }],
+    [frameTokenId, { data: frames?.data, next: 0 }],
+  ]);
   const rows = ids.filter((id) => streams.has(id)).length;
   const out = new Float32Array(rows * width);
   let r = 0;
@@ -32,14 +41,18 @@ export function mergeFeatureRows(ids: readonly number[], imageTokenId: number, i
     if (!stream) continue;
     const start = stream.next * width;
     if (!stream.data || start + width > stream.data.length) {
-      throw new Emu2Error(`the prompt has more ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`);
+      throw new Emu2Error(
+        `the prompt has more ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`,
+      );
     }
     out.set(stream.data.subarray(start, start + width), r++ * width);
     stream.next++;
   }
   for (const [id, stream] of streams) {
     if (stream.data && stream.next * width !== stream.data.length) {
-      throw new Emu2Error(`the prompt has fewer ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`);
+      throw new Emu2Error(
+        `the prompt has fewer ${id === imageTokenId ? IMAGE_TOKEN : FRAME_TOKEN} tokens than feature rows for them`,
+      );
     }
   }
   return { data: out, dims: [1, rows, width] };
@@ -49,17 +62,30 @@ export function mergeFeatureRows(ids: readonly number[], imageTokenId: number, i
 export function checkImageRows(count: number, features: Tensor | null): void {
   const available = features ? features.dims[0] * features.dims[1] : 0;
   if (count === available) return;
-  const supplied = features ? `${features.dims[0]} image(s) x ${features.dims[1]} tokens = ${available} feature rows` : "no image features";
+  const supplied = features
+    ? `${features.dims[0]} image(s) x ${features.dims[1]} tokens = ${available} feature rows`
+    : "no image features";
   throw new Emu2Error(`the prompt has ${count} <image> tokens but there are ${supplied}`);
 }
 
 /** Writes rows of `projected` [K*Q,H] over `embeds` [B*T,H] at `rows`, in order. */
-export function spliceRows(embeds: Float32Array, rows: readonly number[], projected: Float32Array, hidden: number): void {
+export function spliceRows(
+  embeds: Float32Array,
+  rows: readonly number[],
+  projected: Float32Array,
+  hidden: number,
+): void {
   rows.forEach((row, k) => embeds.set(projected.subarray(k * hidden, (k + 1) * hidden), row * hidden));
 }
 
 /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> (and [gIMG]) rows. */
-export async function embedPrompt(graphs: LlmGraphs, ids: readonly (readonly number[])[], features: Tensor | null, imageTokenId: number, frameTokenId?: number): Promise<Float32Array> {
+export async function embedPrompt(
+  graphs: LlmGraphs,
+  ids: readonly (readonly number[])[],
+  features: Tensor | null,
+  imageTokenId: number,
+  frameTokenId?: number,
+): Promise<Float32Array> {
   const rows = imageRows(ids, imageTokenId, frameTokenId);
   checkImageRows(rows.length, features);
   const embeds = await graphs.embedTokens(ids);

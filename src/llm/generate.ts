@@ -9,7 +9,15 @@ import { embedPrompt } from "./embed.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
-import { applyProcessors, argmax, drawFromProbs, logitsProcessors, logitsWarpers, logSoftmax, softmax } from "./processors.js";
+import {
+  applyProcessors,
+  argmax,
+  drawFromProbs,
+  logitsProcessors,
+  logitsWarpers,
+  logSoftmax,
+  softmax,
+} from "./processors.js";
 import type { GenerationSettings } from "./settings.js";
 import { shouldStop, stoppingCriteria, type StopReason } from "./stopping.js";
 
@@ -45,7 +53,10 @@ export interface LlmContext {
 }
 
 /** Left padding to the longest prompt with pad_token_id, and the matching attention mask. */
-export function leftPad(prompts: readonly (readonly number[])[], padTokenId: number): { ids: number[][]; mask: number[][] } {
+export function leftPad(
+  prompts: readonly (readonly number[])[],
+  padTokenId: number,
+): { ids: number[][]; mask: number[][] } {
   if (prompts.length === 0) throw new Emu2Error("no prompt to run");
   const t = Math.max(...prompts.map((p) => p.length));
   if (t === 0) throw new Emu2Error("every prompt is empty");
@@ -63,7 +74,11 @@ export interface Prefilled {
 }
 
 /** Runs the left-padded prompts (image features spliced) through the decoder into a new cache. */
-export async function prefill(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null): Promise<Prefilled> {
+export async function prefill(
+  ctx: LlmContext,
+  prompts: readonly (readonly number[])[],
+  features: Tensor | null,
+): Promise<Prefilled> {
   const { ids, mask } = leftPad(prompts, ctx.padTokenId);
   const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId, ctx.frameTokenId);
   const cache = await ctx.newCache(prompts.length);
@@ -72,7 +87,12 @@ export async function prefill(ctx: LlmContext, prompts: readonly (readonly numbe
 }
 
 /** One decoding step: each row's new token id through embed_tokens and the decoder; returns the new last rows. */
-async function step(ctx: LlmContext, tokens: readonly number[], mask: number[][], cache: KvCache): Promise<Float32Array> {
+async function step(
+  ctx: LlmContext,
+  tokens: readonly number[],
+  mask: number[][],
+  cache: KvCache,
+): Promise<Float32Array> {
   const embeds = await ctx.graphs.embedTokens(tokens.map((id) => [id]));
   const hidden = await ctx.graphs.decoder(embeds, mask, cache);
   return ctx.graphs.lastRows(hidden, tokens.length);
@@ -90,12 +110,29 @@ async function logitRows(ctx: LlmContext, last: Float32Array, batch: number): Pr
  * <image> rows across the batch, in order. With beam search and numReturnSequences n, prompt b's hypotheses are
  * entries b*n .. b*n+n-1, best first.
  */
-export async function generateText(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
-  if (callbacks.signal?.aborted) return prompts.flatMap(() => Array.from({ length: settings.numReturnSequences ?? 1 }, () => ({ ids: [], stopReason: "aborted" as const })));
-  return settings.numBeams > 1 ? beamSearch(ctx, prompts, features, settings, callbacks) : greedyOrSample(ctx, prompts, features, settings, callbacks);
+export async function generateText(
+  ctx: LlmContext,
+  prompts: readonly (readonly number[])[],
+  features: Tensor | null,
+  settings: GenerationSettings,
+  callbacks: GenerationCallbacks = {},
+): Promise<GeneratedSequence[]> {
+  if (callbacks.signal?.aborted)
+    return prompts.flatMap(() =>
+      Array.from({ length: settings.numReturnSequences ?? 1 }, () => ({ ids: [], stopReason: "aborted" as const })),
+    );
+  return settings.numBeams > 1
+    ? beamSearch(ctx, prompts, features, settings, callbacks)
+    : greedyOrSample(ctx, prompts, features, settings, callbacks);
 }
 
-async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+async function greedyOrSample(
+  ctx: LlmContext,
+  prompts: readonly (readonly number[])[],
+  features: Tensor | null,
+  settings: GenerationSettings,
+  callbacks: GenerationCallbacks,
+): Promise<GeneratedSequence[]> {
   const batch = prompts.length;
   const processors = logitsProcessors(settings, ctx.eosTokenId);
   const warpers = settings.doSample ? logitsWarpers(settings) : [];
@@ -113,7 +150,9 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
       const next = rows.map((row, b) => {
         if (reasons[b]) return ctx.padTokenId;
         const scores = applyProcessors(processors, Float32Array.from(row), generated[b]);
-        return settings.doSample ? drawFromProbs(softmax(applyProcessors(warpers, scores, generated[b])), rng.uniform()) : argmax(scores);
+        return settings.doSample
+          ? drawFromProbs(softmax(applyProcessors(warpers, scores, generated[b])), rng.uniform())
+          : argmax(scores);
       });
       next.forEach((token, b) => {
         if (reasons[b]) return;
@@ -136,12 +175,28 @@ async function greedyOrSample(ctx: LlmContext, prompts: readonly (readonly numbe
 }
 
 /** Beam search as transformers 4.31's beam_search with a BeamSearchScorer (see beam.ts). */
-async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks): Promise<GeneratedSequence[]> {
+async function beamSearch(
+  ctx: LlmContext,
+  prompts: readonly (readonly number[])[],
+  features: Tensor | null,
+  settings: GenerationSettings,
+  callbacks: GenerationCallbacks,
+): Promise<GeneratedSequence[]> {
   const k = settings.numBeams;
   const processors = logitsProcessors(settings, ctx.eosTokenId);
   // Stop strings do not end a beam search (a hypothesis ends with eos); length and abort end the whole search.
   const criteria = stoppingCriteria({ maxNewTokens: settings.maxNewTokens, stop: [] }, { signal: callbacks.signal });
-  const scorer = new BeamSearchScorer(prompts.length, { numBeams: k, lengthPenalty: settings.lengthPenalty, earlyStopping: settings.earlyStopping ?? false, maxNewTokens: settings.maxNewTokens }, ctx.eosTokenId, ctx.padTokenId);
+  const scorer = new BeamSearchScorer(
+    prompts.length,
+    {
+      numBeams: k,
+      lengthPenalty: settings.lengthPenalty,
+      earlyStopping: settings.earlyStopping ?? false,
+      maxNewTokens: settings.maxNewTokens,
+    },
+    ctx.eosTokenId,
+    ctx.padTokenId,
+  );
   const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts, features);
   const hidden = ctx.graphs.hidden;
   let ended: StopReason | undefined;
@@ -155,7 +210,9 @@ async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])
     for (;;) {
       const rows = await logitRows(ctx, last, scorer.rows);
       // Processors run on the log-probs (HF's beam_search: log_softmax first).
-      const scores = rows.map((row, i) => (scorer.rowDone(i) ? null : applyProcessors(processors, logSoftmax(row), scorer.beam(i).tokens)));
+      const scores = rows.map((row, i) =>
+        scorer.rowDone(i) ? null : applyProcessors(processors, logSoftmax(row), scorer.beam(i).tokens),
+      );
       const { tokens, sources } = scorer.process(scores);
       ended = shouldStop(criteria, scorer.beam(0).tokens);
       if (scorer.isDone || ended) break;
@@ -167,11 +224,21 @@ async function beamSearch(ctx: LlmContext, prompts: readonly (readonly number[])
     cache.release();
   }
   const n = settings.numReturnSequences ?? 1;
-  return scorer.finalize(n).flatMap((best) => best.map((h): GeneratedSequence => ({ ids: h.tokens, stopReason: h.eos ? "eos" : ended === "aborted" ? "aborted" : "length", score: h.score })));
+  return scorer.finalize(n).flatMap((best) =>
+    best.map((h): GeneratedSequence => ({
+      ids: h.tokens,
+      stopReason: h.eos ? "eos" : ended === "aborted" ? "aborted" : "length",
+      score: h.score,
+    })),
+  );
 }
 
 /** Logits [T,V] at every position of one prompt (image features spliced), from one decoder run. */
-export async function promptLogits(ctx: LlmContext, ids: readonly number[], features: Tensor | null): Promise<Float32Array> {
+export async function promptLogits(
+  ctx: LlmContext,
+  ids: readonly number[],
+  features: Tensor | null,
+): Promise<Float32Array> {
   const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId, ctx.frameTokenId);
   const cache = await ctx.newCache(1);
   try {
@@ -192,7 +259,12 @@ export interface ContinuationScore {
  * Log-probability of each candidate continuation after one context (classification by ranking): the context runs
  * once; each candidate forks its cache and runs all but its last token in one decoder call.
  */
-export async function scoreContinuations(ctx: LlmContext, context: readonly number[], features: Tensor | null, candidates: readonly (readonly number[])[]): Promise<ContinuationScore[]> {
+export async function scoreContinuations(
+  ctx: LlmContext,
+  context: readonly number[],
+  features: Tensor | null,
+  candidates: readonly (readonly number[])[],
+): Promise<ContinuationScore[]> {
   const empty = candidates.findIndex((c) => c.length === 0);
   if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} has no tokens`);
   const { cache, mask, last } = await prefill(ctx, [context], features);
@@ -207,9 +279,13 @@ export async function scoreContinuations(ctx: LlmContext, context: readonly numb
         try {
           const fed = candidate.slice(0, -1);
           const embeds = await ctx.graphs.embedTokens([fed]);
-          const logits = await ctx.graphs.lmHead(await ctx.graphs.decoder(embeds, [[...mask[0], ...fed.map(() => 1)]], branch), 1);
+          const logits = await ctx.graphs.lmHead(
+            await ctx.graphs.decoder(embeds, [[...mask[0], ...fed.map(() => 1)]], branch),
+            1,
+          );
           const v = logits.length / fed.length;
-          for (let i = 1; i < candidate.length; i++) sum += logSoftmax(logits.subarray((i - 1) * v, i * v))[candidate[i]];
+          for (let i = 1; i < candidate.length; i++)
+            sum += logSoftmax(logits.subarray((i - 1) * v, i * v))[candidate[i]];
         } finally {
           branch.release();
         }

@@ -37,7 +37,9 @@ export class LlmGraphs {
 
   /** embed_tokens of rectangular ids [B,T] -> [B,T,H]. */
   async embedTokens(ids: readonly (readonly number[])[]): Promise<Float32Array> {
-    const out = await this.sessions.embedTokens.run({ input_ids: await int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]) });
+    const out = await this.sessions.embedTokens.run({
+      input_ids: await int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]),
+    });
     return fromOrt(out.inputs_embeds, "embed_tokens inputs_embeds").data;
   }
 
@@ -55,7 +57,9 @@ export class LlmGraphs {
     const batch = mask.length;
     const t = embeds.length / (batch * this.hidden);
     if (!Number.isInteger(t) || mask[0].length !== cache.length + t || cache.batch !== batch) {
-      throw new Error(`decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${mask[0].length}], cache [${cache.batch}, P=${cache.length}]`);
+      throw new Error(
+        `decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${mask[0].length}], cache [${cache.batch}, P=${cache.length}]`,
+      );
     }
     const positions = mask.map((m) => positionIds(m).slice(m.length - t));
     const common = {
@@ -82,14 +86,18 @@ export class LlmGraphs {
   /** lm_head of hidden states [B,T,H] -> logits [B,T,V]. */
   async lmHead(hidden: Float32Array, batch: number): Promise<Float32Array> {
     const t = hidden.length / (batch * this.hidden);
-    const out = await this.sessions.lmHead.run({ hidden_states: await this.activations(hidden, [batch, t, this.hidden]) });
+    const out = await this.sessions.lmHead.run({
+      hidden_states: await this.activations(hidden, [batch, t, this.hidden]),
+    });
     return fromOrt(out.logits, "lm_head logits").data;
   }
 
   /** project_down of hidden states [B,T,H] -> visual embeddings [B,T,W]. */
   async projectDown(hidden: Float32Array, batch: number): Promise<Float32Array> {
     const t = hidden.length / (batch * this.hidden);
-    const out = await this.sessions.projectDown.run({ hidden_states: await this.activations(hidden, [batch, t, this.hidden]) });
+    const out = await this.sessions.projectDown.run({
+      hidden_states: await this.activations(hidden, [batch, t, this.hidden]),
+    });
     return fromOrt(out.visual_embeds, "project_down visual_embeds").data;
   }
 
@@ -97,7 +105,8 @@ export class LlmGraphs {
   lastRows(hidden: Float32Array, batch: number): Float32Array {
     const t = hidden.length / (batch * this.hidden);
     const out = new Float32Array(batch * this.hidden);
-    for (let b = 0; b < batch; b++) out.set(hidden.subarray(((b + 1) * t - 1) * this.hidden, (b + 1) * t * this.hidden), b * this.hidden);
+    for (let b = 0; b < batch; b++)
+      out.set(hidden.subarray(((b + 1) * t - 1) * this.hidden, (b + 1) * t * this.hidden), b * this.hidden);
     return out;
   }
 }

@@ -34,7 +34,12 @@ export function applyRepetitionPenalty(scores: Float32Array, generated: readonly
 }
 
 /** MinNewTokensLengthLogitsProcessor: eos is impossible while fewer than `minNewTokens` tokens are generated. */
-export function applyMinNewTokens(scores: Float32Array, generatedCount: number, minNewTokens: number, eosTokenId: number): void {
+export function applyMinNewTokens(
+  scores: Float32Array,
+  generatedCount: number,
+  minNewTokens: number,
+  eosTokenId: number,
+): void {
   if (generatedCount < minNewTokens) scores[eosTokenId] = -Infinity;
 }
 
@@ -50,13 +55,19 @@ export type LogitsProcessor = (scores: Float32Array, generated: readonly number[
 export function logitsProcessors(settings: ProcessorSettings, eosTokenId: number): LogitsProcessor[] {
   const list: LogitsProcessor[] = [];
   const { repetitionPenalty, minNewTokens } = settings;
-  if (repetitionPenalty !== 1) list.push((scores, generated) => (applyRepetitionPenalty(scores, generated, repetitionPenalty), scores));
-  if (minNewTokens > 0) list.push((scores, generated) => (applyMinNewTokens(scores, generated.length, minNewTokens, eosTokenId), scores));
+  if (repetitionPenalty !== 1)
+    list.push((scores, generated) => (applyRepetitionPenalty(scores, generated, repetitionPenalty), scores));
+  if (minNewTokens > 0)
+    list.push((scores, generated) => (applyMinNewTokens(scores, generated.length, minNewTokens, eosTokenId), scores));
   return list;
 }
 
 /** Runs a processor list on one row, in order. */
-export function applyProcessors(list: readonly LogitsProcessor[], scores: Float32Array, generated: readonly number[]): Float32Array {
+export function applyProcessors(
+  list: readonly LogitsProcessor[],
+  scores: Float32Array,
+  generated: readonly number[],
+): Float32Array {
   let out = scores;
   for (const process of list) out = process(out, generated);
   return out;

@@ -6,10 +6,25 @@ import { concat, type Tensor } from "../model/tensor.js";
 import { prefill, type LlmContext } from "./generate.js";
 
 /** Image features [K,Q,W] (or null) -> visual embeddings [B,steps,W]. */
-export async function regressImage(ctx: LlmContext, prompts: readonly (readonly number[])[], features: Tensor | null, imgTokenId: number, steps: number): Promise<Tensor> {
-  if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`regression steps must be a whole number >= 1 (got ${steps})`);
+export async function regressImage(
+  ctx: LlmContext,
+  prompts: readonly (readonly number[])[],
+  features: Tensor | null,
+  imgTokenId: number,
+  steps: number,
+): Promise<Tensor> {
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new RangeError(`regression steps must be a whole number >= 1 (got ${steps})`);
   const batch = prompts.length;
-  const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts.map((p) => [...p, imgTokenId]), features);
+  const {
+    cache,
+    mask: promptMask,
+    last: promptLast,
+  } = await prefill(
+    ctx,
+    prompts.map((p) => [...p, imgTokenId]),
+    features,
+  );
   let mask = promptMask;
   let last = promptLast;
   const embeddings: Tensor[] = [];

@@ -27,7 +27,11 @@ export interface GenerationSettings {
 
 /** A generation setting out of range: a usage error (exit code 2) that names the setting. */
 export class SettingsError extends UsageError {
-  constructor(readonly setting: string, expected: string, value: unknown) {
+  constructor(
+    readonly setting: string,
+    expected: string,
+    value: unknown,
+  ) {
     super(`generation setting ${setting}: expected ${expected}, got ${JSON.stringify(value)}`);
     this.name = "SettingsError";
   }
@@ -50,8 +54,16 @@ export function validateGenerationSettings(s: GenerationSettings): void {
   check("topP", Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1, "a number in (0, 1]");
   check("seed", whole(s.seed) && s.seed >= 0, "a whole number from 0 to 2^53 - 1");
   check("stop", Array.isArray(s.stop) && s.stop.every((x) => typeof x === "string"), "a list of strings");
-  check("earlyStopping", s.earlyStopping === undefined || typeof s.earlyStopping === "boolean" || s.earlyStopping === "never", 'true, false or "never"');
+  check(
+    "earlyStopping",
+    s.earlyStopping === undefined || typeof s.earlyStopping === "boolean" || s.earlyStopping === "never",
+    'true, false or "never"',
+  );
   check("doSample", !(s.doSample && s.numBeams > 1), "one beam when sampling (beam sampling is not supported)");
   const n = s.numReturnSequences ?? 1;
-  check("numReturnSequences", whole(n) && n >= 1 && n <= s.numBeams, `a whole number from 1 to the number of beams (${s.numBeams})`);
+  check(
+    "numReturnSequences",
+    whole(n) && n >= 1 && n <= s.numBeams,
+    `a whole number from 1 to the number of beams (${s.numBeams})`,
+  );
 }

@@ -5,14 +5,29 @@ import type { Manifest } from "../model/manifest.js";
 import { FRAME_TOKEN, IMAGE_TOKEN, IMG_START } from "../prompt/tokens.js";
 import { Emu2Error } from "../util/errors.js";
 import { embedPrompt } from "./embed.js";
-import { generateText, promptLogits, scoreContinuations, type ContinuationScore, type GeneratedSequence, type GenerationCallbacks, type GenerationSettings, type LlmContext } from "./generate.js";
+import {
+  generateText,
+  promptLogits,
+  scoreContinuations,
+  type ContinuationScore,
+  type GeneratedSequence,
+  type GenerationCallbacks,
+  type GenerationSettings,
+  type LlmContext,
+} from "./generate.js";
 import type { Tensor } from "../model/tensor.js";
 import { LlmGraphs, type LlmSessions } from "./graphs.js";
 import { HostKvCache, type KvCacheFactory } from "./kv-cache.js";
 import { regressImage } from "./regress.js";
 import { validateGenerationSettings } from "./settings.js";
 
-export type { ContinuationScore, GeneratedSequence, GenerationCallbacks, GenerationSettings, StopReason } from "./generate.js";
+export type {
+  ContinuationScore,
+  GeneratedSequence,
+  GenerationCallbacks,
+  GenerationSettings,
+  StopReason,
+} from "./generate.js";
 export type { LlmSessions } from "./graphs.js";
 export type { KvCache, KvCacheFactory } from "./kv-cache.js";
 export { HostKvCache } from "./kv-cache.js";
@@ -50,7 +65,12 @@ export class LlmStage {
   }
 
   /** Continuations of a left-padded batch of prompts; see generate.ts generateText. */
-  async generateText(prompts: number[][], features: Tensor | null, settings: GenerationSettings, callbacks: GenerationCallbacks = {}): Promise<GeneratedSequence[]> {
+  async generateText(
+    prompts: number[][],
+    features: Tensor | null,
+    settings: GenerationSettings,
+    callbacks: GenerationCallbacks = {},
+  ): Promise<GeneratedSequence[]> {
     validateGenerationSettings(settings);
     return generateText(this.ctx, prompts, features, settings, callbacks);
   }

@@ -16,7 +16,10 @@ export interface StoppingContext {
 }
 
 /** Stop strings (when there are some and a decoder), max new tokens, abort: in that order of precedence. */
-export function stoppingCriteria(settings: Pick<GenerationSettings, "maxNewTokens" | "stop">, context: StoppingContext = {}): StoppingCriterion[] {
+export function stoppingCriteria(
+  settings: Pick<GenerationSettings, "maxNewTokens" | "stop">,
+  context: StoppingContext = {},
+): StoppingCriterion[] {
   const list: StoppingCriterion[] = [];
   const stops = new StopStrings(settings.stop);
   const { decode, signal } = context;
@@ -27,7 +30,10 @@ export function stoppingCriteria(settings: Pick<GenerationSettings, "maxNewToken
 }
 
 /** The first criterion that stops the row, if any. */
-export function shouldStop(criteria: readonly StoppingCriterion[], generated: readonly number[]): StopReason | undefined {
+export function shouldStop(
+  criteria: readonly StoppingCriterion[],
+  generated: readonly number[],
+): StopReason | undefined {
   for (const criterion of criteria) {
     const reason = criterion(generated);
     if (reason) return reason;

@@ -19,13 +19,22 @@ export type Dtype = (typeof DTYPES)[number];
  * manifest cannot point the runtime at /etc/passwd or at a neighbour's files. (Symlinks that lead out are refused
  * when the package is opened, package.ts.)
  */
-const packageFile = z.string().min(1).superRefine((value, ctx) => {
-  if (isAbsolute(value) || win32.isAbsolute(value)) {
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is outside the package (an absolute path): name files relative to the package folder` });
-  } else if (value.split(/[\\/]/).includes("..")) {
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} leads outside the package (a .. segment): name files inside the package folder` });
-  }
-});
+const packageFile = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    if (isAbsolute(value) || win32.isAbsolute(value)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(value)} is outside the package (an absolute path): name files relative to the package folder`,
+      });
+    } else if (value.split(/[\\/]/).includes("..")) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(value)} leads outside the package (a .. segment): name files inside the package folder`,
+      });
+    }
+  });
 const onnxFile = packageFile.pipe(z.string().regex(/\.onnx$/, "expected an .onnx file name"));
 const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
 
@@ -157,33 +166,61 @@ export const manifestSchema = z
     // Cross-field rules: each is a mistake that would otherwise surface as a shape error deep inside a session.
     const grid = m.vision.image_size / m.vision.patch_size;
     if (!Number.isInteger(grid)) {
-      ctx.addIssue({ code: "custom", path: ["vision", "patch_size"], message: `must divide image_size ${m.vision.image_size}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["vision", "patch_size"],
+        message: `must divide image_size ${m.vision.image_size}`,
+      });
     }
     for (const key of ["n_query", "video_n_query"] as const) {
       if (m.vision[key] === undefined) continue;
       const side = Math.sqrt(m.vision[key]);
       if (!Number.isInteger(side) || !Number.isInteger(grid / side)) {
-        ctx.addIssue({ code: "custom", path: ["vision", key], message: `must be a square whose side divides the ${grid}x${grid} patch grid` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["vision", key],
+          message: `must be a square whose side divides the ${grid}x${grid} patch grid`,
+        });
       }
     }
     if ((m.llm.decoder_file === undefined) === (m.llm.decoder_parts === undefined)) {
-      ctx.addIssue({ code: "custom", path: ["llm", "decoder_file"], message: "give either decoder_file or decoder_parts (a split decoder), not both or neither" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["llm", "decoder_file"],
+        message: "give either decoder_file or decoder_parts (a split decoder), not both or neither",
+      });
     }
     const partLayers = m.llm.decoder_parts?.reduce((n, p) => n + p.layers, 0);
     if (partLayers !== undefined && partLayers !== m.llm.num_layers) {
-      ctx.addIssue({ code: "custom", path: ["llm", "decoder_parts"], message: `the parts hold ${partLayers} layers, num_layers is ${m.llm.num_layers}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["llm", "decoder_parts"],
+        message: `the parts hold ${partLayers} layers, num_layers is ${m.llm.num_layers}`,
+      });
     }
     if (m.llm.num_heads * m.llm.head_dim !== m.llm.hidden_size) {
-      ctx.addIssue({ code: "custom", path: ["llm", "head_dim"], message: `num_heads x head_dim must equal hidden_size ${m.llm.hidden_size}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["llm", "head_dim"],
+        message: `num_heads x head_dim must equal hidden_size ${m.llm.hidden_size}`,
+      });
     }
     for (const [token, id] of Object.entries(m.tokenizer.special_tokens)) {
       if (id >= m.tokenizer.vocab_size) {
-        ctx.addIssue({ code: "custom", path: ["tokenizer", "special_tokens", token], message: `id ${id} is outside the vocabulary (${m.tokenizer.vocab_size})` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["tokenizer", "special_tokens", token],
+          message: `id ${id} is outside the vocabulary (${m.tokenizer.vocab_size})`,
+        });
       }
     }
     for (const token of REQUIRED_SPECIAL_TOKENS[m.prompt.template]) {
       if (!(token in m.tokenizer.special_tokens)) {
-        ctx.addIssue({ code: "custom", path: ["tokenizer", "special_tokens"], message: `missing ${token} (needed by the ${m.prompt.template} template)` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["tokenizer", "special_tokens"],
+          message: `missing ${token} (needed by the ${m.prompt.template} template)`,
+        });
       }
     }
     if (m.prompt.template === "chat" && m.prompt.system_message === undefined) {
@@ -224,7 +261,12 @@ export function validateManifest(raw: unknown, file: string): Manifest {
   let detail = issue.message;
   if (issue.code === "unrecognized_keys") {
     detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
-  } else if (issue.code === "invalid_type" || issue.code === "invalid_value" || issue.code === "too_small" || issue.code === "too_big") {
+  } else if (
+    issue.code === "invalid_type" ||
+    issue.code === "invalid_value" ||
+    issue.code === "too_small" ||
+    issue.code === "too_big"
+  ) {
     detail = `${issue.message.replace(/^Invalid input: /, "")} (found ${describeValue(valueAt(raw, issue.path))})`;
   }
   const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more)` : "";
@@ -238,7 +280,11 @@ export function readManifest(file: string): Manifest {
     text = readFileSync(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new PackageError(code === "ENOENT" ? `${file}: no such file (a model package needs a manifest.yaml)` : `${file}: cannot read (${code})`);
+    throw new PackageError(
+      code === "ENOENT"
+        ? `${file}: no such file (a model package needs a manifest.yaml)`
+        : `${file}: cannot read (${code})`,
+    );
   }
   const { doc } = readYamlDocument(text, file, (message) => new PackageError(message));
   return validateManifest(doc.toJS(), file);

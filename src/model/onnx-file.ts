@@ -31,7 +31,23 @@ export interface OnnxSummary {
 export class OnnxFileError extends Error {}
 
 /** Bytes per element of TensorProto.DataType (4-bit types count as 1: an upper bound). */
-const ELEMENT_BYTES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2, 21: 1, 22: 1 };
+const ELEMENT_BYTES: Record<number, number> = {
+  1: 4,
+  2: 1,
+  3: 1,
+  4: 2,
+  5: 2,
+  6: 4,
+  7: 8,
+  9: 1,
+  10: 2,
+  11: 8,
+  12: 4,
+  13: 8,
+  16: 2,
+  21: 1,
+  22: 1,
+};
 
 const VARINT = 0;
 const I64 = 1;
@@ -43,7 +59,10 @@ class FileReader {
   private window = Buffer.alloc(0);
   private windowStart = 0;
 
-  constructor(private readonly fd: number, readonly size: number) {}
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {}
 
   byte(pos: number): number {
     if (pos >= this.size) throw new OnnxFileError("the file ends in the middle of a field (truncated?)");
@@ -107,7 +126,11 @@ function* fields(reader: FileReader, start: number, end: number): Generator<Fiel
       throw new OnnxFileError(`not a protobuf message (wire type ${wire})`);
     }
     if (field.end > end) {
-      throw new OnnxFileError(end === reader.size ? "the file ends in the middle of a field (truncated?)" : "a field runs past the end of its message");
+      throw new OnnxFileError(
+        end === reader.size
+          ? "the file ends in the middle of a field (truncated?)"
+          : "a field runs past the end of its message",
+      );
     }
     pos = field.end;
     yield field;
@@ -142,7 +165,7 @@ function tensorDeclaration(
   for (const f of fields(reader, field.start, field.end)) {
     if (f.number === 1 && f.wire === VARINT) elements *= f.value;
     else if (f.number === 1 && f.wire === LEN) {
-      for (let pos = f.start; pos < f.end; ) {
+      for (let pos = f.start; pos < f.end;) {
         const dim = reader.varint(pos);
         elements *= dim.value;
         pos = dim.next;
@@ -193,7 +216,8 @@ export function readOnnxSummary(path: string): OnnxSummary {
         expectWire(f, VARINT, "model_version");
       }
     }
-    if (irVersion === undefined || irVersion < 1 || irVersion > 100) throw new OnnxFileError("not an ONNX model (no IR version)");
+    if (irVersion === undefined || irVersion < 1 || irVersion > 100)
+      throw new OnnxFileError("not an ONNX model (no IR version)");
     if (!graph) throw new OnnxFileError("not an ONNX model (no graph)");
     const summary: OnnxSummary = {
       irVersion,

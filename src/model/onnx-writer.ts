@@ -92,7 +92,8 @@ export function writeOnnxModel(spec: GraphSpec): Uint8Array {
           n.inputs.forEach((name) => node.string(1, name));
           n.outputs.forEach((name) => node.string(2, name));
           node.string(3, `${n.op}_${i}`).string(4, n.op);
-          for (const [name, value] of Object.entries(n.ints ?? {})) node.message(5, (a) => a.string(1, name).int(3, value).int(20, 2));
+          for (const [name, value] of Object.entries(n.ints ?? {}))
+            node.message(5, (a) => a.string(1, name).int(3, value).int(20, 2));
         }),
       );
       g.string(2, spec.name);

@@ -29,14 +29,21 @@ export async function loadOrt(): Promise<Ort> {
 export async function toOrt(t: Tensor, dtype: Dtype): Promise<OrtTensor> {
   const ort = await loadOrt();
   checkTensor(t, "graph input");
-  return dtype === "float16" ? new ort.Tensor("float16", toFloat16(t.data), t.dims) : new ort.Tensor("float32", t.data, t.dims);
+  return dtype === "float16"
+    ? new ort.Tensor("float16", toFloat16(t.data), t.dims)
+    : new ort.Tensor("float32", t.data, t.dims);
 }
 
 /** An int64 graph input (ids, masks, positions). */
 export async function int64Tensor(values: readonly number[], dims: readonly number[]): Promise<OrtTensor> {
   const ort = await loadOrt();
-  if (values.length !== elementCount(dims)) throw new RangeError(`int64 input: ${values.length} values for dims [${dims.join(",")}]`);
-  return new ort.Tensor("int64", BigInt64Array.from(values, (x) => BigInt(x)), dims);
+  if (values.length !== elementCount(dims))
+    throw new RangeError(`int64 input: ${values.length} values for dims [${dims.join(",")}]`);
+  return new ort.Tensor(
+    "int64",
+    BigInt64Array.from(values, (x) => BigInt(x)),
+    dims,
+  );
 }
 
 /** A zero-filled (or zero-length) graph input of element type `dtype`. */
@@ -52,7 +59,8 @@ export async function zeros(dtype: Dtype, dims: readonly number[]): Promise<OrtT
  */
 export function fromOrt(t: OrtTensor | undefined, what: string): Tensor {
   if (!t) throw new Error(`${what}: missing from the graph's outputs`);
-  if (t.location !== "cpu" && t.location !== "cpu-pinned") throw new Error(`${what}: expected in host memory, found on ${t.location}`);
+  if (t.location !== "cpu" && t.location !== "cpu-pinned")
+    throw new Error(`${what}: expected in host memory, found on ${t.location}`);
   const dims = t.dims.map(Number);
   if (t.type === "float16") return { data: fromFloat16(t.data as Uint16Array), dims };
   if (t.type === "float32") return { data: Float32Array.from(t.data as Float32Array), dims };
@@ -71,7 +79,8 @@ export async function selectRows(t: OrtTensor, rows: readonly number[]): Promise
   const src = t.data as Float32Array | Uint16Array;
   const out = t.type === "float16" ? new Uint16Array(rows.length * per) : new Float32Array(rows.length * per);
   rows.forEach((r, i) => {
-    if (!Number.isInteger(r) || r < 0 || r >= batch) throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
+    if (!Number.isInteger(r) || r < 0 || r >= batch)
+      throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
     out.set(src.subarray(r * per, (r + 1) * per), i * per);
   });
   return new ort.Tensor(t.type as Dtype, out, [rows.length, ...rest]);

@@ -6,7 +6,14 @@ import { PackageError, UsageError } from "../util/errors.js";
 import { readManifest, type Manifest } from "./manifest.js";
 import { OnnxFileError, readOnnxSummary } from "./onnx-file.js";
 import type { Session } from "./ort.js";
-import { createSession, DEFAULT_SESSION_OPTIONS, type Device, type GraphOptions, type Placement, type SessionOptions } from "./session.js";
+import {
+  createSession,
+  DEFAULT_SESSION_OPTIONS,
+  type Device,
+  type GraphOptions,
+  type Placement,
+  type SessionOptions,
+} from "./session.js";
 import { webGpuRunsFloat16 } from "./webgpu.js";
 
 export type GraphRole =
@@ -22,7 +29,9 @@ export type GraphRole =
 
 /** The decoder graphs in layer order: the one decoder, or the parts of a split one. */
 export function decoderRoles(manifest: Manifest): GraphRole[] {
-  return manifest.llm.decoder_parts ? manifest.llm.decoder_parts.map((_, k) => `decoder_part${k}` as const) : ["decoder"];
+  return manifest.llm.decoder_parts
+    ? manifest.llm.decoder_parts.map((_, k) => `decoder_part${k}` as const)
+    : ["decoder"];
 }
 
 /** The graph a --device-map key places: `partN` is decoder part N, any other key a graph role. */
@@ -31,11 +40,20 @@ function deviceMapRole(manifest: Manifest, key: string): GraphRole {
   const roles = Object.keys(graphFiles(manifest));
   if (part) {
     const parts = manifest.llm.decoder_parts;
-    if (!parts) throw new UsageError(`--device-map ${key}: this package's decoder is not split into parts (export it with --decoder-parts N)`);
-    if (Number(part[1]) >= parts.length) throw new UsageError(`--device-map ${key}: the package has ${parts.length} decoder parts (${parts.map((_, k) => `part${k}`).join(", ")})`);
+    if (!parts)
+      throw new UsageError(
+        `--device-map ${key}: this package's decoder is not split into parts (export it with --decoder-parts N)`,
+      );
+    if (Number(part[1]) >= parts.length)
+      throw new UsageError(
+        `--device-map ${key}: the package has ${parts.length} decoder parts (${parts.map((_, k) => `part${k}`).join(", ")})`,
+      );
     return `decoder_part${Number(part[1])}`;
   }
-  if (!roles.includes(key)) throw new UsageError(`--device-map ${key}: no such graph (expected part0, part1, ... or one of ${roles.filter((r) => !r.startsWith("decoder_part")).join(", ")})`);
+  if (!roles.includes(key))
+    throw new UsageError(
+      `--device-map ${key}: no such graph (expected part0, part1, ... or one of ${roles.filter((r) => !r.startsWith("decoder_part")).join(", ")})`,
+    );
   return key as GraphRole;
 }
 
@@ -73,7 +91,7 @@ const MANIFEST_FIELDS: Record<string, string> = {
 
 export function manifestField(role: string): string {
   const part = /^decoder_part(\d+)$/.exec(role);
-  return part ? `llm.decoder_parts.${part[1]}.file` : MANIFEST_FIELDS[role] ?? role;
+  return part ? `llm.decoder_parts.${part[1]}.file` : (MANIFEST_FIELDS[role] ?? role);
 }
 
 /** Whether `path` is `folder` or lies below it (both already resolved). */
@@ -91,23 +109,44 @@ export function graphInterface(manifest: Manifest, role: GraphRole): { inputs: s
   const count = part ? parts[Number(part[1])].layers : manifest.llm.num_layers;
   const layers = Array.from({ length: count }, (_, i) => first + i);
   switch (part ? "decoder" : (role as Exclude<GraphRole, `decoder_part${number}`>)) {
-    case "visual_encoder": return { inputs: ["pixel_values"], outputs: ["last_hidden_state"] };
-    case "embed_tokens": return { inputs: ["input_ids"], outputs: ["inputs_embeds"] };
-    case "project_up": return { inputs: ["image_features"], outputs: ["image_embeds"] };
-    case "decoder": return {
-      inputs: ["inputs_embeds", "attention_mask", "position_ids", ...layers.flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`])],
-      outputs: ["last_hidden_state", ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])],
-    };
-    case "lm_head": return { inputs: ["hidden_states"], outputs: ["logits"] };
-    case "project_down": return { inputs: ["hidden_states"], outputs: ["visual_embeds"] };
-    case "unet": return { inputs: ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"], outputs: ["out_sample"] };
-    case "vae_decoder": return { inputs: ["latent_sample"], outputs: ["sample"] };
+    case "visual_encoder":
+      return { inputs: ["pixel_values"], outputs: ["last_hidden_state"] };
+    case "embed_tokens":
+      return { inputs: ["input_ids"], outputs: ["inputs_embeds"] };
+    case "project_up":
+      return { inputs: ["image_features"], outputs: ["image_embeds"] };
+    case "decoder":
+      return {
+        inputs: [
+          "inputs_embeds",
+          "attention_mask",
+          "position_ids",
+          ...layers.flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]),
+        ],
+        outputs: ["last_hidden_state", ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])],
+      };
+    case "lm_head":
+      return { inputs: ["hidden_states"], outputs: ["logits"] };
+    case "project_down":
+      return { inputs: ["hidden_states"], outputs: ["visual_embeds"] };
+    case "unet":
+      return {
+        inputs: ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"],
+        outputs: ["out_sample"],
+      };
+    case "vae_decoder":
+      return { inputs: ["latent_sample"], outputs: ["sample"] };
   }
 }
 
-export interface GraphProblem { role: GraphRole; file: string; problem: string }
+export interface GraphProblem {
+  role: GraphRole;
+  file: string;
+  problem: string;
+}
 
-const list = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", "));
+const list = (names: string[]) =>
+  names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ");
 
 /** A session and the device it actually runs on (the CPU after a fallback). */
 export interface PlacedSession {
@@ -115,7 +154,12 @@ export interface PlacedSession {
   device: Device;
 }
 
-export interface FileReport { role: string; file: string; bytes: number; externalDataBytes: number }
+export interface FileReport {
+  role: string;
+  file: string;
+  bytes: number;
+  externalDataBytes: number;
+}
 
 export class ModelPackage {
   private readonly sessions = new Map<GraphRole, Promise<PlacedSession>>();
@@ -137,7 +181,8 @@ export class ModelPackage {
     // Messages name the manifest as the user wrote the folder, not as an absolute path.
     const manifest = readManifest(join(dir, MANIFEST_FILE));
     const pkg = new ModelPackage(folder, manifest, { ...DEFAULT_SESSION_OPTIONS, ...sessionOptions });
-    for (const [key, placement] of Object.entries(sessionOptions.deviceMap ?? {})) pkg.placements.set(deviceMapRole(manifest, key), placement);
+    for (const [key, placement] of Object.entries(sessionOptions.deviceMap ?? {}))
+      pkg.placements.set(deviceMapRole(manifest, key), placement);
     // The manifest's paths are relative and free of `..` (manifest.ts); a symlink can still lead out, so each file
     // (and a graph's external weights beside it) must resolve to a place inside the package's real folder.
     const realFolder = realpathSync(folder);
@@ -149,7 +194,8 @@ export class ModelPackage {
       for (const path of [join(folder, file), join(folder, `${file}_data`)]) {
         if (!existsSync(path)) continue;
         const real = realpathSync(path);
-        if (!isInside(realFolder, real)) throw new PackageError(`${where}: ${relative(folder, path)} is a link to ${real}, outside the package`);
+        if (!isInside(realFolder, real))
+          throw new PackageError(`${where}: ${relative(folder, path)} is a link to ${real}, outside the package`);
       }
     }
     return pkg;
@@ -207,9 +253,14 @@ export class ModelPackage {
       const missingIn = expected.inputs.filter((name) => !inputs.includes(name));
       const extraIn = inputs.filter((name) => !expected.inputs.includes(name));
       const missingOut = expected.outputs.filter((name) => !summary.outputs.includes(name));
-      if (missingIn.length > 0) report(`the ${role} graph lacks the input${missingIn.length > 1 ? "s" : ""} ${list(missingIn)}`);
-      if (extraIn.length > 0) report(`the ${role} graph has input${extraIn.length > 1 ? "s" : ""} the runtime does not feed: ${list(extraIn)}`);
-      if (missingOut.length > 0) report(`the ${role} graph lacks the output${missingOut.length > 1 ? "s" : ""} ${list(missingOut)}`);
+      if (missingIn.length > 0)
+        report(`the ${role} graph lacks the input${missingIn.length > 1 ? "s" : ""} ${list(missingIn)}`);
+      if (extraIn.length > 0)
+        report(
+          `the ${role} graph has input${extraIn.length > 1 ? "s" : ""} the runtime does not feed: ${list(extraIn)}`,
+        );
+      if (missingOut.length > 0)
+        report(`the ${role} graph lacks the output${missingOut.length > 1 ? "s" : ""} ${list(missingOut)}`);
       const needed = new Map<string, number>();
       for (const ref of summary.externalData) {
         needed.set(ref.location, Math.max(needed.get(ref.location) ?? 0, ref.offset + (ref.length ?? 0)));
@@ -223,7 +274,9 @@ export class ModelPackage {
         } else if (!isInside(realFolder, realpathSync(path))) {
           report(`its external weights ${location} are a link to ${realpathSync(path)}, outside the package`);
         } else if (statSync(path).size < bytes) {
-          report(`its external weights ${location} hold ${statSync(path).size} bytes, the graph needs ${bytes} (truncated?)`);
+          report(
+            `its external weights ${location} hold ${statSync(path).size} bytes, the graph needs ${bytes} (truncated?)`,
+          );
         }
       }
     }
@@ -244,7 +297,12 @@ export class ModelPackage {
     if (!session) {
       const file = graphFiles(this.manifest)[role];
       if (!file) {
-        const why = role === "unet" || role === "vae_decoder" ? "it has no visual decoder" : role === "decoder" ? "its decoder is split into parts" : "no such graph";
+        const why =
+          role === "unet" || role === "vae_decoder"
+            ? "it has no visual decoder"
+            : role === "decoder"
+              ? "its decoder is split into parts"
+              : "no such graph";
         throw new PackageError(`${this.dir}: package ${this.name} has no ${role} graph (${why})`);
       }
       session = this.create(this.path(file), graph, this.placements.get(role));
@@ -275,21 +333,30 @@ export class ModelPackage {
     return this.placements.get(role)?.device ?? this.sessionOptions.device;
   }
 
-  private async create(source: string | Uint8Array, graph: GraphOptions, placement: Placement = this.sessionOptions): Promise<PlacedSession> {
-    if (placement.device === "webgpu" && !this.fellBackToCpu && this.manifest.dtype === "float16") await this.checkWebGpuFloat16();
+  private async create(
+    source: string | Uint8Array,
+    graph: GraphOptions,
+    placement: Placement = this.sessionOptions,
+  ): Promise<PlacedSession> {
+    if (placement.device === "webgpu" && !this.fellBackToCpu && this.manifest.dtype === "float16")
+      await this.checkWebGpuFloat16();
     // Once a GPU has failed, every later graph goes to the CPU directly, and the user hears about it once.
     const device = this.fellBackToCpu ? "cpu" : placement.device;
     let fellBack = false;
-    const session = await createSession(source, {
-      ...this.sessionOptions,
-      deviceId: placement.deviceId,
-      device,
-      onFallback: (reason) => {
-        fellBack = true;
-        if (!this.fellBackToCpu) this.sessionOptions.onFallback?.(reason);
-        this.fellBackToCpu = true;
+    const session = await createSession(
+      source,
+      {
+        ...this.sessionOptions,
+        deviceId: placement.deviceId,
+        device,
+        onFallback: (reason) => {
+          fellBack = true;
+          if (!this.fellBackToCpu) this.sessionOptions.onFallback?.(reason);
+          this.fellBackToCpu = true;
+        },
       },
-    }, graph);
+      graph,
+    );
     return { session, device: fellBack ? "cpu" : device };
   }
 
@@ -300,7 +367,8 @@ export class ModelPackage {
     this.float16Checked ??= webGpuRunsFloat16().then((ok) => {
       if (ok) return;
       const reason = `package ${this.name} is float16 and this WebGPU adapter has no shader-f16 (Dawn hides it on NVIDIA under Vulkan)`;
-      if (!this.sessionOptions.allowCpuFallback) throw new PackageError(`${reason}: use a float32 package of the model, or --device cpu`);
+      if (!this.sessionOptions.allowCpuFallback)
+        throw new PackageError(`${reason}: use a float32 package of the model, or --device cpu`);
       this.sessionOptions.onFallback?.(`${reason}; running on the CPU`);
       this.fellBackToCpu = true;
     });

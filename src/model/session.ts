@@ -59,7 +59,9 @@ export function checkWebGpuAdapterIndex(index: number): void {
   if (index === 0) return;
   const adapters = listVulkanAdapters();
   if (adapters !== undefined && index >= adapters.length) {
-    throw new Emu2Error(`--device-id ${index}: unknown WebGPU adapter index: this machine has ${adapters.length} (see emu2 info --devices)`);
+    throw new Emu2Error(
+      `--device-id ${index}: unknown WebGPU adapter index: this machine has ${adapters.length} (see emu2 info --devices)`,
+    );
   }
   throw new Emu2Error(
     `--device-id ${index}: ONNX Runtime 1.30's WebGPU provider always uses the adapter Vulkan ranks first (index 0); ` +
@@ -68,7 +70,11 @@ export function checkWebGpuAdapterIndex(index: number): void {
 }
 
 /** A session of a graph file (or of graph bytes the runtime built) on the chosen device. */
-export async function createSession(source: string | Uint8Array, options: SessionOptions, graph: GraphOptions = {}): Promise<Session> {
+export async function createSession(
+  source: string | Uint8Array,
+  options: SessionOptions,
+  graph: GraphOptions = {},
+): Promise<Session> {
   const ort = await loadOrt();
   const what = graph.what ?? (typeof source === "string" ? source : "graph");
   if (typeof source === "string" && !existsSync(source)) throw new PackageError(`${source}: no such graph file`);
@@ -85,7 +91,10 @@ export async function createSession(source: string | Uint8Array, options: Sessio
   }
   if (options.device === "cuda") {
     try {
-      return await ort.InferenceSession.create(source as string, { ...base, executionProviders: [{ name: "cuda", deviceId: options.deviceId }] });
+      return await ort.InferenceSession.create(source as string, {
+        ...base,
+        executionProviders: [{ name: "cuda", deviceId: options.deviceId }],
+      });
     } catch (err) {
       const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
       if (!options.allowCpuFallback) {
@@ -101,7 +110,9 @@ export async function createSession(source: string | Uint8Array, options: Sessio
         ...base,
         // Every session uses WebGPU context 0, so that buffers one graph leaves on the device can feed another.
         executionProviders: ["webgpu"],
-        ...(graph.deviceOutputs?.length ? { preferredOutputLocation: Object.fromEntries(graph.deviceOutputs.map((n) => [n, "gpu-buffer" as const])) } : {}),
+        ...(graph.deviceOutputs?.length
+          ? { preferredOutputLocation: Object.fromEntries(graph.deviceOutputs.map((n) => [n, "gpu-buffer" as const])) }
+          : {}),
       });
       return explainRunFailures(session, what, typeof source === "string" ? source : undefined);
     } catch (err) {

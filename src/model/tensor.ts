@@ -14,7 +14,8 @@ export function elementCount(dims: readonly number[]): number {
 
 /** Throws unless the data length matches the dims. */
 export function checkTensor(t: Tensor, what: string): void {
-  if (t.data.length !== elementCount(t.dims)) throw new RangeError(`${what}: ${t.data.length} values for dims [${t.dims.join(",")}]`);
+  if (t.data.length !== elementCount(t.dims))
+    throw new RangeError(`${what}: ${t.data.length} values for dims [${t.dims.join(",")}]`);
 }
 
 /**
@@ -28,7 +29,9 @@ export function concat(parts: readonly Tensor[], axis = 0): Tensor {
   parts.forEach((p, i) => {
     checkTensor(p, `concat part ${i}`);
     if (p.dims.length !== rank || p.dims.some((d, k) => k !== axis && d !== parts[0].dims[k])) {
-      throw new RangeError(`concat part ${i} has dims [${p.dims.join(",")}], part 0 has [${parts[0].dims.join(",")}] (axis ${axis} may differ)`);
+      throw new RangeError(
+        `concat part ${i} has dims [${p.dims.join(",")}], part 0 has [${parts[0].dims.join(",")}] (axis ${axis} may differ)`,
+      );
     }
   });
   const outer = elementCount(parts[0].dims.slice(0, axis));

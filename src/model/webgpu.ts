@@ -59,13 +59,21 @@ const TYPE_RANK: Record<string, number> = { discrete_gpu: 0, integrated_gpu: 1, 
 export function listVulkanAdapters(): VulkanAdapter[] | undefined {
   let text: string;
   try {
-    text = execFileSync("vulkaninfo", [], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000, maxBuffer: 64 << 20 });
+    text = execFileSync("vulkaninfo", [], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 20_000,
+      maxBuffer: 64 << 20,
+    });
   } catch {
     return undefined;
   }
   const start = text.indexOf("Device Properties and Extensions:");
   if (start < 0) return [];
-  const sections = text.slice(start).split(/^GPU(\d+):\s*$/m).slice(1);
+  const sections = text
+    .slice(start)
+    .split(/^GPU(\d+):\s*$/m)
+    .slice(1);
   const adapters: VulkanAdapter[] = [];
   for (let i = 0; i + 1 < sections.length; i += 2) {
     const body = sections[i + 1];
@@ -86,7 +94,9 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
     });
   }
   const rank = (a: VulkanAdapter) => TYPE_RANK[a.type] ?? 4;
-  return adapters.sort((a, b) => rank(a) - rank(b) || a.vulkanIndex - b.vulkanIndex).map((a, index) => ({ ...a, index }));
+  return adapters
+    .sort((a, b) => rank(a) - rank(b) || a.vulkanIndex - b.vulkanIndex)
+    .map((a, index) => ({ ...a, index }));
 }
 
 /** The useful part of an ONNX Runtime error: its first line without the source location and failed condition. */
@@ -101,7 +111,11 @@ export function isBufferLimit(reason: string): boolean {
 }
 
 /** A weight over the adapter's limits, named when known (ONNX Runtime's own message does not name it). */
-export function bufferLimitMessage(reason: string, weight?: { name: string; bytes: number }, bindingLimit?: number): string {
+export function bufferLimitMessage(
+  reason: string,
+  weight?: { name: string; bytes: number },
+  bindingLimit?: number,
+): string {
   const what = weight ? `weight ${weight.name} (${weight.bytes} bytes)` : "a tensor";
   const limit = bindingLimit ? `; the adapter binds at most ${bindingLimit} bytes per storage buffer` : "";
   return `${what} is larger than the WebGPU adapter's buffer limits${limit} (${reason}): use a quantized (int8/int4) package or --device cpu`;
@@ -137,7 +151,11 @@ export async function webGpuRunsFloat16(): Promise<boolean> {
     nodes: [{ op: "Add", inputs: ["a", "a"], outputs: ["b"] }],
   });
   try {
-    const session = await ort.InferenceSession.create(graph, { executionProviders: ["webgpu"], logSeverityLevel: 3, extra: { session: { disable_cpu_ep_fallback: "1" } } });
+    const session = await ort.InferenceSession.create(graph, {
+      executionProviders: ["webgpu"],
+      logSeverityLevel: 3,
+      extra: { session: { disable_cpu_ep_fallback: "1" } },
+    });
     await session.release();
     return true;
   } catch {

@@ -22,7 +22,12 @@ function markerPattern(markers: string[]): string {
  * has no marker in the text come first (images, then videos), as in the official examples (`[image] Describe the
  * image in details:`, `[VIDEO] frames [/VIDEO] What happened in the video?`).
  */
-export function sequenceFromText(text: string, imagePaths: string[], cwd = process.cwd(), videoPaths: string[] = []): Part[] {
+export function sequenceFromText(
+  text: string,
+  imagePaths: string[],
+  cwd = process.cwd(),
+  videoPaths: string[] = [],
+): Part[] {
   const media = {
     image: imagePaths.map((p): Part => ({ kind: "image", image: { path: resolve(cwd, p) } })),
     video: videoPaths.map((p): Part => ({ kind: "video", video: { path: resolve(cwd, p) } })),
@@ -34,7 +39,9 @@ export function sequenceFromText(text: string, imagePaths: string[], cwd = proce
   for (const kind of ["image", "video"] as const) {
     if (markers[kind] > 0 && markers[kind] !== media[kind].length) {
       const n = media[kind].length;
-      throw new PromptError(`the prompt has ${markers[kind]} ${kind} placeholder${markers[kind] === 1 ? "" : "s"} but ${n} ${kind}${n === 1 ? " was" : "s were"} given with --${kind}`);
+      throw new PromptError(
+        `the prompt has ${markers[kind]} ${kind} placeholder${markers[kind] === 1 ? "" : "s"} but ${n} ${kind}${n === 1 ? " was" : "s were"} given with --${kind}`,
+      );
     }
   }
   const parts: Part[] = [...(markers.image === 0 ? media.image : []), ...(markers.video === 0 ? media.video : [])];
@@ -54,7 +61,11 @@ class YamlPromptReader {
   private readonly yaml: YamlDocument;
   private readonly root: Node | null;
 
-  constructor(private readonly text: string, private readonly file: string, private readonly baseDir: string) {
+  constructor(
+    private readonly text: string,
+    private readonly file: string,
+    private readonly baseDir: string,
+  ) {
     this.yaml = readYamlDocument(text, file, (message) => new PromptError(message));
     this.root = this.yaml.doc.contents as Node | null;
   }
@@ -95,16 +106,23 @@ class YamlPromptReader {
     if (!isMap(node)) return { kind: "text", text: this.scalarString(node, field) };
     const keys = node.items.map((pair) => String((pair.key as { value?: unknown }).value));
     const get = (key: string) => node.items.find((pair) => (pair.key as { value?: unknown }).value === key)?.value;
-    if (keys.length === 1 && keys[0] === "text") return { kind: "text", text: this.scalarString(get("text"), `${field}.text`) };
-    if (keys.length === 1 && keys[0] === "image") return { kind: "image", image: this.imagePath(get("image"), `${field}.image`) };
-    if (keys.length === 1 && keys[0] === "video") return { kind: "video", video: this.videoPath(get("video"), `${field}.video`) };
+    if (keys.length === 1 && keys[0] === "text")
+      return { kind: "text", text: this.scalarString(get("text"), `${field}.text`) };
+    if (keys.length === 1 && keys[0] === "image")
+      return { kind: "image", image: this.imagePath(get("image"), `${field}.image`) };
+    if (keys.length === 1 && keys[0] === "video")
+      return { kind: "video", video: this.videoPath(get("video"), `${field}.video`) };
     if (keys.includes("box") && keys.every((k) => ["phrase", "box", "image"].includes(k))) {
       const part: Part = { kind: "object", box: this.box(get("box"), `${field}.box`) };
       if (keys.includes("phrase")) part.phrase = this.scalarString(get("phrase"), `${field}.phrase`);
       if (keys.includes("image")) part.image = this.imagePath(get("image"), `${field}.image`);
       return part;
     }
-    return this.fail(node, field, "text, {text: ...}, {image: path}, {video: path} or {phrase: ..., box: [l, t, r, b], image: path}");
+    return this.fail(
+      node,
+      field,
+      "text, {text: ...}, {image: path}, {video: path} or {phrase: ..., box: [l, t, r, b], image: path}",
+    );
   }
 
   private parts(node: unknown, field: string): Part[] {
@@ -140,7 +158,8 @@ class YamlPromptReader {
       return { kind: "sequence", parts: this.parts(get("prompt"), "prompt") };
     }
     const messagesNode = get("messages");
-    if (!isSeq(messagesNode) || messagesNode.items.length === 0) this.fail(messagesNode, "messages", "a non-empty list");
+    if (!isSeq(messagesNode) || messagesNode.items.length === 0)
+      this.fail(messagesNode, "messages", "a non-empty list");
     const conversation: Conversation = {
       messages: messagesNode.items.map((item, i) => this.message(item, `messages[${i}]`)),
     };
@@ -174,7 +193,13 @@ export function readTextSource(file: string): string {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const what = file === "-" ? "standard input" : file;
-    throw new PromptError(code === "ENOENT" ? `${what}: no such file` : code === "EISDIR" ? `${what}: is a directory, not a prompt file` : `${what}: cannot read (${code})`);
+    throw new PromptError(
+      code === "ENOENT"
+        ? `${what}: no such file`
+        : code === "EISDIR"
+          ? `${what}: is a directory, not a prompt file`
+          : `${what}: cannot read (${code})`,
+    );
   }
 }
 
@@ -186,8 +211,10 @@ export function promptFromFile(file: string, imagePaths: string[] = [], videoPat
   const text = readTextSource(file);
   const isYaml = /\.ya?ml$/i.test(file) || looksLikePromptYaml(text);
   if (isYaml) {
-    if (imagePaths.length > 0) throw new PromptError(`--image cannot be combined with a YAML prompt (${file}): list the images in the file`);
-    if (videoPaths.length > 0) throw new PromptError(`--video cannot be combined with a YAML prompt (${file}): list the videos in the file`);
+    if (imagePaths.length > 0)
+      throw new PromptError(`--image cannot be combined with a YAML prompt (${file}): list the images in the file`);
+    if (videoPaths.length > 0)
+      throw new PromptError(`--video cannot be combined with a YAML prompt (${file}): list the videos in the file`);
     const name = file === "-" ? "<stdin>" : file;
     return parsePromptYaml(text, name, file === "-" ? process.cwd() : dirname(resolve(file)));
   }

@@ -64,13 +64,16 @@ function renderParts(parts: Part[], tokens: TemplateTokens, slots: Slots, templa
       text += placeholder;
       images.push({ kind: "image", image: part.image });
     } else if (part.kind === "video") {
-      if (!tokens.videoFrames) throw new PromptError(`${part.video.path}: the video's frames must be sampled before the prompt is rendered`);
+      if (!tokens.videoFrames)
+        throw new PromptError(`${part.video.path}: the video's frames must be sampled before the prompt is rendered`);
       const frames = tokens.videoFrames(part.video);
       text += VIDEO_TOKEN + VIDEO_PLACEHOLDER.repeat(frames);
       slots.videos.push({ video: part.video, frames });
     } else {
       if (template !== "gen") {
-        throw new PromptError(`grounded objects (phrase + box) are a generation prompt feature; the ${template} template cannot use them`);
+        throw new PromptError(
+          `grounded objects (phrase + box) are a generation prompt feature; the ${template} template cannot use them`,
+        );
       }
       if (part.phrase !== undefined) text += PHRASE_START + part.phrase + PHRASE_END;
       text += OBJECT_START + placeholder + OBJECT_END;
@@ -115,7 +118,9 @@ export function renderPrompt(input: PromptInput, template: TemplateName, tokens:
   if (input.kind === "conversation") {
     const { messages } = input.conversation;
     if (messages.length !== 1 || messages[0].role !== "user") {
-      throw new PromptError(`the ${template} template takes one interleaved prompt, not a conversation; use a chat package`);
+      throw new PromptError(
+        `the ${template} template takes one interleaved prompt, not a conversation; use a chat package`,
+      );
     }
     input = { kind: "sequence", parts: messages[0].parts };
   }
@@ -129,7 +134,9 @@ export function templateTokens(
   options: { shortAnswers?: boolean; system?: string; videoFrames?: (video: VideoSource) => number } = {},
 ): TemplateTokens {
   const system =
-    options.system ?? (options.shortAnswers ? manifest.prompt.short_system_message : undefined) ?? manifest.prompt.system_message;
+    options.system ??
+    (options.shortAnswers ? manifest.prompt.short_system_message : undefined) ??
+    manifest.prompt.system_message;
   return { placeholder: manifest.prompt.image_placeholder, systemMessage: system, videoFrames: options.videoFrames };
 }
 

@@ -5,15 +5,19 @@ import { PromptError } from "../util/errors.js";
 import type { Conversation, ImageSource, Part } from "./types.js";
 
 function imagePath(source: ImageSource, baseDir: string): string {
-  if (!("path" in source)) throw new PromptError(`image ${source.label} exists only in memory and cannot be saved in a prompt file`);
+  if (!("path" in source))
+    throw new PromptError(`image ${source.label} exists only in memory and cannot be saved in a prompt file`);
   return relative(baseDir, source.path) || source.path;
 }
 
 function partToYaml(part: Part, baseDir: string): unknown {
   switch (part.kind) {
-    case "text": return part.text;
-    case "image": return { image: imagePath(part.image, baseDir) };
-    case "video": return { video: relative(baseDir, part.video.path) || part.video.path };
+    case "text":
+      return part.text;
+    case "image":
+      return { image: imagePath(part.image, baseDir) };
+    case "video":
+      return { video: relative(baseDir, part.video.path) || part.video.path };
     case "object": {
       const out: Record<string, unknown> = {};
       if (part.phrase !== undefined) out.phrase = part.phrase;
@@ -31,7 +35,8 @@ export function conversationToYaml(conversation: Conversation, yamlFile: string)
   if (conversation.system !== undefined) doc.system = conversation.system;
   if (conversation.grounding) doc.grounding = true;
   doc.messages = conversation.messages.map((m) => ({
-    [m.role]: m.parts.length === 1 && m.parts[0].kind === "text" ? m.parts[0].text : m.parts.map((p) => partToYaml(p, baseDir)),
+    [m.role]:
+      m.parts.length === 1 && m.parts[0].kind === "text" ? m.parts[0].text : m.parts.map((p) => partToYaml(p, baseDir)),
   }));
   return stringify(doc, { lineWidth: 0 });
 }

@@ -33,6 +33,16 @@ export function frameTokenSpan(vQuery: number): string {
 
 /** The added tokens every template's renderer may write; the chat template adds [USER] and [ASSISTANT]. */
 export const TEMPLATE_TOKENS: Record<"base" | "chat" | "gen", string[]> = (() => {
-  const common = [PAD_TOKEN, IMG_START, IMG_END, IMAGE_TOKEN, GROUNDING, PHRASE_START, PHRASE_END, OBJECT_START, OBJECT_END];
+  const common = [
+    PAD_TOKEN,
+    IMG_START,
+    IMG_END,
+    IMAGE_TOKEN,
+    GROUNDING,
+    PHRASE_START,
+    PHRASE_END,
+    OBJECT_START,
+    OBJECT_END,
+  ];
   return { base: common, gen: common, chat: [...common, USER, ASSISTANT] };
 })();

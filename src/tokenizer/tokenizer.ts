@@ -29,9 +29,18 @@ export class Emu2Tokenizer {
   private readonly specialIds: Set<number>;
   private readonly idToSpecial = new Map<number, string>();
 
-  constructor(tokenizerJson: object, readonly spec: TokenizerSpec, private readonly source = "tokenizer.json") {
+  constructor(
+    tokenizerJson: object,
+    readonly spec: TokenizerSpec,
+    private readonly source = "tokenizer.json",
+  ) {
     this.bpe = new Tokenizer(tokenizerJson, {});
-    const table: Record<string, number> = { [UNK_TOKEN]: 0, [BOS_TOKEN]: spec.bos_token_id, [EOS_TOKEN]: spec.eos_token_id, ...spec.special_tokens };
+    const table: Record<string, number> = {
+      [UNK_TOKEN]: 0,
+      [BOS_TOKEN]: spec.bos_token_id,
+      [EOS_TOKEN]: spec.eos_token_id,
+      ...spec.special_tokens,
+    };
     for (const [text, id] of Object.entries(table)) {
       const inFile = this.bpe.token_to_id(text);
       if (inFile !== id) {
@@ -59,9 +68,10 @@ export class Emu2Tokenizer {
     let start = 0;
     let i = 0;
     while (i < text.length) {
-      const match = text.charCodeAt(i) === 0x3c /* < */ || text.charCodeAt(i) === 0x5b /* [ */
-        ? this.specials.find(([token]) => text.startsWith(token, i))
-        : undefined;
+      const match =
+        text.charCodeAt(i) === 0x3c /* < */ || text.charCodeAt(i) === 0x5b /* [ */
+          ? this.specials.find(([token]) => text.startsWith(token, i))
+          : undefined;
       if (!match) {
         i++;
         continue;

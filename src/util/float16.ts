@@ -28,13 +28,13 @@ export function toFloat16(values: Float32Array): Uint16Array {
       let half = mant >>> shift;
       const rest = mant & ((1 << shift) - 1);
       const mid = 1 << (shift - 1);
-      if (rest > mid || (rest === mid && (half & 1))) half++;
+      if (rest > mid || (rest === mid && half & 1)) half++;
       out[i] = sign | half;
       continue;
     }
     let half = (e << 10) | (mant >>> 13);
     const rest = mant & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (half & 1))) half++; // round to nearest even; may carry into exp
+    if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++; // round to nearest even; may carry into exp
     out[i] = sign | half;
   }
   return out;

@@ -14,7 +14,9 @@ export function readYamlDocument(text: string, file: string, makeError: (message
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const where = e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "unknown position";
-    throw makeError(`${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
+    throw makeError(
+      `${file}: YAML error at ${where}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`,
+    );
   }
   return {
     doc,

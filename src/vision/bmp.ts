@@ -20,7 +20,11 @@ export function decodeBmp(bytes: Uint8Array): RgbImage {
   need(26);
   const pixelOffset = view.getUint32(10, true);
   const headerSize = view.getUint32(14, true);
-  let width: number, height: number, bpp: number, compression = BI_RGB, colorsUsed = 0;
+  let width: number,
+    height: number,
+    bpp: number,
+    compression = BI_RGB,
+    colorsUsed = 0;
   let paletteEntrySize = 4;
   if (headerSize === 12) {
     width = view.getUint16(18, true);
@@ -47,7 +51,7 @@ export function decodeBmp(bytes: Uint8Array): RgbImage {
     const at = 14 + 40;
     need(at + 12);
     masks = [view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true)];
-    if (!masks.every((m) => m !== 0 && (m >>> maskShift(m)) === 0xff)) {
+    if (!masks.every((m) => m !== 0 && m >>> maskShift(m) === 0xff)) {
       throw new Error(`BMP bit masks ${masks.map((m) => "0x" + m.toString(16)).join(", ")} are not supported`);
     }
   } else if (compression !== BI_RGB) {

@@ -12,9 +12,13 @@ const HALF_WIDTH = 2;
 
 /** box = [left, top, right, bottom] in integer pixels of the size x size canvas (corners may be given in any order). */
 export function drawBoxMask(box: readonly [number, number, number, number], size = BOX_MASK_SIZE): RgbImage {
-  if (!box.every((v) => Number.isInteger(v))) throw new RangeError(`box [${box.join(", ")}] must be integer pixel coordinates`);
+  if (!box.every((v) => Number.isInteger(v)))
+    throw new RangeError(`box [${box.join(", ")}] must be integer pixel coordinates`);
   const [x1, y1, x2, y2] = box;
-  const left = Math.min(x1, x2), right = Math.max(x1, x2), top = Math.min(y1, y2), bottom = Math.max(y1, y2);
+  const left = Math.min(x1, x2),
+    right = Math.max(x1, x2),
+    top = Math.min(y1, y2),
+    bottom = Math.max(y1, y2);
   const mask = new Uint8Array(size); // one byte per pixel of a row, reused per row
   const data = new Uint8Array(size * size * 3);
   const mark = (from: number, to: number) => {

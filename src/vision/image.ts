@@ -27,7 +27,10 @@ export interface RgbImage {
 
 /** An image file (or buffer) that cannot be decoded. The message is one line that names the file. */
 export class ImageLoadError extends Emu2Error {
-  constructor(readonly source: string, readonly problem: string) {
+  constructor(
+    readonly source: string,
+    readonly problem: string,
+  ) {
     super(`${source}: ${problem}`, 1);
     this.name = "ImageLoadError";
   }
@@ -35,7 +38,12 @@ export class ImageLoadError extends Emu2Error {
 
 /** sharp's format ids this loader accepts (heif is AVIF in sharp's prebuilt libvips). */
 const SUPPORTED_FORMATS: ReadonlyMap<string, string> = new Map([
-  ["jpeg", "JPEG"], ["png", "PNG"], ["webp", "WebP"], ["gif", "GIF"], ["tiff", "TIFF"], ["heif", "AVIF"],
+  ["jpeg", "JPEG"],
+  ["png", "PNG"],
+  ["webp", "WebP"],
+  ["gif", "GIF"],
+  ["tiff", "TIFF"],
+  ["heif", "AVIF"],
 ]);
 
 export const SUPPORTED_FORMAT_NAMES = [...SUPPORTED_FORMATS.values(), "BMP"];
@@ -48,7 +56,10 @@ function oneLine(message: string): string {
  * Decodes a file path or an encoded image in memory into RGB. Throws ImageLoadError naming the source. `page` picks
  * one frame of an animated GIF or WebP, composited as it is shown (video.ts samples frames this way).
  */
-export async function loadImage(input: string | Buffer, options: { page?: number; label?: string } = {}): Promise<RgbImage> {
+export async function loadImage(
+  input: string | Buffer,
+  options: { page?: number; label?: string } = {},
+): Promise<RgbImage> {
   const source = options.label ?? (typeof input === "string" ? input : "image data in memory");
   let bytes: Buffer;
   if (typeof input === "string") {
@@ -87,23 +98,35 @@ export async function loadImage(input: string | Buffer, options: { page?: number
     throw new ImageLoadError(source, `corrupt or unreadable image (${message})`);
   }
   if (format === undefined || !SUPPORTED_FORMATS.has(format)) {
-    throw new ImageLoadError(source, `${format ?? "unknown"} images are not supported (${SUPPORTED_FORMAT_NAMES.join(", ")})`);
+    throw new ImageLoadError(
+      source,
+      `${format ?? "unknown"} images are not supported (${SUPPORTED_FORMAT_NAMES.join(", ")})`,
+    );
   }
 
   try {
     const decoder = sharp(bytes, { ignoreIcc: true, failOn: "truncated", page: options.page ?? 0 }).autoOrient();
     if (cmyk) {
-      const { data, info } = await decoder.pipelineColourspace("cmyk").toColourspace("cmyk").raw({ depth: "uchar" })
+      const { data, info } = await decoder
+        .pipelineColourspace("cmyk")
+        .toColourspace("cmyk")
+        .raw({ depth: "uchar" })
         .toBuffer({ resolveWithObject: true });
       if (info.channels !== 4) throw new Error(`decoded CMYK to ${info.channels} channels, expected 4`);
       return { width: info.width, height: info.height, data: cmykToRgb(data) };
     }
-    const { data, info } = await decoder.toColourspace("srgb").removeAlpha().raw({ depth: "uchar" })
+    const { data, info } = await decoder
+      .toColourspace("srgb")
+      .removeAlpha()
+      .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (err) {
-    throw new ImageLoadError(source, `corrupt or unreadable ${SUPPORTED_FORMATS.get(format)} image (${oneLine((err as Error).message)})`);
+    throw new ImageLoadError(
+      source,
+      `corrupt or unreadable ${SUPPORTED_FORMATS.get(format)} image (${oneLine((err as Error).message)})`,
+    );
   }
 }
 

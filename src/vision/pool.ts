@@ -10,7 +10,9 @@ export function poolVisualFeatures(
 ): { data: Float32Array; dims: [number, number, number] } {
   const [batch, tokens, width] = dims;
   if (lastHiddenState.length !== batch * tokens * width) {
-    throw new RangeError(`last_hidden_state has ${lastHiddenState.length} values, dims [${dims.join(",")}] need ${batch * tokens * width}`);
+    throw new RangeError(
+      `last_hidden_state has ${lastHiddenState.length} values, dims [${dims.join(",")}] need ${batch * tokens * width}`,
+    );
   }
   const grid = Math.round(Math.sqrt(tokens - 1));
   const side = Math.round(Math.sqrt(nQuery));

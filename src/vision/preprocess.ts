@@ -94,7 +94,9 @@ export function resizeBicubic(image: RgbImage, width: number, height: number): R
       const inRow = (y + rowStart) * image.width * 3;
       const outRow = y * width * 3;
       for (let x = 0; x < width; x++) {
-        let r = FIXED_HALF, g = FIXED_HALF, b = FIXED_HALF;
+        let r = FIXED_HALF,
+          g = FIXED_HALF,
+          b = FIXED_HALF;
         const k = x * ksize;
         let p = inRow + first[x] * 3;
         for (let i = 0; i < count[x]; i++, p += 3) {
@@ -123,7 +125,9 @@ export function resizeBicubic(image: RgbImage, width: number, height: number): R
     const top = (first[y] - rowOffset) * stride;
     const outRow = y * width * 3;
     for (let x = 0; x < width * 3; x += 3) {
-      let r = FIXED_HALF, g = FIXED_HALF, b = FIXED_HALF;
+      let r = FIXED_HALF,
+        g = FIXED_HALF,
+        b = FIXED_HALF;
       let p = top + x;
       for (let i = 0; i < count[y]; i++, p += stride) {
         const w = weights[k + i];
@@ -165,7 +169,10 @@ export function preprocessImage(image: RgbImage, config: PreprocessConfig): Floa
 }
 
 /** Images -> `pixel_values` float32 [B,3,S,S]. */
-export function preprocessBatch(images: readonly RgbImage[], config: PreprocessConfig): { data: Float32Array; dims: [number, number, number, number] } {
+export function preprocessBatch(
+  images: readonly RgbImage[],
+  config: PreprocessConfig,
+): { data: Float32Array; dims: [number, number, number, number] } {
   const size = config.image_size;
   const each = 3 * size * size;
   const data = new Float32Array(images.length * each);

@@ -27,7 +27,10 @@ export const VIDEO_FORMATS_HELP = "a folder of frames, an animated GIF or WebP, 
 
 /** A video that cannot be read: one line naming the file. */
 export class VideoError extends Emu2Error {
-  constructor(readonly source: string, problem: string) {
+  constructor(
+    readonly source: string,
+    problem: string,
+  ) {
     super(`${source}: ${problem}`, 1);
     this.name = "VideoError";
   }
@@ -108,7 +111,10 @@ function probeFolder(path: string): ProbedVideo {
       .map((e) => e.name)
       .sort(naturalOrder);
   } catch (err) {
-    throw new VideoError(path, `cannot read the folder (${(err as NodeJS.ErrnoException).code ?? oneLine(String(err))})`);
+    throw new VideoError(
+      path,
+      `cannot read the folder (${(err as NodeJS.ErrnoException).code ?? oneLine(String(err))})`,
+    );
   }
   if (names.length === 0) throw new VideoError(path, `the folder holds no frames (${[...FRAME_EXTENSIONS].join(" ")})`);
   return {
@@ -155,13 +161,20 @@ async function probeAnimated(path: string, format: "gif" | "webp"): Promise<Prob
   return { path, kind: "animated", format: name, frames, duration: at, timed: true };
 }
 
-const FFMPEG_MISSING = "install ffmpeg to read video files (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg), or pass a folder of frames, a GIF or a WebP";
+const FFMPEG_MISSING =
+  "install ffmpeg to read video files (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg), or pass a folder of frames, a GIF or a WebP";
 
 function run(command: string, args: string[], path: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { encoding: "buffer", maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return reject(new VideoError(path, `reading ${extname(path) || "video"} files needs ${command}, which is not installed: ${FFMPEG_MISSING}`));
+      if ((err as NodeJS.ErrnoException).code === "ENOENT")
+        return reject(
+          new VideoError(
+            path,
+            `reading ${extname(path) || "video"} files needs ${command}, which is not installed: ${FFMPEG_MISSING}`,
+          ),
+        );
       const detail = oneLine(stderr.toString("utf8")).replace(`${path}: `, "").slice(0, 200) || oneLine(err.message);
       reject(new VideoError(path, `corrupt or unreadable video (${command}: ${detail})`));
     });
@@ -170,14 +183,36 @@ function run(command: string, args: string[], path: string): Promise<Buffer> {
 
 async function probeWithFfmpeg(path: string, format: string): Promise<ProbedVideo> {
   // Packet timestamps need no decoding (fast even for long videos); sorted, they are the frames' display times.
-  const out = (await run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time",
-    "-of", "csv=p=0", path], path)).toString("utf8");
-  const packets = out.split("\n").filter((line) => line.trim().length > 0).map((line) => line.split(",").map(Number)).filter(([pts]) => Number.isFinite(pts));
+  const out = (
+    await run(
+      "ffprobe",
+      [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,duration_time",
+        "-of",
+        "csv=p=0",
+        path,
+      ],
+      path,
+    )
+  ).toString("utf8");
+  const packets = out
+    .split("\n")
+    .filter((line) => line.trim().length > 0)
+    .map((line) => line.split(",").map(Number))
+    .filter(([pts]) => Number.isFinite(pts));
   if (packets.length === 0) throw new VideoError(path, "corrupt or unreadable video (no video frames found)");
   packets.sort((a, b) => a[0] - b[0]);
   const first = packets[0][0];
   const last = packets[packets.length - 1];
-  const gaps = packets.slice(1).map((p, k) => p[0] - packets[k][0]).sort((a, b) => a - b);
+  const gaps = packets
+    .slice(1)
+    .map((p, k) => p[0] - packets[k][0])
+    .sort((a, b) => a - b);
   const lastLength = Number.isFinite(last[1]) && last[1] > 0 ? last[1] : gaps.length > 0 ? gaps[gaps.length >> 1] : 0;
   return {
     path,
@@ -202,17 +237,28 @@ export async function probeVideo(path: string): Promise<ProbedVideo> {
   if (stat.size === 0) throw new VideoError(path, "the file is empty");
   const head = await readHead(path, 16);
   if (head.subarray(0, 6).toString("latin1").startsWith("GIF8")) return probeAnimated(path, "gif");
-  if (head.subarray(0, 4).toString("latin1") === "RIFF" && head.subarray(8, 12).toString("latin1") === "WEBP") return probeAnimated(path, "webp");
+  if (head.subarray(0, 4).toString("latin1") === "RIFF" && head.subarray(8, 12).toString("latin1") === "WEBP")
+    return probeAnimated(path, "webp");
   if (head.subarray(4, 8).toString("latin1") === "ftyp") return probeWithFfmpeg(path, "mp4/mov");
   if (head.readUInt32BE(0) === 0x1a45dfa3) return probeWithFfmpeg(path, "webm");
-  const still = await sharp(path).metadata().then((m) => m.format, () => undefined);
-  if (still !== undefined) throw new VideoError(path, `a still ${still} image, not a video (pass it with --image, or give ${VIDEO_FORMATS_HELP})`);
+  const still = await sharp(path)
+    .metadata()
+    .then(
+      (m) => m.format,
+      () => undefined,
+    );
+  if (still !== undefined)
+    throw new VideoError(
+      path,
+      `a still ${still} image, not a video (pass it with --image, or give ${VIDEO_FORMATS_HELP})`,
+    );
   throw new VideoError(path, `not a video in a supported format (expected ${VIDEO_FORMATS_HELP})`);
 }
 
 /** N frames sampled uniformly over the video's duration (all of them when it has fewer). */
 export function sampleVideo(video: ProbedVideo, count: number): SampledVideo {
-  if (!Number.isInteger(count) || count < 1) throw new Emu2Error(`the number of video frames must be a whole number >= 1 (got ${count})`);
+  if (!Number.isInteger(count) || count < 1)
+    throw new Emu2Error(`the number of video frames must be a whole number >= 1 (got ${count})`);
   const starts = video.frames.map((f) => f.start);
   const indices = sampleFrameIndices(starts, video.duration, count);
   const scale = video.kind === "animated" ? 1000 : 1;
@@ -249,9 +295,31 @@ export async function* decodeFrames(video: ProbedVideo, sampled: SampledVideo): 
       // Seek (relative to the stream's start, as -ss counts) to halfway between this frame and the previous one:
       // ffmpeg drops the frames before the seek point, so this frame comes out first.
       const seek = frame.index > 0 ? (entry.start + video.frames[frame.index - 1].start) / 2 : 0;
-      const png = await run("ffmpeg", ["-v", "error", "-nostdin", "-ss", seek.toFixed(6), "-i", video.path, "-frames:v", "1",
-        "-f", "image2pipe", "-c:v", "png", "-"], video.path);
-      if (png.length === 0) throw new VideoError(video.path, `corrupt or unreadable video (ffmpeg gave no picture for frame ${frame.index})`);
+      const png = await run(
+        "ffmpeg",
+        [
+          "-v",
+          "error",
+          "-nostdin",
+          "-ss",
+          seek.toFixed(6),
+          "-i",
+          video.path,
+          "-frames:v",
+          "1",
+          "-f",
+          "image2pipe",
+          "-c:v",
+          "png",
+          "-",
+        ],
+        video.path,
+      );
+      if (png.length === 0)
+        throw new VideoError(
+          video.path,
+          `corrupt or unreadable video (ffmpeg gave no picture for frame ${frame.index})`,
+        );
       yield await loadImage(png, { label });
     }
   }
@@ -259,6 +327,7 @@ export async function* decodeFrames(video: ProbedVideo, sampled: SampledVideo): 
 
 /** "t=0.25s" or "frame 3 (f03.png)" for what `emu2 prompt` shows. */
 export function describeFrame(video: SampledVideo, frame: SampledFrame): string {
-  if (!video.timed) return `frame ${frame.index}${frame.file ? ` (${frame.file.slice(frame.file.lastIndexOf("/") + 1)})` : ""}`;
+  if (!video.timed)
+    return `frame ${frame.index}${frame.file ? ` (${frame.file.slice(frame.file.lastIndexOf("/") + 1)})` : ""}`;
   return `frame ${frame.index} at ${frame.time.toFixed(3)}s`;
 }

@@ -15,7 +15,10 @@ test("resume: JSONL and TSV are keyed by the image's real path; a half-written l
   const jsonl = join(d, "out.jsonl");
   // Relative paths in a file are read from the file's folder; a cut-off line is ignored.
   writeFileSync(jsonl, `{"image":"a.png","caption":"x"}\n{"image":"${join(d, "b.png")}","caption":"y"}\n{"image":"c.p`);
-  assert.deepEqual([...readDone(jsonl, "jsonl")], [join(d, "a.png"), join(d, "b.png")].map((p) => realpathSync(p)));
+  assert.deepEqual(
+    [...readDone(jsonl, "jsonl")],
+    [join(d, "a.png"), join(d, "b.png")].map((p) => realpathSync(p)),
+  );
   const tsv = join(d, "out.tsv");
   writeFileSync(tsv, `${join(d, "a.png")}\tx\n`);
   assert.deepEqual([...readDone(tsv, "tsv")], [realpathSync(join(d, "a.png"))]);
@@ -48,7 +51,10 @@ test("the sink opens its file on the first caption, drops a cut-off last line, a
   const sink = new CaptionSink(file, "jsonl");
   sink.write({ image: join(d, ".", "a.png"), caption: "two\nlines" });
   sink.close();
-  assert.equal(readFileSync(file, "utf8"), `{"image":"/x.png","caption":"x"}\n${JSON.stringify({ image: realpathSync(join(d, "a.png")), caption: "two\nlines" })}\n`);
+  assert.equal(
+    readFileSync(file, "utf8"),
+    `{"image":"/x.png","caption":"x"}\n${JSON.stringify({ image: realpathSync(join(d, "a.png")), caption: "two\nlines" })}\n`,
+  );
   assert.equal(sink.written, 1);
 });
 
@@ -88,7 +94,12 @@ test("folders: their own images only, unless recursive; the message says how to 
   mkdirSync(join(d, "nest", "inner"), { recursive: true });
   for (const name of ["b.png", "sub/a.png", "sub/deeper/c.jpg", "nest/inner/x.png"]) writeFileSync(join(d, name), "");
   assert.deepEqual(await expandImageInputs([d]), [join(d, "b.png")]);
-  assert.deepEqual(await expandImageInputs([d], undefined, { recursive: true }), [join(d, "b.png"), join(d, "nest/inner/x.png"), join(d, "sub/a.png"), join(d, "sub/deeper/c.jpg")]);
+  assert.deepEqual(await expandImageInputs([d], undefined, { recursive: true }), [
+    join(d, "b.png"),
+    join(d, "nest/inner/x.png"),
+    join(d, "sub/a.png"),
+    join(d, "sub/deeper/c.jpg"),
+  ]);
   await assert.rejects(expandImageInputs([join(d, "nest")]), /the folder has no images .*; -r reads subfolders too/);
 });
 
@@ -97,4 +108,3 @@ test("the --demos fixture is a valid demonstrations file", () => {
   assert.equal(demos.length, 2);
   assert.ok(demos.every((d) => existsSync(d.image) && d.caption.length > 0));
 });
-

@@ -2,7 +2,16 @@
 // the run before it touches the output, and an interrupted run says exactly what it wrote.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
@@ -29,7 +38,11 @@ async function waitFor(what: string, ready: () => boolean): Promise<void> {
 
 const linesIn = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").split("\n").length - 1 : 0);
 
-const imagesIn = (file: string) => readFileSync(file, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l).image as string);
+const imagesIn = (file: string) =>
+  readFileSync(file, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l).image as string);
 
 test("resume matches images by real path: a rerun from inside the folder, or through a symlink, redoes nothing", () => {
   const dir = workdir();
@@ -54,7 +67,13 @@ test("TSV: a failed image is not recorded; a rerun after the folder changed, nam
   const first = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
   assert.equal(first.status, 1);
   assert.match(first.stderr, /broken\.png: /);
-  assert.deepEqual(readFileSync(out, "utf8").trimEnd().split("\n").map((l) => l.split("\t")[0]), [join(dir, "landscape.png"), join(dir, "night.jpg")]);
+  assert.deepEqual(
+    readFileSync(out, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => l.split("\t")[0]),
+    [join(dir, "landscape.png"), join(dir, "night.jpg")],
+  );
   // The broken image is repaired and an image that sorts first is added.
   copyFileSync("fixtures/images/blocks.png", join(dir, "broken.png"));
   copyFileSync("fixtures/images/blocks.png", join(dir, "a-first.png"));
@@ -62,8 +81,14 @@ test("TSV: a failed image is not recorded; a rerun after the folder changed, nam
   const second = emu2(["caption", ".", "-m", tiny, "--greedy", "-n", "4", "-o", "captions.tsv"], { cwd: dir });
   assert.equal(second.status, 0, second.stderr);
   assert.match(second.stderr, /2 of 4 images already done/);
-  const rows = readFileSync(out, "utf8").trimEnd().split("\n").map((l) => l.split("\t")[0]);
-  assert.deepEqual(rows, ["landscape.png", "night.jpg", "a-first.png", "broken.png"].map((n) => join(dir, n)));
+  const rows = readFileSync(out, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((l) => l.split("\t")[0]);
+  assert.deepEqual(
+    rows,
+    ["landscape.png", "night.jpg", "a-first.png", "broken.png"].map((n) => join(dir, n)),
+  );
 });
 
 test("text: an existing output is not resumed by position; the run stops before any model work and points to JSONL/TSV", () => {
@@ -84,9 +109,12 @@ test("text: an existing output is not resumed by position; the run stops before 
 
 test("two runs on the same output: the second is refused with one line, the first writes every image once", async () => {
   const dir = workdir();
-  for (let i = 0; i < 12; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  for (let i = 0; i < 12; i++)
+    copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
   const out = join(dir, "captions.jsonl");
-  const first = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  const first = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let firstErr = "";
   first.stderr.on("data", (chunk) => (firstErr += chunk));
   const exited = new Promise<number | null>((done) => first.on("exit", (code) => done(code)));
@@ -125,9 +153,12 @@ test("a package-level error stops at once: one line, exit 1, the output as it wa
 
 test("Ctrl-C: the message says how many captions were written, and the file holds exactly those", async () => {
   const dir = workdir([]);
-  for (let i = 0; i < 40; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  for (let i = 0; i < 40; i++)
+    copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
   const out = join(dir, "captions.jsonl");
-  const run = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  const run = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   run.stderr.on("data", (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((done) => run.on("exit", (code) => done(code)));
@@ -136,7 +167,12 @@ test("Ctrl-C: the message says how many captions were written, and the file hold
   assert.equal(await exited, 130, stderr);
   const written = imagesIn(out).length;
   assert.ok(written < 40);
-  assert.match(stderr, new RegExp(`^emu2: interrupted: ${written} of 40 captions written to .*captions\\.jsonl \\(run again to resume\\)\\n$`));
+  assert.match(
+    stderr,
+    new RegExp(
+      `^emu2: interrupted: ${written} of 40 captions written to .*captions\\.jsonl \\(run again to resume\\)\\n$`,
+    ),
+  );
   const resumed = emu2(["caption", dir, "-m", tiny, "--greedy", "-n", "4", "-o", out]);
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resuming .*: ${written} of 40 images already done`));
@@ -145,10 +181,32 @@ test("Ctrl-C: the message says how many captions were written, and the file hold
 
 test("Ctrl-C on a terminal: the progress bar's last count, the message and the file agree", () => {
   const dir = workdir([]);
-  for (let i = 0; i < 40; i++) copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  for (let i = 0; i < 40; i++)
+    copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
   const out = join(dir, "captions.jsonl");
   const steps = [{ expect: "3/40" }, { send: "\x03" }, { expect: "interrupted" }];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "caption", dir, "-m", tiny, "--greedy", "-n", "4", "-b", "1", "-o", out], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    [
+      "test/helpers/pty_driver.py",
+      JSON.stringify(steps),
+      "--",
+      process.execPath,
+      BIN,
+      "caption",
+      dir,
+      "-m",
+      tiny,
+      "--greedy",
+      "-n",
+      "4",
+      "-b",
+      "1",
+      "-o",
+      out,
+    ],
+    { encoding: "utf8", timeout: 120_000 },
+  );
   const result = JSON.parse(r.stdout) as { transcript: string; exit_code: number; missing: string | null };
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 130, result.transcript);

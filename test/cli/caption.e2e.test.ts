@@ -12,7 +12,8 @@ const fast = ["-m", tiny, "-q", "--greedy", "-n", "4"];
 
 function workdir(): string {
   const dir = mkdtempSync(join(tmpdir(), "emu2-caption-e2e-"));
-  for (const name of ["landscape.png", "night.jpg", "blocks.png"]) copyFileSync(join("fixtures/images", name), join(dir, name));
+  for (const name of ["landscape.png", "night.jpg", "blocks.png"])
+    copyFileSync(join("fixtures/images", name), join(dir, name));
   return dir;
 }
 
@@ -21,7 +22,10 @@ test("caption a folder: one line per image, in order, nothing else on stdout", (
   const r = emu2(["caption", dir, ...fast, "--format", "tsv"]);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trimEnd().split("\n");
-  assert.deepEqual(lines.map((l) => l.split("\t")[0]), ["blocks.png", "landscape.png", "night.jpg"].map((n) => join(dir, n)));
+  assert.deepEqual(
+    lines.map((l) => l.split("\t")[0]),
+    ["blocks.png", "landscape.png", "night.jpg"].map((n) => join(dir, n)),
+  );
   assert.ok(lines.every((l) => l.split("\t")[1].length > 0));
   assert.equal(r.stderr, "");
 });
@@ -45,7 +49,10 @@ test("-o resumes: finished images are skipped and the file keeps what it had", (
   assert.match(second.stderr, /resuming .*captions\.jsonl: 1 of 3 images already done/);
   const after = readFileSync(out, "utf8");
   assert.ok(after.startsWith(before));
-  const images = after.trimEnd().split("\n").map((l) => JSON.parse(l).image);
+  const images = after
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l).image);
   assert.deepEqual(images.sort(), ["blocks.png", "landscape.png", "night.jpg"].map((n) => join(dir, n)).sort());
 });
 
@@ -76,8 +83,19 @@ test("bad inputs: missing file, empty folder, bad format flag", () => {
 
 test("few-shot captioning with --demos", () => {
   const dir = workdir();
-  writeFileSync(join(dir, "demos.yaml"), "- image: landscape.png\n  caption: a sunny hill\n- image: night.jpg\n  caption: a red peak at night\n");
-  const r = emu2(["caption", join(dir, "blocks.png"), ...fast, "--demos", join(dir, "demos.yaml"), "--format", "jsonl"]);
+  writeFileSync(
+    join(dir, "demos.yaml"),
+    "- image: landscape.png\n  caption: a sunny hill\n- image: night.jpg\n  caption: a red peak at night\n",
+  );
+  const r = emu2([
+    "caption",
+    join(dir, "blocks.png"),
+    ...fast,
+    "--demos",
+    join(dir, "demos.yaml"),
+    "--format",
+    "jsonl",
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).image, join(dir, "blocks.png"));
 });

@@ -55,7 +55,11 @@ test("interactive: typed through a real terminal, with /image, /save and /exit",
     { expect: "saved 4 messages" },
     { send: "/exit\r" },
   ];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast],
+    { encoding: "utf8", timeout: 120_000 },
+  );
   const result = JSON.parse(r.stdout);
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 0, result.transcript);
@@ -68,31 +72,73 @@ test("interactive: typed through a real terminal, with /image, /save and /exit",
 
 test("interactive with the package's default beam search: the answer is shown when it is ready", () => {
   const steps = [{ expect: "> " }, { send: "Hello there\r" }, { expect: "> " }, { send: "/exit\r" }];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", "-m", chat, "-q", "-n", "4"], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    [
+      "test/helpers/pty_driver.py",
+      JSON.stringify(steps),
+      "--",
+      process.execPath,
+      BIN,
+      "chat",
+      "-m",
+      chat,
+      "-q",
+      "-n",
+      "4",
+    ],
+    { encoding: "utf8", timeout: 120_000 },
+  );
   const result = JSON.parse(r.stdout);
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 0, result.transcript);
-  const answer = result.transcript.split("Hello there")[1].split("> ")[0].replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").trim();
+  const answer = result.transcript
+    .split("Hello there")[1]
+    .split("> ")[0]
+    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
+    .trim();
   assert.ok(answer.length > 0, result.transcript);
 });
 
 test("interactive: Ctrl-C at the prompt twice leaves with 130", () => {
   const steps = [{ expect: "> " }, { send: "\x03" }, { expect: "Ctrl-C again" }, { send: "\x03" }];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast], { encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast],
+    { encoding: "utf8", timeout: 60_000 },
+  );
   const result = JSON.parse(r.stdout);
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 130, result.transcript);
 });
 
-const cudaInstalled = existsSync("node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so");
+const cudaInstalled = existsSync(
+  "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so",
+);
 
-test("--device cuda without the CUDA provider libraries: one line saying how to install them; --cpu-fallback runs on the CPU", { skip: cudaInstalled && "the CUDA provider libraries are installed here" }, () => {
-  const strict = emu2(["chat", ...fast, "--device", "cuda", "-p", "hi"]);
-  assert.equal(strict.status, 1);
-  assert.ok(oneLine(strict.stderr), strict.stderr);
-  assert.match(strict.stderr, /CUDA is not available to ONNX Runtime .*npm run install-cuda/);
-  const fallback = emu2(["chat", "-m", chat, "--greedy", "-n", "2", "--device", "cuda", "--cpu-fallback", "-p", "hi"]);
-  assert.equal(fallback.status, 0, fallback.stderr);
-  assert.equal(fallback.stderr.match(/running on the CPU/g)?.length, 1, fallback.stderr);
-  assert.ok(fallback.stdout.trim().length > 0);
-});
+test(
+  "--device cuda without the CUDA provider libraries: one line saying how to install them; --cpu-fallback runs on the CPU",
+  { skip: cudaInstalled && "the CUDA provider libraries are installed here" },
+  () => {
+    const strict = emu2(["chat", ...fast, "--device", "cuda", "-p", "hi"]);
+    assert.equal(strict.status, 1);
+    assert.ok(oneLine(strict.stderr), strict.stderr);
+    assert.match(strict.stderr, /CUDA is not available to ONNX Runtime .*npm run install-cuda/);
+    const fallback = emu2([
+      "chat",
+      "-m",
+      chat,
+      "--greedy",
+      "-n",
+      "2",
+      "--device",
+      "cuda",
+      "--cpu-fallback",
+      "-p",
+      "hi",
+    ]);
+    assert.equal(fallback.status, 0, fallback.stderr);
+    assert.equal(fallback.stderr.match(/running on the CPU/g)?.length, 1, fallback.stderr);
+    assert.ok(fallback.stdout.trim().length > 0);
+  },
+);

@@ -14,7 +14,17 @@ const fast = ["-m", tiny, "-q", "--steps", "3"];
 
 test("text-to-image writes PNGs that carry their settings; stdout lists the files", async () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-gen-"));
-  const r = emu2(["generate", "a red car", ...fast, "--num-images", "2", "--seed", "7", "-o", join(dir, "car-{i}.png")]);
+  const r = emu2([
+    "generate",
+    "a red car",
+    ...fast,
+    "--num-images",
+    "2",
+    "--seed",
+    "7",
+    "-o",
+    join(dir, "car-{i}.png"),
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.stdout.trim().split("\n"), [join(dir, "car-0.png"), join(dir, "car-1.png")]);
   const png = readFileSync(join(dir, "car-1.png"));
@@ -43,7 +53,15 @@ test("image-only autoencoding, reference images, and grounded YAML prompts", () 
   const auto = emu2(["generate", "--image", "fixtures/images/night.jpg", ...fast, "-o", join(dir, "auto.png")]);
   assert.equal(auto.status, 0, auto.stderr);
   assert.equal(readPngText(readFileSync(join(dir, "auto.png"))).mode, "autoencode");
-  const edit = emu2(["generate", "<image> wearing a red hat on the beach.", "--image", "fixtures/images/blocks.png", ...fast, "-o", join(dir, "edit.png")]);
+  const edit = emu2([
+    "generate",
+    "<image> wearing a red hat on the beach.",
+    "--image",
+    "fixtures/images/blocks.png",
+    ...fast,
+    "-o",
+    join(dir, "edit.png"),
+  ]);
   assert.equal(edit.status, 0, edit.stderr);
   const grounded = emu2(["generate", "-f", "fixtures/prompts/grounded.yaml", ...fast, "-o", join(dir, "grounded.png")]);
   assert.equal(grounded.status, 0, grounded.stderr);

@@ -25,7 +25,13 @@ test("emu2 info shows which graphs of a quantized package are MatMulNBits, and t
   assert.match(r.stdout, /\n {4}visual_encoder +visual_encoder\.onnx +[\d.]+ KB +int8\/32 asym\n/);
   assert.match(r.stdout, /\n {4}embed_tokens +embed_tokens\.onnx +[\d.]+ MB\n/);
   const j = JSON.parse(emu2(["info", "fixtures/models/emu2-chat-tiny-int8", "--json"]).stdout);
-  assert.deepEqual(j.manifest.quantization.decoder, { method: "matmul_nbits", bits: 8, block_size: 32, symmetric: false, accuracy_level: 0 });
+  assert.deepEqual(j.manifest.quantization.decoder, {
+    method: "matmul_nbits",
+    bits: 8,
+    block_size: 32,
+    symmetric: false,
+    accuracy_level: 0,
+  });
   assert.ok(j.files.find((f: { role: string; bytes: number }) => f.role === "lm_head").bytes < 1.3e6);
 });
 
@@ -36,7 +42,11 @@ test("--device-map places the parts of a split decoder; a part or graph that doe
   assert.equal(split.status, 0, split.stderr);
   assert.equal(split.stdout, whole.stdout);
   const cases: [string, string, RegExp][] = [
-    ["emu2-chat-tiny-split", "part0=cpu,part2=cpu", /^emu2: --device-map part2: the package has 2 decoder parts \(part0, part1\) \(see emu2 chat --help\)$/],
+    [
+      "emu2-chat-tiny-split",
+      "part0=cpu,part2=cpu",
+      /^emu2: --device-map part2: the package has 2 decoder parts \(part0, part1\) \(see emu2 chat --help\)$/,
+    ],
     ["emu2-chat-tiny", "part0=cpu", /^emu2: --device-map part0: this package's decoder is not split/],
     ["emu2-chat-tiny-split", "part0=gpu", /^emu2: --device-map: expected graph=device entries/],
   ];
@@ -61,17 +71,32 @@ test("emu2 info on a package with a bad field exits 1 with one line naming file 
 });
 
 test("emu2 prompt shows text, ids and images; --json for scripts; stdin YAML", () => {
-  const r = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-p", "Describe <image> please", "--image", "fixtures/images/blocks.png", "--json"]);
+  const r = emu2([
+    "prompt",
+    "-m",
+    packageDir("emu2-tiny"),
+    "-p",
+    "Describe <image> please",
+    "--image",
+    "fixtures/images/blocks.png",
+    "--json",
+  ]);
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.text, "Describe [<IMG_PLH>] please");
   assert.equal(j.ids[0], 1);
   assert.equal(j.ids.filter((id: number) => id === 32003).length, 64);
   assert.equal(j.images.length, 1);
-  const chat = emu2(["prompt", "-m", resolve(packageDir("emu2-chat-tiny")), "-f", "-"], { input: readFileSync("fixtures/prompts/chat.yaml", "utf8"), cwd: "fixtures/prompts" });
+  const chat = emu2(["prompt", "-m", resolve(packageDir("emu2-chat-tiny")), "-f", "-"], {
+    input: readFileSync("fixtures/prompts/chat.yaml", "utf8"),
+    cwd: "fixtures/prompts",
+  });
   assert.equal(chat.status, 0, chat.stderr);
   assert.match(chat.stdout, /template  chat \(emu2-chat-tiny\)/);
-  assert.match(chat.stdout, /\[ASSISTANT\]: There are four blocks\.<\/s>\[USER\]: Which one is the highest\? \[ASSISTANT\]:/);
+  assert.match(
+    chat.stdout,
+    /\[ASSISTANT\]: There are four blocks\.<\/s>\[USER\]: Which one is the highest\? \[ASSISTANT\]:/,
+  );
 });
 
 test("the embedded package is announced on stderr, never on stdout", () => {
@@ -86,7 +111,15 @@ test("usage errors exit 2 with one line; other errors exit 1", () => {
   assert.equal(unknown.status, 2);
   assert.ok(oneLine(unknown.stderr), unknown.stderr);
   assert.match(unknown.stderr, /unknown option '--bogus'/);
-  const mismatch = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-p", "<image> and <image>", "--image", "fixtures/images/blocks.png"]);
+  const mismatch = emu2([
+    "prompt",
+    "-m",
+    packageDir("emu2-tiny"),
+    "-p",
+    "<image> and <image>",
+    "--image",
+    "fixtures/images/blocks.png",
+  ]);
   assert.equal(mismatch.status, 1);
   assert.match(mismatch.stderr, /the prompt has 2 image placeholders but 1 image was given with --image/);
   const malformed = emu2(["prompt", "-m", packageDir("emu2-tiny"), "-f", "-"], { input: "prompt:\n  - image: [x\n" });
@@ -104,14 +137,29 @@ test("emu2 info checks each graph without loading it: a truncated graph is repor
   truncateSync(join(dir, "visual_encoder.onnx"), 4096);
   symlinkSync("tokenizer.json", join(dir, "lm_head-link.onnx"));
   const manifest = join(dir, "manifest.yaml");
-  writeFileSync(manifest, readFileSync(manifest, "utf8").replace("lm_head_file: lm_head.onnx", "lm_head_file: lm_head-link.onnx"));
+  writeFileSync(
+    manifest,
+    readFileSync(manifest, "utf8").replace("lm_head_file: lm_head.onnx", "lm_head_file: lm_head-link.onnx"),
+  );
   const r = emu2(["info", dir]);
   assert.equal(r.status, 1);
   assert.match(r.stdout, /valid +no: 2 problems/);
-  assert.deepEqual(r.stderr.trimEnd().split("\n").map((l) => l.replace(/:.*/, "")), [`emu2`, `emu2`]);
-  assert.match(r.stderr, /visual_encoder\.onnx: not a readable ONNX model: the file ends in the middle of a field \(truncated\?\)\n/);
+  assert.deepEqual(
+    r.stderr
+      .trimEnd()
+      .split("\n")
+      .map((l) => l.replace(/:.*/, "")),
+    [`emu2`, `emu2`],
+  );
+  assert.match(
+    r.stderr,
+    /visual_encoder\.onnx: not a readable ONNX model: the file ends in the middle of a field \(truncated\?\)\n/,
+  );
   assert.match(r.stderr, /lm_head-link\.onnx: not a readable ONNX model/);
   const j = JSON.parse(emu2(["info", dir, "--json"]).stdout);
   assert.equal(j.valid, false);
-  assert.deepEqual(j.problems.map((p: { file: string }) => p.file), ["visual_encoder.onnx", "lm_head-link.onnx"]);
+  assert.deepEqual(
+    j.problems.map((p: { file: string }) => p.file),
+    ["visual_encoder.onnx", "lm_head-link.onnx"],
+  );
 });

@@ -21,7 +21,10 @@ test("a lock held by a live process refuses the claim, naming the pid and the lo
   const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"], { stdio: "ignore" });
   try {
     writeFileSync(lockPath(out), `${child.pid}\n`);
-    assert.throws(() => OutputLock.acquire(out), new RegExp(`out\\.jsonl is being written by another run \\(pid ${child.pid}\\).*out\\.jsonl\\.lock`));
+    assert.throws(
+      () => OutputLock.acquire(out),
+      new RegExp(`out\\.jsonl is being written by another run \\(pid ${child.pid}\\).*out\\.jsonl\\.lock`),
+    );
     assert.equal(readFileSync(lockPath(out), "utf8"), `${child.pid}\n`);
   } finally {
     child.kill();
@@ -30,7 +33,9 @@ test("a lock held by a live process refuses the claim, naming the pid and the lo
 
 test("a stale lock (its owner is dead, or it holds no pid) is taken over", () => {
   const out = output();
-  const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout;
+  const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], {
+    encoding: "utf8",
+  }).stdout;
   for (const content of [`${dead}\n`, "garbage"]) {
     writeFileSync(lockPath(out), content);
     const lock = OutputLock.acquire(out);

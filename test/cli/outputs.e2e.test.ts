@@ -35,7 +35,11 @@ test("bad output paths stop generate and caption with one line naming the path, 
   const r = emu2(["generate", "a red car", ...noPackage, "-o", folderPng]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /folder\.png: is a folder; give a file name/);
-  for (const [path, message] of [[join(dir, "missing", "c.jsonl"), /does not exist/], [join(dir, "a-folder"), /is a folder/], [join(dir, "a-file", "c.tsv"), /is a file, not a folder/]] as const) {
+  for (const [path, message] of [
+    [join(dir, "missing", "c.jsonl"), /does not exist/],
+    [join(dir, "a-folder"), /is a folder/],
+    [join(dir, "a-file", "c.tsv"), /is a file, not a folder/],
+  ] as const) {
     const c = emu2(["caption", "fixtures/images", ...noPackage, "-o", path]);
     assert.equal(c.status, 1);
     assert.ok(oneLine(c.stderr), c.stderr);
@@ -44,13 +48,17 @@ test("bad output paths stop generate and caption with one line naming the path, 
   assert.equal(existsSync(join(dir, "missing")), false);
 });
 
-test("no write permission is reported before any work", { skip: process.getuid?.() === 0 ? "root may write anywhere" : false }, () => {
-  const dir = scratch();
-  chmodSync(dir, 0o555);
-  const r = emu2(["generate", "a red car", ...noPackage, "-o", join(dir, "x.png")]);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /x\.png: no permission to write/);
-});
+test(
+  "no write permission is reported before any work",
+  { skip: process.getuid?.() === 0 ? "root may write anywhere" : false },
+  () => {
+    const dir = scratch();
+    chmodSync(dir, 0o555);
+    const r = emu2(["generate", "a red car", ...noPackage, "-o", join(dir, "x.png")]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /x\.png: no permission to write/);
+  },
+);
 
 test("an existing image is replaced only with --overwrite; without -o the first free emu2-N.png is used", () => {
   const dir = scratch();
@@ -71,7 +79,10 @@ test("an existing image is replaced only with --overwrite; without -o the first 
   assert.equal(readFileSync(join(dir, "emu2-0.png"), "utf8"), "precious");
   const help = emu2(["generate", "--help"]);
   assert.match(help.stdout, /--overwrite/);
-  assert.match(help.stdout.replace(/\s+/g, " "), /Default: emu2-N\.png with the first free numbers N, never replacing a file/);
+  assert.match(
+    help.stdout.replace(/\s+/g, " "),
+    /Default: emu2-N\.png with the first free numbers N, never replacing a file/,
+  );
 });
 
 test("-o - carries exactly one thing: with --json it is refused; to a terminal it is refused", () => {
@@ -81,7 +92,22 @@ test("-o - carries exactly one thing: with --json it is refused; to a terminal i
   assert.match(json.stderr, /--json .* -o -/);
   assert.equal(json.stdout, "");
   const steps = [{ expect: "emu2" }];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "generate", "a red car", ...noPackage, "-o", "-"], { encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    [
+      "test/helpers/pty_driver.py",
+      JSON.stringify(steps),
+      "--",
+      process.execPath,
+      BIN,
+      "generate",
+      "a red car",
+      ...noPackage,
+      "-o",
+      "-",
+    ],
+    { encoding: "utf8", timeout: 60_000 },
+  );
   const result = JSON.parse(r.stdout);
   assert.equal(result.exit_code, 2, result.transcript);
   assert.match(result.transcript, /-o -: standard output is a terminal/);
@@ -113,7 +139,14 @@ test("a closed stdout (| head -n 1) ends every command quietly with 141", async 
     assert.equal(r.code, 141, args[0]);
   }
   // The same as a user meets it, through a shell pipeline.
-  const shell = spawnSync("bash", ["-c", `ls fixtures/images/*.png | ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} caption - -m ${tiny} -q --greedy -n 2 | head -c 0; echo "status \${PIPESTATUS[1]}"`], { encoding: "utf8" });
+  const shell = spawnSync(
+    "bash",
+    [
+      "-c",
+      `ls fixtures/images/*.png | ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} caption - -m ${tiny} -q --greedy -n 2 | head -c 0; echo "status \${PIPESTATUS[1]}"`,
+    ],
+    { encoding: "utf8" },
+  );
   assert.equal(shell.stderr, "");
   assert.match(shell.stdout, /^status (0|141)\n$/);
 });

@@ -18,11 +18,40 @@ test("emu2 prompt shows the sampled frames and their timestamps; --json shows th
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\[USER\]: \[VIDEO\](\[<VID_PLH>\]){4}What happened\? \[ASSISTANT\]:/);
   assert.match(r.stdout, /tokens +\d+ \(0 images x 258, 1 video: 4 frames x 66 \+ \[VIDEO\]\)/);
-  assert.match(r.stdout, /video 0 +\S+red-square-right\.gif \(GIF, 6 frames, 1\.200s\): frame 0 at 0\.150s, frame 2 at 0\.450s, frame 3 at 0\.750s, frame 5 at 1\.050s/);
-  const j = JSON.parse(emu2(["prompt", "-m", chat, "-q", "-p", "<image> then <video>", "--image", "fixtures/images/blocks.png", "--video", "fixtures/videos/blue-bar-up", "--frames", "2", "--json"]).stdout);
+  assert.match(
+    r.stdout,
+    /video 0 +\S+red-square-right\.gif \(GIF, 6 frames, 1\.200s\): frame 0 at 0\.150s, frame 2 at 0\.450s, frame 3 at 0\.750s, frame 5 at 1\.050s/,
+  );
+  const j = JSON.parse(
+    emu2([
+      "prompt",
+      "-m",
+      chat,
+      "-q",
+      "-p",
+      "<image> then <video>",
+      "--image",
+      "fixtures/images/blocks.png",
+      "--video",
+      "fixtures/videos/blue-bar-up",
+      "--frames",
+      "2",
+      "--json",
+    ]).stdout,
+  );
   assert.equal(j.videoNQuery, 64);
-  assert.deepEqual(j.videos[0].frames.map((f: { index: number }) => f.index), [1, 3]);
-  assert.deepEqual(j.spans.map((s: { kind: string; rows: number }) => [s.kind, s.rows]), [["image", 256], ["video-frame", 64], ["video-frame", 64]]);
+  assert.deepEqual(
+    j.videos[0].frames.map((f: { index: number }) => f.index),
+    [1, 3],
+  );
+  assert.deepEqual(
+    j.spans.map((s: { kind: string; rows: number }) => [s.kind, s.rows]),
+    [
+      ["image", 256],
+      ["video-frame", 64],
+      ["video-frame", 64],
+    ],
+  );
   const ids: number[] = j.ids;
   assert.equal(ids[j.spans[1].start - 1], 32007, "[VIDEO] comes right before the first frame");
   assert.equal(ids.filter((id) => id === 32004).length, 128);
@@ -42,7 +71,18 @@ test("emu2 chat answers about a video; a GIF, a WebP and a frames folder of the 
 });
 
 test("a video with fewer frames than asked: all of them are used, and stderr says so", () => {
-  const r = emu2(["chat", "-m", chat, "--greedy", "-n", "4", "-p", "What happened?", "--video", "fixtures/videos/green-blink"]);
+  const r = emu2([
+    "chat",
+    "-m",
+    chat,
+    "--greedy",
+    "-n",
+    "4",
+    "-p",
+    "What happened?",
+    "--video",
+    "fixtures/videos/green-blink",
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /green-blink: 3 frames, fewer than the 8 asked for: using all of them/);
   assert.ok(r.stdout.trim().length > 0);
@@ -53,9 +93,15 @@ test("bad video input: one line, exit 1, nothing on stdout", () => {
   writeFileSync(join(dir, "cut.gif"), readFileSync(GIF).subarray(0, 40));
   const noVideo = join(dir, "novideo");
   cpSync(chat, noVideo, { recursive: true });
-  writeFileSync(join(noVideo, "manifest.yaml"), readFileSync(join(noVideo, "manifest.yaml"), "utf8").replace(/\n  video_n_query: 64/, ""));
+  writeFileSync(
+    join(noVideo, "manifest.yaml"),
+    readFileSync(join(noVideo, "manifest.yaml"), "utf8").replace(/\n  video_n_query: 64/, ""),
+  );
   const cases: [string[], RegExp][] = [
-    [["-p", "?", "--video", "README.md"], /README\.md: not a video in a supported format \(expected a folder of frames, an animated GIF or WebP, or an mp4, webm or mov file\)\n/],
+    [
+      ["-p", "?", "--video", "README.md"],
+      /README\.md: not a video in a supported format \(expected a folder of frames, an animated GIF or WebP, or an mp4, webm or mov file\)\n/,
+    ],
     [["-p", "?", "--video", join(dir, "cut.gif")], /cut\.gif: corrupt or unreadable GIF/],
     [["-p", "?", "--video", join(dir, "missing.mp4")], /missing\.mp4: no such file or folder\n/],
     [["-p", "?", "--video", GIF, "--frames", "0"], /--frames: expected a whole number > 0, got "0"/],
@@ -70,14 +116,25 @@ test("bad video input: one line, exit 1, nothing on stdout", () => {
   const unsupported = emu2(["chat", "-m", noVideo, "-q", "--greedy", "-p", "?", "--video", GIF]);
   assert.equal(unsupported.status, 1);
   assert.ok(oneLine(unsupported.stderr), unsupported.stderr);
-  assert.match(unsupported.stderr, /package emu2-chat-tiny has no video support \(its manifest has no vision\.video_n_query\)/);
+  assert.match(
+    unsupported.stderr,
+    /package emu2-chat-tiny has no video support \(its manifest has no vision\.video_n_query\)/,
+  );
   assert.equal(unsupported.stdout, "");
   // Without ffmpeg on the PATH, a video file says how to install it (the tools are looked up on PATH only).
-  writeFileSync(join(dir, "clip.mp4"), Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from("ftypmp42"), Buffer.alloc(64)]));
-  const noFfmpeg = emu2(["chat", ...fast, "-p", "?", "--video", join(dir, "clip.mp4")], { env: { PATH: mkdtempSync(join(tmpdir(), "emu2-nopath-")) } });
+  writeFileSync(
+    join(dir, "clip.mp4"),
+    Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from("ftypmp42"), Buffer.alloc(64)]),
+  );
+  const noFfmpeg = emu2(["chat", ...fast, "-p", "?", "--video", join(dir, "clip.mp4")], {
+    env: { PATH: mkdtempSync(join(tmpdir(), "emu2-nopath-")) },
+  });
   assert.equal(noFfmpeg.status, 1);
   assert.ok(oneLine(noFfmpeg.stderr), noFfmpeg.stderr);
-  assert.match(noFfmpeg.stderr, /clip\.mp4: reading \.mp4 files needs ffprobe, which is not installed: install ffmpeg to read video files \(Debian\/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg\)/);
+  assert.match(
+    noFfmpeg.stderr,
+    /clip\.mp4: reading \.mp4 files needs ffprobe, which is not installed: install ffmpeg to read video files \(Debian\/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg\)/,
+  );
   assert.equal(noFfmpeg.stdout, "");
 });
 
@@ -87,8 +144,14 @@ test("emu2 caption --video captions videos beside images; a bad one is reported 
   const r = emu2(["caption", ...fast, "fixtures/images/blocks.png", "--video", GIF, "--video", "README.md", "-o", out]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /README\.md: not a video in a supported format/);
-  const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(lines.map((l) => l.image), [resolve("fixtures/images/blocks.png"), resolve(GIF)]);
+  const lines = readFileSync(out, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.map((l) => l.image),
+    [resolve("fixtures/images/blocks.png"), resolve(GIF)],
+  );
   // Run again: both are done (resumed by identity), nothing is captioned twice.
   const again = emu2(["caption", ...fast, "fixtures/images/blocks.png", "--video", GIF, "-o", out]);
   assert.equal(again.status, 0, again.stderr);
@@ -111,7 +174,21 @@ test("interactive: /video attaches a video to the next message", () => {
     { expect: "saved 2 messages" },
     { send: "/exit\r" },
   ];
-  const r = spawnSync("/usr/bin/python3", ["test/helpers/pty_driver.py", JSON.stringify(steps), "--", process.execPath, BIN, "chat", ...fast, "--frames", "4"], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    [
+      "test/helpers/pty_driver.py",
+      JSON.stringify(steps),
+      "--",
+      process.execPath,
+      BIN,
+      "chat",
+      ...fast,
+      "--frames",
+      "4",
+    ],
+    { encoding: "utf8", timeout: 120_000 },
+  );
   const result = JSON.parse(r.stdout);
   assert.equal(result.missing, null, result.transcript);
   assert.equal(result.exit_code, 0, result.transcript);

@@ -53,21 +53,30 @@ test("an adapter index this machine does not have: one line, exit 1", () => {
   } catch {
     vulkaninfo = false;
   }
-  assert.match(lines, vulkaninfo ? /--device-id 7: unknown WebGPU adapter index: this machine has \d+ \(see emu2 info --devices\)/ : /--device-id 7: /);
+  assert.match(
+    lines,
+    vulkaninfo
+      ? /--device-id 7: unknown WebGPU adapter index: this machine has \d+ \(see emu2 info --devices\)/
+      : /--device-id 7: /,
+  );
 });
 
-test("info --devices names the CPU and says whether WebGPU and CUDA are usable; --json for scripts", { skip: NO_WEBGPU }, () => {
-  const r = emu2(["info", "--devices"]);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^cpu {5}.+, \d+ cores$/m);
-  assert.match(r.stdout, /^webgpu {2}available \(Vulkan\), float16 (yes|no)/m);
-  assert.match(r.stdout, /^cuda {4}/m);
-  const j = JSON.parse(emu2(["info", "--devices", "--json"]).stdout);
-  assert.equal(j.webgpu.available, true);
-  const hiddenLoader = JSON.parse(emu2(["info", "--devices", "--json"], { env: noLoader }).stdout);
-  assert.equal(hiddenLoader.webgpu.available, false);
-  assert.match(hiddenLoader.webgpu.reason, /libvulkan1/);
-  const usage = emu2(["info"]);
-  assert.equal(usage.status, 2);
-  assert.match(usage.stderr, /name a model package folder, or pass --devices/);
-});
+test(
+  "info --devices names the CPU and says whether WebGPU and CUDA are usable; --json for scripts",
+  { skip: NO_WEBGPU },
+  () => {
+    const r = emu2(["info", "--devices"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^cpu {5}.+, \d+ cores$/m);
+    assert.match(r.stdout, /^webgpu {2}available \(Vulkan\), float16 (yes|no)/m);
+    assert.match(r.stdout, /^cuda {4}/m);
+    const j = JSON.parse(emu2(["info", "--devices", "--json"]).stdout);
+    assert.equal(j.webgpu.available, true);
+    const hiddenLoader = JSON.parse(emu2(["info", "--devices", "--json"], { env: noLoader }).stdout);
+    assert.equal(hiddenLoader.webgpu.available, false);
+    assert.match(hiddenLoader.webgpu.reason, /libvulkan1/);
+    const usage = emu2(["info"]);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /name a model package folder, or pass --devices/);
+  },
+);

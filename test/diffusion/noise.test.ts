@@ -31,7 +31,14 @@ test("initial noise is bit-identical to the Python reference, and image i uses s
   const noise = initialNoise(seed, batch, perImage);
   assert.deepEqual(noise, want.data);
   assert.deepEqual(initialNoise(seed + 1, 1, perImage), want.data.subarray(perImage));
-  let sum = 0, squares = 0;
-  for (const v of noise) { sum += v; squares += v * v; }
-  assert.ok(Math.abs(sum / noise.length) < 0.1 && Math.abs(squares / noise.length - 1) < 0.1, "standard normal moments");
+  let sum = 0,
+    squares = 0;
+  for (const v of noise) {
+    sum += v;
+    squares += v * v;
+  }
+  assert.ok(
+    Math.abs(sum / noise.length) < 0.1 && Math.abs(squares / noise.length - 1) < 0.1,
+    "standard normal moments",
+  );
 });

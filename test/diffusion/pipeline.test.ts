@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { conditioning, decodeLatents, denoise, generateImages, initialLatents, type GenerateImagesOptions, type VisualDecoderSessions } from "../../src/diffusion/pipeline.js";
+import {
+  conditioning,
+  decodeLatents,
+  denoise,
+  generateImages,
+  initialLatents,
+  type GenerateImagesOptions,
+  type VisualDecoderSessions,
+} from "../../src/diffusion/pipeline.js";
 import { eulerSchedule } from "../../src/diffusion/scheduler.js";
 import type { VisualDecoderConfig } from "../../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
@@ -54,7 +62,13 @@ test("one UNet step on the CFG batch matches PyTorch", async () => {
 
 test("the short CFG run, step by step, reproduces PyTorch's latents and image; generateImages reports every step", async () => {
   const meta = golden.meta as { seed: number; steps: number; guidance_scale: number };
-  const options = { cond: embeddings("run.cond"), uncond: embeddings("run.uncond"), steps: meta.steps, guidanceScale: meta.guidance_scale, seed: meta.seed };
+  const options = {
+    cond: embeddings("run.cond"),
+    uncond: embeddings("run.uncond"),
+    steps: meta.steps,
+    guidanceScale: meta.guidance_scale,
+    seed: meta.seed,
+  };
   const run = await denoised(options);
   assert.deepEqual(run.steps, [1, 2, 3, 4]);
   const latents = golden.float32("run.latents");
@@ -77,7 +91,12 @@ test("the short CFG run, step by step, reproduces PyTorch's latents and image; g
 
 test("guidance matters: a scale of 1 runs the cond batch alone and gives other latents", async () => {
   const meta = golden.meta as { seed: number; steps: number };
-  const unguided = await denoised({ cond: embeddings("run.cond"), steps: meta.steps, guidanceScale: 1, seed: meta.seed });
+  const unguided = await denoised({
+    cond: embeddings("run.cond"),
+    steps: meta.steps,
+    guidanceScale: 1,
+    seed: meta.seed,
+  });
   assert.ok(meanAbsDiff(unguided.latents, golden.float32("run.latents").data) > 1e-2);
   await assert.rejects(
     generateImages(sessions, section, { cond: embeddings("run.cond"), steps: 1, guidanceScale: 3, seed: 0 }),

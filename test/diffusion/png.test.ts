@@ -13,7 +13,10 @@ test("pixels round like the official pipeline's numpy_to_pil", () => {
   const bytes = toRgbBytes({ data: image.data, height, width });
   assert.deepEqual(bytes, golden.get("run.pixels").data);
   // Exact ties (2.5 and 3.5 after the float32 product) go to the even neighbour, as numpy rounds.
-  assert.deepEqual(toRgbBytes({ data: Float32Array.from([2.5 / 255, 3.5 / 255, 1]), height: 1, width: 1 }), Uint8Array.from([2, 4, 255]));
+  assert.deepEqual(
+    toRgbBytes({ data: Float32Array.from([2.5 / 255, 3.5 / 255, 1]), height: 1, width: 1 }),
+    Uint8Array.from([2, 4, 255]),
+  );
 });
 
 test("PNG carries the pixels and the text metadata, Latin-1 and UTF-8 alike", async () => {

@@ -15,7 +15,9 @@ test("Euler sigmas, timesteps and init_noise_sigma match diffusers for 50 and 4 
     assert.equal(schedule.sigmas.length, steps + 1);
     assert.ok(maxAbsDiff(schedule.sigmas, sigmas) <= 1e-6, `sigmas for ${steps} steps`);
     assert.deepEqual(Array.from(schedule.timesteps), Array.from(golden.float32(`scheduler.${steps}.timesteps`).data));
-    assert.ok(Math.abs(schedule.initNoiseSigma - golden.float32(`scheduler.${steps}.init_noise_sigma`).data[0]) <= 1e-6);
+    assert.ok(
+      Math.abs(schedule.initNoiseSigma - golden.float32(`scheduler.${steps}.init_noise_sigma`).data[0]) <= 1e-6,
+    );
   }
 });
 
@@ -30,7 +32,10 @@ test("leading spacing: SDXL's 50-step schedule runs 981..1 and starts the noise 
 });
 
 test("other spacings differ from leading and stay within the training range", () => {
-  const cfg = (spacing: SchedulerConfig["timestep_spacing"]): SchedulerConfig => ({ ...section.scheduler, timestep_spacing: spacing });
+  const cfg = (spacing: SchedulerConfig["timestep_spacing"]): SchedulerConfig => ({
+    ...section.scheduler,
+    timestep_spacing: spacing,
+  });
   assert.deepEqual(Array.from(eulerSchedule(cfg("trailing"), 4).timesteps), [999, 749, 499, 249]);
   assert.deepEqual(Array.from(eulerSchedule(cfg("linspace"), 4).timesteps), [999, 666, 333, 0]);
   assert.throws(() => eulerSchedule(section.scheduler, 0), /positive integer/);

@@ -10,15 +10,28 @@ const DATA = "fixtures/datasets";
 
 test("every format loads its fixture: ids, images, answers, captions, labels", () => {
   const expected: Record<string, [number, number]> = {
-    vqav2: [18, 24], okvqa: [18, 24], vizwiz: [4, 8], textvqa: [4, 8], hateful_memes: [6, 8], coco: [4, 8], flickr30k: [4, 8], imagenet: [6, 6], jsonl: [4, 8],
+    vqav2: [18, 24],
+    okvqa: [18, 24],
+    vizwiz: [4, 8],
+    textvqa: [4, 8],
+    hateful_memes: [6, 8],
+    coco: [4, 8],
+    flickr30k: [4, 8],
+    imagenet: [6, 6],
+    jsonl: [4, 8],
   };
   for (const [name, [nEval, nTrain]] of Object.entries(expected)) {
     const { config } = loadTaskConfig(name);
     const ev = loadSplit(config, "eval", DATA);
     const tr = loadSplit(config, "train", DATA);
-    assert.deepEqual([ev.samples.length, tr.samples.length, ev.skipped.length, tr.skipped.length], [nEval, nTrain, 0, 0], name);
+    assert.deepEqual(
+      [ev.samples.length, tr.samples.length, ev.skipped.length, tr.skipped.length],
+      [nEval, nTrain, 0, 0],
+      name,
+    );
     for (const s of [...ev.samples, ...tr.samples]) {
-      if (config.kind === "vqa") assert.ok(s.answers!.length > 0 && s.answer !== undefined && s.question, `${name} ${s.id}`);
+      if (config.kind === "vqa")
+        assert.ok(s.answers!.length > 0 && s.answer !== undefined && s.question, `${name} ${s.id}`);
       if (config.kind === "captioning") assert.ok(s.captions!.length === 3, `${name} ${s.id}`);
       if (config.kind === "classification") assert.ok(s.label !== undefined, `${name} ${s.id}`);
     }
@@ -31,7 +44,11 @@ test("every format loads its fixture: ids, images, answers, captions, labels", (
   const hm = loadTaskConfig("hateful_memes").config;
   assert.deepEqual([...new Set(loadSplit(hm, "eval", DATA).samples.map((s) => s.label))].sort(), ["no", "yes"]);
   const inet = loadTaskConfig("imagenet").config;
-  assert.deepEqual(taskClasses(inet, loadSplit(inet, "eval", DATA), loadSplit(inet, "train", DATA)), ["blue", "green", "red"]);
+  assert.deepEqual(taskClasses(inet, loadSplit(inet, "eval", DATA), loadSplit(inet, "train", DATA)), [
+    "blue",
+    "green",
+    "red",
+  ]);
 });
 
 test("bad records are skipped with the file and line, the rest load", () => {
@@ -46,7 +63,10 @@ test("bad records are skipped with the file and line, the rest load", () => {
   const { config } = loadTaskConfig("hateful_memes");
   const split = loadSplit(config, "eval", dir);
   assert.equal(split.samples.length, 3);
-  assert.deepEqual(split.skipped.map((s) => s.where), [`${file}: line 2`, `${file}: line 3`, `${file}: line 4`]);
+  assert.deepEqual(
+    split.skipped.map((s) => s.where),
+    [`${file}: line 2`, `${file}: line 3`, `${file}: line 4`],
+  );
   assert.match(split.skipped[0].reason, /not valid JSON/);
   assert.match(split.skipped[1].reason, /label: expected 0 or 1/);
   assert.match(split.skipped[2].reason, /image .*\.png: no such file/);
@@ -68,20 +88,41 @@ test("bad records are skipped with the file and line, the rest load", () => {
 test("the generic JSONL task reads classification labels and captions too (pointed at other data by extends)", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-jsonl-"));
   cpSync(join(DATA, "custom", "images"), join(dir, "images"), { recursive: true });
-  const lines = (field: string, values: unknown[]) => values.map((v, i) => JSON.stringify({ id: `s${i}`, image: `images/val_${i % 4}.png`, [field]: v })).join("\n");
+  const lines = (field: string, values: unknown[]) =>
+    values.map((v, i) => JSON.stringify({ id: `s${i}`, image: `images/val_${i % 4}.png`, [field]: v })).join("\n");
   writeFileSync(join(dir, "labels.jsonl"), `${lines("label", ["cat", "dog", "bird", "cat"])}\n`);
   writeFileSync(join(dir, "captions.jsonl"), `${lines("captions", [["a"], ["b", "c"], [], ["d"]])}\n`);
   const config = (name: string, file: string, extra: string) => {
     const path = join(dir, `${name}.yaml`);
-    writeFileSync(path, `extends: ${resolve("configs/eval/jsonl.yaml")}\neval: {file: ${file}, images: "{image}"}\ntrain: {file: ${file}, images: "{image}"}\n${extra}`);
+    writeFileSync(
+      path,
+      `extends: ${resolve("configs/eval/jsonl.yaml")}\neval: {file: ${file}, images: "{image}"}\ntrain: {file: ${file}, images: "{image}"}\n${extra}`,
+    );
     return loadTaskConfig(path).config;
   };
-  const cls = config("cls", "labels.jsonl", "kind: classification\nmetric: accuracy\nclasses: [cat, dog]\nprompt: {demo: '{image}a {class}', query: '{image}a'}\n");
+  const cls = config(
+    "cls",
+    "labels.jsonl",
+    "kind: classification\nmetric: accuracy\nclasses: [cat, dog]\nprompt: {demo: '{image}a {class}', query: '{image}a'}\n",
+  );
   const labels = loadSplit(cls, "eval", dir);
-  assert.deepEqual(labels.samples.map((s) => s.label), ["cat", "dog", "cat"]);
+  assert.deepEqual(
+    labels.samples.map((s) => s.label),
+    ["cat", "dog", "cat"],
+  );
   assert.match(labels.skipped[0].reason, /label "bird" is not one of the classes \(cat, dog\)/);
-  const cap = config("cap", "captions.jsonl", "kind: captioning\nmetric: cider\nprompt: {demo: '{image}{caption}', query: '{image}'}\n");
+  const cap = config(
+    "cap",
+    "captions.jsonl",
+    "kind: captioning\nmetric: cider\nprompt: {demo: '{image}{caption}', query: '{image}'}\n",
+  );
   const captions = loadSplit(cap, "eval", dir);
-  assert.deepEqual(captions.samples.map((s) => s.captions), [["a"], ["b", "c"], ["d"]]);
-  assert.deepEqual(captions.skipped.map((s) => s.where), [`${join(dir, "captions.jsonl")}: line 3`]);
+  assert.deepEqual(
+    captions.samples.map((s) => s.captions),
+    [["a"], ["b", "c"], ["d"]],
+  );
+  assert.deepEqual(
+    captions.skipped.map((s) => s.where),
+    [`${join(dir, "captions.jsonl")}: line 3`],
+  );
 });

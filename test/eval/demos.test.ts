@@ -20,11 +20,27 @@ test("random demonstrations depend only on (seed, query id): not on the order of
   for (const q of queries) {
     const a = randomDemos(pool, q, 8, 3).map((d) => d.id);
     assert.equal(new Set(a).size, 8, "drawn without replacement");
-    assert.deepEqual(randomDemos(pool2, q, 8, 3).map((d) => d.id), a, q.id);
+    assert.deepEqual(
+      randomDemos(pool2, q, 8, 3).map((d) => d.id),
+      a,
+      q.id,
+    );
   }
-  const perQuery = queries.map((q) => randomDemos(pool, q, 4, 3).map((d) => d.id).join());
+  const perQuery = queries.map((q) =>
+    randomDemos(pool, q, 4, 3)
+      .map((d) => d.id)
+      .join(),
+  );
   assert.ok(new Set(perQuery).size > queries.length / 2, "queries get different draws");
-  assert.notDeepEqual(queries.map((q) => randomDemos(pool, q, 4, 4).map((d) => d.id).join()), perQuery, "another seed, other draws");
+  assert.notDeepEqual(
+    queries.map((q) =>
+      randomDemos(pool, q, 4, 4)
+        .map((d) => d.id)
+        .join(),
+    ),
+    perQuery,
+    "another seed, other draws",
+  );
 });
 
 test("the draw is uniform enough: every train sample is drawn as a first demonstration", () => {
@@ -46,8 +62,17 @@ test("RICES: the k most similar by cosine, the MOST similar LAST, ties by id, wh
   const vectors: Record<string, number[]> = { q: [1, 0], a: [0, 1], b: [1, 1], c: [2, 0.1], d: [1, 0.5], e: [1, 1] };
   const vector = (x: Sample) => Float32Array.from(vectors[x.id]);
   const pool = demoPool(["a", "b", "c", "d", "e"].map(s));
-  assert.deepEqual(ricesDemos(pool, s("q"), 3, vector).map((d) => d.id), ["b", "d", "c"]);
+  assert.deepEqual(
+    ricesDemos(pool, s("q"), 3, vector).map((d) => d.id),
+    ["b", "d", "c"],
+  );
   // b and e tie: b (smaller id) ranks first, so it is nearer the query.
-  assert.deepEqual(ricesDemos(pool, s("q"), 4, vector).map((d) => d.id), ["e", "b", "d", "c"]);
-  assert.deepEqual(ricesDemos([...pool].reverse(), s("q"), 4, vector).map((d) => d.id), ["e", "b", "d", "c"]);
+  assert.deepEqual(
+    ricesDemos(pool, s("q"), 4, vector).map((d) => d.id),
+    ["e", "b", "d", "c"],
+  );
+  assert.deepEqual(
+    ricesDemos([...pool].reverse(), s("q"), 4, vector).map((d) => d.id),
+    ["e", "b", "d", "c"],
+  );
 });

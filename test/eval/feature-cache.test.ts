@@ -7,7 +7,10 @@ import { Emu2 } from "../../src/emu2.js";
 import { FeatureCache, packageFeatureKey } from "../../src/eval/feature-cache.js";
 import { packageDir } from "../helpers/fixtures.js";
 
-const IMAGES = ["fixtures/datasets/coco/val2014/COCO_val2014_000000000101.jpg", "fixtures/datasets/coco/val2014/COCO_val2014_000000000102.jpg"].map((p) => resolve(p));
+const IMAGES = [
+  "fixtures/datasets/coco/val2014/COCO_val2014_000000000101.jpg",
+  "fixtures/datasets/coco/val2014/COCO_val2014_000000000102.jpg",
+].map((p) => resolve(p));
 
 test("features from the disk cache equal the encoder's, keyed by image content and package", async () => {
   const model = Emu2.open(packageDir("emu2-tiny"));
@@ -45,8 +48,28 @@ test("a prompt prepared with the cache as its image source generates what the en
   const model = Emu2.open(packageDir("emu2-tiny"));
   try {
     const cache = new FeatureCache(model, mkdtempSync(join(tmpdir(), "emu2-features-")));
-    const prompt = { kind: "sequence" as const, parts: [{ kind: "image" as const, image: { path: IMAGES[1] } }, { kind: "text" as const, text: "a " }, { kind: "image" as const, image: { path: IMAGES[0] } }, { kind: "text" as const, text: "b" }] };
-    const settings = { maxNewTokens: 4, minNewTokens: 1, numBeams: 2, lengthPenalty: -1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+    const prompt = {
+      kind: "sequence" as const,
+      parts: [
+        { kind: "image" as const, image: { path: IMAGES[1] } },
+        { kind: "text" as const, text: "a " },
+        { kind: "image" as const, image: { path: IMAGES[0] } },
+        { kind: "text" as const, text: "b" },
+      ],
+    };
+    const settings = {
+      maxNewTokens: 4,
+      minNewTokens: 1,
+      numBeams: 2,
+      lengthPenalty: -1,
+      repetitionPenalty: 1,
+      doSample: false,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      seed: 0,
+      stop: [],
+    };
     const plain = await model.generateText([prompt], settings);
     const cached = await model.generateText([prompt], settings, { imageFeatures: cache.source });
     assert.deepEqual(cached[0].ids, plain[0].ids);

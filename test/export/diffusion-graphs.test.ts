@@ -28,8 +28,12 @@ async function parity(file: string, prefix: string, inputs: string[], output: st
 }
 
 test("unet.onnx matches the PyTorch UNet (max abs diff <= 1e-4)", async () => {
-  const diff = await parity(golden.meta.unet_file as string, "unet",
-    ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"], "out_sample");
+  const diff = await parity(
+    golden.meta.unet_file as string,
+    "unet",
+    ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"],
+    "out_sample",
+  );
   assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
 });
 

@@ -57,7 +57,10 @@ for (const name of TINY_PACKAGES) {
 
   for (const decoderCase of ["decoder", "decoder_first_step", "decoder_one_token"]) {
     test(`${name}: ${decoderCase} (KV cache, left padding) matches PyTorch`, async () => {
-      const past = Array.from({ length: layers }, (_, i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]).flat();
+      const past = Array.from({ length: layers }, (_, i) => [
+        `past_key_values.${i}.key`,
+        `past_key_values.${i}.value`,
+      ]).flat();
       const present = Array.from({ length: layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
       const inputs = ["inputs_embeds", "attention_mask", "position_ids", ...past];
       const feeds = Object.fromEntries(inputs.map((i) => [i, tensor(golden, `${decoderCase}.${i}`)]));

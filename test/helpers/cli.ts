@@ -10,7 +10,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function emu2(args: string[], options: { input?: string | Buffer; cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
+export function emu2(
+  args: string[],
+  options: { input?: string | Buffer; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     input: options.input ?? "",
     cwd: options.cwd,

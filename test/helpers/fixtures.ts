@@ -13,4 +13,6 @@ export function goldenDir(name: string, part: string): string {
   return join(FIXTURES, "golden", name, part);
 }
 
-export const TINY_PACKAGES = ["emu2-tiny", "emu2-chat-tiny"].filter((name) => existsSync(join(packageDir(name), "manifest.yaml")));
+export const TINY_PACKAGES = ["emu2-tiny", "emu2-chat-tiny"].filter((name) =>
+  existsSync(join(packageDir(name), "manifest.yaml")),
+);

@@ -8,7 +8,12 @@ export type GoldenArray =
   | { dtype: "int32"; shape: number[]; data: Int32Array }
   | { dtype: "uint8"; shape: number[]; data: Uint8Array };
 
-interface IndexEntry { dtype: GoldenArray["dtype"]; shape: number[]; offset: number; length: number }
+interface IndexEntry {
+  dtype: GoldenArray["dtype"];
+  shape: number[];
+  offset: number;
+  length: number;
+}
 
 export class Golden {
   readonly meta: Record<string, unknown>;
@@ -36,10 +41,14 @@ export class Golden {
     const bytes = this.blob.subarray(e.offset, e.offset + e.length);
     const copy = new Uint8Array(bytes).buffer;
     switch (e.dtype) {
-      case "float32": return { dtype: e.dtype, shape: e.shape, data: new Float32Array(copy) };
-      case "int64": return { dtype: e.dtype, shape: e.shape, data: new BigInt64Array(copy) };
-      case "int32": return { dtype: e.dtype, shape: e.shape, data: new Int32Array(copy) };
-      case "uint8": return { dtype: e.dtype, shape: e.shape, data: new Uint8Array(copy) };
+      case "float32":
+        return { dtype: e.dtype, shape: e.shape, data: new Float32Array(copy) };
+      case "int64":
+        return { dtype: e.dtype, shape: e.shape, data: new BigInt64Array(copy) };
+      case "int32":
+        return { dtype: e.dtype, shape: e.shape, data: new Int32Array(copy) };
+      case "uint8":
+        return { dtype: e.dtype, shape: e.shape, data: new Uint8Array(copy) };
     }
   }
 

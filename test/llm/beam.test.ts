@@ -12,12 +12,21 @@ test("hypotheses keep the num_beams best by sum / length ** length_penalty and t
   hyps.add([7], -2, true); // -2: worse than the worst of a full set, not kept
   assert.equal(hyps.size, 2);
   hyps.add([8, 9], -1, false); // -0.5 replaces -1.5
-  assert.deepEqual(hyps.best(2).map((h) => [h.tokens, h.score, h.eos]), [[[8, 9], -0.5, false], [[5], -1, true]]);
+  assert.deepEqual(
+    hyps.best(2).map((h) => [h.tokens, h.score, h.eos]),
+    [
+      [[8, 9], -0.5, false],
+      [[5], -1, true],
+    ],
+  );
   // Length penalty -1 multiplies by the length: -1 * 2 = -2 ranks below -1.5 * 1.
   const negative = new BeamHypotheses(2, -1, false, 10);
   negative.add([1, 2], -1, true);
   negative.add([3], -1.5, true);
-  assert.deepEqual(negative.best(2).map((h) => h.score), [-1.5, -2]);
+  assert.deepEqual(
+    negative.best(2).map((h) => h.score),
+    [-1.5, -2],
+  );
 });
 
 test("ties: the hypothesis added last wins (finalize pops the end of a stable sort)", () => {
@@ -58,7 +67,14 @@ test("top candidates over a group: beam score + log-prob, descending, ties to th
     { score: f(f(-0.2) + -1), beam: 1, token: 2 },
   ]);
   const tied = topCandidates([Float32Array.from([-1, -1]), Float32Array.from([-1, -1])], [0, 0], 3);
-  assert.deepEqual(tied.map((c) => [c.beam, c.token]), [[0, 0], [0, 1], [1, 0]]);
+  assert.deepEqual(
+    tied.map((c) => [c.beam, c.token]),
+    [
+      [0, 0],
+      [0, 1],
+      [1, 0],
+    ],
+  );
 });
 
 test("a step: eos in the top num_beams finishes its beam, eos below is skipped, the next num_beams others continue", () => {
@@ -70,7 +86,13 @@ test("a step: eos in the top num_beams finishes its beam, eos below is skipped, 
     { score: -0.9, beam: 1, token: 5 },
   ];
   const { next, done } = advanceGroup(candidates, [[1], [2]], hyps, 2, 9, 2);
-  assert.deepEqual(next, [{ score: -0.7, parent: 0, token: 4 }, { score: -0.9, parent: 1, token: 5 }]);
-  assert.deepEqual(hyps.best(2).map((h) => [h.tokens, h.score]), [[[2], -0.5]]);
+  assert.deepEqual(next, [
+    { score: -0.7, parent: 0, token: 4 },
+    { score: -0.9, parent: 1, token: 5 },
+  ]);
+  assert.deepEqual(
+    hyps.best(2).map((h) => [h.tokens, h.score]),
+    [[[2], -0.5]],
+  );
   assert.equal(done, false);
 });

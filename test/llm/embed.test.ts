@@ -4,13 +4,25 @@ import { test } from "node:test";
 import { checkImageRows, imageRows, mergeFeatureRows, spliceRows } from "../../src/llm/embed.js";
 
 test("<image> rows are found row-major across the batch", () => {
-  assert.deepEqual(imageRows([[5, 9, 9], [9, 1, 2]], 9), [1, 2, 3]);
+  assert.deepEqual(
+    imageRows(
+      [
+        [5, 9, 9],
+        [9, 1, 2],
+      ],
+      9,
+    ),
+    [1, 2, 3],
+  );
 });
 
 test("the number of <image> tokens must equal images x n_query, and the error names both", () => {
   const features = { data: new Float32Array(8), dims: [1, 2, 4] as [number, number, number] };
   checkImageRows(2, features);
-  assert.throws(() => checkImageRows(3, features), /the prompt has 3 <image> tokens but there are 1 image\(s\) x 2 tokens = 2 feature rows/);
+  assert.throws(
+    () => checkImageRows(3, features),
+    /the prompt has 3 <image> tokens but there are 1 image\(s\) x 2 tokens = 2 feature rows/,
+  );
   assert.throws(() => checkImageRows(2, null), /the prompt has 2 <image> tokens but there are no image features/);
   checkImageRows(0, null);
 });

@@ -11,14 +11,36 @@ import { applyProcessors, logitsWarpers } from "../../src/llm/processors.js";
 import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens, stageWithEos, type BeamCase } from "./goldens.js";
 
-const base: GenerationSettings = { maxNewTokens: 12, minNewTokens: 0, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+const base: GenerationSettings = {
+  maxNewTokens: 12,
+  minNewTokens: 0,
+  numBeams: 1,
+  lengthPenalty: 1,
+  repetitionPenalty: 1,
+  doSample: false,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [],
+};
 
 function beamSettings(c: BeamCase, earlyStopping: boolean | "never"): GenerationSettings {
-  return { ...base, numBeams: c.num_beams, maxNewTokens: c.max_new_tokens, lengthPenalty: c.length_penalty, minNewTokens: c.min_new_tokens, repetitionPenalty: c.repetition_penalty, numReturnSequences: c.num_return_sequences, earlyStopping };
+  return {
+    ...base,
+    numBeams: c.num_beams,
+    maxNewTokens: c.max_new_tokens,
+    lengthPenalty: c.length_penalty,
+    minNewTokens: c.min_new_tokens,
+    repetitionPenalty: c.repetition_penalty,
+    numReturnSequences: c.num_return_sequences,
+    earlyStopping,
+  };
 }
 
 /** Scores agree to float32 noise (1e-4 absolute, or 1e-5 relative for large penalised sums). */
-const closeScore = (actual: number | undefined, reference: number) => Math.abs((actual ?? NaN) - reference) <= Math.max(1e-4, 1e-5 * Math.abs(reference));
+const closeScore = (actual: number | undefined, reference: number) =>
+  Math.abs((actual ?? NaN) - reference) <= Math.max(1e-4, 1e-5 * Math.abs(reference));
 
 for (const name of TINY_PACKAGES) {
   const ref = new LlmGoldens(name);
@@ -36,7 +58,10 @@ for (const name of TINY_PACKAGES) {
     rows.forEach((row, j) => {
       assert.deepEqual(out[j].ids, ref.generated(row, eos), `${golden} hypothesis ${j}`);
       assert.equal(out[j].stopReason, row.includes(eos) ? "eos" : "length", `${golden} hypothesis ${j} stop reason`);
-      assert.ok(closeScore(out[j].score, scores[j]), `${golden} hypothesis ${j}: score ${out[j].score} vs ${scores[j]}`);
+      assert.ok(
+        closeScore(out[j].score, scores[j]),
+        `${golden} hypothesis ${j}: score ${out[j].score} vs ${scores[j]}`,
+      );
     });
   }
 
@@ -47,7 +72,11 @@ for (const name of TINY_PACKAGES) {
   }
 
   test(`${name}: early_stopping false, true and "never" each give the reference's hypotheses (${meta.beam_modes.distinct} distinct results)`, async () => {
-    for (const [mode, earlyStopping] of [["false", false], ["true", true], ["never", "never"]] as const) {
+    for (const [mode, earlyStopping] of [
+      ["false", false],
+      ["true", true],
+      ["never", "never"],
+    ] as const) {
       await checkBeams(`beam_modes.${mode}`, meta.beam_modes, meta.beam_modes.eos, earlyStopping);
     }
   });
@@ -55,13 +84,27 @@ for (const name of TINY_PACKAGES) {
   test(`${name}: seeded sampling (temperature, top-k, top-p, all with penalties) draws the reference's ids`, async () => {
     const llm = await model.llm();
     for (const [caseName, c] of Object.entries(meta.sampling)) {
-      const settings: GenerationSettings = { ...base, doSample: true, maxNewTokens: meta.sampling_new_tokens, temperature: c.temperature, topK: c.top_k, topP: c.top_p, repetitionPenalty: c.repetition_penalty ?? 1, minNewTokens: c.min_new_tokens ?? 0, seed: meta.sampling_seeds[caseName] };
+      const settings: GenerationSettings = {
+        ...base,
+        doSample: true,
+        maxNewTokens: meta.sampling_new_tokens,
+        temperature: c.temperature,
+        topK: c.top_k,
+        topP: c.top_p,
+        repetitionPenalty: c.repetition_penalty ?? 1,
+        minNewTokens: c.min_new_tokens ?? 0,
+        seed: meta.sampling_seeds[caseName],
+      };
       const p = ref.prompt(0);
       const [out] = await llm.generateText([p.ids], p.features, settings);
       assert.deepEqual(out.ids, ref.golden.ints(`${caseName}.ids`), caseName);
       if (caseName === "sample_all") {
         const prompts = meta.prompts.map((_, i) => ref.prompt(i));
-        const batch = await llm.generateText(prompts.map((q) => q.ids), ref.features(meta.prompts.flatMap((q) => q.images)), { ...settings, seed: meta.sampling_seeds.sample_batch });
+        const batch = await llm.generateText(
+          prompts.map((q) => q.ids),
+          ref.features(meta.prompts.flatMap((q) => q.images)),
+          { ...settings, seed: meta.sampling_seeds.sample_batch },
+        );
         ref.rows("sample_batch.ids").forEach((row, i) => assert.deepEqual(batch[i].ids, row, `batch row ${i}`));
       }
     }
@@ -75,7 +118,11 @@ test("temperature, top-k and top-p on rows full of ties keep and drop exactly th
   for (const [caseName, c] of Object.entries(ref.meta.warp)) {
     const expected = ref.golden.float32(`warp.${caseName}`).data;
     for (let r = 0; r < rows; r++) {
-      const got = applyProcessors(logitsWarpers({ temperature: c.temperature, topK: c.top_k, topP: c.top_p }), input.data.slice(r * v, (r + 1) * v), []);
+      const got = applyProcessors(
+        logitsWarpers({ temperature: c.temperature, topK: c.top_k, topP: c.top_p }),
+        input.data.slice(r * v, (r + 1) * v),
+        [],
+      );
       assert.deepEqual(Array.from(got), Array.from(expected.subarray(r * v, (r + 1) * v)), `${caseName} row ${r}`);
     }
   }

@@ -11,7 +11,19 @@ import { maxAbsDiff } from "../helpers/golden.js";
 import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens, stageWithEos } from "./goldens.js";
 
-const base: GenerationSettings = { maxNewTokens: 12, minNewTokens: 1, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+const base: GenerationSettings = {
+  maxNewTokens: 12,
+  minNewTokens: 1,
+  numBeams: 1,
+  lengthPenalty: 1,
+  repetitionPenalty: 1,
+  doSample: false,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [],
+};
 
 function logsumexp(row: Float32Array): number {
   let max = -Infinity;
@@ -25,8 +37,15 @@ for (const name of TINY_PACKAGES) {
   const ref = new LlmGoldens(name);
   const meta = ref.meta;
   const model = Emu2.open(packageDir(name));
-  const beamSettings = { ...base, numBeams: meta.beam.num_beams, lengthPenalty: meta.beam.length_penalty, maxNewTokens: meta.beam.max_new_tokens, minNewTokens: meta.beam.min_new_tokens };
-  const closeScore = (actual: number | undefined, reference: number) => Math.abs((actual ?? NaN) - reference) <= Math.max(1e-4, 1e-5 * Math.abs(reference));
+  const beamSettings = {
+    ...base,
+    numBeams: meta.beam.num_beams,
+    lengthPenalty: meta.beam.length_penalty,
+    maxNewTokens: meta.beam.max_new_tokens,
+    minNewTokens: meta.beam.min_new_tokens,
+  };
+  const closeScore = (actual: number | undefined, reference: number) =>
+    Math.abs((actual ?? NaN) - reference) <= Math.max(1e-4, 1e-5 * Math.abs(reference));
 
   test(`${name}: prompt logits at every position and at the last position of each prompt within 1e-4`, async () => {
     const llm = await model.llm();
@@ -35,7 +54,10 @@ for (const name of TINY_PACKAGES) {
     const t = p0.ids.length;
     const v = logits.length / t;
     const rows = Array.from({ length: t }, (_, i) => logits.subarray(i * v, (i + 1) * v));
-    assert.deepEqual(rows.map((r) => r.indexOf(Math.max(...r))), ref.golden.ints("p0.logits.argmax"));
+    assert.deepEqual(
+      rows.map((r) => r.indexOf(Math.max(...r))),
+      ref.golden.ints("p0.logits.argmax"),
+    );
     const every128 = rows.flatMap((r) => Array.from(r.filter((_, j) => j % 128 === 0)));
     assert.ok(maxAbsDiff(every128, ref.golden.float32("p0.logits.every_128th").data) <= 1e-4);
     assert.ok(maxAbsDiff(rows.map(logsumexp), ref.golden.float32("p0.logits.logsumexp").data) <= 1e-4);
@@ -51,7 +73,11 @@ for (const name of TINY_PACKAGES) {
     const llm = await model.llm();
     for (let i = 0; i < meta.prompts.length; i++) {
       const p = ref.prompt(i);
-      const [out] = await llm.generateText([p.ids], p.features, { ...base, maxNewTokens: meta.greedy.max_new_tokens, minNewTokens: meta.greedy.min_new_tokens });
+      const [out] = await llm.generateText([p.ids], p.features, {
+        ...base,
+        maxNewTokens: meta.greedy.max_new_tokens,
+        minNewTokens: meta.greedy.min_new_tokens,
+      });
       assert.deepEqual(out.ids, ref.generated(ref.golden.ints(`p${i}.greedy`)), `prompt ${i}`);
     }
   });
@@ -59,7 +85,11 @@ for (const name of TINY_PACKAGES) {
   test(`${name}: greedy with a frequent token as eos stops where the reference does`, async () => {
     const stage = await stageWithEos(model, meta.frequent_eos);
     const p = ref.prompt(0);
-    const [out] = await stage.generateText([p.ids], p.features, { ...base, maxNewTokens: meta.greedy.max_new_tokens, minNewTokens: meta.greedy.min_new_tokens });
+    const [out] = await stage.generateText([p.ids], p.features, {
+      ...base,
+      maxNewTokens: meta.greedy.max_new_tokens,
+      minNewTokens: meta.greedy.min_new_tokens,
+    });
     const expected = ref.golden.ints("p0.greedy_frequent_eos");
     assert.deepEqual(out.ids, ref.generated(expected, meta.frequent_eos));
     assert.equal(out.stopReason, expected.includes(meta.frequent_eos) ? "eos" : "length");
@@ -80,9 +110,17 @@ for (const name of TINY_PACKAGES) {
   test(`${name}: beam search with finished hypotheses (a frequent token as eos), early_stopping false/true/never`, async () => {
     const stage = await stageWithEos(model, meta.frequent_eos);
     const p = ref.prompt(0);
-    for (const [suffix, earlyStopping] of [["", false], ["_early_stopping_true", true], ["_early_stopping_never", "never"]] as const) {
+    for (const [suffix, earlyStopping] of [
+      ["", false],
+      ["_early_stopping_true", true],
+      ["_early_stopping_never", "never"],
+    ] as const) {
       const [out] = await stage.generateText([p.ids], p.features, { ...beamSettings, earlyStopping });
-      assert.deepEqual(out.ids, ref.generated(ref.golden.ints(`p0.beam_frequent_eos${suffix}`), meta.frequent_eos), `early_stopping ${earlyStopping}`);
+      assert.deepEqual(
+        out.ids,
+        ref.generated(ref.golden.ints(`p0.beam_frequent_eos${suffix}`), meta.frequent_eos),
+        `early_stopping ${earlyStopping}`,
+      );
       assert.ok(closeScore(out.score, ref.golden.float32(`p0.beam_frequent_eos${suffix}_score`).data[0]));
     }
   });
@@ -90,7 +128,11 @@ for (const name of TINY_PACKAGES) {
   test(`${name}: repetition penalty 1.3 (greedy) equals the reference's`, async () => {
     const llm = await model.llm();
     const p = ref.prompt(2);
-    const [out] = await llm.generateText([p.ids], p.features, { ...base, repetitionPenalty: meta.repetition_penalty, maxNewTokens: meta.greedy.max_new_tokens });
+    const [out] = await llm.generateText([p.ids], p.features, {
+      ...base,
+      repetitionPenalty: meta.repetition_penalty,
+      maxNewTokens: meta.greedy.max_new_tokens,
+    });
     assert.deepEqual(out.ids, ref.generated(ref.golden.ints("p2.greedy_repetition_penalty")));
   });
 
@@ -99,14 +141,25 @@ for (const name of TINY_PACKAGES) {
     const first = ref.prompt(0);
     const all = [...meta.prompts.map((_, i) => ref.prompt(i)), { ids: first.ids.slice(0, -4), features: null }];
     const stacked = ref.features(meta.prompts.flatMap((p) => p.images));
-    const batch = await llm.generateText(all.map((p) => p.ids), stacked, { ...base, maxNewTokens: meta.greedy.max_new_tokens });
+    const batch = await llm.generateText(
+      all.map((p) => p.ids),
+      stacked,
+      { ...base, maxNewTokens: meta.greedy.max_new_tokens },
+    );
     const expected = ref.rows("batch.greedy");
     for (let i = 0; i < all.length; i++) {
-      const [alone] = await llm.generateText([all[i].ids], all[i].features, { ...base, maxNewTokens: meta.greedy.max_new_tokens });
+      const [alone] = await llm.generateText([all[i].ids], all[i].features, {
+        ...base,
+        maxNewTokens: meta.greedy.max_new_tokens,
+      });
       assert.deepEqual(batch[i].ids, alone.ids, `row ${i}`);
       if (i < expected.length) assert.deepEqual(batch[i].ids, ref.generated(expected[i]), `row ${i} vs reference`);
     }
-    const beams = await llm.generateText(all.slice(0, 3).map((p) => p.ids), stacked, beamSettings);
+    const beams = await llm.generateText(
+      all.slice(0, 3).map((p) => p.ids),
+      stacked,
+      beamSettings,
+    );
     const beamScores = ref.golden.float32("batch.beam_score").data;
     ref.rows("batch.beam").forEach((row, i) => {
       assert.deepEqual(beams[i].ids, ref.generated(row), `beam row ${i}`);
@@ -119,20 +172,39 @@ for (const name of TINY_PACKAGES) {
     const p = ref.prompt(meta.score.context_prompt);
     const candidates = meta.score.candidate_ids;
     const scores = await llm.scoreContinuations(p.ids, p.features, candidates);
-    assert.ok(maxAbsDiff(scores.map((s) => s.sum), ref.golden.float32("score.sum").data) <= 1e-4);
-    assert.ok(maxAbsDiff(scores.map((s) => s.mean), ref.golden.float32("score.mean").data) <= 1e-4);
+    assert.ok(
+      maxAbsDiff(
+        scores.map((s) => s.sum),
+        ref.golden.float32("score.sum").data,
+      ) <= 1e-4,
+    );
+    assert.ok(
+      maxAbsDiff(
+        scores.map((s) => s.mean),
+        ref.golden.float32("score.mean").data,
+      ) <= 1e-4,
+    );
     for (const [c, candidate] of candidates.entries()) {
       const logits = await llm.promptLogits([...p.ids, ...candidate], p.features);
       const v = logits.length / (p.ids.length + candidate.length);
-      const full = candidate.reduce((sum, token, i) => sum + logSoftmax(logits.subarray((p.ids.length - 1 + i) * v, (p.ids.length + i) * v))[token], 0);
-      assert.ok(Math.abs(full - scores[c].sum) <= 1e-4, `candidate ${c}: cached ${scores[c].sum} vs recomputed ${full}`);
+      const full = candidate.reduce(
+        (sum, token, i) => sum + logSoftmax(logits.subarray((p.ids.length - 1 + i) * v, (p.ids.length + i) * v))[token],
+        0,
+      );
+      assert.ok(
+        Math.abs(full - scores[c].sum) <= 1e-4,
+        `candidate ${c}: cached ${scores[c].sum} vs recomputed ${full}`,
+      );
     }
   });
 
   test(`${name}: <image> tokens without features are refused, naming both counts`, async () => {
     const llm = await model.llm();
     const p = ref.prompt(1);
-    await assert.rejects(llm.generateText([p.ids], null, base), /the prompt has \d+ <image> tokens but there are no image features/);
+    await assert.rejects(
+      llm.generateText([p.ids], null, base),
+      /the prompt has \d+ <image> tokens but there are no image features/,
+    );
   });
 }
 
@@ -155,12 +227,19 @@ test("streaming, stop strings and abort", async () => {
   const ids = model.tokenizer().encode("A red car parked by the sea.");
   const settings = { ...base, minNewTokens: 0 };
   const streamed: number[] = [];
-  const [full] = await llm.generateText([ids], null, settings, { onTokens: (index, tokens) => streamed.push(...tokens) });
+  const [full] = await llm.generateText([ids], null, settings, {
+    onTokens: (index, tokens) => streamed.push(...tokens),
+  });
   assert.ok(full.ids.length >= 4, "the tiny model's continuation is long enough for this test");
   assert.deepEqual(streamed, full.ids);
   // A decode callback that spells ids out: the stop text is the first three tokens, so generation stops after them.
   const decode = (tokens: number[]) => tokens.join(" ");
-  const [stopped] = await llm.generateText([ids], null, { ...settings, stop: [decode(full.ids.slice(0, 3))] }, { decode });
+  const [stopped] = await llm.generateText(
+    [ids],
+    null,
+    { ...settings, stop: [decode(full.ids.slice(0, 3))] },
+    { decode },
+  );
   assert.deepEqual(stopped, { ids: full.ids.slice(0, 3), stopReason: "stop" });
   const controller = new AbortController();
   const [aborted] = await llm.generateText([ids], null, settings, {
@@ -175,7 +254,10 @@ test("streaming, stop strings and abort", async () => {
 test("beam search with num_return_sequences returns each prompt's best hypotheses, best first", async () => {
   const model = Emu2.open(packageDir("emu2-tiny"));
   const llm = await model.llm();
-  const prompts = [model.tokenizer().encode("A red car"), model.tokenizer().encode("A photo of a mountain lake at dawn")];
+  const prompts = [
+    model.tokenizer().encode("A red car"),
+    model.tokenizer().encode("A photo of a mountain lake at dawn"),
+  ];
   const settings = { ...base, numBeams: 4, maxNewTokens: 6 };
   const single = await llm.generateText(prompts, null, settings);
   const three = await llm.generateText(prompts, null, { ...settings, numReturnSequences: 3 });
@@ -183,10 +265,16 @@ test("beam search with num_return_sequences returns each prompt's best hypothese
   for (let b = 0; b < 2; b++) {
     const group = three.slice(b * 3, b * 3 + 3);
     assert.deepEqual(group[0], single[b]);
-    assert.ok(group.every((h, j) => j === 0 || (h.score ?? NaN) <= (group[j - 1].score ?? NaN)), "scores descend");
+    assert.ok(
+      group.every((h, j) => j === 0 || (h.score ?? NaN) <= (group[j - 1].score ?? NaN)),
+      "scores descend",
+    );
     assert.equal(new Set(group.map((h) => h.ids.join(","))).size, 3, "distinct hypotheses");
   }
-  await assert.rejects(llm.generateText(prompts, null, { ...settings, numReturnSequences: 5 }), /^SettingsError: generation setting numReturnSequences: expected a whole number from 1 to the number of beams \(4\), got 5$/);
+  await assert.rejects(
+    llm.generateText(prompts, null, { ...settings, numReturnSequences: 5 }),
+    /^SettingsError: generation setting numReturnSequences: expected a whole number from 1 to the number of beams \(4\), got 5$/,
+  );
 });
 
 test("seeded sampling: the same seed gives the same tokens, another seed other tokens", async () => {

@@ -8,7 +8,13 @@ import { goldenDir } from "../helpers/fixtures.js";
 export interface LlmMeta {
   prompts: { images: string[] }[];
   greedy: { max_new_tokens: number; min_new_tokens: number };
-  beam: { num_beams: number; length_penalty: number; max_new_tokens: number; min_new_tokens: number; early_stopping: boolean };
+  beam: {
+    num_beams: number;
+    length_penalty: number;
+    max_new_tokens: number;
+    min_new_tokens: number;
+    early_stopping: boolean;
+  };
   frequent_eos: number;
   eos_token_id: number;
   image_token_id: number;
@@ -18,7 +24,10 @@ export interface LlmMeta {
   score: { candidate_ids: number[][]; context_prompt: number };
   beam_cases: Record<string, BeamCase & { early_stopping: boolean; eos: "frequent" }>;
   beam_modes: BeamCase & { eos: number; distinct: number };
-  sampling: Record<string, { temperature: number; top_k: number; top_p: number; repetition_penalty?: number; min_new_tokens?: number }>;
+  sampling: Record<
+    string,
+    { temperature: number; top_k: number; top_p: number; repetition_penalty?: number; min_new_tokens?: number }
+  >;
   sampling_new_tokens: number;
   sampling_seeds: Record<string, number>;
   warp: Record<string, { temperature: number; top_k: number; top_p: number }>;
@@ -46,10 +55,12 @@ export class LlmGoldens {
   /** Stacked features of these images, in order (null for none). */
   features(images: string[]): Tensor | null {
     if (images.length === 0) return null;
-    return concat(images.map((img) => {
-      const { data, shape } = this.golden.float32(`features.${img}`);
-      return { data, dims: shape };
-    }));
+    return concat(
+      images.map((img) => {
+        const { data, shape } = this.golden.float32(`features.${img}`);
+        return { data, dims: shape };
+      }),
+    );
   }
 
   prompt(i: number): { ids: number[]; features: Tensor | null } {
@@ -72,7 +83,12 @@ export class LlmGoldens {
 
 /** A stage on the package's graphs whose tokenizer says eos is `eosTokenId` (the reference's frequent-eos runs). */
 export async function stageWithEos(model: Emu2, eosTokenId: number): Promise<LlmStage> {
-  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all((["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)));
+  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all(
+    (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)),
+  );
   const manifest = model.manifest;
-  return new LlmStage({ embedTokens, projectUp, decoder, lmHead, projectDown }, { ...manifest, tokenizer: { ...manifest.tokenizer, eos_token_id: eosTokenId } });
+  return new LlmStage(
+    { embedTokens, projectUp, decoder, lmHead, projectDown },
+    { ...manifest, tokenizer: { ...manifest.tokenizer, eos_token_id: eosTokenId } },
+  );
 }

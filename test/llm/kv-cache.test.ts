@@ -15,16 +15,32 @@ test("empty cache, absorb, select (expand / reorder / drop), fork, release", asy
   const cache = await HostKvCache.empty({ layers: 2, heads: 1, headDim: 2, dtype: "float32" }, 2);
   assert.equal(cache.length, 0);
   assert.equal(cache.batch, 2);
-  assert.deepEqual(Object.keys(cache.feeds()), ["past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"]);
+  assert.deepEqual(Object.keys(cache.feeds()), [
+    "past_key_values.0.key",
+    "past_key_values.0.value",
+    "past_key_values.1.key",
+    "past_key_values.1.value",
+  ]);
   assert.deepEqual(cache.feeds()["past_key_values.1.value"].dims, [2, 1, 0, 2]);
   // Row r of every entry holds values r*10 .. (per-row 1 head x 3 positions x 2 dims = 6 values).
-  const present = (offset: number) => new ort.Tensor("float32", Float32Array.from({ length: 12 }, (_, i) => Math.floor(i / 6) * 10 + (i % 6) + offset), [2, 1, 3, 2]);
-  cache.absorb({ "present.0.key": present(0), "present.0.value": present(100), "present.1.key": present(200), "present.1.value": present(300) });
+  const present = (offset: number) =>
+    new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: 12 }, (_, i) => Math.floor(i / 6) * 10 + (i % 6) + offset),
+      [2, 1, 3, 2],
+    );
+  cache.absorb({
+    "present.0.key": present(0),
+    "present.0.value": present(100),
+    "present.1.key": present(200),
+    "present.1.value": present(300),
+  });
   assert.equal(cache.length, 3);
   const fork = cache.fork();
   await cache.select([1, 1, 0]);
   assert.equal(cache.batch, 3);
-  const rows = (t: import("onnxruntime-node").Tensor) => Array.from(t.data as Float32Array).filter((_, i) => i % 6 === 0);
+  const rows = (t: import("onnxruntime-node").Tensor) =>
+    Array.from(t.data as Float32Array).filter((_, i) => i % 6 === 0);
   assert.deepEqual(rows(cache.feeds()["past_key_values.0.value"]), [110, 110, 100]);
   await cache.select([2]);
   assert.deepEqual(rows(cache.feeds()["past_key_values.1.key"]), [200]);
@@ -54,14 +70,36 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
   const ref = new LlmGoldens("emu2-tiny");
   const llm = await model.llm();
   const { hidden_size: hidden, num_layers: layers, num_heads: heads, head_dim: headDim } = model.manifest.llm;
-  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all((["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)));
+  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all(
+    (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)),
+  );
   const graphs = new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden);
-  const ctx = { graphs, newCache: HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype }), imageTokenId: ref.meta.image_token_id, eosTokenId: 2, padTokenId: ref.meta.pad_token_id };
+  const ctx = {
+    graphs,
+    newCache: HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype }),
+    imageTokenId: ref.meta.image_token_id,
+    eosTokenId: 2,
+    padTokenId: ref.meta.pad_token_id,
+  };
   // Two prompts of different lengths (left padding), the second with an image; then beams: rows expand 2 -> 4, are
   // reordered and duplicated at every step, each row getting its own next token.
   const prompts = [ref.prompt(0), ref.prompt(1)];
-  const { cache, mask: promptMask, last } = await prefill(ctx, prompts.map((p) => p.ids), ref.features(ref.meta.prompts[1].images));
-  const selections = [[0, 0, 1, 1], [1, 0, 3, 2], [0, 0, 2, 3], [3, 1, 1, 0], [2, 3, 0, 1]];
+  const {
+    cache,
+    mask: promptMask,
+    last,
+  } = await prefill(
+    ctx,
+    prompts.map((p) => p.ids),
+    ref.features(ref.meta.prompts[1].images),
+  );
+  const selections = [
+    [0, 0, 1, 1],
+    [1, 0, 3, 2],
+    [0, 0, 2, 3],
+    [3, 1, 1, 0],
+    [2, 3, 0, 1],
+  ];
   let sequences = prompts.map((p) => [...p.ids]);
   let rowFeatures = prompts.map((p) => p.features);
   let mask = promptMask;
@@ -84,7 +122,10 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
       mask = selection.map((r) => [...mask[r], 1]);
       const tokens = sequences.map((_, i) => 1000 + 37 * step + 101 * i);
       sequences.forEach((s, i) => s.push(tokens[i]));
-      rows = graphs.lastRows(await graphs.decoder(await graphs.embedTokens(tokens.map((t) => [t])), mask, cache), tokens.length);
+      rows = graphs.lastRows(
+        await graphs.decoder(await graphs.embedTokens(tokens.map((t) => [t])), mask, cache),
+        tokens.length,
+      );
     }
   } finally {
     cache.release();

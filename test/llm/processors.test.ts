@@ -1,7 +1,21 @@
 // HF 4.31 logits processors and warpers on small rows whose expected values are worked out by hand.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyMinNewTokens, applyProcessors, applyRepetitionPenalty, argmax, drawFromProbs, logitsProcessors, logitsWarpers, logSoftmax, softmax, warpTemperature, warpTopK, warpTopP, type SamplingSettings } from "../../src/llm/processors.js";
+import {
+  applyMinNewTokens,
+  applyProcessors,
+  applyRepetitionPenalty,
+  argmax,
+  drawFromProbs,
+  logitsProcessors,
+  logitsWarpers,
+  logSoftmax,
+  softmax,
+  warpTemperature,
+  warpTopK,
+  warpTopP,
+  type SamplingSettings,
+} from "../../src/llm/processors.js";
 
 const logs = (probs: number[]) => Float32Array.from(probs, Math.log);
 
@@ -18,7 +32,11 @@ test("min new tokens forbids eos until enough tokens exist; the processor list r
   const allowed = Float32Array.from([1, 1, 1]);
   applyMinNewTokens(allowed, 2, 2, 2);
   assert.equal(allowed[2], 1);
-  const both = applyProcessors(logitsProcessors({ repetitionPenalty: 2, minNewTokens: 5 }, 3), Float32Array.from([2, -1, 0.5, 3]), [0, 1, 1]);
+  const both = applyProcessors(
+    logitsProcessors({ repetitionPenalty: 2, minNewTokens: 5 }, 3),
+    Float32Array.from([2, -1, 0.5, 3]),
+    [0, 1, 1],
+  );
   assert.deepEqual(Array.from(both), [1, -2, 0.5, -Infinity]);
   // Built once from the settings, only with the processors that change something (as HF's LogitsProcessorList).
   assert.equal(logitsProcessors({ repetitionPenalty: 1, minNewTokens: 0 }, 3).length, 0);
@@ -49,11 +67,20 @@ test("top-p drops the least likely tokens whose cumulative probability stays <= 
   // Probabilities 0.1, 0.2, 0.3, 0.4: ascending cumulative 0.1, 0.3, 0.6, 1.0.
   const scores = logs([0.1, 0.2, 0.3, 0.4]);
   // top_p 0.5 -> bound 0.5: tokens 0 and 1 go.
-  assert.deepEqual(Array.from(warpTopP(scores, 0.5)).map((s) => s === -Infinity), [true, true, false, false]);
+  assert.deepEqual(
+    Array.from(warpTopP(scores, 0.5)).map((s) => s === -Infinity),
+    [true, true, false, false],
+  );
   // top_p 0.05 -> bound 0.95: all but the most likely go.
-  assert.deepEqual(Array.from(warpTopP(scores, 0.05)).map((s) => s === -Infinity), [true, true, true, false]);
+  assert.deepEqual(
+    Array.from(warpTopP(scores, 0.05)).map((s) => s === -Infinity),
+    [true, true, true, false],
+  );
   // Probabilities in another order: the mask follows the tokens, not the positions.
-  assert.deepEqual(Array.from(warpTopP(logs([0.4, 0.1, 0.3, 0.2]), 0.5)).map((s) => s === -Infinity), [false, true, false, true]);
+  assert.deepEqual(
+    Array.from(warpTopP(logs([0.4, 0.1, 0.3, 0.2]), 0.5)).map((s) => s === -Infinity),
+    [false, true, false, true],
+  );
   assert.deepEqual(Array.from(warpTopP(scores, 1)), Array.from(scores));
 });
 
@@ -65,7 +92,8 @@ test("a draw walks the probabilities in index order and never lands on a removed
   assert.equal(drawFromProbs(probs, 0.9999999999), 3);
   // top-k 2 keeps tokens 2 and 3 with probabilities 3/7 = 0.4286 and 4/7.
   const scores = logs([1, 2, 3, 4]);
-  const sampleToken = (row: Float32Array, settings: SamplingSettings, uniform: number) => drawFromProbs(softmax(applyProcessors(logitsWarpers(settings), row, [])), uniform);
+  const sampleToken = (row: Float32Array, settings: SamplingSettings, uniform: number) =>
+    drawFromProbs(softmax(applyProcessors(logitsWarpers(settings), row, [])), uniform);
   assert.equal(sampleToken(scores, { temperature: 1, topK: 2, topP: 1 }, 0.42), 2);
   assert.equal(sampleToken(scores, { temperature: 1, topK: 2, topP: 1 }, 0.43), 3);
   // top-p 0.5 on 0.1..0.4 keeps tokens 2 and 3: the smallest uniform lands on 2.

@@ -12,7 +12,19 @@ import { LlmGoldens } from "./goldens.js";
 
 const FLOAT = "emu2-chat-tiny";
 const VARIANTS = ["emu2-chat-tiny-int8", "emu2-chat-tiny-int4"].filter((name) => existsSync(packageDir(name)));
-const greedy = (ref: LlmGoldens): GenerationSettings => ({ maxNewTokens: ref.meta.greedy.max_new_tokens, minNewTokens: ref.meta.greedy.min_new_tokens, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] });
+const greedy = (ref: LlmGoldens): GenerationSettings => ({
+  maxNewTokens: ref.meta.greedy.max_new_tokens,
+  minNewTokens: ref.meta.greedy.min_new_tokens,
+  numBeams: 1,
+  lengthPenalty: 1,
+  repetitionPenalty: 1,
+  doSample: false,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [],
+});
 
 function cosine(a: Float32Array, b: Float32Array): number {
   let dot = 0;
@@ -65,7 +77,13 @@ if (VARIANTS.includes("emu2-chat-tiny-int8")) {
 
   test("emu2-chat-tiny-int8: image prompts end to end (int8 visual encoder too) answer as the float32 package", async () => {
     for (const image of ["fixtures/images/landscape.png", "fixtures/images/blocks.png"]) {
-      const prompt = { kind: "sequence" as const, parts: [{ kind: "image" as const, image: { path: image } }, { kind: "text" as const, text: "Describe the image in details:" }] };
+      const prompt = {
+        kind: "sequence" as const,
+        parts: [
+          { kind: "image" as const, image: { path: image } },
+          { kind: "text" as const, text: "Describe the image in details:" },
+        ],
+      };
       const [expected] = await floatModel.generateText([prompt], greedy(ref));
       const [actual] = await int8.generateText([prompt], greedy(ref));
       assert.ok(expected.ids.length > 0, image);
@@ -92,7 +110,8 @@ if (VARIANTS.includes("emu2-chat-tiny-int4")) {
     rows.cos.push(cosine(a, b));
     for (let t = 0; t < p.ids.length; t++) {
       rows.positions++;
-      if (argmax(a.subarray(t * vocab, (t + 1) * vocab)) === argmax(b.subarray(t * vocab, (t + 1) * vocab))) rows.agree++;
+      if (argmax(a.subarray(t * vocab, (t + 1) * vocab)) === argmax(b.subarray(t * vocab, (t + 1) * vocab)))
+        rows.agree++;
     }
   }
   const figures = `logits cosine ${rows.cos.map((c) => c.toFixed(4)).join(", ")} per prompt; top-1 agreement ${rows.agree}/${rows.positions} positions`;

@@ -13,19 +13,27 @@ for (const name of TINY_PACKAGES) {
     const llm = await model.llm();
     // 64 recursive steps accumulate float32 noise: the Emu2-Gen package (the one that draws images) stays within 1e-4
     // absolute; the chat package's larger activations are held to 1e-4 of their magnitude.
-    const bound = (reference: Float32Array) => (model.pkg.canGenerateImages ? 1e-4 : 1e-4 * Math.max(...reference.map(Math.abs)));
+    const bound = (reference: Float32Array) =>
+      model.pkg.canGenerateImages ? 1e-4 : 1e-4 * Math.max(...reference.map(Math.abs));
     const steps = ref.meta.regress.n_query;
     const cond = await llm.regress([ref.golden.ints(`p${ref.meta.regress.cond_prompt}.ids`)], null, steps);
     const condRef = ref.golden.float32("regress.cond");
     assert.deepEqual(cond.dims, condRef.shape);
-    assert.ok(maxAbsDiff(cond.data, condRef.data) <= bound(condRef.data), `cond ${maxAbsDiff(cond.data, condRef.data)}`);
+    assert.ok(
+      maxAbsDiff(cond.data, condRef.data) <= bound(condRef.data),
+      `cond ${maxAbsDiff(cond.data, condRef.data)}`,
+    );
     const uncond = await llm.regress([ref.meta.regress.uncond_ids], null, steps);
     const uncondRef = ref.golden.float32("regress.uncond").data;
     assert.ok(maxAbsDiff(uncond.data, uncondRef) <= bound(uncondRef), `uncond ${maxAbsDiff(uncond.data, uncondRef)}`);
     // A left-padded batch of both equals them one by one. Padding changes float32 reduction order and 64 recursive
     // steps amplify it (measured: 4e-5 on emu2-tiny, 4.5e-4 on the chat package, which never draws images).
     if (model.pkg.canGenerateImages) {
-      const both = await llm.regress([ref.golden.ints(`p${ref.meta.regress.cond_prompt}.ids`), ref.meta.regress.uncond_ids], null, steps);
+      const both = await llm.regress(
+        [ref.golden.ints(`p${ref.meta.regress.cond_prompt}.ids`), ref.meta.regress.uncond_ids],
+        null,
+        steps,
+      );
       const half = cond.data.length;
       assert.ok(maxAbsDiff(both.data.subarray(0, half), cond.data) <= 1e-5);
       assert.ok(maxAbsDiff(both.data.subarray(half), uncond.data) <= 1e-4);

@@ -15,8 +15,22 @@ const WHOLE = "emu2-chat-tiny";
 if (existsSync(packageDir(SPLIT))) {
   const ref = new LlmGoldens(WHOLE);
   const whole = Emu2.open(packageDir(WHOLE));
-  const split = Emu2.open(packageDir(SPLIT), { deviceMap: { part0: { device: "cpu", deviceId: 0 }, part1: { device: "cpu", deviceId: 0 } } });
-  const settings: GenerationSettings = { maxNewTokens: ref.meta.greedy.max_new_tokens, minNewTokens: ref.meta.greedy.min_new_tokens, numBeams: 1, lengthPenalty: 1, repetitionPenalty: 1, doSample: false, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] };
+  const split = Emu2.open(packageDir(SPLIT), {
+    deviceMap: { part0: { device: "cpu", deviceId: 0 }, part1: { device: "cpu", deviceId: 0 } },
+  });
+  const settings: GenerationSettings = {
+    maxNewTokens: ref.meta.greedy.max_new_tokens,
+    minNewTokens: ref.meta.greedy.min_new_tokens,
+    numBeams: 1,
+    lengthPenalty: 1,
+    repetitionPenalty: 1,
+    doSample: false,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+    stop: [],
+  };
 
   test(`${SPLIT} (part0 and part1 on the CPU): prompt logits at every position are identical to the whole decoder's`, async () => {
     const [a, b] = [await split.llm(), await whole.llm()];
@@ -29,7 +43,13 @@ if (existsSync(packageDir(SPLIT))) {
 
   test(`${SPLIT}: greedy and beam search (KV cache in each part, beams reordered) return the reference's sequences`, async () => {
     const llm = await split.llm();
-    const beam = { ...settings, numBeams: ref.meta.beam.num_beams, lengthPenalty: ref.meta.beam.length_penalty, maxNewTokens: ref.meta.beam.max_new_tokens, minNewTokens: ref.meta.beam.min_new_tokens };
+    const beam = {
+      ...settings,
+      numBeams: ref.meta.beam.num_beams,
+      lengthPenalty: ref.meta.beam.length_penalty,
+      maxNewTokens: ref.meta.beam.max_new_tokens,
+      minNewTokens: ref.meta.beam.min_new_tokens,
+    };
     for (let i = 0; i < ref.meta.prompts.length; i++) {
       const p = ref.prompt(i);
       const [greedy] = await llm.generateText([p.ids], p.features, settings);

@@ -47,26 +47,112 @@ function mutated(edit: (m: Record<string, any>) => void): unknown {
 
 test("a bad field is one line naming the file and the field", () => {
   const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
-    ["wrong type", (m) => { m.llm.hidden_size = "big"; }, /^x\.yaml: field llm\.hidden_size: expected number, received string \(found "big"\)$/],
-    ["missing", (m) => { delete m.vision.n_query; }, /^x\.yaml: field vision\.n_query: expected number/],
-    ["unknown", (m) => { m.llm.hiden = 3; }, /^x\.yaml: field llm: unknown field hiden$/],
-    ["bad enum", (m) => { m.dtype = "int4"; }, /^x\.yaml: field dtype: /],
-    ["n_query not a square", (m) => { m.vision.n_query = 60; }, /field vision\.n_query: must be a square/],
-    ["heads", (m) => { m.llm.head_dim = 100; }, /field llm\.head_dim: num_heads x head_dim must equal hidden_size/],
-    ["token outside vocabulary", (m) => { m.tokenizer.vocab_size = 32001; }, /field tokenizer\.special_tokens\.\[IMG\]: id 32001 is outside/],
-    ["wrong format", (m) => { m.format = "emu2-package/9"; }, /field format: /],
-    ["quantization bits", (m) => { m.quantization = { decoder: { method: "matmul_nbits", bits: 3, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization\.decoder\.bits: /],
-    ["decoder file and parts", (m) => { m.llm.decoder_parts = [{ file: "a.onnx", layers: 30 }, { file: "b.onnx", layers: 30 }]; }, /^x\.yaml: field llm\.decoder_file: give either decoder_file or decoder_parts/],
-    ["parts miss a layer", (m) => { delete m.llm.decoder_file; m.llm.decoder_parts = [{ file: "a.onnx", layers: 30 }, { file: "b.onnx", layers: 29 }]; }, /^x\.yaml: field llm\.decoder_parts: the parts hold 59 layers, num_layers is 60$/],
-    ["quantized unet", (m) => { m.quantization = { unet: { method: "matmul_nbits", bits: 4, block_size: 32, symmetric: false, accuracy_level: 0 } }; }, /^x\.yaml: field quantization: unknown field unet$/],
+    [
+      "wrong type",
+      (m) => {
+        m.llm.hidden_size = "big";
+      },
+      /^x\.yaml: field llm\.hidden_size: expected number, received string \(found "big"\)$/,
+    ],
+    [
+      "missing",
+      (m) => {
+        delete m.vision.n_query;
+      },
+      /^x\.yaml: field vision\.n_query: expected number/,
+    ],
+    [
+      "unknown",
+      (m) => {
+        m.llm.hiden = 3;
+      },
+      /^x\.yaml: field llm: unknown field hiden$/,
+    ],
+    [
+      "bad enum",
+      (m) => {
+        m.dtype = "int4";
+      },
+      /^x\.yaml: field dtype: /,
+    ],
+    [
+      "n_query not a square",
+      (m) => {
+        m.vision.n_query = 60;
+      },
+      /field vision\.n_query: must be a square/,
+    ],
+    [
+      "heads",
+      (m) => {
+        m.llm.head_dim = 100;
+      },
+      /field llm\.head_dim: num_heads x head_dim must equal hidden_size/,
+    ],
+    [
+      "token outside vocabulary",
+      (m) => {
+        m.tokenizer.vocab_size = 32001;
+      },
+      /field tokenizer\.special_tokens\.\[IMG\]: id 32001 is outside/,
+    ],
+    [
+      "wrong format",
+      (m) => {
+        m.format = "emu2-package/9";
+      },
+      /field format: /,
+    ],
+    [
+      "quantization bits",
+      (m) => {
+        m.quantization = {
+          decoder: { method: "matmul_nbits", bits: 3, block_size: 32, symmetric: false, accuracy_level: 0 },
+        };
+      },
+      /^x\.yaml: field quantization\.decoder\.bits: /,
+    ],
+    [
+      "decoder file and parts",
+      (m) => {
+        m.llm.decoder_parts = [
+          { file: "a.onnx", layers: 30 },
+          { file: "b.onnx", layers: 30 },
+        ];
+      },
+      /^x\.yaml: field llm\.decoder_file: give either decoder_file or decoder_parts/,
+    ],
+    [
+      "parts miss a layer",
+      (m) => {
+        delete m.llm.decoder_file;
+        m.llm.decoder_parts = [
+          { file: "a.onnx", layers: 30 },
+          { file: "b.onnx", layers: 29 },
+        ];
+      },
+      /^x\.yaml: field llm\.decoder_parts: the parts hold 59 layers, num_layers is 60$/,
+    ],
+    [
+      "quantized unet",
+      (m) => {
+        m.quantization = {
+          unet: { method: "matmul_nbits", bits: 4, block_size: 32, symmetric: false, accuracy_level: 0 },
+        };
+      },
+      /^x\.yaml: field quantization: unknown field unet$/,
+    ],
   ];
   for (const [label, edit, pattern] of cases) {
-    assert.throws(() => validateManifest(mutated(edit), "x.yaml"), (err: unknown) => {
-      assert.ok(err instanceof PackageError, label);
-      assert.match(err.message, pattern, label);
-      assert.ok(!err.message.includes("\n"), `${label}: one line`);
-      return true;
-    });
+    assert.throws(
+      () => validateManifest(mutated(edit), "x.yaml"),
+      (err: unknown) => {
+        assert.ok(err instanceof PackageError, label);
+        assert.match(err.message, pattern, label);
+        assert.ok(!err.message.includes("\n"), `${label}: one line`);
+        return true;
+      },
+    );
   }
 });
 

@@ -1,6 +1,15 @@
 // A package is data that stays inside its folder, and `emu2 info` checks its graphs without loading them.
 import assert from "node:assert/strict";
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -55,11 +64,17 @@ test("a symlink that resolves outside the package is refused, naming the field; 
   const dir = copyPackage();
   unlinkSync(join(dir, "visual_encoder.onnx"));
   symlinkSync(join(outside, "visual_encoder.onnx"), join(dir, "visual_encoder.onnx"));
-  assert.match(openFails(dir), /field vision\.file: visual_encoder\.onnx is a link to .*emu2-outside-.*, outside the package/);
+  assert.match(
+    openFails(dir),
+    /field vision\.file: visual_encoder\.onnx is a link to .*emu2-outside-.*, outside the package/,
+  );
   // External weights beside a graph are checked the same way.
   const data = copyPackage();
   symlinkSync("/etc/passwd", join(data, "decoder.onnx_data"));
-  assert.match(openFails(data), /field llm\.decoder_file: decoder\.onnx_data is a link to \/etc\/passwd, outside the package/);
+  assert.match(
+    openFails(data),
+    /field llm\.decoder_file: decoder\.onnx_data is a link to \/etc\/passwd, outside the package/,
+  );
   const inside = copyPackage();
   copyFileSync(join(inside, "lm_head.onnx"), join(inside, "lm_head-real.onnx"));
   unlinkSync(join(inside, "lm_head.onnx"));
@@ -74,16 +89,28 @@ test("graph check: a truncated graph, a link to a non-ONNX file and a graph with
   unlinkSync(join(dir, "decoder.onnx"));
   symlinkSync("tokenizer.json", join(dir, "decoder.onnx"));
   copyFileSync(join(dir, "lm_head.onnx"), join(dir, "project_down.onnx"));
-  const problems = new Map(ModelPackage.open(dir).checkGraphs().map((p) => [p.file, p.problem]));
+  const problems = new Map(
+    ModelPackage.open(dir)
+      .checkGraphs()
+      .map((p) => [p.file, p.problem]),
+  );
   assert.deepEqual([...problems.keys()].sort(), ["decoder.onnx", "project_down.onnx", "visual_encoder.onnx"]);
-  assert.match(problems.get("visual_encoder.onnx") ?? "", /not a readable ONNX model: the file ends in the middle of a field \(truncated\?\)/);
+  assert.match(
+    problems.get("visual_encoder.onnx") ?? "",
+    /not a readable ONNX model: the file ends in the middle of a field \(truncated\?\)/,
+  );
   assert.match(problems.get("decoder.onnx") ?? "", /not a readable ONNX model/);
   assert.match(problems.get("project_down.onnx") ?? "", /the project_down graph lacks the output visual_embeds/);
 });
 
 test("the ONNX reader lists a graph's inputs and outputs without its weights", () => {
   const s = readOnnxSummary(join(source, "decoder.onnx"));
-  assert.deepEqual(s.inputs.filter((n) => !s.initializers.has(n)).slice(0, 4), ["inputs_embeds", "attention_mask", "position_ids", "past_key_values.0.key"]);
+  assert.deepEqual(s.inputs.filter((n) => !s.initializers.has(n)).slice(0, 4), [
+    "inputs_embeds",
+    "attention_mask",
+    "position_ids",
+    "past_key_values.0.key",
+  ]);
   assert.deepEqual(s.outputs.slice(0, 2), ["last_hidden_state", "present.0.key"]);
   const empty = join(mkdtempSync(join(tmpdir(), "emu2-onnx-")), "empty.onnx");
   writeFileSync(empty, "");

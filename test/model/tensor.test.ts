@@ -7,21 +7,34 @@ import { concat } from "../../src/model/tensor.js";
 const seq = (n: number, from = 0) => Float32Array.from({ length: n }, (_, i) => from + i);
 
 test("concat along the first axis stacks parts in order", () => {
-  const out = concat([{ data: seq(6), dims: [1, 2, 3] }, { data: seq(12, 100), dims: [2, 2, 3] }]);
+  const out = concat([
+    { data: seq(6), dims: [1, 2, 3] },
+    { data: seq(12, 100), dims: [2, 2, 3] },
+  ]);
   assert.deepEqual(out.dims, [3, 2, 3]);
   assert.deepEqual(Array.from(out.data), [...seq(6), ...seq(12, 100)]);
 });
 
 test("concat along axis 1 interleaves per outer row ([B,1,W] steps -> [B,n,W])", () => {
   // Two steps of two rows of width 2: row b of step i is [10i + 2b, 10i + 2b + 1].
-  const step = (i: number) => ({ data: Float32Array.from([10 * i, 10 * i + 1, 10 * i + 2, 10 * i + 3]), dims: [2, 1, 2] });
+  const step = (i: number) => ({
+    data: Float32Array.from([10 * i, 10 * i + 1, 10 * i + 2, 10 * i + 3]),
+    dims: [2, 1, 2],
+  });
   const out = concat([step(0), step(1), step(2)], 1);
   assert.deepEqual(out.dims, [2, 3, 2]);
   assert.deepEqual(Array.from(out.data), [0, 1, 10, 11, 20, 21, 2, 3, 12, 13, 22, 23]);
 });
 
 test("concat refuses parts whose other dims differ, a bad axis, or no parts", () => {
-  assert.throws(() => concat([{ data: seq(6), dims: [1, 2, 3] }, { data: seq(4), dims: [1, 2, 2] }]), /part 1 has dims \[1,2,2\]/);
+  assert.throws(
+    () =>
+      concat([
+        { data: seq(6), dims: [1, 2, 3] },
+        { data: seq(4), dims: [1, 2, 2] },
+      ]),
+    /part 1 has dims \[1,2,2\]/,
+  );
   assert.throws(() => concat([{ data: seq(5), dims: [1, 2, 3] }]), /5 values for dims \[1,2,3\]/);
   assert.throws(() => concat([{ data: seq(6), dims: [1, 2, 3] }], 3), /axis 3/);
   assert.throws(() => concat([]), /no tensors/);

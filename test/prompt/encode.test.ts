@@ -22,9 +22,17 @@ test("images expand to [IMG] + 64 <image> + [/IMG] after bos", () => {
 
 test("a prompt longer than the context names both lengths", () => {
   const long = render("word ".repeat(2100));
-  assert.throws(() => encodePrompt(long, tokenizer, pkg.manifest), (err: unknown) => err instanceof PromptError && /the prompt is \d+ tokens, more than the model's context of 2048 tokens/.test(err.message));
+  assert.throws(
+    () => encodePrompt(long, tokenizer, pkg.manifest),
+    (err: unknown) =>
+      err instanceof PromptError &&
+      /the prompt is \d+ tokens, more than the model's context of 2048 tokens/.test(err.message),
+  );
   const fits = render("word ".repeat(2000));
-  assert.throws(() => encodePrompt(fits, tokenizer, pkg.manifest, { reserveTokens: 100 }), /tokens \+ 100 to generate, more than the model's context/);
+  assert.throws(
+    () => encodePrompt(fits, tokenizer, pkg.manifest, { reserveTokens: 100 }),
+    /tokens \+ 100 to generate, more than the model's context/,
+  );
 });
 
 test("<image> typed in the text is refused rather than spliced with nothing", () => {

@@ -17,5 +17,12 @@ test("a saved conversation reads back as the same conversation, image paths rela
   writeFileSync(file, yaml);
   const again = promptFromFile(file);
   assert.deepEqual(again, input);
-  assert.equal(again.kind === "conversation" && again.conversation.messages[0].parts[0].kind === "image" && "path" in again.conversation.messages[0].parts[0].image ? again.conversation.messages[0].parts[0].image.path : "", resolve("fixtures/images/blocks.png"));
+  assert.equal(
+    again.kind === "conversation" &&
+      again.conversation.messages[0].parts[0].kind === "image" &&
+      "path" in again.conversation.messages[0].parts[0].image
+      ? again.conversation.messages[0].parts[0].image.path
+      : "",
+    resolve("fixtures/images/blocks.png"),
+  );
 });

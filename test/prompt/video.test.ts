@@ -33,8 +33,14 @@ test("-p with --video: videos fill <video> markers, or come first (after images)
     { kind: "image", image: { path: "/x/a.png" } },
     { kind: "text", text: "." },
   ]);
-  assert.deepEqual(sequenceFromText("See <image>", ["a.png"], "/x", ["v"]).map((p) => p.kind), ["video", "text", "image"]);
-  assert.throws(() => sequenceFromText("<video> and <video>", [], "/x", ["v"]), /the prompt has 2 video placeholders but 1 video was given with --video/);
+  assert.deepEqual(
+    sequenceFromText("See <image>", ["a.png"], "/x", ["v"]).map((p) => p.kind),
+    ["video", "text", "image"],
+  );
+  assert.throws(
+    () => sequenceFromText("<video> and <video>", [], "/x", ["v"]),
+    /the prompt has 2 video placeholders but 1 video was given with --video/,
+  );
 });
 
 test("YAML video: parts resolve relative to the file and are saved back the same way", () => {
@@ -42,26 +48,48 @@ test("YAML video: parts resolve relative to the file and are saved back the same
   assert.equal(input.kind, "conversation");
   const parts = input.kind === "conversation" ? input.conversation.messages[0].parts : [];
   assert.deepEqual(parts[0], { kind: "video", video: { path: resolve("fixtures/videos/red-square-right.gif") } });
-  const yaml = conversationToYaml(input.kind === "conversation" ? input.conversation : { messages: [] }, "fixtures/prompts/saved.yaml");
+  const yaml = conversationToYaml(
+    input.kind === "conversation" ? input.conversation : { messages: [] },
+    "fixtures/prompts/saved.yaml",
+  );
   assert.match(yaml, /- video: \.\.\/videos\/red-square-right\.gif/);
   assert.deepEqual(parsePromptYaml(yaml, "saved.yaml", resolve("fixtures/prompts")), input);
-  assert.throws(() => parsePromptYaml("prompt:\n  - video: ''\n", "p.yaml", "/x"), /p\.yaml: line 2, column 12: prompt\[0\]\.video: expected a video path/);
-  assert.throws(() => promptFromFile("fixtures/prompts/video.yaml", [], ["x.gif"]), /--video cannot be combined with a YAML prompt/);
+  assert.throws(
+    () => parsePromptYaml("prompt:\n  - video: ''\n", "p.yaml", "/x"),
+    /p\.yaml: line 2, column 12: prompt\[0\]\.video: expected a video path/,
+  );
+  assert.throws(
+    () => promptFromFile("fixtures/prompts/video.yaml", [], ["x.gif"]),
+    /--video cannot be combined with a YAML prompt/,
+  );
 });
 
 test("rendering: [VIDEO], then one placeholder per sampled frame; nothing marks the end (as the official code)", () => {
-  const input: PromptInput = { kind: "sequence", parts: sequenceFromText("<video>What happened?<image>", ["a.png"], "/x", ["v.gif"]) };
+  const input: PromptInput = {
+    kind: "sequence",
+    parts: sequenceFromText("<video>What happened?<image>", ["a.png"], "/x", ["v.gif"]),
+  };
   const r = renderPrompt(input, "chat", { placeholder: PLH, systemMessage: "S", videoFrames: threeFrames });
   assert.equal(r.text, `S [USER]: [VIDEO]${VID}${VID}${VID}What happened?${PLH} [ASSISTANT]:`);
   assert.deepEqual(r.videos, [{ video: { path: "/x/v.gif" }, frames: 3 }]);
   assert.equal(r.images.length, 1);
-  assert.throws(() => renderPrompt(input, "chat", { placeholder: PLH, systemMessage: "S" }), /must be sampled before the prompt is rendered/);
+  assert.throws(
+    () => renderPrompt(input, "chat", { placeholder: PLH, systemMessage: "S" }),
+    /must be sampled before the prompt is rendered/,
+  );
 });
 
 test("encoding: each frame is [IMG] + video_n_query x [gIMG] + [/IMG] after [VIDEO]; images keep n_query <image>", () => {
   const t = chat.manifest.tokenizer.special_tokens;
-  const input: PromptInput = { kind: "sequence", parts: sequenceFromText("<video>then<image>", ["a.png"], "/x", ["v.gif"]) };
-  const e = encodePrompt(renderPrompt(input, "chat", templateTokens(chat.manifest, { videoFrames: threeFrames })), tokenizer, chat.manifest);
+  const input: PromptInput = {
+    kind: "sequence",
+    parts: sequenceFromText("<video>then<image>", ["a.png"], "/x", ["v.gif"]),
+  };
+  const e = encodePrompt(
+    renderPrompt(input, "chat", templateTokens(chat.manifest, { videoFrames: threeFrames })),
+    tokenizer,
+    chat.manifest,
+  );
   assert.equal(e.videoNQuery, 64);
   const at = e.ids.indexOf(t["[VIDEO]"]);
   for (let f = 0; f < 3; f++) {
@@ -74,20 +102,43 @@ test("encoding: each frame is [IMG] + video_n_query x [gIMG] + [/IMG] after [VID
   assert.equal(e.ids.filter((id) => id === t["[gIMG]"]).length, 3 * 64);
   assert.ok(!e.ids.includes(t["[/gIMG]"]));
   // [gIMG] typed by hand would be spliced with features that do not exist.
-  const typed = renderPrompt({ kind: "sequence", parts: [{ kind: "text", text: "look [gIMG] here" }] }, "chat", templateTokens(chat.manifest));
-  assert.throws(() => encodePrompt(typed, tokenizer, chat.manifest), (e: unknown) => e instanceof PromptError && /contains 1 stray \[gIMG\] token/.test(e.message));
+  const typed = renderPrompt(
+    { kind: "sequence", parts: [{ kind: "text", text: "look [gIMG] here" }] },
+    "chat",
+    templateTokens(chat.manifest),
+  );
+  assert.throws(
+    () => encodePrompt(typed, tokenizer, chat.manifest),
+    (e: unknown) => e instanceof PromptError && /contains 1 stray \[gIMG\] token/.test(e.message),
+  );
 });
 
 test("a package without video support says so in one line", () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-novideo-"));
   cpSync(packageDir("emu2-chat-tiny"), dir, { recursive: true });
-  writeFileSync(join(dir, "manifest.yaml"), readFileSync(join(dir, "manifest.yaml"), "utf8").replace(/\n  video_n_query: 64/, ""));
+  writeFileSync(
+    join(dir, "manifest.yaml"),
+    readFileSync(join(dir, "manifest.yaml"), "utf8").replace(/\n  video_n_query: 64/, ""),
+  );
   const pkg = ModelPackage.open(dir);
   assert.equal(pkg.manifest.vision.video_n_query, undefined);
   const input: PromptInput = { kind: "sequence", parts: sequenceFromText("What happened?", [], "/x", ["v.gif"]) };
   const rendered = renderPrompt(input, "chat", templateTokens(pkg.manifest, { videoFrames: threeFrames }));
-  assert.throws(() => encodePrompt(rendered, tokenizer, pkg.manifest),
-    (e: unknown) => e instanceof PackageError && e.message === "package emu2-chat-tiny has no video support (its manifest has no vision.video_n_query): use an Emu2 or Emu2-Chat package");
+  assert.throws(
+    () => encodePrompt(rendered, tokenizer, pkg.manifest),
+    (e: unknown) =>
+      e instanceof PackageError &&
+      e.message ===
+        "package emu2-chat-tiny has no video support (its manifest has no vision.video_n_query): use an Emu2 or Emu2-Chat package",
+  );
   // Images still work on it.
-  encodePrompt(renderPrompt({ kind: "sequence", parts: sequenceFromText("x", ["a.png"], "/x") }, "chat", templateTokens(pkg.manifest)), tokenizer, pkg.manifest);
+  encodePrompt(
+    renderPrompt(
+      { kind: "sequence", parts: sequenceFromText("x", ["a.png"], "/x") },
+      "chat",
+      templateTokens(pkg.manifest),
+    ),
+    tokenizer,
+    pkg.manifest,
+  );
 });

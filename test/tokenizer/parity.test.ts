@@ -11,7 +11,12 @@ import { parse } from "yaml";
 import { Emu2Tokenizer, TextStream } from "../../src/tokenizer/tokenizer.js";
 import { buildTokenizerJson } from "../../tools/build-tokenizer.js";
 
-interface Case { text: string; chat: number[]; base: number[]; decoded: string }
+interface Case {
+  text: string;
+  chat: number[];
+  base: number[];
+  decoded: string;
+}
 const corpus = (JSON.parse(readFileSync("fixtures/tokenizer/parity.json", "utf8")) as { cases: Case[] }).cases;
 
 function tokenizer(variant: "base" | "chat", json: object = buildTokenizerJson(variant)): Emu2Tokenizer {
@@ -26,10 +31,12 @@ test(`ids equal the reference tokenizer's on all ${corpus.length} corpus strings
   const mismatches: string[] = [];
   for (const c of corpus) {
     const gotChat = chat.encode(c.text);
-    if (JSON.stringify(gotChat) !== JSON.stringify(c.chat)) mismatches.push(`chat ${JSON.stringify(c.text)}: ${JSON.stringify(gotChat)} != ${JSON.stringify(c.chat)}`);
+    if (JSON.stringify(gotChat) !== JSON.stringify(c.chat))
+      mismatches.push(`chat ${JSON.stringify(c.text)}: ${JSON.stringify(gotChat)} != ${JSON.stringify(c.chat)}`);
     const baseText = c.text.replaceAll("[USER]", "").replaceAll("[ASSISTANT]", "");
     const gotBase = base.encode(baseText);
-    if (JSON.stringify(gotBase) !== JSON.stringify(c.base)) mismatches.push(`base ${JSON.stringify(baseText)}: ${JSON.stringify(gotBase)} != ${JSON.stringify(c.base)}`);
+    if (JSON.stringify(gotBase) !== JSON.stringify(c.base))
+      mismatches.push(`base ${JSON.stringify(baseText)}: ${JSON.stringify(gotBase)} != ${JSON.stringify(c.base)}`);
   }
   assert.deepEqual(mismatches.slice(0, 5), [], `${mismatches.length} mismatches`);
 });
@@ -43,7 +50,10 @@ test("decoding (special tokens skipped) equals the reference's", () => {
 test("known ids: LLaMA's Hello world, Emu2's added tokens, placeholder expansion", () => {
   const chat = tokenizer("chat");
   assert.deepEqual(chat.encode("Hello world"), [1, 15043, 3186]);
-  assert.deepEqual(chat.encode("[USER]: hi [ASSISTANT]:", { addBos: false }).filter((id) => id >= 32000), [32272, 32273]);
+  assert.deepEqual(
+    chat.encode("[USER]: hi [ASSISTANT]:", { addBos: false }).filter((id) => id >= 32000),
+    [32272, 32273],
+  );
   const expanded = Emu2Tokenizer.expandImagePlaceholders("[<IMG_PLH>]x", 3);
   assert.equal(expanded, "[IMG]<image><image><image>[/IMG]x");
   assert.deepEqual(chat.encode(expanded).slice(0, 6), [1, 32001, 32003, 32003, 32003, 32002]);
@@ -54,7 +64,10 @@ test("a tokenizer.json whose added tokens disagree with the manifest is refused,
   const json = buildTokenizerJson("chat") as { added_tokens: { content: string; id: number }[] };
   const manifest = parse(readFileSync("configs/models/emu2-chat.yaml", "utf8"));
   manifest.tokenizer.special_tokens["[IMG]"] = 32005;
-  assert.throws(() => new Emu2Tokenizer(json, manifest.tokenizer, "pkg/tokenizer.json"), /^PackageError: pkg\/tokenizer\.json: token \[IMG\] has id 32001 but the manifest says 32005$/);
+  assert.throws(
+    () => new Emu2Tokenizer(json, manifest.tokenizer, "pkg/tokenizer.json"),
+    /^PackageError: pkg\/tokenizer\.json: token \[IMG\] has id 32001 but the manifest says 32005$/,
+  );
 });
 
 test("streaming decode emits whole characters only and adds up to the full decode", () => {
@@ -80,7 +93,11 @@ test("the Python reference, re-run now, agrees with the stored ids", (t) => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-tok-"));
   writeFileSync(join(dir, "chat.json"), JSON.stringify(buildTokenizerJson("chat")));
   writeFileSync(join(dir, "base.json"), JSON.stringify(buildTokenizerJson("base")));
-  execFileSync(python, ["-m", "emu2ref.tokenizer_parity", join(dir, "chat.json"), join(dir, "base.json"), join(dir, "parity.json")], { cwd: "python", stdio: "pipe" });
+  execFileSync(
+    python,
+    ["-m", "emu2ref.tokenizer_parity", join(dir, "chat.json"), join(dir, "base.json"), join(dir, "parity.json")],
+    { cwd: "python", stdio: "pipe" },
+  );
   const fresh = (JSON.parse(readFileSync(join(dir, "parity.json"), "utf8")) as { cases: Case[] }).cases;
   assert.deepEqual(fresh, corpus);
 });

@@ -38,12 +38,17 @@ test("a buffer decodes like its file", async () => {
 
 test("AVIF decodes (sharp's libheif) close to the image it encodes", async () => {
   const source = await loadImage(join(IMAGES, "blocks.png"));
-  const avif = await sharp(Buffer.from(source.data), { raw: { width: source.width, height: source.height, channels: 3 } })
+  const avif = await sharp(Buffer.from(source.data), {
+    raw: { width: source.width, height: source.height, channels: 3 },
+  })
     .avif({ lossless: true })
     .toBuffer();
   const decoded = await loadImage(avif);
   assert.deepEqual([decoded.width, decoded.height], [source.width, source.height]);
-  assert.ok(maxAbsDiff(decoded.data, source.data) <= 2, `AVIF round trip differs by ${maxAbsDiff(decoded.data, source.data)}`);
+  assert.ok(
+    maxAbsDiff(decoded.data, source.data) <= 2,
+    `AVIF round trip differs by ${maxAbsDiff(decoded.data, source.data)}`,
+  );
 });
 
 test("the first frame of an animated GIF is the image", async () => {
@@ -103,7 +108,10 @@ test("errors are one line naming the file and the problem", async () => {
 
   const text = join(dir, "notes.jpg");
   writeFileSync(text, "these are not the pixels you are looking for\n");
-  await expectLoadError(text, new RegExp(`^${text}: not an image in a supported format \\(JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP\\)$`));
+  await expectLoadError(
+    text,
+    new RegExp(`^${text}: not an image in a supported format \\(JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP\\)$`),
+  );
 
   const truncated = join(dir, "truncated.jpg");
   const jpeg = readFileSync(join(IMAGES, "night.jpg"));
@@ -120,7 +128,10 @@ test("errors are one line naming the file and the problem", async () => {
   await expectLoadError(truncatedBmp, new RegExp(`^${truncatedBmp}: unreadable BMP image \\(truncated BMP file\\)$`));
   const rle = Buffer.from(bmp);
   rle.writeUInt32LE(1, 30); // BI_RLE8
-  await expectLoadError(rle, /^image data in memory: unreadable BMP image \(BMP compression 1 \(RLE or other\) is not supported\)$/);
+  await expectLoadError(
+    rle,
+    /^image data in memory: unreadable BMP image \(BMP compression 1 \(RLE or other\) is not supported\)$/,
+  );
 
   await expectLoadError(Buffer.alloc(0), /^image data in memory: the image data is empty$/);
   await expectLoadError(Buffer.from("garbage"), /^image data in memory: not an image in a supported format/);

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadImage, type RgbImage } from "../../src/vision/image.js";
-import { normalizeImage, preprocessBatch, preprocessImage, resizeBicubic, zeroNormalizedImage } from "../../src/vision/preprocess.js";
+import {
+  normalizeImage,
+  preprocessBatch,
+  preprocessImage,
+  resizeBicubic,
+  zeroNormalizedImage,
+} from "../../src/vision/preprocess.js";
 import { maxAbsDiff, meanAbsDiff } from "../helpers/golden.js";
 import { readManifest } from "../../src/model/manifest.js";
 import { packageDir } from "../helpers/fixtures.js";
@@ -28,8 +34,16 @@ test("bicubic resize equals PIL's Image.resize((S, S), BICUBIC) on every fixture
       const theirs = normalizeImage({ width: size, height: size, data: reference }, mean, std);
       const levels = { max: maxAbsDiff(resized.data, reference), mean: meanAbsDiff(resized.data, reference) };
       const normalized = { max: maxAbsDiff(ours, theirs), mean: meanAbsDiff(ours, theirs) };
-      assert.equal(levels.max, 0, `${key}: max abs diff ${levels.max} uint8 levels (mean ${levels.mean.toExponential(2)})`);
-      assert.equal(normalized.mean, 0, `${key}: normalized max ${normalized.max.toExponential(2)} mean ${normalized.mean.toExponential(2)}`);
+      assert.equal(
+        levels.max,
+        0,
+        `${key}: max abs diff ${levels.max} uint8 levels (mean ${levels.mean.toExponential(2)})`,
+      );
+      assert.equal(
+        normalized.mean,
+        0,
+        `${key}: normalized max ${normalized.max.toExponential(2)} mean ${normalized.mean.toExponential(2)}`,
+      );
       cases++;
     }
   }
@@ -41,7 +55,11 @@ test("ToTensor + Normalize equal the reference float32 values exactly", async ()
   const expected = golden.float32(`${name}.${size}`);
   assert.deepEqual(expected.shape, [3, size, size]);
   const pixels = preprocessImage(await loadImage(join(IMAGES, name)), config(size));
-  assert.equal(maxAbsDiff(pixels, expected.data), 0, `${name} -> ${size}: mean abs diff ${meanAbsDiff(pixels, expected.data)}`);
+  assert.equal(
+    maxAbsDiff(pixels, expected.data),
+    0,
+    `${name} -> ${size}: mean abs diff ${meanAbsDiff(pixels, expected.data)}`,
+  );
 });
 
 test("resizing keeps the exact PIL result when only one side changes (PIL skips the other pass)", async () => {
@@ -64,7 +82,14 @@ test("normalizeImage lays out CHW with (v / 255 - mean) / std per channel", () =
   // float32 after every step, as torch computes it.
   const f = Math.fround;
   const expect = (v: number, c: number) => f(f(f(v / 255) - f(mean[c])) / f(std[c]));
-  assert.deepEqual(Array.from(x), [expect(0, 0), expect(10, 0), expect(128, 1), expect(20, 1), expect(255, 2), expect(30, 2)]);
+  assert.deepEqual(Array.from(x), [
+    expect(0, 0),
+    expect(10, 0),
+    expect(128, 1),
+    expect(20, 1),
+    expect(255, 2),
+    expect(30, 2),
+  ]);
 });
 
 test("preprocessBatch stacks images into [B,3,S,S] in order", async () => {

@@ -61,60 +61,129 @@ test("probe: timestamps in seconds for GIF/WebP, frame indices for folders; a sh
   const gif = sampleVideo(await probeVideo(join(VIDEOS, "red-square-right.gif")), 4);
   assert.equal(gif.timed, true);
   assert.equal(gif.duration, 1.2);
-  assert.deepEqual(gif.frames.map((f) => f.time), [0.15, 0.45, 0.75, 1.05]);
+  assert.deepEqual(
+    gif.frames.map((f) => f.time),
+    [0.15, 0.45, 0.75, 1.05],
+  );
   const folder = sampleVideo(await probeVideo(join(VIDEOS, "green-blink")), 8);
   assert.equal(folder.timed, false);
   assert.equal(folder.shortBy, 5);
-  assert.deepEqual(folder.frames.map((f) => f.index), [0, 1, 2]);
+  assert.deepEqual(
+    folder.frames.map((f) => f.index),
+    [0, 1, 2],
+  );
   assert.match(folder.frames[2].file ?? "", /frame-02\.png$/);
   // A GIF frame delay of 0 (or 10 ms) is shown for 100 ms, as browsers do: three such frames last 0.3 s.
   const strip = Buffer.concat([50, 150, 250].map((v) => Buffer.alloc(8 * 8 * 3, v)));
   const zeroDelay = join(mkdtempSync(join(tmpdir(), "emu2-gif0-")), "zero.gif");
-  writeFileSync(zeroDelay, await sharp(strip, { raw: { width: 8, height: 24, channels: 3, pageHeight: 8 } }).gif({ delay: [0, 10, 0] }).toBuffer());
+  writeFileSync(
+    zeroDelay,
+    await sharp(strip, { raw: { width: 8, height: 24, channels: 3, pageHeight: 8 } })
+      .gif({ delay: [0, 10, 0] })
+      .toBuffer(),
+  );
   const zero = sampleVideo(await probeVideo(zeroDelay), 3);
   assert.equal(zero.duration, 0.3);
-  assert.deepEqual(zero.frames.map((f) => f.time), [0, 0.1, 0.2]);
+  assert.deepEqual(
+    zero.frames.map((f) => f.time),
+    [0, 0.1, 0.2],
+  );
   // Natural order: frame-10 after frame-9.
   const dir = mkdtempSync(join(tmpdir(), "emu2-frames-"));
-  for (const k of [1, 2, 9, 10]) writeFileSync(join(dir, `frame-${k}.png`), readFileSync(join(VIDEOS, "red-square-right", `frame-0${k % 6}.png`)));
-  assert.deepEqual((await probeVideo(dir)).frames.map((f) => f.file?.replace(`${dir}/`, "")), ["frame-1.png", "frame-2.png", "frame-9.png", "frame-10.png"]);
+  for (const k of [1, 2, 9, 10])
+    writeFileSync(join(dir, `frame-${k}.png`), readFileSync(join(VIDEOS, "red-square-right", `frame-0${k % 6}.png`)));
+  assert.deepEqual(
+    (await probeVideo(dir)).frames.map((f) => f.file?.replace(`${dir}/`, "")),
+    ["frame-1.png", "frame-2.png", "frame-9.png", "frame-10.png"],
+  );
 });
 
-test("mp4 and webm through ffmpeg give the clip's frames", { skip: HAVE_FFMPEG ? false : "ffmpeg is not installed" }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "emu2-mp4-"));
-  const clip = join(VIDEOS, "red-square-right");
-  // Lossless encodings, so the decoded pixels must equal the PNG frames exactly; 5 fps = the GIF's 200 ms frames.
-  const encodings = { "clip.mp4": ["-c:v", "libx264rgb", "-crf", "0"], "clip.webm": ["-c:v", "libvpx-vp9", "-lossless", "1", "-pix_fmt", "gbrp"] };
-  for (const [name, codec] of Object.entries(encodings)) {
-    const r = spawnSync("ffmpeg", ["-v", "error", "-y", "-framerate", "5", "-i", join(clip, "frame-%02d.png"), ...codec, join(dir, name)]);
-    assert.equal(r.status, 0, r.stderr.toString());
-    const video = await probeVideo(join(dir, name));
-    assert.equal(video.frames.length, 6);
-    for (const count of [4, 8]) {
-      const expected = await frames(clip, count);
-      const got = await frames(join(dir, name), count);
-      assert.deepEqual(got.indices, expected.indices, `${name} x${count}`);
-      got.images.forEach((image, k) => assert.deepEqual(image, expected.images[k], `${name} x${count} frame ${k}`));
+test(
+  "mp4 and webm through ffmpeg give the clip's frames",
+  { skip: HAVE_FFMPEG ? false : "ffmpeg is not installed" },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "emu2-mp4-"));
+    const clip = join(VIDEOS, "red-square-right");
+    // Lossless encodings, so the decoded pixels must equal the PNG frames exactly; 5 fps = the GIF's 200 ms frames.
+    const encodings = {
+      "clip.mp4": ["-c:v", "libx264rgb", "-crf", "0"],
+      "clip.webm": ["-c:v", "libvpx-vp9", "-lossless", "1", "-pix_fmt", "gbrp"],
+    };
+    for (const [name, codec] of Object.entries(encodings)) {
+      const r = spawnSync("ffmpeg", [
+        "-v",
+        "error",
+        "-y",
+        "-framerate",
+        "5",
+        "-i",
+        join(clip, "frame-%02d.png"),
+        ...codec,
+        join(dir, name),
+      ]);
+      assert.equal(r.status, 0, r.stderr.toString());
+      const video = await probeVideo(join(dir, name));
+      assert.equal(video.frames.length, 6);
+      for (const count of [4, 8]) {
+        const expected = await frames(clip, count);
+        const got = await frames(join(dir, name), count);
+        assert.deepEqual(got.indices, expected.indices, `${name} x${count}`);
+        got.images.forEach((image, k) => assert.deepEqual(image, expected.images[k], `${name} x${count} frame ${k}`));
+      }
+      assert.deepEqual(
+        sampleVideo(video, 4).frames.map((f) => f.time.toFixed(6)),
+        ["0.150000", "0.450000", "0.750000", "1.050000"],
+      );
     }
-    assert.deepEqual(sampleVideo(video, 4).frames.map((f) => f.time.toFixed(6)), ["0.150000", "0.450000", "0.750000", "1.050000"]);
-  }
-  // A typical lossy yuv420 mp4 decodes to pictures close to the originals, in the right order.
-  const lossy = join(dir, "lossy.mp4");
-  assert.equal(spawnSync("ffmpeg", ["-v", "error", "-y", "-framerate", "5", "-i", join(clip, "frame-%02d.png"), "-c:v", "libx264", "-pix_fmt", "yuv420p", lossy]).status, 0);
-  const expected = await frames(clip, 6);
-  const got = await frames(lossy, 6);
-  got.images.forEach((image, k) => {
-    const errors = expected.images.map((e) => e.data.reduce((s, v, j) => s + Math.abs(v - image.data[j]), 0) / e.data.length);
-    assert.equal(errors.indexOf(Math.min(...errors)), k, `lossy frame ${k} is closest to frame ${errors.indexOf(Math.min(...errors))}`);
-  });
-});
+    // A typical lossy yuv420 mp4 decodes to pictures close to the originals, in the right order.
+    const lossy = join(dir, "lossy.mp4");
+    assert.equal(
+      spawnSync("ffmpeg", [
+        "-v",
+        "error",
+        "-y",
+        "-framerate",
+        "5",
+        "-i",
+        join(clip, "frame-%02d.png"),
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        lossy,
+      ]).status,
+      0,
+    );
+    const expected = await frames(clip, 6);
+    const got = await frames(lossy, 6);
+    got.images.forEach((image, k) => {
+      const errors = expected.images.map(
+        (e) => e.data.reduce((s, v, j) => s + Math.abs(v - image.data[j]), 0) / e.data.length,
+      );
+      assert.equal(
+        errors.indexOf(Math.min(...errors)),
+        k,
+        `lossy frame ${k} is closest to frame ${errors.indexOf(Math.min(...errors))}`,
+      );
+    });
+  },
+);
 
 test("bad input: one line naming the file", async () => {
   const dir = mkdtempSync(join(tmpdir(), "emu2-badvideo-"));
-  await assert.rejects(probeVideo(join(dir, "missing.mp4")), (e) => oneLine(e, /missing\.mp4: no such file or folder$/));
+  await assert.rejects(probeVideo(join(dir, "missing.mp4")), (e) =>
+    oneLine(e, /missing\.mp4: no such file or folder$/),
+  );
   writeFileSync(join(dir, "notes.txt"), "not a video at all\n");
-  await assert.rejects(probeVideo(join(dir, "notes.txt")), (e) => oneLine(e, /notes\.txt: not a video in a supported format \(expected a folder of frames, an animated GIF or WebP, or an mp4, webm or mov file\)/));
-  await assert.rejects(probeVideo(join(ROOT, "fixtures", "images", "blocks.png")), (e) => oneLine(e, /blocks\.png: a still png image, not a video \(pass it with --image/));
+  await assert.rejects(probeVideo(join(dir, "notes.txt")), (e) =>
+    oneLine(
+      e,
+      /notes\.txt: not a video in a supported format \(expected a folder of frames, an animated GIF or WebP, or an mp4, webm or mov file\)/,
+    ),
+  );
+  await assert.rejects(probeVideo(join(ROOT, "fixtures", "images", "blocks.png")), (e) =>
+    oneLine(e, /blocks\.png: a still png image, not a video \(pass it with --image/),
+  );
   mkdirSync(join(dir, "empty"));
   await assert.rejects(probeVideo(join(dir, "empty")), (e) => oneLine(e, /empty: the folder holds no frames/));
   writeFileSync(join(dir, "empty.gif"), "");
@@ -122,9 +191,16 @@ test("bad input: one line naming the file", async () => {
   // A truncated GIF: corrupt, named as such.
   const gif = readFileSync(join(VIDEOS, "red-square-right.gif"));
   writeFileSync(join(dir, "cut.gif"), gif.subarray(0, 40));
-  await assert.rejects(frames(join(dir, "cut.gif"), 4), (e) => oneLine(e, /cut\.gif: corrupt or unreadable (GIF|GIF image)/));
+  await assert.rejects(frames(join(dir, "cut.gif"), 4), (e) =>
+    oneLine(e, /cut\.gif: corrupt or unreadable (GIF|GIF image)/),
+  );
   if (HAVE_FFMPEG) {
-    writeFileSync(join(dir, "broken.mp4"), Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from("ftypmp42"), Buffer.alloc(64, 7)]));
-    await assert.rejects(probeVideo(join(dir, "broken.mp4")), (e) => oneLine(e, /broken\.mp4: corrupt or unreadable video \(ffprobe: /));
+    writeFileSync(
+      join(dir, "broken.mp4"),
+      Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from("ftypmp42"), Buffer.alloc(64, 7)]),
+    );
+    await assert.rejects(probeVideo(join(dir, "broken.mp4")), (e) =>
+      oneLine(e, /broken\.mp4: corrupt or unreadable video \(ffprobe: /),
+    );
   }
 });

@@ -2,7 +2,8 @@
 
 /** Fraction of predictions equal to their labels, in [0,1]. */
 export function accuracy(predictions: readonly (string | number)[], labels: readonly (string | number)[]): number {
-  if (predictions.length !== labels.length) throw new Error(`accuracy: ${predictions.length} predictions for ${labels.length} labels`);
+  if (predictions.length !== labels.length)
+    throw new Error(`accuracy: ${predictions.length} predictions for ${labels.length} labels`);
   if (labels.length === 0) return 0;
   let correct = 0;
   predictions.forEach((p, i) => {
@@ -24,7 +25,7 @@ export function rocAuc(scores: readonly number[], labels: readonly number[]): nu
   const order = scores.map((s, i) => i).sort((a, b) => scores[a] - scores[b]);
   // Average ranks (1-based) over runs of equal scores.
   let rankSumPositives = 0;
-  for (let start = 0; start < order.length; ) {
+  for (let start = 0; start < order.length;) {
     let end = start;
     while (end + 1 < order.length && scores[order[end + 1]] === scores[order[start]]) end++;
     const averageRank = (start + end) / 2 + 1;

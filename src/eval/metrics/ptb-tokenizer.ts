@@ -8,12 +8,37 @@
 // scope. The expected tokens in test/eval/metrics/ptb-tokenizer.test.ts say exactly what is covered.
 
 /** The tokens pycocoevalcap removes after tokenizing (ptbtokenizer.py PUNCTUATIONS). */
-const DROPPED = new Set(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]);
+const DROPPED = new Set([
+  "''",
+  "'",
+  "``",
+  "`",
+  "-LRB-",
+  "-RRB-",
+  "-LCB-",
+  "-RCB-",
+  ".",
+  "?",
+  "!",
+  ",",
+  ":",
+  "-",
+  "--",
+  "...",
+  ";",
+]);
 
 /** Abbreviations whose period the PTB lexer keeps on the word. */
 const ABBREVIATIONS = new Set(["mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "mt"]);
 
-const BRACKETS: Record<string, string> = { "(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-" };
+const BRACKETS: Record<string, string> = {
+  "(": "-lrb-",
+  ")": "-rrb-",
+  "[": "-lsb-",
+  "]": "-rsb-",
+  "{": "-lcb-",
+  "}": "-rcb-",
+};
 
 const ELLIPSIS = /\.\.\.+/y;
 const DASHES = /--+/y;
@@ -71,5 +96,7 @@ export function ptbTokens(caption: string): string[] {
 
 /** What pycocoevalcap hands to CIDEr: the tokens without punctuation, joined by single spaces. */
 export function ptbTokenizeCaption(caption: string): string {
-  return ptbTokens(caption).filter((t) => !DROPPED.has(t)).join(" ");
+  return ptbTokens(caption)
+    .filter((t) => !DROPPED.has(t))
+    .join(" ");
 }

@@ -3,38 +3,168 @@
 // official script printed: test/eval/metrics/vqa.test.ts.
 
 const CONTRACTIONS: Record<string, string> = {
-  aint: "ain't", arent: "aren't", cant: "can't", couldve: "could've", couldnt: "couldn't", "couldn'tve": "couldn't've",
-  "couldnt've": "couldn't've", didnt: "didn't", doesnt: "doesn't", dont: "don't", hadnt: "hadn't", "hadnt've": "hadn't've",
-  "hadn'tve": "hadn't've", hasnt: "hasn't", havent: "haven't", hed: "he'd", "hed've": "he'd've", "he'dve": "he'd've",
-  hes: "he's", howd: "how'd", howll: "how'll", hows: "how's", "Id've": "I'd've", "I'dve": "I'd've", Im: "I'm", Ive: "I've",
-  isnt: "isn't", itd: "it'd", "itd've": "it'd've", "it'dve": "it'd've", itll: "it'll", "let's": "let's", maam: "ma'am",
-  mightnt: "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've", mightve: "might've", mustnt: "mustn't",
-  mustve: "must've", neednt: "needn't", notve: "not've", oclock: "o'clock", oughtnt: "oughtn't", "ow's'at": "'ow's'at",
-  "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", shant: "shan't", "shed've": "she'd've", "she'dve": "she'd've",
-  "she's": "she's", shouldve: "should've", shouldnt: "shouldn't", "shouldnt've": "shouldn't've",
-  "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd", "somebodyd've": "somebody'd've",
-  "somebody'dve": "somebody'd've", somebodyll: "somebody'll", somebodys: "somebody's", someoned: "someone'd",
-  "someoned've": "someone'd've", "someone'dve": "someone'd've", someonell: "someone'll", someones: "someone's",
-  somethingd: "something'd", "somethingd've": "something'd've", "something'dve": "something'd've",
-  somethingll: "something'll", thats: "that's", thered: "there'd", "thered've": "there'd've", "there'dve": "there'd've",
-  therere: "there're", theres: "there's", theyd: "they'd", "theyd've": "they'd've", "they'dve": "they'd've",
-  theyll: "they'll", theyre: "they're", theyve: "they've", twas: "'twas", wasnt: "wasn't", "wed've": "we'd've",
-  "we'dve": "we'd've", weve: "we've", werent: "weren't", whatll: "what'll", whatre: "what're", whats: "what's",
-  whatve: "what've", whens: "when's", whered: "where'd", wheres: "where's", whereve: "where've", whod: "who'd",
-  "whod've": "who'd've", "who'dve": "who'd've", wholl: "who'll", whos: "who's", whove: "who've", whyll: "why'll",
-  whyre: "why're", whys: "why's", wont: "won't", wouldve: "would've", wouldnt: "wouldn't", "wouldnt've": "wouldn't've",
-  "wouldn'tve": "wouldn't've", yall: "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
-  "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", youd: "you'd", "youd've": "you'd've", "you'dve": "you'd've",
-  youll: "you'll", youre: "you're", youve: "you've",
+  aint: "ain't",
+  arent: "aren't",
+  cant: "can't",
+  couldve: "could've",
+  couldnt: "couldn't",
+  "couldn'tve": "couldn't've",
+  "couldnt've": "couldn't've",
+  didnt: "didn't",
+  doesnt: "doesn't",
+  dont: "don't",
+  hadnt: "hadn't",
+  "hadnt've": "hadn't've",
+  "hadn'tve": "hadn't've",
+  hasnt: "hasn't",
+  havent: "haven't",
+  hed: "he'd",
+  "hed've": "he'd've",
+  "he'dve": "he'd've",
+  hes: "he's",
+  howd: "how'd",
+  howll: "how'll",
+  hows: "how's",
+  "Id've": "I'd've",
+  "I'dve": "I'd've",
+  Im: "I'm",
+  Ive: "I've",
+  isnt: "isn't",
+  itd: "it'd",
+  "itd've": "it'd've",
+  "it'dve": "it'd've",
+  itll: "it'll",
+  "let's": "let's",
+  maam: "ma'am",
+  mightnt: "mightn't",
+  "mightnt've": "mightn't've",
+  "mightn'tve": "mightn't've",
+  mightve: "might've",
+  mustnt: "mustn't",
+  mustve: "must've",
+  neednt: "needn't",
+  notve: "not've",
+  oclock: "o'clock",
+  oughtnt: "oughtn't",
+  "ow's'at": "'ow's'at",
+  "'ows'at": "'ow's'at",
+  "'ow'sat": "'ow's'at",
+  shant: "shan't",
+  "shed've": "she'd've",
+  "she'dve": "she'd've",
+  "she's": "she's",
+  shouldve: "should've",
+  shouldnt: "shouldn't",
+  "shouldnt've": "shouldn't've",
+  "shouldn'tve": "shouldn't've",
+  "somebody'd": "somebodyd",
+  "somebodyd've": "somebody'd've",
+  "somebody'dve": "somebody'd've",
+  somebodyll: "somebody'll",
+  somebodys: "somebody's",
+  someoned: "someone'd",
+  "someoned've": "someone'd've",
+  "someone'dve": "someone'd've",
+  someonell: "someone'll",
+  someones: "someone's",
+  somethingd: "something'd",
+  "somethingd've": "something'd've",
+  "something'dve": "something'd've",
+  somethingll: "something'll",
+  thats: "that's",
+  thered: "there'd",
+  "thered've": "there'd've",
+  "there'dve": "there'd've",
+  therere: "there're",
+  theres: "there's",
+  theyd: "they'd",
+  "theyd've": "they'd've",
+  "they'dve": "they'd've",
+  theyll: "they'll",
+  theyre: "they're",
+  theyve: "they've",
+  twas: "'twas",
+  wasnt: "wasn't",
+  "wed've": "we'd've",
+  "we'dve": "we'd've",
+  weve: "we've",
+  werent: "weren't",
+  whatll: "what'll",
+  whatre: "what're",
+  whats: "what's",
+  whatve: "what've",
+  whens: "when's",
+  whered: "where'd",
+  wheres: "where's",
+  whereve: "where've",
+  whod: "who'd",
+  "whod've": "who'd've",
+  "who'dve": "who'd've",
+  wholl: "who'll",
+  whos: "who's",
+  whove: "who've",
+  whyll: "why'll",
+  whyre: "why're",
+  whys: "why's",
+  wont: "won't",
+  wouldve: "would've",
+  wouldnt: "wouldn't",
+  "wouldnt've": "wouldn't've",
+  "wouldn'tve": "wouldn't've",
+  yall: "y'all",
+  "yall'll": "y'all'll",
+  "y'allll": "y'all'll",
+  "yall'd've": "y'all'd've",
+  "y'alld've": "y'all'd've",
+  "y'all'dve": "y'all'd've",
+  youd: "you'd",
+  "youd've": "you'd've",
+  "you'dve": "you'd've",
+  youll: "you'll",
+  youre: "you're",
+  youve: "you've",
 };
 
 const NUMBER_WORDS: Record<string, string> = {
-  none: "0", zero: "0", one: "1", two: "2", three: "3", four: "4", five: "5", six: "6", seven: "7", eight: "8", nine: "9", ten: "10",
+  none: "0",
+  zero: "0",
+  one: "1",
+  two: "2",
+  three: "3",
+  four: "4",
+  five: "5",
+  six: "6",
+  seven: "7",
+  eight: "8",
+  nine: "9",
+  ten: "10",
 };
 
 const ARTICLES = new Set(["a", "an", "the"]);
 
-const PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"];
+const PUNCTUATION = [
+  ";",
+  "/",
+  "[",
+  "]",
+  '"',
+  "{",
+  "}",
+  "(",
+  ")",
+  "=",
+  "+",
+  "\\",
+  "_",
+  "-",
+  ">",
+  "<",
+  "@",
+  "`",
+  ",",
+  "?",
+  "!",
+];
 
 const COMMA_BETWEEN_DIGITS = /(\d)(,)(\d)/;
 
@@ -74,7 +204,10 @@ export function processDigitArticle(text: string): string {
 
 /** The whitespace clean-up every answer gets before anything else (newlines and tabs to spaces, then strip). */
 export function stripAnswer(text: string): string {
-  return text.replace(/\n/g, " ").replace(/\t/g, " ").replace(/^\s+|\s+$/g, "");
+  return text
+    .replace(/\n/g, " ")
+    .replace(/\t/g, " ")
+    .replace(/^\s+|\s+$/g, "");
 }
 
 export function normalizeVqaAnswer(text: string): string {
@@ -123,7 +256,8 @@ export function emu2ShortAnswer(text: string): string {
   for (const cut of ["\n", ". ", '"', ", "]) answer = answer.split(cut)[0];
   answer = answer.toLowerCase().trim();
   for (const prefix of ["it is ", "it's "]) if (answer.startsWith(prefix)) answer = answer.slice(prefix.length).trim();
-  for (const article of ["a ", "an ", "the "]) if (answer.startsWith(article)) answer = answer.slice(article.length).trim();
+  for (const article of ["a ", "an ", "the "])
+    if (answer.startsWith(article)) answer = answer.slice(article.length).trim();
   return answer;
 }
 
@@ -156,7 +290,10 @@ function meanBy(groups: Map<string, number[]>): Record<string, number> {
   return out;
 }
 
-export function summarizeVqa(accuracies: readonly number[], items: readonly Pick<VqaItem, "answerType" | "questionType">[]): VqaSummary {
+export function summarizeVqa(
+  accuracies: readonly number[],
+  items: readonly Pick<VqaItem, "answerType" | "questionType">[],
+): VqaSummary {
   const byAnswer = new Map<string, number[]>();
   const byQuestion = new Map<string, number[]>();
   accuracies.forEach((acc, i) => {
@@ -174,5 +311,8 @@ export function summarizeVqa(accuracies: readonly number[], items: readonly Pick
 }
 
 export function scoreVqa(items: readonly VqaItem[], options: VqaScoreOptions = {}): VqaSummary {
-  return summarizeVqa(items.map((item) => vqaAccuracy(item.prediction, item.answers, options)), items);
+  return summarizeVqa(
+    items.map((item) => vqaAccuracy(item.prediction, item.answers, options)),
+    items,
+  );
 }

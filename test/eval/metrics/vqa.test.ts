@@ -3,21 +3,50 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { emu2ShortAnswer, normalizeVqaAnswer, processPunctuation, scoreVqa, vqaAccuracy } from "../../../src/eval/metrics/vqa.js";
+import {
+  emu2ShortAnswer,
+  normalizeVqaAnswer,
+  processPunctuation,
+  scoreVqa,
+  vqaAccuracy,
+} from "../../../src/eval/metrics/vqa.js";
 
 const HERE = "test/eval/metrics";
-interface Case { id: number; answer_type: string; question_type: string; prediction: string; answers: string[] }
+interface Case {
+  id: number;
+  answer_type: string;
+  question_type: string;
+  prediction: string;
+  answers: string[];
+}
 const cases = JSON.parse(readFileSync(`${HERE}/cases.json`, "utf8")) as { vqa: Case[]; vqa_duplicates: Case[] };
-interface Official { overall: number; per_question: Record<string, number>; per_answer_type: Record<string, number>; per_question_type: Record<string, number> }
+interface Official {
+  overall: number;
+  per_question: Record<string, number>;
+  per_answer_type: Record<string, number>;
+  per_question_type: Record<string, number>;
+}
 const official = JSON.parse(readFileSync(`${HERE}/official.json`, "utf8")) as Record<string, Official>;
 
 // official.json is rounded to 12 decimals by the official script's own rounding (n=12).
-const close = (actual: number, expected: number, what: string) => assert.ok(Math.abs(actual - expected) < 1e-9, `${what}: ${actual} != ${expected}`);
+const close = (actual: number, expected: number, what: string) =>
+  assert.ok(Math.abs(actual - expected) < 1e-9, `${what}: ${actual} != ${expected}`);
 
-const items = (list: Case[]) => list.map((c) => ({ prediction: c.prediction, answers: c.answers, answerType: c.answer_type, questionType: c.question_type }));
+const items = (list: Case[]) =>
+  list.map((c) => ({
+    prediction: c.prediction,
+    answers: c.answers,
+    answerType: c.answer_type,
+    questionType: c.question_type,
+  }));
 
 test("every question scores what the official script gives (punctuation, digits, articles, contractions, quirks)", () => {
-  for (const c of cases.vqa) close(100 * vqaAccuracy(c.prediction, c.answers), official.vqa.per_question[String(c.id)], `question ${c.id} (${JSON.stringify(c.prediction)})`);
+  for (const c of cases.vqa)
+    close(
+      100 * vqaAccuracy(c.prediction, c.answers),
+      official.vqa.per_question[String(c.id)],
+      `question ${c.id} (${JSON.stringify(c.prediction)})`,
+    );
 });
 
 test("overall, per answer type and per question type equal the official breakdown", () => {
@@ -25,8 +54,10 @@ test("overall, per answer type and per question type equal the official breakdow
   close(summary.score, official.vqa.overall, "overall");
   assert.equal(summary.n, cases.vqa.length);
   assert.deepEqual(Object.keys(summary.perAnswerType).sort(), Object.keys(official.vqa.per_answer_type).sort());
-  for (const [k, v] of Object.entries(official.vqa.per_answer_type)) close(summary.perAnswerType[k], v, `answer type ${k}`);
-  for (const [k, v] of Object.entries(official.vqa.per_question_type)) close(summary.perQuestionType[k], v, `question type ${k}`);
+  for (const [k, v] of Object.entries(official.vqa.per_answer_type))
+    close(summary.perAnswerType[k], v, `answer type ${k}`);
+  for (const [k, v] of Object.entries(official.vqa.per_question_type))
+    close(summary.perQuestionType[k], v, `question type ${k}`);
 });
 
 test("duplicate answers without answer_id are left out by position: the official numbers WITH ids, not its dict-equality ones", () => {
@@ -63,7 +94,7 @@ test("Emu2's short-answer clean-up of generated text", () => {
   assert.equal(emu2ShortAnswer("It is a red car. The car is parked"), "red car");
   assert.equal(emu2ShortAnswer("The Dog, running\nmore"), "dog");
   assert.equal(emu2ShortAnswer("It's blue. I think"), "blue");
-  assert.equal(emu2ShortAnswer("\"stop\" sign"), "stop");
+  assert.equal(emu2ShortAnswer('"stop" sign'), "stop");
   assert.equal(emu2ShortAnswer("an apple"), "apple");
   assert.equal(emu2ShortAnswer("Yes"), "yes");
 });
