@@ -33,7 +33,7 @@ from emu2ref.unet import UNet2DConditionModel  # noqa: E402
 from emu2ref.vae import AutoencoderKLDecoder  # noqa: E402
 
 MODELS = {"Emu2": "emu2", "Emu2-Chat": "emu2-chat", "Emu2-Gen": "emu2-gen"}
-# EVA-02-CLIP-E-plus: MLP width 15360 (emu2-facts.md; the official visual.blocks.0.mlp.fc1.weight is [15360, 1792]).
+# EVA-02-CLIP-E-plus: MLP width 15360 (the official visual.blocks.0.mlp.fc1.weight is [15360, 1792]).
 EVA_MLP_HIDDEN = 15360
 BLOCK = 32
 CONTEXT = 2048

@@ -15,7 +15,7 @@ from . import world
 from emu2ref.tokenizer import IMAGE_PLACEHOLDER
 
 CAPTION_PROMPT = "Describe the image in details:"  # the caption command's default (src/cli/caption.ts)
-VQA_ZERO_SHOT = "based on the picture, answer in one word or phrase. {q} short answer:"  # emu2-facts.md, paper eval
+VQA_ZERO_SHOT = "based on the picture, answer in one word or phrase. {q} short answer:"  # the Emu2 paper's 0-shot VQA prompt
 VQA_SHOT = "based on the picture, {q} short answer:"
 CLASSIFY_DEMO = "This is a {label}. "
 CLASSIFY_QUERY = "What is this?"

@@ -26,7 +26,7 @@ class MemoryTableTest(unittest.TestCase):
         with open(os.path.join(ROOT, "configs", "models", "emu2.yaml")) as f:
             manifest = yaml.safe_load(f)
         float16 = memory_table.model_bytes(manifest, 16)
-        # emu2-facts.md: about 37B parameters, 74 GB in bf16 (vision 1.9B + LLaMA-33B's 32.5B + heads).
+        # The Emu2 paper (arXiv 2312.13286): about 37B parameters, 74 GB in bf16 (vision 1.9B + LLaMA-33B's 32.5B + heads).
         self.assertAlmostEqual(float16["weights"] / 1e9, 73.8, delta=0.3)
         # 60 layers x 6656 x (key + value) x 2 bytes = 1.6 MB per token.
         self.assertEqual(float16["kv"], 60 * 6656 * 2 * 2 * 2048)

@@ -1,4 +1,4 @@
-// The supported dataset formats -> one list of samples per split (eval-facts.md, "Dataset formats to accept").
+// The supported dataset formats -> one list of samples per split (the official VQA, COCO Karpathy and Hateful Memes files; README "Few-shot evaluation").
 // A record that cannot be used (malformed, no answers, image missing) is skipped with the file and line or item
 // that holds it; the run goes on and results.json counts it.
 import { existsSync, readdirSync, statSync } from "node:fs";

@@ -1,4 +1,4 @@
-// Demonstrations for a query, from the train split (eval-facts.md, Protocol). Both strategies depend only on the
+// Demonstrations for a query, from the train split (the protocol of OpenFlamingo's open_flamingo/eval). Both strategies depend only on the
 // seed, the query and the train split's content: never on batch size, sharding, or the order of either file.
 import { createHash } from "node:crypto";
 import type { Sample } from "./datasets.js";

@@ -31,7 +31,7 @@ async function webGpuProblem(): Promise<string | undefined> {
   }
 }
 
-/** onnxruntime-node looks for the CUDA provider libraries beside its binding (runtime-facts.md). */
+/** onnxruntime-node looks for the CUDA provider libraries beside its binding (bin/napi-v6/linux/x64 in its package). */
 function cudaLibraries(): string {
   const entry = createRequire(import.meta.url).resolve("onnxruntime-node");
   return join(dirname(entry), "..", "bin", "napi-v6", process.platform, process.arch);

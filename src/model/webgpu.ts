@@ -1,5 +1,5 @@
 // What ONNX Runtime's WebGPU provider needs from the machine, and the one-line explanations of what is missing.
-// The provider (inside the onnxruntime-node binary, runtime-facts.md "WebGPU") runs on Dawn's Vulkan backend: it
+// The provider (inside the onnxruntime-node binary; README "GPU") runs on Dawn's Vulkan backend: it
 // needs the Vulkan loader (libvulkan.so.1) and a Vulkan driver for the GPU (or Mesa's lavapipe in software).
 import { execFileSync } from "node:child_process";
 import { writeOnnxModel } from "./onnx-writer.js";
@@ -139,7 +139,7 @@ export function describeWebGpuFailure(err: unknown): string {
 /**
  * Whether the WebGPU adapter runs float16 arithmetic (WebGPU's shader-f16 feature): a one-node float16 graph must
  * be placed entirely on WebGPU. Without the feature ONNX Runtime would quietly run every float16 node on the CPU.
- * Dawn hides shader-f16 on NVIDIA under Vulkan (runtime-facts.md), so this is read, not assumed.
+ * Dawn hides shader-f16 on NVIDIA under Vulkan (ONNX Runtime maintainers in transformers.js issue 1309), so this is read, not assumed.
  */
 export async function webGpuRunsFloat16(): Promise<boolean> {
   const ort = await loadOrt();
