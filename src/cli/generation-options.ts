@@ -1,6 +1,7 @@
 // Text generation flags in llama.cpp's style; anything not given comes from the package's generation defaults.
 import type { Command } from "commander";
 import type { GenerationSettings } from "../llm/stage.js";
+import { SettingsError, validateGenerationSettings } from "../llm/settings.js";
 import type { GenerationDefaults } from "../model/manifest.js";
 import { UsageError } from "../util/errors.js";
 import { wholeNumber, type WholeNumberRange } from "./flags.js";
@@ -39,35 +40,48 @@ export function addGenerationOptions(command: Command): Command {
     .option("--seed <n>", "random seed for sampling", "0");
 }
 
-function number(
-  flag: string,
-  value: string | undefined,
-  check: (x: number) => boolean,
-  expected: string,
-): number | undefined {
+/** A flag's text -> a number; whether the number is in range is the LLM stage's one validation (src/llm/settings.ts). */
+function number(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const x = Number(value);
-  if (value.trim() === "" || !Number.isFinite(x) || !check(x))
-    throw new UsageError(`${flag}: expected ${expected}, got ${JSON.stringify(value)}`);
+  if (value.trim() === "" || !Number.isFinite(x))
+    throw new UsageError(`${flag}: expected a number, got ${JSON.stringify(value)}`);
   return x;
 }
 
-const optionalWhole = (flag: string, value: string | undefined, range?: WholeNumberRange) =>
-  value === undefined ? undefined : wholeNumber(flag, value, range);
+/** Digits -> a number; as for `number`, the range is the stage's to check (the seed's range is the generator's). */
+const optionalWhole = (
+  flag: string,
+  value: string | undefined,
+  range: WholeNumberRange = { expected: "a whole number" },
+) => (value === undefined ? undefined : wholeNumber(flag, value, range));
+
+/** The flag that sets each setting, to name it when the stage's validation refuses a value. */
+const FLAG_OF: Partial<Record<keyof TextGenerationSettings, string>> = {
+  maxNewTokens: "--max-new-tokens",
+  minNewTokens: "--min-new-tokens",
+  numBeams: "--beams",
+  lengthPenalty: "--length-penalty",
+  repetitionPenalty: "--repeat-penalty",
+  temperature: "--temp",
+  topK: "--top-k",
+  topP: "--top-p",
+  seed: "--seed",
+};
 
 export function resolveGenerationSettings(
   flags: GenerationFlags,
   defaults: GenerationDefaults,
 ): TextGenerationSettings {
   if (flags.sample && flags.greedy) throw new UsageError("--sample and --greedy cannot be used together");
-  const maxNewTokens = optionalWhole("--max-new-tokens", flags.maxNewTokens, { min: 1 });
+  const maxNewTokens = optionalWhole("--max-new-tokens", flags.maxNewTokens);
   const minNewTokens = optionalWhole("--min-new-tokens", flags.minNewTokens);
-  const numBeams = optionalWhole("--beams", flags.beams, { min: 1 });
-  const lengthPenalty = number("--length-penalty", flags.lengthPenalty, () => true, "a number");
-  const repetitionPenalty = number("--repeat-penalty", flags.repeatPenalty, (x) => x > 0, "a number > 0");
-  const temperature = number("--temp", flags.temp, (x) => x > 0, "a number > 0");
+  const numBeams = optionalWhole("--beams", flags.beams);
+  const lengthPenalty = number("--length-penalty", flags.lengthPenalty);
+  const repetitionPenalty = number("--repeat-penalty", flags.repeatPenalty);
+  const temperature = number("--temp", flags.temp);
   const topK = optionalWhole("--top-k", flags.topK);
-  const topP = number("--top-p", flags.topP, (x) => x > 0 && x <= 1, "a number in (0, 1]");
+  const topP = number("--top-p", flags.topP);
   const seed =
     optionalWhole("--seed", flags.seed, { expected: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (2^53-1)` }) ??
     0;
@@ -90,15 +104,22 @@ export function resolveGenerationSettings(
     seed,
     stop: flags.stop ?? [],
   };
-  if (settings.doSample && settings.numBeams > 1) {
-    throw new UsageError(
-      `--beams ${settings.numBeams} with sampling (beam sampling) is not supported: use --beams 1 to sample, or --greedy`,
-    );
-  }
-  if (settings.minNewTokens > settings.maxNewTokens) {
-    throw new UsageError(
-      `--min-new-tokens (${settings.minNewTokens}) cannot exceed --max-new-tokens (${settings.maxNewTokens})`,
-    );
+  try {
+    validateGenerationSettings(settings);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    if (err.setting === "doSample") {
+      throw new UsageError(
+        `--beams ${settings.numBeams} with sampling (beam sampling) is not supported: use --beams 1 to sample, or --greedy`,
+      );
+    }
+    if (err.setting === "minNewTokens" && settings.minNewTokens > settings.maxNewTokens) {
+      throw new UsageError(
+        `--min-new-tokens (${settings.minNewTokens}) cannot exceed --max-new-tokens (${settings.maxNewTokens})`,
+      );
+    }
+    const flag = FLAG_OF[err.setting];
+    throw flag ? new UsageError(`${flag}: expected ${err.expected}, got ${JSON.stringify(String(err.value))}`) : err;
   }
   return settings;
 }

@@ -28,9 +28,9 @@ export interface GenerationSettings {
 /** A generation setting out of range: a usage error (exit code 2) that names the setting. */
 export class SettingsError extends UsageError {
   constructor(
-    readonly setting: string,
-    expected: string,
-    value: unknown,
+    readonly setting: keyof GenerationSettings,
+    readonly expected: string,
+    readonly value: unknown,
   ) {
     super(`generation setting ${setting}: expected ${expected}, got ${JSON.stringify(value)}`);
     this.name = "SettingsError";
@@ -59,6 +59,7 @@ export function validateGenerationSettings(s: GenerationSettings): void {
     s.earlyStopping === undefined || typeof s.earlyStopping === "boolean" || s.earlyStopping === "never",
     'true, false or "never"',
   );
+  check("minNewTokens", s.minNewTokens <= s.maxNewTokens, `at most maxNewTokens (${s.maxNewTokens})`);
   check("doSample", !(s.doSample && s.numBeams > 1), "one beam when sampling (beam sampling is not supported)");
   const n = s.numReturnSequences ?? 1;
   check(

@@ -43,7 +43,16 @@ test("sampling flags imply sampling with one beam; --greedy means one beam and n
 test("bad values name the flag and what was expected", () => {
   assert.throws(
     () => resolveGenerationSettings({ maxNewTokens: "ten" }, defaults),
-    /^UsageError: --max-new-tokens: expected a whole number > 0, got "ten"$/,
+    /^UsageError: --max-new-tokens: expected a whole number, got "ten"$/,
+  );
+  // Ranges are the LLM stage's one validation (src/llm/settings.ts); the CLI names the flag that set the value.
+  assert.throws(
+    () => resolveGenerationSettings({ maxNewTokens: "0" }, defaults),
+    /^UsageError: --max-new-tokens: expected a whole number >= 1, got "0"$/,
+  );
+  assert.throws(
+    () => resolveGenerationSettings({ temp: "0" }, defaults),
+    /^UsageError: --temp: expected a number > 0, got "0"$/,
   );
   assert.throws(() => resolveGenerationSettings({ topP: "1.5" }, defaults), /--top-p: expected a number in \(0, 1\]/);
   assert.throws(
