@@ -14,7 +14,8 @@ export interface DeviceReport {
   cuda: { available: boolean; reason?: string };
 }
 
-async function webGpuProblem(): Promise<string | undefined> {
+/** Why WebGPU cannot run here (one line), or undefined where a one-node graph runs on it. */
+export async function webGpuProblem(): Promise<string | undefined> {
   const ort = await loadOrt();
   const graph = writeOnnxModel({
     name: "webgpu_probe",
