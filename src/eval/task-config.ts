@@ -6,6 +6,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { UsageError } from "../util/errors.js";
+import { describeSchemaError, describeValue } from "../util/schema.js";
 import { readYamlDocument } from "../util/yaml.js";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -137,34 +138,10 @@ const taskSchema = z
 export type TaskConfig = z.infer<typeof taskSchema>;
 export type SplitSpec = z.infer<typeof splitSchema>;
 
-function describeValue(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const text = JSON.stringify(value);
-  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
-}
-
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
-  let node = root;
-  for (const key of path) {
-    if (node === null || typeof node !== "object") return undefined;
-    node = (node as Record<PropertyKey, unknown>)[key];
-  }
-  return node;
-}
-
 export function validateTaskConfig(raw: unknown, file: string): TaskConfig {
   const result = taskSchema.safeParse(raw);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = issue.path.map(String).join(".") || "(top level)";
-  let detail = issue.message;
-  if (issue.code === "unrecognized_keys")
-    detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
-  else if (issue.code === "invalid_type" || issue.code === "invalid_value" || issue.code === "too_small") {
-    detail = `${issue.message.replace(/^Invalid input: /, "")} (found ${describeValue(valueAt(raw, issue.path))})`;
-  }
-  const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more)` : "";
-  throw new UsageError(`${file}: field ${field}: ${detail}${more}`);
+  throw new UsageError(`${file}: ${describeSchemaError(result.error, raw)}`);
 }
 
 /** A task name (configs/eval/<name>.yaml) or a path to a YAML file. */

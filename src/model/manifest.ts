@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, win32 } from "node:path";
 import { z } from "zod";
 import { PackageError } from "../util/errors.js";
+import { describeSchemaError } from "../util/schema.js";
 import { readYamlDocument } from "../util/yaml.js";
 import { TEMPLATE_TOKENS } from "../prompt/tokens.js";
 
@@ -237,40 +238,11 @@ export type VisualDecoderConfig = NonNullable<Manifest["visual_decoder"]>;
 export type GenerationDefaults = Manifest["generation"];
 export type QuantizedGraph = z.infer<typeof quantizedGraphSchema>;
 
-function describeValue(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const text = JSON.stringify(value);
-  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
-}
-
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
-  let node = root;
-  for (const key of path) {
-    if (node === null || typeof node !== "object") return undefined;
-    node = (node as Record<PropertyKey, unknown>)[key];
-  }
-  return node;
-}
-
 /** Validates a parsed manifest; `file` is only used in the error message. */
 export function validateManifest(raw: unknown, file: string): Manifest {
   const result = manifestSchema.safeParse(raw);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = issue.path.map(String).join(".") || "(top level)";
-  let detail = issue.message;
-  if (issue.code === "unrecognized_keys") {
-    detail = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
-  } else if (
-    issue.code === "invalid_type" ||
-    issue.code === "invalid_value" ||
-    issue.code === "too_small" ||
-    issue.code === "too_big"
-  ) {
-    detail = `${issue.message.replace(/^Invalid input: /, "")} (found ${describeValue(valueAt(raw, issue.path))})`;
-  }
-  const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more)` : "";
-  throw new PackageError(`${file}: field ${field}: ${detail}${more}`);
+  throw new PackageError(`${file}: ${describeSchemaError(result.error, raw)}`);
 }
 
 /** Reads and validates manifest.yaml; YAML syntax errors name the line and column. */
