@@ -5,7 +5,7 @@
 // cache ever comes back to the host: only the decoder's last_hidden_state does, for lm_head.
 import { writeOnnxModel } from "../model/onnx-writer.js";
 import { int64Tensor, zeros, type OrtFeeds, type OrtTensor, type Session } from "../model/ort.js";
-import { entryNames, type KvCache, type KvCacheFactory, type KvCacheShape } from "./kv-cache.js";
+import { entryNames, KvCacheEntries, type KvCache, type KvCacheFactory, type KvCacheShape } from "./kv-cache.js";
 
 /** The decoder outputs a device cache keeps on the device: those of layers first .. first + layers - 1. */
 export function presentNames(layers: number, first = 0): string[] {
@@ -60,14 +60,16 @@ class DeviceBuffers {
   }
 }
 
-export class DeviceKvCache implements KvCache {
+export class DeviceKvCache extends KvCacheEntries implements KvCache {
   private constructor(
     private readonly shape: KvCacheShape,
     private readonly selectSession: Session,
     private readonly buffers: DeviceBuffers,
-    private readonly names: string[],
-    private readonly tensors: Map<string, OrtTensor>,
-  ) {}
+    names: string[],
+    tensors: Map<string, OrtTensor>,
+  ) {
+    super(names, tensors);
+  }
 
   /**
    * A factory of empty caches. `selectSession` is a WebGPU session of rowSelectionGraph(shape) whose outputs stay
@@ -84,27 +86,9 @@ export class DeviceKvCache implements KvCache {
     };
   }
 
-  private entry(name: string): OrtTensor {
-    const t = this.tensors.get(name);
-    if (!t) throw new Error("the KV cache was released");
-    return t;
-  }
-
-  get batch(): number {
-    return Number(this.entry(this.names[0]).dims[0]);
-  }
-
-  get length(): number {
-    return Number(this.entry(this.names[0]).dims[2]);
-  }
-
   /** Where each entry lives: "gpu-buffer" once the decoder has run (the empty first past is a host tensor). */
   locations(): string[] {
     return this.names.map((n) => this.entry(n).location);
-  }
-
-  feeds(): OrtFeeds {
-    return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
   }
 
   absorb(outputs: OrtFeeds): void {

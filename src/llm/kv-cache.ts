@@ -40,24 +40,14 @@ export function entryNames(layers: number): string[] {
   return Array.from({ length: layers }, (_, i) => [`${i}.key`, `${i}.value`]).flat();
 }
 
-export class HostKvCache implements KvCache {
-  private constructor(
-    private readonly names: string[],
-    private readonly tensors: Map<string, OrtTensor>,
+/** What both strategies share: the entries by name in feed order, whatever memory their tensors live in. */
+export abstract class KvCacheEntries {
+  protected constructor(
+    protected readonly names: string[],
+    protected readonly tensors: Map<string, OrtTensor>,
   ) {}
 
-  static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
-    const names = entryNames(shape.layers);
-    const tensors = new Map<string, OrtTensor>();
-    for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
-    return new HostKvCache(names, tensors);
-  }
-
-  static factory(shape: KvCacheShape): KvCacheFactory {
-    return (batch) => HostKvCache.empty(shape, batch);
-  }
-
-  private entry(name: string): OrtTensor {
+  protected entry(name: string): OrtTensor {
     const t = this.tensors.get(name);
     if (!t) throw new Error("the KV cache was released");
     return t;
@@ -73,6 +63,23 @@ export class HostKvCache implements KvCache {
 
   feeds(): OrtFeeds {
     return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
+  }
+}
+
+export class HostKvCache extends KvCacheEntries implements KvCache {
+  private constructor(names: string[], tensors: Map<string, OrtTensor>) {
+    super(names, tensors);
+  }
+
+  static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
+    const names = entryNames(shape.layers);
+    const tensors = new Map<string, OrtTensor>();
+    for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
+    return new HostKvCache(names, tensors);
+  }
+
+  static factory(shape: KvCacheShape): KvCacheFactory {
+    return (batch) => HostKvCache.empty(shape, batch);
   }
 
   absorb(outputs: OrtFeeds): void {
