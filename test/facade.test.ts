@@ -10,6 +10,7 @@ import { ImageLoadError } from "../src/vision/image.js";
 import { positionIds } from "../src/llm/stage.js";
 import { Golden, maxAbsDiff } from "./helpers/golden.js";
 import { goldenDir, packageDir } from "./helpers/fixtures.js";
+import { GREEDY } from "./helpers/settings.js";
 
 test("text -> image: the facade reproduces the reference's 4-step guided image within 5e-6 max abs diff", async () => {
   const diffusion = new Golden(goldenDir("emu2-tiny", "diffusion"));
@@ -35,16 +36,7 @@ test("greedy decoding with the KV cache equals full recompute of the whole seque
   const ids = model.tokenizer().encode("A red car parked by the sea.");
   const [cached] = await llm.generateText([ids], null, {
     maxNewTokens: 8,
-    minNewTokens: 0,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [],
+    ...GREEDY,
   });
   const [decoder, lmHead, layers, heads, headDim] = [
     await model.pkg.session("decoder"),
@@ -162,16 +154,7 @@ test("one in-memory image that does not decode fails its own prompt with an Imag
   const model = Emu2.open(packageDir("emu2-tiny"));
   const settings = {
     maxNewTokens: 3,
-    minNewTokens: 0,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [],
+    ...GREEDY,
   };
   const image = (bytes: Buffer, label: string) => ({
     kind: "sequence" as const,

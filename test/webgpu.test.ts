@@ -14,20 +14,9 @@ import type { PromptInput } from "../src/prompt/types.js";
 import { maxAbsDiff } from "./helpers/golden.js";
 import { packageDir } from "./helpers/fixtures.js";
 import { NO_WEBGPU } from "./helpers/webgpu.js";
+import { GREEDY as PLAIN_GREEDY } from "./helpers/settings.js";
 
-const GREEDY: GenerationSettings = {
-  maxNewTokens: 6,
-  minNewTokens: 0,
-  numBeams: 1,
-  lengthPenalty: 1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
-};
+const GREEDY: GenerationSettings = { ...PLAIN_GREEDY, maxNewTokens: 6 };
 const BEAM: GenerationSettings = { ...GREEDY, numBeams: 3, maxNewTokens: 4 };
 const text = (t: string): PromptInput => ({ kind: "sequence", parts: [{ kind: "text", text: t }] });
 const withImage = (t: string): PromptInput => ({

@@ -10,19 +10,11 @@ import type { GenerationSettings } from "../../src/llm/stage.js";
 import { applyProcessors, logitsWarpers } from "../../src/llm/processors.js";
 import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens, stageWithEos, type BeamCase } from "./goldens.js";
+import { GREEDY } from "../helpers/settings.js";
 
 const base: GenerationSettings = {
   maxNewTokens: 12,
-  minNewTokens: 0,
-  numBeams: 1,
-  lengthPenalty: 1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
+  ...GREEDY,
 };
 
 function beamSettings(c: BeamCase, earlyStopping: boolean | "never"): GenerationSettings {
