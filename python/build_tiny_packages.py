@@ -27,30 +27,37 @@ from emu2ref.golden_video import write_video_goldens  # noqa: E402
 from emu2ref.eva_vit import pool_visual_features  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
 from emu2ref.preprocess import load_rgb, preprocess  # noqa: E402
-from emu2ref.quantize import Quantization  # noqa: E402
+from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
 
 VISION = {"image_size": 448, "patch_size": 14, "width": 32, "layers": 2, "heads": 2, "mlp_hidden": 64}
 LLM = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64,
        "max_position_embeddings": 2048, "rms_norm_eps": 1e-6}
 
+# The quantized variants store every linear layer of the LLM (the decoder's, lm_head, project_up, project_down) and
+# the visual encoder's (at int8) as MatMulNBits. The int4 variant's layers are 32 or 64 wide, so blocks of 16; it
+# keeps v_proj, down_proj and the heads at int8, as llama.cpp's Q4_K_M keeps attn_v, ffn_down and the output at more
+# bits (docs/package-format.md gives the figures that chose this).
+ALL_LINEAR = ["--quantize-heads", "--quantize-vision"]
+
 PACKAGES = {
     "emu2-tiny": {"variant": "emu2-gen", "seed": 1234, "n_query": 64,
                   "description": "tiny random-weight Emu2-Gen layout for tests and demos (real vocabulary, nonsense output)"},
     "emu2-chat-tiny": {"variant": "emu2-chat", "seed": 5678, "n_query": 256,
                        "description": "tiny random-weight Emu2-Chat layout for tests and demos (real vocabulary, nonsense output)",
-                       "quantized": {"int8": Quantization(8), "int4": Quantization(4)}, "split": 2},
+                       "quantized": {"int8": ["--quantize", "int8"] + ALL_LINEAR,
+                                     "int4": ["--quantize", "int4", "--block-size", "16", "--scale-search",
+                                              "--int8-layers", "v_proj,down_proj,lm_head,project_up,project_down"]
+                                             + ALL_LINEAR},
+                       "split": 2},
 }
 
-# What the quantized variants store as MatMulNBits: every linear layer of the LLM (the decoder's, lm_head, project_up,
-# project_down) at the variant's bits, the visual encoder's at int8 (the exporter's --quantize-heads --quantize-vision).
-QUANTIZED_GRAPHS = ("decoder", "lm_head", "project_up", "project_down")
 
-
-def quantization_plan(llm: Quantization) -> dict:
-    plan = {graph: llm for graph in QUANTIZED_GRAPHS}
-    plan["visual_encoder"] = Quantization(8, llm.block_size, llm.symmetric, llm.accuracy_level)
-    return plan
+def quantization_plan(flags: list) -> dict:
+    """The exporter's flags (python/export_package.py) -> graph name -> Quantization."""
+    parser = argparse.ArgumentParser()
+    qz.add_arguments(parser)
+    return qz.plan_from_args(parser.parse_args(flags))
 
 
 def build_tokenizer(variant: str, out_file: str) -> None:
@@ -124,15 +131,15 @@ def build_package(name: str, spec: dict, models_dir: str, golden_dir: str) -> No
 
     # Same weights, quantized: checked against this package's goldens (greedy ids, logits cosine) and against the
     # PyTorch model with the dequantized weights (their own goldens).
-    for suffix, quantization in spec.get("quantized", {}).items():
+    for suffix, flags in spec.get("quantized", {}).items():
         variant_dir = os.path.join(models_dir, f"{name}-{suffix}")
         shutil.rmtree(variant_dir, ignore_errors=True)
         os.makedirs(variant_dir)
         shutil.copyfile(os.path.join(pkg, "tokenizer.json"), os.path.join(variant_dir, "tokenizer.json"))
-        plan = quantization_plan(quantization)
+        plan = quantization_plan(flags)
         export_vision_llm(variant_dir, vision, llm, dtype="float32", quantization=plan)
         mf.dump_manifest({**manifest, "name": f"{name}-{suffix}",
-                          "description": f"{spec['description']}; LLM linear layers {suffix}, visual encoder int8",
+                          "description": f"{spec['description']}; python/export_package.py {' '.join(flags)}",
                           "quantization": mf.quantization_section(plan)},
                          os.path.join(variant_dir, "manifest.yaml"))
         write_quantized_llm_goldens(os.path.join(golden_dir, f"{name}-{suffix}", "llm"), llm, plan,

@@ -375,7 +375,7 @@ def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for,
                 node.input[i] = rename[name]
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in weight_inputs}
     # A Linear weight W [N, K] used only as the right operand of MatMuls (x @ W^T) becomes MatMulNBits weights.
-    quantized = set()
+    quantized = {}  # weight name -> its Quantization (int8 layers of an int4 graph differ)
     if quantization is not None:
         kept_consumers: dict = {}
         for node in kept:
@@ -385,11 +385,11 @@ def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for,
             uses = kept_consumers.get(product, [])
             if uses and all(n.op_type == "MatMul" and list(n.input).index(product) == 1 for n in uses):
                 n_out, k = shapes[name]
-                qz.check_width(quantization, k, name)
-                quantized.add(name)
+                q = quantized[name] = quantization.for_layer(name)
+                qz.check_width(q, k, name)
                 for node in uses:
-                    replacement = qz.matmul_nbits_node(node.input[0], name, node.output[0], n_out, k, quantization,
-                                                       not quantization.symmetric, f"{name}/MatMulNBits")
+                    replacement = qz.matmul_nbits_node(node.input[0], name, node.output[0], n_out, k, q,
+                                                       not q.symmetric, f"{name}/MatMulNBits")
                     kept[next(i for i, n in enumerate(kept) if n is node)] = replacement
         if quantized:
             model.opset_import.append(onnx.helper.make_opsetid(qz.MS_DOMAIN, 1))
@@ -402,8 +402,8 @@ def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for,
         count = int(np.prod(shapes[name]))
         if name not in quantized:
             return count * element_size
-        blocks = count // quantization.block_size
-        return count * quantization.bits // 8 + blocks * (element_size + 1)
+        blocks = count // quantized[name].block_size
+        return count * quantized[name].bits // 8 + blocks * (element_size + 1)
 
     external = sum(stored_bytes(v.name) for v in weight_inputs) > EXTERNAL_THRESHOLD
     data = open(data_path, "wb") if external else None
@@ -421,7 +421,7 @@ def _attach_weights(model, declared_inputs: set, dtype: torch.dtype, tensor_for,
                 raise ValueError(f"{value.name}: weight shape {list(tensor.shape)}, graph expects {shapes[value.name]}")
             if value.name in quantized:
                 # From the source precision, not the package's float type: one rounding only.
-                packed, scales, zero_points = qz.quantize(tensor.float().numpy(), quantization, scale_dtype)
+                packed, scales, zero_points = qz.quantize(tensor.float().numpy(), quantized[value.name], scale_dtype)
                 store(packed, f"{value.name}.quant")
                 store(scales, f"{value.name}.scales")
                 if zero_points is not None:

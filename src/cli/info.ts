@@ -19,10 +19,12 @@ function formatBytes(n: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
-/** "int4/32 asym" for a graph stored as MatMulNBits weights, "" for a float one. */
+/** "int4/16 asym, v_proj down_proj int8" for a graph stored as MatMulNBits weights, "" for a float one. */
 function quantizationTag(m: Manifest, role: string): string {
   const q = m.quantization?.[role as keyof NonNullable<Manifest["quantization"]>];
-  return q ? `int${q.bits}/${q.block_size} ${q.symmetric ? "sym" : "asym"}` : "";
+  if (!q) return "";
+  const mixed = q.int8_layers.length > 0 ? `, ${q.int8_layers.join(" ")} int8` : "";
+  return `int${q.bits}/${q.block_size} ${q.symmetric ? "sym" : "asym"}${q.scale_search ? " searched" : ""}${mixed}`;
 }
 
 export function registerInfo(program: Command): void {
@@ -65,7 +67,7 @@ export function registerInfo(program: Command): void {
         `  template    ${m.prompt.template}`,
         ...(m.quantization
           ? [
-              `  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points)`,
+              `  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points, searched: error-minimizing scales)`,
             ]
           : []),
         `  generation  ${m.generation.num_beams} beams, max ${m.generation.max_new_tokens} new tokens, length penalty ${m.generation.length_penalty}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,

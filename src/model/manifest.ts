@@ -135,9 +135,13 @@ const generationSchema = z.strictObject({
 const quantizedGraphSchema = z.strictObject({
   method: z.literal("matmul_nbits"),
   bits: z.union([z.literal(8), z.literal(4)]),
-  block_size: z.union([z.literal(32), z.literal(64), z.literal(128)]),
+  block_size: z.union([z.literal(16), z.literal(32), z.literal(64), z.literal(128)]),
   symmetric: z.boolean(),
   accuracy_level: z.number().int().min(0).max(4),
+  /** Scales chosen per block by an error-minimizing search instead of the block's full range. */
+  scale_search: z.boolean(),
+  /** Linear layers (by module name, e.g. v_proj) of a 4-bit graph stored at 8 bits. */
+  int8_layers: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])),
 });
 
 const quantizationSchema = z.strictObject({

@@ -21,8 +21,9 @@ test("emu2 info validates the embedded packages (text and --json)", () => {
 test("emu2 info shows which graphs of a quantized package are MatMulNBits, and their bytes", () => {
   const r = emu2(["info", "fixtures/models/emu2-chat-tiny-int4"]);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /\n {4}decoder +decoder\.onnx +[\d.]+ KB +int4\/32 asym\n/);
-  assert.match(r.stdout, /\n {4}visual_encoder +visual_encoder\.onnx +[\d.]+ KB +int8\/32 asym\n/);
+  assert.match(r.stdout, /\n {4}decoder +decoder\.onnx +[\d.]+ KB +int4\/16 asym searched, v_proj down_proj int8\n/);
+  assert.match(r.stdout, /\n {4}lm_head +lm_head\.onnx +[\d.]+ MB +int8\/16 asym searched\n/);
+  assert.match(r.stdout, /\n {4}visual_encoder +visual_encoder\.onnx +[\d.]+ KB +int8\/16 asym searched\n/);
   assert.match(r.stdout, /\n {4}embed_tokens +embed_tokens\.onnx +[\d.]+ MB\n/);
   const j = JSON.parse(emu2(["info", "fixtures/models/emu2-chat-tiny-int8", "--json"]).stdout);
   assert.deepEqual(j.manifest.quantization.decoder, {
@@ -31,6 +32,8 @@ test("emu2 info shows which graphs of a quantized package are MatMulNBits, and t
     block_size: 32,
     symmetric: false,
     accuracy_level: 0,
+    scale_search: false,
+    int8_layers: [],
   });
   assert.ok(j.files.find((f: { role: string; bytes: number }) => f.role === "lm_head").bytes < 1.3e6);
 });

@@ -93,11 +93,12 @@ if (VARIANTS.includes("emu2-chat-tiny-int8")) {
 }
 
 if (VARIANTS.includes("emu2-chat-tiny-int4")) {
-  // The gate is a cosine >= 0.99 per prompt. Measured on the tiny model (hidden 32: one 32-wide block per
-  // row of most weights, Gaussian random weights, every branch as large as the residual) it is 0.976 to 0.991, which
-  // is the rounding error of 4-bit blocks (the logits test above pins the graphs to PyTorch with the same weights);
-  // this floor sits just under the measurement, and the test name reports each run's figures.
-  const INT4_COSINE_FLOOR = 0.97;
+  // The gate: logits cosine >= 0.99 per prompt, the top-1 agreement reported. The tiny model (hidden 32,
+  // Gaussian random weights, every branch as large as the residual) is harsh on 4 bits: all layers int4 in blocks of
+  // 32 gave 0.976 on prompt 0, and no rounding of pure int4 reaches 0.99 there (blocks of 16 with the scale search:
+  // 0.986, docs/package-format.md). The package keeps v_proj, down_proj and the heads at int8 (llama.cpp's Q4_K_M
+  // rule); PyTorch with its dequantized weights measures 0.9906, 0.9982, 0.9983. The floor is the gate itself.
+  const INT4_COSINE_FLOOR = 0.99;
   const int4 = Emu2.open(packageDir("emu2-chat-tiny-int4"));
   const rows: { cos: number[]; agree: number; positions: number } = { cos: [], agree: 0, positions: 0 };
   const float = await floatModel.llm();

@@ -9,6 +9,16 @@ import { PackageError } from "../../src/util/errors.js";
 import { packageDir } from "../helpers/fixtures.js";
 
 const configs = ["emu2", "emu2-chat", "emu2-gen"];
+// One valid quantized-graph entry; the cases below change one field of it.
+const QUANTIZED = {
+  method: "matmul_nbits",
+  bits: 4,
+  block_size: 16,
+  symmetric: false,
+  accuracy_level: 0,
+  scale_search: true,
+  int8_layers: ["v_proj"],
+};
 
 test("the real models' manifests validate and carry the official models' numbers", () => {
   for (const name of configs) {
@@ -107,10 +117,17 @@ test("a bad field is one line naming the file and the field", () => {
       "quantization bits",
       (m) => {
         m.quantization = {
-          decoder: { method: "matmul_nbits", bits: 3, block_size: 32, symmetric: false, accuracy_level: 0 },
+          decoder: { ...QUANTIZED, bits: 3 },
         };
       },
       /^x\.yaml: field quantization\.decoder\.bits: /,
+    ],
+    [
+      "int8 layer that is no decoder layer",
+      (m) => {
+        m.quantization = { decoder: { ...QUANTIZED, int8_layers: ["v_proj", "wq"] } };
+      },
+      /^x\.yaml: field quantization\.decoder\.int8_layers\.1: /,
     ],
     [
       "decoder file and parts",
@@ -137,7 +154,7 @@ test("a bad field is one line naming the file and the field", () => {
       "quantized unet",
       (m) => {
         m.quantization = {
-          unet: { method: "matmul_nbits", bits: 4, block_size: 32, symmetric: false, accuracy_level: 0 },
+          unet: QUANTIZED,
         };
       },
       /^x\.yaml: field quantization: unknown field unet$/,
