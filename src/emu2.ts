@@ -14,6 +14,7 @@ import type { ImageSlot } from "./prompt/render.js";
 import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
+import { HostKvCache, PartCaches } from "./llm/kv-cache.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { StopStrings } from "./llm/stop-strings.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
@@ -229,43 +230,46 @@ export class Emu2 {
   }
 
   /**
-   * The LLM graphs and the KV cache strategy that fits where the decoder runs: when every decoder graph (the one
-   * decoder, or each part of a split one) is on WebGPU, the presents stay on the device (DeviceKvCache); otherwise
-   * they come back to host memory (HostKvCache).
+   * The LLM graphs and the KV cache strategy that fits where the decoder runs: a decoder graph on WebGPU keeps its
+   * presents on the device (DeviceKvCache), one on the CPU in host memory (HostKvCache). A decoder split across
+   * devices has one cache per part (PartCaches), each on its part's device.
    */
   private async openLlm(): Promise<LlmStage> {
     const { num_layers: layers, num_heads: heads, head_dim: headDim, decoder_parts: split } = this.manifest.llm;
-    const shape = { layers, heads, headDim, dtype: this.manifest.dtype };
     const roles = decoderRoles(this.manifest);
-    const onGpu = this.pkg.device === "webgpu" && roles.every((role) => this.pkg.placement(role) === "webgpu");
     const decoders = [];
+    const caches: KvCacheFactory[] = [];
     let first = 0;
     for (const [k, role] of roles.entries()) {
       const count = split ? split[k].layers : layers;
-      decoders.push(await this.pkg.placedSession(role, onGpu ? { deviceOutputs: presentNames(count, first) } : {}));
+      const shape = { layers: count, firstLayer: first, heads, headDim, dtype: this.manifest.dtype };
+      const onGpu = this.pkg.placement(role) === "webgpu";
+      const decoder = await this.pkg.placedSession(role, onGpu ? { deviceOutputs: presentNames(count, first) } : {});
+      decoders.push(decoder);
+      // With --cpu-fallback, WebGPU may have failed on an earlier graph: then this part runs on the CPU.
+      if (decoder.device === "webgpu") {
+        const select = await this.pkg.builtSession(
+          `kv_cache_select_rows_${role}`,
+          rowSelectionGraph(shape),
+          { deviceOutputs: selectedNames(count, first) },
+          role,
+        );
+        if (select.device !== "webgpu")
+          throw new Emu2Error(
+            `WebGPU failed for the KV cache of ${role} after the graph started on it: run with --device cpu`,
+          );
+        caches.push(DeviceKvCache.factory(shape, select.session));
+      } else caches.push(HostKvCache.factory(shape));
       first += count;
     }
     const [embedTokens, projectUp, lmHead, projectDown] = await Promise.all(
       (["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
     );
-    let newCache: KvCacheFactory | undefined;
-    // With --cpu-fallback, WebGPU may have failed on the first graph: then every graph runs on the CPU.
-    if (onGpu && decoders.some((d) => d.device === "webgpu")) {
-      const select = await this.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), {
-        deviceOutputs: selectedNames(layers),
-      });
-      if ([...decoders, select].some((d) => d.device !== "webgpu")) {
-        throw new Emu2Error(
-          "WebGPU failed for part of the decoder after other parts started on it: run with --device cpu",
-        );
-      }
-      newCache = DeviceKvCache.factory(shape, select.session);
-    }
     const sessions = decoders.map((d) => d.session);
     return new LlmStage(
       { embedTokens, projectUp, decoder: sessions.length === 1 ? sessions[0] : sessions, lmHead, projectDown },
       this.manifest,
-      newCache,
+      caches.length === 1 ? caches[0] : PartCaches.factory(caches),
     );
   }
 

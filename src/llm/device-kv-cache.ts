@@ -15,13 +15,13 @@ export function presentNames(layers: number, first = 0): string[] {
 }
 
 /** The row-selection graph's outputs, kept on the device too. */
-export function selectedNames(layers: number): string[] {
-  return entryNames(layers).map((n) => `selected.${n}`);
+export function selectedNames(layers: number, first = 0): string[] {
+  return entryNames(layers, first).map((n) => `selected.${n}`);
 }
 
 /** The row-selection graph: selected.{i}.{key,value} = Gather(past_key_values.{i}.{key,value}, rows, axis 0). */
 export function rowSelectionGraph(shape: KvCacheShape): Uint8Array {
-  const names = entryNames(shape.layers);
+  const names = entryNames(shape.layers, shape.firstLayer);
   const dims = (batch: string) => [batch, shape.heads, "past", shape.headDim];
   return writeOnnxModel({
     name: "kv_cache_select_rows",
@@ -30,7 +30,11 @@ export function rowSelectionGraph(shape: KvCacheShape): Uint8Array {
       { name: "rows", type: "int64", dims: ["rows"] },
       ...names.map((n) => ({ name: `past_key_values.${n}`, type: shape.dtype, dims: dims("batch") })),
     ],
-    outputs: selectedNames(shape.layers).map((name) => ({ name, type: shape.dtype, dims: dims("rows") })),
+    outputs: selectedNames(shape.layers, shape.firstLayer).map((name) => ({
+      name,
+      type: shape.dtype,
+      dims: dims("rows"),
+    })),
     nodes: names.map((n) => ({
       op: "Gather",
       inputs: [`past_key_values.${n}`, "rows"],
@@ -77,18 +81,13 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
    */
   static factory(shape: KvCacheShape, selectSession: Session): KvCacheFactory {
     const buffers = new DeviceBuffers();
-    const names = entryNames(shape.layers);
+    const names = entryNames(shape.layers, shape.firstLayer);
     return async (batch) => {
       const tensors = new Map<string, OrtTensor>();
       for (const n of names)
         tensors.set(n, buffers.hold(await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim])));
       return new DeviceKvCache(shape, selectSession, buffers, names, tensors);
     };
-  }
-
-  /** Where each entry lives: "gpu-buffer" once the decoder has run (the empty first past is a host tensor). */
-  locations(): string[] {
-    return this.names.map((n) => this.entry(n).location);
   }
 
   absorb(outputs: OrtFeeds): void {

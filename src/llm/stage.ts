@@ -17,7 +17,7 @@ import {
 } from "./generate.js";
 import type { Tensor } from "../model/tensor.js";
 import { LlmGraphs, type LlmSessions } from "./graphs.js";
-import { HostKvCache, type KvCacheFactory } from "./kv-cache.js";
+import { HostKvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { regressImage } from "./regress.js";
 import { validateGenerationSettings } from "./settings.js";
 
@@ -57,6 +57,16 @@ export class LlmStage {
       padTokenId: manifest.tokenizer.pad_token_id,
     };
     this.imgTokenId = required(IMG_START);
+  }
+
+  /** The LLM graphs as typed calls (one decoder run on a cache: graphs.decoder). */
+  get graphs(): LlmGraphs {
+    return this.ctx.graphs;
+  }
+
+  /** An empty cache of this stage's KV cache strategy for `batch` rows (its locations() say where it lives). */
+  newCache(batch: number): Promise<KvCache> {
+    return this.ctx.newCache(batch);
   }
 
   /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */

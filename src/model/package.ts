@@ -317,11 +317,14 @@ export class ModelPackage {
     return (await this.placedSession(role, graph)).session;
   }
 
-  /** A session of a graph the runtime built (e.g. the device KV cache's row selection), kept under `name`. */
-  builtSession(name: string, bytes: Uint8Array, graph: GraphOptions = {}): Promise<PlacedSession> {
+  /**
+   * A session of a graph the runtime built (e.g. the device KV cache's row selection), kept under `name`; placed
+   * like the graph `beside` (its --device-map placement), else on the package's device.
+   */
+  builtSession(name: string, bytes: Uint8Array, graph: GraphOptions = {}, beside?: GraphRole): Promise<PlacedSession> {
     let session = this.built.get(name);
     if (!session) {
-      session = this.create(bytes, { what: name, ...graph });
+      session = this.create(bytes, { what: name, ...graph }, beside && this.placements.get(beside));
       session.catch(() => this.built.delete(name));
       this.built.set(name, session);
     }
