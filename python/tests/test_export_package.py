@@ -75,6 +75,54 @@ class ExportPackageTest(unittest.TestCase):
                                     check=True, capture_output=True, text=True)
             self.assertGreater(json.loads(answer.stdout)["tokens"], 0)
 
+    def test_float16_quantized_packages_answer_as_their_float32_exports(self):
+        """--dtype float16 with --quantize int8 and int4 (float16 scales, float16 activations into MatMulNBits): each
+        package validates, and its greedy answer on the CPU equals the float32 export's with the same quantization
+        flags; on WebGPU (where the adapter has shader-f16, as lavapipe does) it equals the CPU's."""
+        import onnx
+
+        emu2 = [os.environ.get("NODE", "node"), os.path.join(ROOT, "bin", "emu2.js")]
+        devices = json.loads(subprocess.run(emu2 + ["info", "--devices", "--json"], check=True, capture_output=True,
+                                            text=True).stdout)
+        webgpu = devices["webgpu"]["available"] and devices["webgpu"].get("float16") is True
+        ask = ["chat", "-q", "--greedy", "-n", "6", "--image", os.path.join(ROOT, "fixtures", "images", "blocks.png"),
+               "-p", "What is it?", "--json"]
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = os.path.join(tmp, "Emu2-Chat")
+            os.makedirs(checkpoint)
+            vision, llm = build_vision_llm({"vision": VISION, "llm": LLM}, 13)
+            write_hf_bin_shards(checkpoint, official_state(vision, llm, "model.", "model.decoder.lm.", ""))
+            with open(os.path.join(checkpoint, "config.json"), "w") as f:
+                json.dump({"num_attention_heads": LLM["num_heads"],
+                           "vision_config": {"width": VISION["width"], "head_width": VISION["width"] // VISION["heads"]}}, f)
+            for flags in (["--quantize", "int8", "--quantize-heads", "--quantize-vision"],
+                          ["--quantize", "int4", "--block-size", "16", "--scale-search", "--int8-layers",
+                           "v_proj,down_proj,lm_head", "--quantize-heads"]):
+                answers = {}
+                for dtype in ("float32", "float16"):
+                    out = os.path.join(tmp, f"{flags[1]}-{dtype}")
+                    subprocess.run([sys.executable, os.path.join(ROOT, "python", "export_package.py"), checkpoint, out,
+                                    "--variant", "emu2-chat", "--dtype", dtype, *flags], check=True, cwd=ROOT,
+                                   capture_output=True)
+                    info = json.loads(subprocess.run(emu2 + ["info", out, "--json"], check=True, capture_output=True,
+                                                     text=True).stdout)
+                    self.assertTrue(info["valid"], info)
+                    self.assertEqual(info["manifest"]["dtype"], dtype)
+                    decoder = onnx.load(os.path.join(out, "decoder.onnx"))
+                    scales = [i for i in decoder.graph.initializer if i.name.endswith(".scales")]
+                    self.assertEqual(len(scales), 14, flags)
+                    expected = onnx.TensorProto.FLOAT16 if dtype == "float16" else onnx.TensorProto.FLOAT
+                    self.assertTrue(all(i.data_type == expected for i in scales), (flags, dtype))
+                    answer = json.loads(subprocess.run(emu2 + ask + ["-m", out], check=True, capture_output=True,
+                                                       text=True).stdout)
+                    self.assertEqual(answer["tokens"], 6, (flags, dtype))
+                    answers[dtype] = answer["text"]
+                    if dtype == "float16" and webgpu:
+                        on_gpu = json.loads(subprocess.run(emu2 + ask + ["-m", out, "--device", "webgpu"], check=True,
+                                                           capture_output=True, text=True).stdout)
+                        self.assertEqual(on_gpu["text"], answer["text"], flags)
+                self.assertEqual(answers["float16"], answers["float32"], flags)
+
 
 if __name__ == "__main__":
     unittest.main()

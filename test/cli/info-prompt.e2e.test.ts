@@ -52,6 +52,11 @@ test("--device-map places the parts of a split decoder; a part or graph that doe
     ],
     ["emu2-chat-tiny", "part0=cpu", /^emu2: --device-map part0: this package's decoder is not split/],
     ["emu2-chat-tiny-split", "part0=gpu", /^emu2: --device-map: expected graph=device entries/],
+    [
+      "emu2-chat-tiny-split",
+      "part0=cpu,lm_heads=cpu",
+      /^emu2: --device-map lm_heads: no such graph \(expected part0, part1, \.\.\. or one of visual_encoder, embed_tokens, project_up, lm_head, project_down\)/,
+    ],
   ];
   for (const [pkg, map, pattern] of cases) {
     const r = emu2([...args, "-m", `fixtures/models/${pkg}`, "--device-map", map]);
