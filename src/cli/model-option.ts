@@ -26,14 +26,17 @@ export interface ModelOptions {
   deviceMap?: Record<string, Placement>;
 }
 
-/** `part0=cpu,part1=cuda:1,lm_head=cuda` -> graph key -> placement (keys are checked against the package on open). */
+/**
+ * `part0=cpu,part1=cuda:1,lm_head=webgpu` -> graph key -> placement (keys are checked against the package on open).
+ * WebGPU takes an adapter index as CUDA takes a device index.
+ */
 export function parseDeviceMap(value: string): Record<string, Placement> {
   const map: Record<string, Placement> = {};
   for (const entry of value.split(",")) {
-    const m = /^([A-Za-z0-9_]+)=(cpu|cuda)(?::(\d+))?$/.exec(entry.trim());
+    const m = /^([A-Za-z0-9_]+)=(cpu|cuda|webgpu)(?::(\d+))?$/.exec(entry.trim());
     if (!m || (m[2] === "cpu" && m[3] !== undefined)) {
       throw new UsageError(
-        `--device-map: expected graph=device entries like part0=cpu,part1=cuda:1, got ${JSON.stringify(entry)}`,
+        `--device-map: expected graph=device entries like part0=cpu,part1=cuda:1 (devices cpu, cuda, webgpu), got ${JSON.stringify(entry)}`,
       );
     }
     if (m[1] in map) throw new UsageError(`--device-map: ${m[1]} is placed twice`);
@@ -61,7 +64,7 @@ export function addModelOptions(command: Command): Command {
     )
     .option(
       "--device-map <map>",
-      "place graphs on devices: part0=cpu,part1=cuda:1 (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)",
+      "place graphs on devices: part0=cpu,part1=cuda:1 or part1=webgpu (decoder parts of a package exported with --decoder-parts) or a graph role (lm_head=cuda)",
       parseDeviceMap,
     )
     .option("--cpu-fallback", "run on the CPU when the GPU (CUDA or WebGPU) is unavailable instead of failing")

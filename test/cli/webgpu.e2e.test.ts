@@ -80,3 +80,22 @@ test(
     assert.match(usage.stderr, /name a model package folder, or pass --devices/);
   },
 );
+
+test(
+  "--device-map splits the decoder across the CPU and WebGPU (part1=webgpu, and --device webgpu with part0=cpu): the answer is the whole decoder's on the CPU",
+  { skip: NO_WEBGPU },
+  () => {
+    const question = ["chat", "-q", "--greedy", "-n", "6", "-p", "Describe a long and winding road."];
+    const whole = emu2([...question, "-m", chat]);
+    assert.equal(whole.status, 0, whole.stderr);
+    const split = resolve(packageDir("emu2-chat-tiny-split"));
+    for (const placement of [
+      ["--device-map", "part0=cpu,part1=webgpu"],
+      ["--device", "webgpu", "--device-map", "part0=cpu"],
+    ]) {
+      const r = emu2([...question, "-m", split, ...placement]);
+      assert.equal(r.status, 0, emu2Lines(r.stderr));
+      assert.equal(r.stdout, whole.stdout, placement.join(" "));
+    }
+  },
+);
