@@ -2,6 +2,7 @@
 
     /usr/bin/python3 python/export_toy.py                  # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
     /usr/bin/python3 python/export_toy.py --out DIR        # the same package into DIR (the CI test compares the two)
+    /usr/bin/python3 python/export_toy.py --out DIR --quantize int4 ...   # a quantized export (flags as export_package.py)
 
 Deterministic: the same checkpoint gives the same bytes. float16 weights keep the package small (the LLaMA
 vocabulary's two 32274 x 64 matrices are most of it); the graphs compute in float16 as transformers does with a half
@@ -18,8 +19,10 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from emu2ref import manifest as mf  # noqa: E402
+from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2toy import data, model  # noqa: E402
+from export_package import OneLineParser  # noqa: E402
 
 CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy.pt")
 PACKAGE = os.path.join(ROOT, "fixtures", "models", "emu2-toy")
@@ -48,22 +51,31 @@ def toy_manifest(sections: dict) -> dict:
     return manifest
 
 
-def export_toy(checkpoint: str, out: str) -> None:
+def export_toy(checkpoint: str, out: str, quantization: dict = None) -> None:
+    """quantization: graph name -> quantize.Quantization (quantize.plan_from_args); none for the embedded package."""
     vision, llm, _ = model.load_checkpoint(checkpoint)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     subprocess.run(["node", "--import", "tsx", os.path.join(ROOT, "tools", "build-tokenizer.ts"), "--variant", "chat",
                     "--out", os.path.join(out, "tokenizer.json")], check=True, cwd=ROOT)
-    sections = export_vision_llm(out, vision, llm, dtype=DTYPE)
-    mf.dump_manifest(toy_manifest(sections), os.path.join(out, "manifest.yaml"))
+    sections = export_vision_llm(out, vision, llm, dtype=DTYPE, quantization=quantization)
+    manifest = toy_manifest(sections)
+    if quantization:
+        manifest["quantization"] = mf.quantization_section(quantization)
+    mf.dump_manifest(manifest, os.path.join(out, "manifest.yaml"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=CHECKPOINT)
     parser.add_argument("--out", default=PACKAGE)
+    qz.add_arguments(parser)
     args = parser.parse_args()
-    export_toy(args.checkpoint, args.out)
+    try:
+        plan = qz.plan_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
+    export_toy(args.checkpoint, args.out, plan)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
