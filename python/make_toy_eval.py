@@ -26,9 +26,13 @@ sys.path.insert(0, HERE)
 from emu2toy import data, world  # noqa: E402
 
 OUT = os.path.join(ROOT, "fixtures", "toy-eval")
+# Each task's images share the other attribute (python/emu2toy/data.py episode: otherwise a demonstration could match
+# the query on the wrong attribute and the task would have no right answer).
 NONSENSE = {
-    "shape": {"values": ["circle", "square", "triangle", "star"], "labels": ["dax", "blicket", "wug", "zorp"]},
-    "color": {"values": ["red", "green", "blue", "yellow"], "labels": ["toma", "fep", "kiki", "vork"]},
+    "shape": {"values": ["circle", "square", "triangle", "star"], "labels": ["dax", "blicket", "wug", "zorp"],
+              "fixed": {"color": "green"}},
+    "color": {"values": ["red", "green", "blue", "yellow"], "labels": ["toma", "fep", "kiki", "vork"],
+              "fixed": {"shape": "circle"}},
 }
 
 
@@ -43,13 +47,6 @@ def save(scene: dict, out: str, name: str) -> str:
     rel = f"images/{name}.png"
     world.render(scene).save(os.path.join(out, rel), optimize=True)
     return rel
-
-
-def scene_with(rng: random.Random, attribute: str, value) -> dict:
-    while True:
-        scene = world.sample_scene(rng)
-        if scene[attribute] == value:
-            return scene
 
 
 def main() -> None:
@@ -84,8 +81,8 @@ def main() -> None:
                 for k in range(per_class):
                     rng = random.Random(f"eval-nonsense-{attribute}-{split}-{c}-{k}")
                     name = f"{attribute}-{split}-{c}-{k:02d}"
-                    rows.append({"id": name, "image": save(scene_with(rng, attribute, value), args.out, name),
-                                 "label": label})
+                    scene = world.sample_scene_with(rng, {**spec["fixed"], attribute: value})
+                    rows.append({"id": name, "image": save(scene, args.out, name), "label": label})
             random.Random(f"order-{attribute}-{split}").shuffle(rows)
             write_jsonl(os.path.join(args.out, f"nonsense-{attribute}-{split}.jsonl"), rows)
     print(f"wrote {args.out}", file=sys.stderr)

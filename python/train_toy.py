@@ -1,21 +1,25 @@
-"""Trains emu2-toy, a miniature Emu2-Chat for the toy world (python/emu2toy/world.py). Status: not yet a working
-model; docs/emu2-toy/README.md has the runs so far and what they measured.
+"""Trains emu2-toy, a miniature Emu2-Chat for the toy world (python/emu2toy/world.py), in two phases
+(docs/emu2-toy/README.md has the runs and what they measured):
 
-    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/toy1 --steps 1200 --stop-at 700 \
-        --out /tmp/emu2-toy-phase1.pt
-    nice -n 10 /usr/bin/python3 python/train_toy.py --workdir /tmp/toy2 --init-from /tmp/emu2-toy-phase1.pt \
-        --vision-lr-scale 0.1 --mix grounding --steps 500 --save-every 50 --eval-every 250 --out /tmp/emu2-toy.pt
-    /usr/bin/python3 python/export_toy.py --checkpoint /tmp/emu2-toy.pt --out DIR     # a package from a checkpoint
+    # 1. grounding: the visual encoder (at a tenth of the rate) and the LLM on captions and questions
+    /usr/bin/python3 python/train_toy.py --workdir /tmp/toy-a --mix grounding --vision-lr-scale 0.1 \
+        --steps 1500 --out /tmp/emu2-toy-a.pt
+    # 2. everything (few-shot episodes, chat, text-to-image regression) with the encoder frozen
+    /usr/bin/python3 python/train_toy.py --workdir /tmp/toy-b --init-from /tmp/emu2-toy-a.pt --freeze-vision \
+        --mix all --steps 3000 --lr 1.5e-3
+    /usr/bin/python3 python/export_toy.py          # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
 
 Each run resumes from WORKDIR/last.pt when present, writes WORKDIR/{last.pt,loss.csv,eval.csv}, and at its end the
-small checkpoint --out with its loss curves beside it (-loss.csv, -eval.csv, -loss.png). --init-from starts from a
-checkpoint's LLM with the visual encoder and project_up afresh, --vision-lr-scale gives those a lower rate (Adam turns
-their small gradients into full-size steps; at the text rate the encoder's features grew until the LLM's RMSNorm
-flattened their gradient), --mix weights the tasks.
+small checkpoint --out with its curves beside it (-loss.csv, -eval.csv, -loss.png). The encoder learns at a tenth of
+the text rate: Adam turns its small gradients into full-size steps, and at the text rate its features grew until the
+LLM's RMSNorm flattened their gradient and the LLM learned to ignore the image (the first recorded run). Freezing it
+in phase 2 fixes the space the visual decoder (python/train_toy_decoder.py) is trained on.
 
-CPU only (2 threads), seeded: batch number n is drawn from random.Random(seed, n), so a resumed run sees the same
-batches as an uninterrupted one. Objective: Emu2's unified autoregressive one at toy scale, text cross-entropy on the
-answers plus the regression of the next visual embedding (python/emu2toy/data.py lists the tasks).
+CPU, seeded: batch number n is drawn from random.Random(seed, n), so a resumed run sees the same batches as an
+uninterrupted one. Objective: Emu2's unified autoregressive one at toy scale, text cross-entropy on the answers plus
+the regression of the next visual embedding (python/emu2toy/data.py lists the tasks). Every --eval-every steps the
+run records held-out few-shot accuracy and the image-use check: caption loss with each image against the same
+captions with the images rotated across the batch (a model that ignores the image scores both alike).
 """
 import argparse
 import csv
@@ -85,6 +89,17 @@ def trained_vocabulary(enc, seed: int) -> list:
 
 
 @torch.no_grad()
+def image_use(vision, llm, enc, pad_id: int) -> tuple:
+    """Caption loss on 32 fixed held-out captioning samples with their own images, and with the images rotated by one
+    across the batch. Equal losses mean the model ignores the image."""
+    rng = random.Random(4242)
+    batch = collate([data.caption_sample(enc, rng) for _ in range(32)], pad_id)
+    own = float(model.losses(vision, llm, batch, enc.image_id)["text"])
+    batch["pixels"] = batch["pixels"].roll(1, 0)
+    return own, float(model.losses(vision, llm, batch, enc.image_id)["text"])
+
+
+@torch.no_grad()
 def fewshot_accuracy(vision, llm, enc, shots: int, episodes: int, seed: int) -> float:
     """4-way nonsense-label accuracy on held-out episodes: the label whose tokens have the highest mean
     log-probability after the prompt wins (classification by ranking)."""
@@ -126,8 +141,9 @@ def main() -> None:
     # One thread: on a shared, oversubscribed machine two OpenMP threads wait on each other (measured 2x slower).
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=CHECKPOINT, help="the small checkpoint to write; its loss curves go beside it")
-    parser.add_argument("--init-from", help="start from this small checkpoint's LLM (the visual encoder and project_up "
-                        "start afresh): the second phase of the recipe (README, emu2-toy)")
+    parser.add_argument("--init-from", help="start from this small checkpoint (phase 2 starts from phase 1's)")
+    parser.add_argument("--freeze-vision", action="store_true",
+                        help="keep the visual encoder as loaded (project_up still learns)")
     parser.add_argument("--vision-lr-scale", type=float, default=1.0,
                         help="learning rate of the visual encoder and project_up relative to --lr")
     parser.add_argument("--mix", choices=sorted(data.MIXES), default="all", help="task mixture (python/emu2toy/data.py)")
@@ -141,18 +157,20 @@ def main() -> None:
     vision, llm = model.build(args.seed)
     trained_ids = trained_vocabulary(enc, args.seed)
     if args.init_from:
-        _, start_llm, _ = model.load_checkpoint(args.init_from)
-        fresh_up = llm.project_up.weight.detach().clone()
+        start_vision, start_llm, start = model.load_checkpoint(args.init_from)
+        if start["seed"] != args.seed:
+            sys.exit(f"--init-from {args.init_from}: trained with --seed {start['seed']}, this run has {args.seed}")
+        vision.load_state_dict(start_vision.state_dict())
         llm.load_state_dict(start_llm.state_dict())
-        with torch.no_grad():
-            llm.project_up.weight.copy_(fresh_up)
+    if args.freeze_vision:
+        vision.requires_grad_(False)
     frozen_rows = torch.ones(model.VOCAB_SIZE, 1)
     frozen_rows[trained_ids] = 0
     params = dict(llm.named_parameters())
     for name in model.VOCAB_PARAMS:
         params[name].register_hook(lambda g: g.masked_fill(frozen_rows.bool(), 0.0))
     vocab = [params[n] for n in model.VOCAB_PARAMS]
-    visual = list(vision.parameters()) + [llm.project_up.weight]
+    visual = ([] if args.freeze_vision else list(vision.parameters())) + [llm.project_up.weight]
     rest = [p for n, p in params.items() if n not in model.VOCAB_PARAMS and n != "project_up.weight"]
     # No weight decay on the vocabulary: decay would move the untrained rows away from their seeded values.
     # The visual path may get a lower rate: Adam turns its small gradients into full-size steps, and at the text
@@ -181,7 +199,7 @@ def main() -> None:
         with open(loss_csv, "w") as f:
             f.write("step,seconds,text_loss,regression_loss,lr\n")
         with open(eval_csv, "w") as f:
-            f.write("step,shots,accuracy\n")
+            f.write("step,metric,value\n")
 
     def save():
         torch.save({"vision": vision.state_dict(), "llm": llm.state_dict(), "optimizer": optimizer.state_dict(),
@@ -216,11 +234,13 @@ def main() -> None:
         if step % args.eval_every == 0 or step == end:
             vision.eval()
             llm.eval()
+            metrics = dict(zip(("caption loss", "caption loss, images rotated"), image_use(vision, llm, enc, pad_id)))
+            for shots in (0, 4):
+                metrics[f"{shots}-shot accuracy"] = fewshot_accuracy(vision, llm, enc, shots, 32, seed=999)
             with open(eval_csv, "a") as f:
-                for shots in (0, 4):
-                    acc = fewshot_accuracy(vision, llm, enc, shots, 32, seed=999)
-                    f.write(f"{step},{shots},{acc:.4f}\n")
-                    print(f"step {step} {shots}-shot accuracy {acc:.3f}", file=sys.stderr)
+                for name, value in metrics.items():
+                    f.write(f'{step},"{name}",{value:.4f}\n')
+            print(f"step {step} " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), file=sys.stderr)
             vision.train()
             llm.train()
         if step % args.save_every == 0 or step == end:

@@ -45,13 +45,15 @@ def plot_losses(loss_csv: str, eval_csv: str, out_png: str) -> None:
         evals = list(csv.DictReader(f))
     image = Image.new("RGB", (_W, 2 * _H), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    _panel(draw, 0, "training loss (log scale)", {
+    by_metric = {}
+    for r in evals:
+        by_metric.setdefault(r["metric"], []).append((int(r["step"]), float(r["value"])))
+    losses = {
         "text cross-entropy": [(int(r["step"]), float(r["text_loss"])) for r in rows],
         "visual embedding regression (MSE)": [(int(r["step"]), float(r["regression_loss"])) for r in rows],
-    }, log=True)
-    by_shots = {}
-    for r in evals:
-        by_shots.setdefault(f"{r['shots']}-shot nonsense-label accuracy", []).append(
-            (int(r["step"]), float(r["accuracy"])))
-    _panel(draw, _H, "held-out 4-way few-shot accuracy (chance 0.25)", by_shots, log=False)
+    }
+    losses.update({f"held-out {k}": v for k, v in by_metric.items() if k.startswith("caption loss")})
+    _panel(draw, 0, "training loss (log scale)", losses, log=True)
+    accuracy = {f"{k} (nonsense labels)": v for k, v in by_metric.items() if k.endswith("accuracy")}
+    _panel(draw, _H, "held-out 4-way few-shot accuracy (chance 0.25)", accuracy, log=False)
     image.save(out_png)

@@ -106,3 +106,16 @@ def questions(scene: dict, rng: random.Random) -> list:
 
 def attribute_values(attribute: str) -> list:
     return {"shape": SHAPES, "color": sorted(COLORS), "count": [1, 2, 3]}[attribute]
+
+
+# The attribute held fixed in a nonsense-label episode about the other one (the episode's images differ only in the
+# named attribute, count and placement).
+OTHER_ATTRIBUTE = {"shape": "color", "color": "shape"}
+
+
+def sample_scene_with(rng: random.Random, fixed: dict) -> dict:
+    """A scene drawn as sample_scene draws it, redrawn until its attributes equal `fixed` (e.g. {"color": "red"})."""
+    while True:
+        scene = sample_scene(rng)
+        if all(scene[k] == v for k, v in fixed.items()):
+            return scene

@@ -38,6 +38,8 @@ class ToyWorldTest(unittest.TestCase):
         for scene, word in ep["demos"]:
             self.assertEqual(scene["shape"], ep["values"][ep["labels"].index(word)])
         self.assertEqual(ep["query"]["shape"], ep["values"][ep["labels"].index(ep["answer"])])
+        # Only the named attribute tells the classes apart: the other one is the same in every image.
+        self.assertEqual({s["color"] for s, _ in ep["demos"]} | {ep["query"]["color"]}, {ep["fixed"]["color"]})
 
     def test_samples_are_prompt_ids_then_answer_ids_then_eos(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
