@@ -71,7 +71,8 @@ def compare_golden(committed: str, rebuilt: str) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("rebuilt", help="the --out folder of build_tiny_packages.py")
+    parser.add_argument("rebuilt", help="the --out folder of build_tiny_packages.py (emu2-toy: export_toy.py --out "
+                        "DIR/models/emu2-toy)")
     args = parser.parse_args()
     fixtures = os.path.join(ROOT, "fixtures")
     problems = []

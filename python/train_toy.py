@@ -71,6 +71,12 @@ def collate(samples: list, pad_id: int) -> dict:
             "regress_pos": r[:, :2], "regress_image": r[:, 2], "regress_query": r[:, 3]}
 
 
+def mean_present(values: list) -> float:
+    """Mean over the steps that had the loss (a batch may hold no regression sample); nan when none had it."""
+    present = [v for v in values if not np.isnan(v)]
+    return float(np.mean(present)) if present else float("nan")
+
+
 def batch_for(enc, seed: int, step: int, size: int, mix=None) -> list:
     rng = random.Random(seed * 1_000_003 + step)
     return [data.training_sample(enc, rng, mix) for _ in range(size)]
@@ -225,8 +231,7 @@ def main() -> None:
         window.append((float(out.get("text", torch.tensor(float("nan")))),
                        float(out.get("regression", torch.tensor(float("nan"))))))
         if step % 25 == 0:
-            text = np.nanmean([w[0] for w in window])
-            reg = np.nanmean([w[1] for w in window])
+            text, reg = mean_present([w[0] for w in window]), mean_present([w[1] for w in window])
             window = []
             with open(loss_csv, "a") as f:
                 f.write(f"{step},{elapsed:.1f},{text:.5f},{reg:.5f},{schedule.get_last_lr()[0]:.6f}\n")

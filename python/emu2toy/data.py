@@ -62,6 +62,17 @@ class Encoder:
         targets = [IGNORE] * (len(prompt_ids) - 1) + answer_ids + [IGNORE]
         return {"ids": ids, "targets": targets, "scenes": scenes, "regress": [], "task": task}
 
+    def supervise(self, sample: dict, before: str, through: str) -> None:
+        """Adds the text loss on the tokens of prompt text `through` beyond `before` (both prefixes of the sample's
+        prompt), when they tokenize as the same ids inside the whole prompt (a piece merging across the boundary
+        would not: then nothing is added)."""
+        ids_before = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(before, self.n_query), add_bos=True)
+        ids = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(through, self.n_query), add_bos=True)
+        if ids[:len(ids_before)] != ids_before or sample["ids"][:len(ids)] != ids:
+            return
+        for position in range(len(ids_before), len(ids)):
+            sample["targets"][position - 1] = ids[position]
+
     def image_sample(self, prompt: str, scene: dict) -> dict:
         """Text-to-image: prompt, then `[IMG]` and the image's n_query `<image>` rows; the hidden state at `[IMG]`
         regresses visual embedding 0 and at `<image>` number i embedding i+1 (emu/emu.py generate_image)."""
@@ -131,23 +142,47 @@ def episode(rng: random.Random, shots: int, ways: int, attribute: str) -> dict:
             "query": scene_of(query_class), "answer": words[query_class]}
 
 
-def episode_prompt(ep: dict, style: str = "this-is") -> str:
-    """The user content of an episode (no chat wrapping). "this-is": `[img]This is a dax. ... [img]What is this?`;
-    "vqa": the paper's k-shot template with "what is this?" as the question."""
+def episode_segments(ep: dict, style: str = "this-is") -> list:
+    """The user content of an episode (no chat wrapping) as (text, is_label) pieces. "this-is":
+    `[img]This is a dax. ... [img]What is this?`; "vqa": the paper's k-shot template with "what is this?" as the
+    question."""
     if style == "this-is":
-        text = "".join(IMAGE_PLACEHOLDER + CLASSIFY_DEMO.format(label=w) for _, w in ep["demos"])
-        return text + IMAGE_PLACEHOLDER + CLASSIFY_QUERY
-    parts = [IMAGE_PLACEHOLDER + VQA_SHOT.format(q="what is this?") + " " + w for _, w in ep["demos"]]
-    return "".join(p + ". " for p in parts) + IMAGE_PLACEHOLDER + VQA_SHOT.format(q="what is this?")
+        before, after = CLASSIFY_DEMO.split("{label}")
+        query = CLASSIFY_QUERY
+    else:
+        before, after = VQA_SHOT.format(q="what is this?") + " ", ". "
+        query = VQA_SHOT.format(q="what is this?")
+    segments = []
+    for _, word in ep["demos"]:
+        segments += [(IMAGE_PLACEHOLDER + before, False), (word, True), (after, False)]
+    return segments + [(IMAGE_PLACEHOLDER + query, False)]
+
+
+def episode_prompt(ep: dict, style: str = "this-is") -> str:
+    return "".join(text for text, _ in episode_segments(ep, style))
 
 
 def fewshot_sample(enc: Encoder, rng: random.Random) -> dict:
     ways = rng.choice([2, 3, 4, 4])
-    shots = rng.randint(1, 6)
+    shots = rng.randint(1, 8)
     ep = episode(rng, shots, ways, rng.choice(["shape", "color"]))
     style = "this-is" if rng.random() < 0.6 else "vqa"
-    return enc.sample(chat_text([(episode_prompt(ep, style), None)]), ep["answer"],
-                      [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
+    segments = episode_segments(ep, style)
+    prompt = chat_text([("".join(text for text, _ in segments), None)])
+    sample = enc.sample(prompt, ep["answer"], [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
+    # Emu2's objective puts the loss on the text of the whole interleaved sequence. In an episode the text worth
+    # learning is each demonstration label whose class was shown before: predictable only by binding it to the image
+    # (a label's first showing is a random word, and the template is learned from the answers).
+    at = prompt.index(" [USER]: ") + len(" [USER]: ")
+    seen = set()
+    for text, is_label in segments:
+        if is_label:
+            if text in seen:
+                # The space before the word belongs to its first piece ("▁dax"), as in the whole prompt.
+                enc.supervise(sample, prompt[:at].rstrip(" "), prompt[:at + len(text)])
+            seen.add(text)
+        at += len(text)
+    return sample
 
 
 def t2i_sample(enc: Encoder, rng: random.Random) -> dict:

@@ -41,6 +41,23 @@ class ToyWorldTest(unittest.TestCase):
         # Only the named attribute tells the classes apart: the other one is the same in every image.
         self.assertEqual({s["color"] for s, _ in ep["demos"]} | {ep["query"]["color"]}, {ep["fixed"]["color"]})
 
+    def test_episode_supervises_the_labels_shown_before_and_the_answer(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        for seed in range(20):
+            rng = random.Random(seed)
+            sample = data.fewshot_sample(enc, rng)
+            rng = random.Random(seed)  # the same draws again, for the episode the sample was made from
+            ways, shots = rng.choice([2, 3, 4, 4]), rng.randint(1, 8)
+            ep = data.episode(rng, shots, ways, rng.choice(["shape", "color"]))
+            words = [w for _, w in ep["demos"]]
+            repeats = [w for i, w in enumerate(words) if w in words[:i]]
+            expected = [enc.encode(w, False) for w in repeats] + [enc.encode(ep["answer"], False) + [data.EOS]]
+            supervised = [t for t in sample["targets"] if t != data.IGNORE]
+            self.assertEqual(supervised, [t for ids in expected for t in ids], f"seed {seed}")
+            for position, target in enumerate(sample["targets"]):
+                if target != data.IGNORE:
+                    self.assertEqual(sample["ids"][position + 1], target)
+
     def test_samples_are_prompt_ids_then_answer_ids_then_eos(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
         scene = world.sample_scene(random.Random(1))
