@@ -5,7 +5,7 @@
 
 Files (image paths relative to the folder):
     caption.jsonl            {"id", "image", "prompt", "captions": [caption], "shape", "color", "count"}
-    vqa.jsonl                {"id", "image", "question", "answers": [answer]}
+    vqa.jsonl                {"id", "image", "question", "answers": [answer] * 10}
     caption-train.jsonl, vqa-train.jsonl   the same for other scenes: demonstrations for `emu2 fewshot-eval`
     nonsense-<attr>-train.jsonl / nonsense-<attr>-test.jsonl   {"id", "image", "label"}  (attr: shape, color)
         4 classes named by nonsense words in one fixed mapping, the same in both splits: the demonstration pool
@@ -70,7 +70,9 @@ def main() -> None:
                              "captions": [world.caption(scene)], "shape": scene["shape"], "color": scene["color"],
                              "count": scene["count"]})
             for k, (question, answer) in enumerate(rng.sample(world.questions(scene, rng), 2)):
-                vqa.append({"id": f"{name}-q{k}", "image": image, "question": question, "answers": [answer]})
+                # Ten answers, as VQA v2's ten annotators: the VQA score (min(matches / 3, 1) over the ten
+                # leave-one-out subsets) is then 1 for the right answer; with one it would be 0 for any answer.
+                vqa.append({"id": f"{name}-q{k}", "image": image, "question": question, "answers": [answer] * 10})
         write_jsonl(os.path.join(args.out, f"caption{split}.jsonl"), captions)
         write_jsonl(os.path.join(args.out, f"vqa{split}.jsonl"), vqa)
 

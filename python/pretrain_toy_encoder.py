@@ -8,7 +8,7 @@ classified directly as the shape and the color in its quadrant, or empty; the he
 
 --out is a small checkpoint equal to --init-from except the visual encoder, so train_toy.py can continue from it
 (with --freeze-vision, so the space the visual decoder is trained on stays put). Seeded, CPU; batch n is drawn from
-random.Random(seed, n). Prints held-out per-token accuracy every 250 steps.
+random.Random(seed, n). Every 250 steps the held-out per-token accuracy goes to stderr and to <out>-loss.csv.
 """
 import argparse
 import os
@@ -58,6 +58,7 @@ def main() -> None:
     heads = torch.nn.ModuleDict({name: torch.nn.Linear(width, n) for name, n in HEADS.items()})
     optimizer = torch.optim.AdamW(list(vision.parameters()) + list(heads.parameters()), lr=args.lr)
     held_pixels, held_labels = labelled_batch(random.Random(f"held-out-{args.seed}"), 300)
+    curve = [("step", "loss", "shape_accuracy", "color_accuracy")]
     for step in range(1, args.steps + 1):
         pixels, labels = labelled_batch(random.Random(args.seed * 1_000_003 + step), args.batch_size)
         features = model.encode_images(vision, pixels)
@@ -71,9 +72,12 @@ def main() -> None:
                 accuracy = {k: float((heads[k](features).argmax(-1) == held_labels[k]).float().mean()) for k in heads}
             print(f"step {step} loss {float(loss):.4f} held-out per-quadrant accuracy "
                   + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()), file=sys.stderr, flush=True)
+            curve.append((step, f"{float(loss):.4f}", f"{accuracy['shape']:.4f}", f"{accuracy['color']:.4f}"))
     vision.eval()
     trained_ids = state["trained_ids"].tolist()
     torch.save(model.checkpoint_state(vision, llm, state["seed"], trained_ids), args.out)
+    with open(os.path.splitext(args.out)[0] + "-loss.csv", "w") as f:
+        f.write("".join(",".join(map(str, row)) + "\n" for row in curve))
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -5,6 +5,7 @@
 """
 import json
 import sys
+import textwrap
 
 from PIL import Image, ImageDraw
 
@@ -19,7 +20,8 @@ def main() -> None:
     for i, row in enumerate(rows):
         x, y = (i % COLUMNS) * CELL, (i // COLUMNS) * (CELL + TEXT)
         grid.paste(Image.open(row["image"]).convert("RGB").resize((CELL - 8, CELL - 8), Image.NEAREST), (x + 4, y + 4))
-        draw.text((x + 4, y + CELL), row["caption"], fill=(0, 0, 0))
+        # PIL's default font is 6 pixels a character: wrap to the cell.
+        draw.multiline_text((x + 4, y + CELL - 2), textwrap.fill(row["caption"], (CELL - 8) // 6), fill=(0, 0, 0))
     grid.save(sys.argv[2])
 
 

@@ -19,6 +19,12 @@ function formatBytes(n: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+/** "greedy", "1 beam" (then sampling, said after) or "N beams": the search the manifest's defaults run. */
+function describeDecoding(g: Manifest["generation"]): string {
+  if (g.num_beams > 1) return `${g.num_beams} beams`;
+  return g.do_sample ? "1 beam" : "greedy";
+}
+
 /** "int4/16 asym, v_proj down_proj int8" for a graph stored as MatMulNBits weights, "" for a float one. */
 function quantizationTag(m: Manifest, role: string): string {
   const q = m.quantization?.[role as keyof NonNullable<Manifest["quantization"]>];
@@ -70,7 +76,7 @@ export function registerInfo(program: Command): void {
               `  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points, searched: error-minimizing scales)`,
             ]
           : []),
-        `  generation  ${m.generation.num_beams} beams, max ${m.generation.max_new_tokens} new tokens, length penalty ${m.generation.length_penalty}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,
+        `  generation  ${describeDecoding(m.generation)}, max ${m.generation.max_new_tokens} new tokens${m.generation.num_beams > 1 ? `, length penalty ${m.generation.length_penalty}` : ""}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,
         "  files",
         ...files.map((f) =>
           `    ${f.role.padEnd(15)} ${f.file.padEnd(22)} ${formatBytes(f.bytes + f.externalDataBytes).padEnd(9)} ${quantizationTag(m, f.role)}`.trimEnd(),

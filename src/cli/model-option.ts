@@ -11,10 +11,15 @@ import type { Reporter } from "./io.js";
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/** The packages that ship inside emu2, used when no -m is given (and EMU2_MODEL is unset). */
+/**
+ * The packages that ship inside emu2, used when no -m is given (and EMU2_MODEL is unset): emu2-toy, a miniature
+ * Emu2-Chat trained on a synthetic world of colored shapes (docs/emu2-toy/README.md), so that a first run shows
+ * something a person can check. Image generation uses the random-weight emu2-tiny: the toy has no visual decoder.
+ */
 export const EMBEDDED_PACKAGES = {
-  default: join(PROJECT_ROOT, "fixtures", "models", "emu2-tiny"),
-  chat: join(PROJECT_ROOT, "fixtures", "models", "emu2-chat-tiny"),
+  default: join(PROJECT_ROOT, "fixtures", "models", "emu2-toy"),
+  chat: join(PROJECT_ROOT, "fixtures", "models", "emu2-toy"),
+  generate: join(PROJECT_ROOT, "fixtures", "models", "emu2-tiny"),
 } as const;
 
 export interface ModelOptions {
@@ -47,7 +52,7 @@ export function parseDeviceMap(value: string): Record<string, Placement> {
 
 export function addModelOptions(command: Command): Command {
   return command
-    .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded tiny package)")
+    .option("-m, --model <package>", "model package folder (default: $EMU2_MODEL, else the embedded emu2-toy)")
     .addOption(
       new Option(
         "--device <device>",

@@ -7,6 +7,11 @@ import { emu2, oneLine } from "../helpers/cli.js";
 import { packageDir } from "../helpers/fixtures.js";
 
 test("emu2 info validates the embedded packages (text and --json)", () => {
+  const toy = emu2(["info", packageDir("emu2-toy")]);
+  assert.equal(toy.status, 0, toy.stderr);
+  assert.match(toy.stdout, /^emu2-toy \(emu2-chat, float16\)/);
+  assert.match(toy.stdout, /valid +yes/);
+  assert.match(toy.stdout, /generation +greedy, max 16 new tokens/);
   const r = emu2(["info", packageDir("emu2-tiny")]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^emu2-tiny \(emu2-gen, float32\)/);
@@ -110,7 +115,7 @@ test("emu2 prompt shows text, ids and images; --json for scripts; stdin YAML", (
 test("the embedded package is announced on stderr, never on stdout", () => {
   const r = emu2(["prompt", "-p", "hi", "--json"], { env: { EMU2_MODEL: "" } });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, /using the embedded package emu2-tiny/);
+  assert.match(r.stderr, /using the embedded package emu2-toy/);
   JSON.parse(r.stdout);
 });
 
