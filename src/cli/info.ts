@@ -101,8 +101,12 @@ function formatDevices(r: DeviceReport): string[] {
         a.maxStorageBufferRange !== undefined ? `storage binding ${formatBytes(a.maxStorageBufferRange)}` : undefined,
         a.maxMemoryAllocationSize !== undefined ? `allocation ${formatBytes(a.maxMemoryAllocationSize)}` : undefined,
       ].filter(Boolean);
+      // vendor:device and the PCI address are what --device-id selects the adapter by (README, "GPU").
+      const pci = a.pci
+        ? ` at ${[a.pci.domain.toString(16).padStart(4, "0"), a.pci.bus.toString(16).padStart(2, "0"), a.pci.device.toString(16).padStart(2, "0")].join(":")}.${a.pci.function}`
+        : "";
       lines.push(
-        `  ${a.index}: ${a.name} (${a.type}; ${a.driver})${limits.length ? `; max ${limits.join(", ")}` : ""}${a.index === 0 ? " <- used" : ""}`,
+        `  ${a.index}: ${a.name} (${a.type}, ${a.vendorId.toString(16)}:${a.deviceId.toString(16)}${pci}; ${a.driver})${limits.length ? `; max ${limits.join(", ")}` : ""}${a.index === 0 ? " <- default" : ""}`,
       );
     }
   }

@@ -9,6 +9,7 @@ import type { Session } from "./ort.js";
 import {
   createSession,
   DEFAULT_SESSION_OPTIONS,
+  selectWebGpuAdapter,
   type Device,
   type GraphOptions,
   type Placement,
@@ -341,8 +342,11 @@ export class ModelPackage {
     graph: GraphOptions,
     placement: Placement = this.sessionOptions,
   ): Promise<PlacedSession> {
-    if (placement.device === "webgpu" && !this.fellBackToCpu && this.manifest.dtype === "float16")
+    if (placement.device === "webgpu" && !this.fellBackToCpu && this.manifest.dtype === "float16") {
+      // The shader-f16 probe opens WebGPU: the adapter is chosen first.
+      selectWebGpuAdapter(placement.deviceId);
       await this.checkWebGpuFloat16();
+    }
     // Once a GPU has failed, every later graph goes to the CPU directly, and the user hears about it once.
     const device = this.fellBackToCpu ? "cpu" : placement.device;
     let fellBack = false;

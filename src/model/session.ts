@@ -4,7 +4,17 @@ import { basename, join } from "node:path";
 import { Emu2Error, PackageError } from "../util/errors.js";
 import { loadOrt, type Session, type SessionCreateOptions } from "./ort.js";
 import { initializerSizes } from "./onnx-file.js";
-import { bufferLimitMessage, describeWebGpuFailure, isBufferLimit, listVulkanAdapters, ortReason } from "./webgpu.js";
+import { webGpuAdapterVariables } from "./devices.js";
+import {
+  bufferLimitMessage,
+  describeWebGpuFailure,
+  deviceSelectLayerActive,
+  isBufferLimit,
+  listVulkanAdapters,
+  noteWebGpuOpened,
+  ortReason,
+  webGpuOpenedAdapter,
+} from "./webgpu.js";
 
 export const DEVICES = ["cpu", "cuda", "webgpu"] as const;
 export type Device = (typeof DEVICES)[number];
@@ -52,21 +62,26 @@ export const CUDA_INSTALL_HINT =
   "install the CUDA provider libraries with `npm run install-cuda` (needs internet, CUDA 12 and cuDNN 9), or use --device cpu";
 
 /**
- * ONNX Runtime 1.30's WebGPU provider takes no adapter choice: Dawn hands it the adapter it ranks first
- * (high-performance). Index 0 is that adapter; any other index is refused with the reason rather than ignored.
+ * Makes adapter `index` of `emu2 info --devices` the one ONNX Runtime's WebGPU provider gets. The provider takes no
+ * adapter choice (1.30: its deviceId is a context key, and Dawn hands it the adapter it ranks first), so the choice
+ * goes through Mesa's device-select Vulkan layer: its variables are set in this process's environment (Node's
+ * process.env writes reach the native environment) before the first WebGPU session, when Dawn creates its Vulkan
+ * instance. That instance lives as long as the process, so a later different index is refused.
  */
-export function checkWebGpuAdapterIndex(index: number): void {
-  if (index === 0) return;
-  const adapters = listVulkanAdapters();
-  if (adapters !== undefined && index >= adapters.length) {
+export function selectWebGpuAdapter(index: number): void {
+  const opened = webGpuOpenedAdapter();
+  if (opened === index) return;
+  if (opened !== undefined) {
     throw new Emu2Error(
-      `--device-id ${index}: unknown WebGPU adapter index: this machine has ${adapters.length} (see emu2 info --devices)`,
+      `--device-id ${index}: this process already runs WebGPU on adapter ${opened}, and ONNX Runtime keeps one WebGPU ` +
+        "adapter per process: use the same --device-id for every WebGPU graph (or another process)",
     );
   }
-  throw new Emu2Error(
-    `--device-id ${index}: ONNX Runtime 1.30's WebGPU provider always uses the adapter Vulkan ranks first (index 0); ` +
-      "to use another GPU, hide the others from the Vulkan loader (VK_LOADER_DRIVERS_SELECT) and pass --device-id 0",
+  Object.assign(
+    process.env,
+    webGpuAdapterVariables(index, listVulkanAdapters(), deviceSelectLayerActive(), process.env),
   );
+  noteWebGpuOpened(index);
 }
 
 /** A session of a graph file (or of graph bytes the runtime built) on the chosen device. */
@@ -104,7 +119,7 @@ export async function createSession(
     }
   }
   if (options.device === "webgpu") {
-    checkWebGpuAdapterIndex(options.deviceId);
+    selectWebGpuAdapter(options.deviceId);
     try {
       const session = await ort.InferenceSession.create(source as string, {
         ...base,

@@ -1,7 +1,7 @@
 // What ONNX Runtime's WebGPU provider needs from the machine, and the one-line explanations of what is missing.
 // The provider (inside the onnxruntime-node binary; README "GPU") runs on Dawn's Vulkan backend: it
 // needs the Vulkan loader (libvulkan.so.1) and a Vulkan driver for the GPU (or Mesa's lavapipe in software).
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { writeOnnxModel } from "./onnx-writer.js";
 import { loadOrt } from "./ort.js";
 
@@ -40,6 +40,11 @@ export interface VulkanAdapter {
   name: string;
   type: string;
   driver: string;
+  /** VkPhysicalDeviceProperties.vendorID and deviceID (PCI ids for PCI GPUs): what Mesa's device-select layer matches. */
+  vendorId: number;
+  deviceId: number;
+  /** The PCI address, where the driver has VK_EXT_pci_bus_info: tells apart GPUs of one vendor:device. */
+  pci?: { domain: number; bus: number; device: number; function: number };
   /** Largest storage buffer one shader binding can see (VkPhysicalDeviceLimits.maxStorageBufferRange). */
   maxStorageBufferRange?: number;
   /** Largest single allocation (VkPhysicalDeviceMaintenance3Properties.maxMemoryAllocationSize). */
@@ -51,15 +56,10 @@ export interface VulkanAdapter {
 /** Dawn's preference for a high-performance adapter: discrete GPUs, then integrated, then the rest. */
 const TYPE_RANK: Record<string, number> = { discrete_gpu: 0, integrated_gpu: 1, virtual_gpu: 2, cpu: 3 };
 
-/**
- * The Vulkan devices as vulkaninfo (package vulkan-tools) reports them, ranked the way Dawn ranks adapters for ONNX
- * Runtime's high-performance request (stable within a type); undefined when vulkaninfo is not installed or fails.
- * ONNX Runtime itself offers no adapter listing.
- */
-export function listVulkanAdapters(): VulkanAdapter[] | undefined {
-  let text: string;
+/** vulkaninfo's full report (the child inherits this process's environment, so it sees the devices Dawn will see). */
+function runVulkanInfo(): string | undefined {
   try {
-    text = execFileSync("vulkaninfo", [], {
+    return execFileSync("vulkaninfo", [], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "ignore"],
       timeout: 20_000,
@@ -68,6 +68,20 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The Vulkan devices as vulkaninfo (package vulkan-tools) reports them, ranked the way Dawn ranks adapters for ONNX
+ * Runtime's high-performance request (stable within a type); undefined when vulkaninfo is not installed or fails.
+ * ONNX Runtime itself offers no adapter listing.
+ */
+export function listVulkanAdapters(): VulkanAdapter[] | undefined {
+  const text = runVulkanInfo();
+  return text === undefined ? undefined : parseVulkanInfo(text);
+}
+
+/** The adapters of vulkaninfo's full text report, in Dawn's ranking (see listVulkanAdapters). */
+export function parseVulkanInfo(text: string): VulkanAdapter[] {
   const start = text.indexOf("Device Properties and Extensions:");
   if (start < 0) return [];
   const sections = text
@@ -82,12 +96,19 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
       const v = field(name);
       return v === undefined ? undefined : Number(v);
     };
+    // vulkaninfo prints the ids in hex (0x10de) and the PCI bus fields in decimal.
+    const [domain, bus, device, fn] = ["pciDomain", "pciBus", "pciDevice", "pciFunction"].map(number);
     adapters.push({
       index: 0,
       vulkanIndex: Number(sections[i]),
       name: field("deviceName") ?? "unknown",
       type: (field("deviceType") ?? "unknown").replace(/^PHYSICAL_DEVICE_TYPE_/, "").toLowerCase(),
       driver: field("driverInfo") || field("driverName") || "unknown",
+      vendorId: number("vendorID") ?? -1,
+      deviceId: number("deviceID") ?? -1,
+      ...(domain !== undefined && bus !== undefined && device !== undefined && fn !== undefined
+        ? { pci: { domain, bus, device, function: fn } }
+        : {}),
       maxStorageBufferRange: number("maxStorageBufferRange"),
       maxMemoryAllocationSize: number("maxMemoryAllocationSize"),
       shaderFloat16: field("shaderFloat16") === undefined ? undefined : field("shaderFloat16") === "true",
@@ -97,6 +118,38 @@ export function listVulkanAdapters(): VulkanAdapter[] | undefined {
   return adapters
     .sort((a, b) => rank(a) - rank(b) || a.vulkanIndex - b.vulkanIndex)
     .map((a, index) => ({ ...a, index }));
+}
+
+/**
+ * Whether Mesa's device-select layer (VkLayer_MESA_device_select, package mesa-vulkan-drivers) takes part in a
+ * Vulkan instance made with this process's environment: with MESA_VK_DEVICE_SELECT=list the layer prints
+ * "selectable devices:" and ends the program (vulkaninfo here) when devices are enumerated. undefined when
+ * vulkaninfo cannot run. The layer works for every driver (NVIDIA's included), not only Mesa's.
+ */
+export function deviceSelectLayerActive(): boolean | undefined {
+  const r = spawnSync("vulkaninfo", ["--summary"], {
+    encoding: "utf8",
+    env: { ...process.env, MESA_VK_DEVICE_SELECT: "list" },
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 20_000,
+  });
+  if (r.error || r.status === null) return undefined;
+  return r.stderr.includes("selectable devices:");
+}
+
+// ONNX Runtime creates one Dawn instance per process, on its first WebGPU session (webgpu_context.cc,
+// WebGpuContextFactory: context 0 and its instance are made once), and Dawn makes its Vulkan instance and lists
+// the adapters then: the environment that picks the adapter counts only before that first session.
+let openedAdapter: number | undefined;
+
+/** The --device-id this process's WebGPU instance is for, once a WebGPU session was made or an adapter chosen. */
+export function webGpuOpenedAdapter(): number | undefined {
+  return openedAdapter;
+}
+
+/** Records the adapter of this process's WebGPU instance; a probe without a choice gets Dawn's first, index 0. */
+export function noteWebGpuOpened(index: number): void {
+  openedAdapter ??= index;
 }
 
 /** The useful part of an ONNX Runtime error: its first line without the source location and failed condition. */
@@ -150,6 +203,7 @@ export async function webGpuRunsFloat16(): Promise<boolean> {
     outputs: [{ name: "b", type: "float16", dims: [4] }],
     nodes: [{ op: "Add", inputs: ["a", "a"], outputs: ["b"] }],
   });
+  noteWebGpuOpened(0);
   try {
     const session = await ort.InferenceSession.create(graph, {
       executionProviders: ["webgpu"],

@@ -1,11 +1,12 @@
 // --device webgpu through the real binary: the errors a user meets (no Vulkan loader, an adapter index that does
-// not exist), --cpu-fallback, and `info --devices`.
+// not exist or cannot be chosen), --cpu-fallback, --device-id through Mesa's device-select layer, and `info --devices`.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
+import { deviceSelectLayerActive } from "../../src/model/webgpu.js";
 import { emu2, oneLine } from "../helpers/cli.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { NO_WEBGPU } from "../helpers/webgpu.js";
@@ -97,5 +98,62 @@ test(
       assert.equal(r.status, 0, emu2Lines(r.stderr));
       assert.equal(r.stdout, whole.stdout, placement.join(" "));
     }
+  },
+);
+
+const NO_LAYER =
+  NO_WEBGPU || (deviceSelectLayerActive() ? false : "skipped: Mesa's device-select layer is not active here");
+
+test("--device-id 0 through Mesa's device-select layer: the same answer as the CPU", { skip: NO_LAYER }, () => {
+  // The layer lists what it enumerates on stderr with MESA_VK_DEVICE_SELECT_DEBUG: it is in emu2's Vulkan instance.
+  const r = emu2([...ask, "--device", "webgpu", "--device-id", "0"], { env: { MESA_VK_DEVICE_SELECT_DEBUG: "1" } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^selectable devices:$/m);
+  assert.equal(r.stdout, emu2(ask).stdout);
+});
+
+test(
+  "a MESA_VK_DEVICE_SELECT of the user's that names a device this machine lacks: one line, exit 1",
+  { skip: NO_LAYER },
+  () => {
+    const r = emu2([...ask, "--device", "webgpu"], { env: { MESA_VK_DEVICE_SELECT: "1234:5678" } });
+    assert.equal(r.status, 1, r.stderr);
+    const lines = emu2Lines(r.stderr);
+    assert.ok(oneLine(lines), lines);
+    assert.match(
+      lines,
+      /^emu2: MESA_VK_DEVICE_SELECT=1234:5678 names no Vulkan device of this machine \(it has: .+\); .*correct or unset it$/,
+    );
+  },
+);
+
+// Two Vulkan adapters on a machine without GPUs: the loader given lavapipe's driver manifest twice enumerates two
+// llvmpipe devices of the same vendor:device (and lavapipe has no PCI address).
+const LAVAPIPE_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json";
+const twice = mkdtempSync(join(tmpdir(), "emu2-two-lavapipe-"));
+const twoLavapipe = { VK_DRIVER_FILES: `${join(twice, "a.json")}:${join(twice, "b.json")}` };
+if (existsSync(LAVAPIPE_ICD)) for (const name of ["a.json", "b.json"]) copyFileSync(LAVAPIPE_ICD, join(twice, name));
+
+test(
+  "two adapters: info --devices lists both; --device-id 1 is refused with the reason, with and without the device-select layer",
+  { skip: NO_LAYER || (existsSync(LAVAPIPE_ICD) ? false : `skipped: no ${LAVAPIPE_ICD}`) },
+  () => {
+    const listed = JSON.parse(emu2(["info", "--devices", "--json"], { env: twoLavapipe }).stdout);
+    assert.equal(listed.webgpu.adapters.length, 2);
+    const twins = emu2([...ask, "--device", "webgpu", "--device-id", "1"], { env: twoLavapipe });
+    assert.equal(twins.status, 1, twins.stderr);
+    assert.ok(oneLine(emu2Lines(twins.stderr)), twins.stderr);
+    assert.match(
+      emu2Lines(twins.stderr),
+      /^emu2: --device-id 1: adapters 0 and 1 are the same model \(llvmpipe .*, 10005:0\) and the driver reports no PCI address/,
+    );
+    const hidden = { ...twoLavapipe, VK_LOADER_LAYERS_DISABLE: "VK_LAYER_MESA_device_select" };
+    const noLayer = emu2([...ask, "--device", "webgpu", "--device-id", "1"], { env: hidden });
+    assert.equal(noLayer.status, 1, noLayer.stderr);
+    assert.ok(oneLine(emu2Lines(noLayer.stderr)), noLayer.stderr);
+    assert.match(
+      emu2Lines(noLayer.stderr),
+      /^emu2: --device-id 1: choosing a WebGPU adapter needs Mesa's device-select Vulkan layer, which is not active here \(disabled by VK_LOADER_LAYERS_DISABLE=VK_LAYER_MESA_device_select\)/,
+    );
   },
 );
