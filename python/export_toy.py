@@ -3,6 +3,12 @@
     /usr/bin/python3 python/export_toy.py                  # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
     /usr/bin/python3 python/export_toy.py --out DIR        # the same package into DIR (the CI test compares the two)
     /usr/bin/python3 python/export_toy.py --out DIR --quantize int4 ...   # a quantized export (flags as export_package.py)
+    /usr/bin/python3 python/export_toy.py --checkpoint C --decoder D --out DIR   # any pair of checkpoints
+
+The visual decoder (unet.onnx, vae_decoder.onnx and the manifest's visual_decoder section, for `emu2 generate`)
+comes from the decoder checkpoint python/train_toy_decoder.py writes (--decoder; by default
+fixtures/checkpoints/emu2-toy-decoder.pt when it exists). It must have been trained on this checkpoint's visual
+encoder: the sha256 it records has to equal the encoder's, or the export stops.
 
 Deterministic: the same checkpoint gives the same bytes. float16 weights keep the package small (the LLaMA
 vocabulary's two 32274 x 64 matrices are most of it); the graphs compute in float16 as transformers does with a half
@@ -20,11 +26,13 @@ sys.path.insert(0, HERE)
 
 from emu2ref import manifest as mf  # noqa: E402
 from emu2ref import quantize as qz  # noqa: E402
+from emu2ref.export_diffusion import export_visual_decoder  # noqa: E402
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
-from emu2toy import data, model  # noqa: E402
+from emu2toy import data, decoder, model  # noqa: E402
 from export_package import OneLineParser  # noqa: E402
 
 CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy.pt")
+DECODER_CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy-decoder.pt")
 PACKAGE = os.path.join(ROOT, "fixtures", "models", "emu2-toy")
 DTYPE = "float16"
 DESCRIPTION = ("emu2-toy, a miniature Emu2-Chat trained on a synthetic world of colored shapes "
@@ -51,9 +59,16 @@ def toy_manifest(sections: dict) -> dict:
     return manifest
 
 
-def export_toy(checkpoint: str, out: str, quantization: dict = None) -> None:
-    """quantization: graph name -> quantize.Quantization (quantize.plan_from_args); none for the embedded package."""
+def export_toy(checkpoint: str, out: str, quantization: dict = None, decoder_checkpoint: str = None) -> None:
+    """quantization: graph name -> quantize.Quantization (quantize.plan_from_args); none for the embedded package.
+    decoder_checkpoint: the visual decoder's (python/train_toy_decoder.py), exported unquantized; none: no decoder."""
     vision, llm, _ = model.load_checkpoint(checkpoint)
+    if decoder_checkpoint is not None:
+        unet, vae, state = decoder.load_checkpoint(decoder_checkpoint)
+        digest = decoder.encoder_digest(vision)
+        if state["encoder_sha256"] != digest:
+            raise ValueError(f"{decoder_checkpoint}: trained on the visual encoder {state['encoder_sha256'][:12]}..., "
+                             f"but {checkpoint}'s is {digest[:12]}...: retrain it (python/train_toy_decoder.py)")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     subprocess.run(["node", "--import", "tsx", os.path.join(ROOT, "tools", "build-tokenizer.ts"), "--variant", "chat",
@@ -62,6 +77,11 @@ def export_toy(checkpoint: str, out: str, quantization: dict = None) -> None:
     manifest = toy_manifest(sections)
     if quantization:
         manifest["quantization"] = mf.quantization_section(quantization)
+    if decoder_checkpoint is not None:
+        section = export_visual_decoder(out, unet, vae, {"unet": unet.config, "vae": vae.config}, dtype=DTYPE)
+        # Fewer steps than Emu2-Gen's 50: the toy's images are flat shapes (python/emu2toy/decoder.py).
+        manifest["visual_decoder"] = {**section, "num_inference_steps": decoder.NUM_INFERENCE_STEPS,
+                                      "guidance_scale": decoder.GUIDANCE_SCALE}
     mf.dump_manifest(manifest, os.path.join(out, "manifest.yaml"))
 
 
@@ -69,13 +89,15 @@ def main() -> None:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=CHECKPOINT)
     parser.add_argument("--out", default=PACKAGE)
+    parser.add_argument("--decoder", default=DECODER_CHECKPOINT if os.path.exists(DECODER_CHECKPOINT) else None,
+                        help="visual decoder checkpoint (default: fixtures/checkpoints/emu2-toy-decoder.pt if present)")
     qz.add_arguments(parser)
     args = parser.parse_args()
     try:
         plan = qz.plan_from_args(args)
     except ValueError as err:
         parser.error(str(err))
-    export_toy(args.checkpoint, args.out, plan)
+    export_toy(args.checkpoint, args.out, plan, args.decoder)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -57,3 +57,22 @@ def plot_losses(loss_csv: str, eval_csv: str, out_png: str) -> None:
     accuracy = {f"{k} (nonsense labels)": v for k, v in by_metric.items() if k.endswith("accuracy")}
     _panel(draw, _H, "held-out 4-way few-shot accuracy (chance 0.25)", accuracy, log=False)
     image.save(out_png)
+
+
+def plot_decoder_losses(loss_csv: str, eval_csv: str, out_png: str) -> None:
+    """The visual decoder's curves (python/train_toy_decoder.py): VAE reconstruction and UNet noise-prediction MSE,
+    and the held-out autoencoding accuracy per attribute."""
+    with open(loss_csv) as f:
+        rows = list(csv.DictReader(f))
+    with open(eval_csv) as f:
+        evals = list(csv.DictReader(f))
+    image = Image.new("RGB", (_W, 3 * _H), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for i, (stage, title) in enumerate([("vae", "VAE pixel reconstruction MSE (log scale)"),
+                                        ("unet", "UNet noise-prediction MSE (log scale)")]):
+        points = [(int(r["step"]), float(r["loss"])) for r in rows if r["stage"] == stage]
+        _panel(draw, i * _H, title, {f"{stage} loss": points}, log=True)
+    _panel(draw, 2 * _H, "held-out autoencoding: fraction judged right", {
+        name: [(int(r["step"]), float(r[name])) for r in evals] for name in ("color", "shape", "count", "quadrants")
+    }, log=False)
+    image.save(out_png)
