@@ -10,8 +10,8 @@ describes (text-to-image).
 encoder of python/emu2toy/model.py (model.build(--seed)) stands in. The decoder checkpoint records the sha256 of the
 encoder state it was trained on (encoder_digest), which python/export_toy.py checks against the package's encoder.
 
-Stage 1 (VAE, independent of the encoder) writes WORKDIR/vae.pt and is skipped when that file exists; stage 2 (UNet)
-starts afresh. One thread (torch.set_num_threads(1)), seeded: the same command gives the same checkpoint. Writes
+Stage 1 (VAE, independent of the encoder) writes WORKDIR/vae.pt and is skipped when that file (or --vae) exists;
+stage 2 (UNet) starts afresh. A retrain on a new encoder: the same command with --vae OLD_WORKDIR/vae.pt. One thread (torch.set_num_threads(1)), seeded: the same command gives the same checkpoint. Writes
 WORKDIR/{loss.csv,eval.csv} and, beside --out, its curves (-loss.csv, -eval.csv, -loss.png). eval.csv: fraction of
 held-out scenes (the first --eval-scenes of fixtures/toy-eval/caption.jsonl's seeds) whose autoencoded image
 (Python pipeline, python/emu2ref/golden_diffusion.py) the pixel judge (python/emu2toy/judge.py) finds right.
@@ -103,7 +103,8 @@ def train_vae(args, loss_csv: str) -> dict:
         if step % 25 == 0:
             rec, kl = np.mean(window, axis=0)
             window = []
-            log(loss_csv, ["vae", step, f"{elapsed:.1f}", f"{rec:.6f}", f"{kl:.5f}", f"{schedule.get_last_lr()[0]:.6f}"])
+            lr = schedule.get_last_lr()[0]
+            log(loss_csv, ["vae", step, f"{elapsed:.1f}", f"{rec:.6f}", f"{kl:.5f}", f"{lr:.6f}"])
             print(f"vae step {step} {elapsed:.0f}s reconstruction {rec:.5f} kl {kl:.4f}", file=sys.stderr)
     # scaling_factor: 1 / std of the latents the UNet will see (the SD recipe), over images it did not train on.
     with torch.no_grad():
@@ -134,15 +135,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", help="toy checkpoint or EvaViT state_dict (default: the seeded initial encoder)")
     parser.add_argument("--workdir", required=True)
+    parser.add_argument("--vae", help="stage 1's result (WORKDIR/vae.pt of an earlier run with this seed): the VAE "
+                        "does not depend on the encoder, so a retrain on a new encoder needs only stage 2")
     parser.add_argument("--out", default=CHECKPOINT)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--vae-steps", type=int, default=600)
-    parser.add_argument("--vae-batch", type=int, default=32)
-    parser.add_argument("--unet-steps", type=int, default=800)
-    parser.add_argument("--unet-batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--vae-steps", type=int, default=400)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--unet-steps", type=int, default=500)
+    parser.add_argument("--unet-batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--scenes", type=int, default=16000, help="training scenes of the UNet stage")
-    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=125)
     parser.add_argument("--eval-scenes", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -150,13 +153,13 @@ def main() -> None:
     os.makedirs(args.workdir, exist_ok=True)
     loss_csv, eval_csv = os.path.join(args.workdir, "loss.csv"), os.path.join(args.workdir, "eval.csv")
 
-    vae_path = os.path.join(args.workdir, "vae.pt")
+    vae_path = args.vae or os.path.join(args.workdir, "vae.pt")
     if not os.path.exists(vae_path):
         with open(loss_csv, "w") as f:
             f.write("stage,step,seconds,loss,kl,lr\n")
         torch.save(train_vae(args, loss_csv), vae_path)
-    else:
-        with open(loss_csv) as f:  # a rerun of stage 2 replaces its rows
+    else:  # stage 2 again: the loss curve keeps stage 1's rows (from the --vae run's workdir) and drops old UNet rows
+        with open(os.path.join(os.path.dirname(os.path.abspath(vae_path)), "loss.csv")) as f:
             rows = [line for line in f if not line.startswith("unet,")]
         with open(loss_csv, "w") as f:
             f.writelines(rows)
@@ -221,7 +224,8 @@ def main() -> None:
         elapsed += time.time() - start
         window.append(float(loss))
         if step % 25 == 0:
-            log(loss_csv, ["unet", step, f"{elapsed:.1f}", f"{np.mean(window):.6f}", "", f"{schedule.get_last_lr()[0]:.6f}"])
+            lr = schedule.get_last_lr()[0]
+            log(loss_csv, ["unet", step, f"{elapsed:.1f}", f"{np.mean(window):.6f}", "", f"{lr:.6f}"])
             print(f"unet step {step} {elapsed:.0f}s loss {np.mean(window):.5f}", file=sys.stderr)
             window = []
         if step % args.eval_every == 0 or step == args.unet_steps:

@@ -6,8 +6,10 @@ runtime's diffusion pipeline (src/diffusion/pipeline.ts) runs them unchanged. Th
 train the decoder and to make the UNet's training latents; it is not exported.
 
 Training (python/train_toy_decoder.py) has two stages:
-  1. VAE: image -> posterior (mean, log-variance) over an 8x8x4 latent -> sample -> image; pixel MSE plus a small KL
-     term (the SD recipe keeps latents near a unit Gaussian). Afterwards scaling_factor = 1 / std of the latents.
+  1. VAE: image -> posterior (mean, log-variance) over an 8x8x16 latent -> sample -> image; pixel MSE with the
+     shapes' pixels weighted up (they are a tenth of the image; unweighted, a short run learns the background first:
+     measured, grey blobs) plus a small KL term (the SD recipe keeps latents near a unit Gaussian).
+     Afterwards scaling_factor = 1 / std of the latents.
   2. UNet: diffusers' DDPM epsilon objective on scaled latents under the scaled_linear betas the runtime's Euler
      scheduler uses, conditioned as the runtime conditions it: encoder_hidden_states = the visual embeddings,
      text_embeds = their mean over the queries, time_ids = the manifest's six numbers. A fraction of the rows gets
@@ -25,8 +27,10 @@ from emu2ref.vae import AutoencoderKLDecoder
 FORMAT = "emu2-toy-decoder/1"
 
 IMAGE_SIZE = 64
-LATENT_CHANNELS = 4
-# Four VAE blocks: three x2 upsamplings, so 64x64 images have 8x8 latents.
+# Four VAE blocks: three x2 upsamplings, so 64x64 images have 8x8 latents; 16 channels rather than SDXL's 4 (48x
+# compression) keep the shapes' outlines within what a short CPU run can learn (measured: with 4 channels, 600 VAE
+# steps rebuilt blobs whose shape the judge read right on 33% of held-out scenes).
+LATENT_CHANNELS = 16
 VAE = {"block_out_channels": [8, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
        "latent_channels": LATENT_CHANNELS, "sample_size": IMAGE_SIZE}
 LATENT_SIZE = IMAGE_SIZE // 2 ** (len(VAE["block_out_channels"]) - 1)
@@ -36,6 +40,7 @@ UNET = {"sample_size": LATENT_SIZE, "in_channels": LATENT_CHANNELS, "out_channel
         "attention_head_dim": [2, 2, 4], "cross_attention_dim": 64, "norm_num_groups": 8,
         "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 64 + 6 * 8}
 KL_WEIGHT = 1e-4
+OBJECT_WEIGHT = 10.0
 NUM_INFERENCE_STEPS = 25
 GUIDANCE_SCALE = 3.0
 
@@ -81,12 +86,20 @@ def images_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(encoder, vae, images: torch.Tensor, generator: torch.Generator) -> dict:
-    """images in [-1, 1] -> {"reconstruction": pixel MSE, "kl": KL to N(0, I) per latent element}."""
+    """images in [-1, 1] -> {"reconstruction": pixel MSE, object pixels weighted OBJECT_WEIGHT x, "kl": KL to N(0, I)
+    per latent element}."""
     mean, logvar = encoder(images)
     latents = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
-    reconstruction = F.mse_loss(vae(latents), images)
+    weight = 1.0 + (OBJECT_WEIGHT - 1.0) * object_pixels(images)
+    reconstruction = (weight * (vae(latents) - images) ** 2).mean()
     kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).mean()
     return {"reconstruction": reconstruction, "kl": kl}
+
+
+def object_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1, 1] -> [B,1,H,W] 1.0 where the pixel is saturated (a shape: the background is grey)."""
+    spread = images.max(dim=1, keepdim=True).values - images.min(dim=1, keepdim=True).values
+    return (spread > 0.3).float()
 
 
 def alphas_cumprod(section: dict) -> torch.Tensor:

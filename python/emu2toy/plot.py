@@ -68,7 +68,7 @@ def plot_decoder_losses(loss_csv: str, eval_csv: str, out_png: str) -> None:
         evals = list(csv.DictReader(f))
     image = Image.new("RGB", (_W, 3 * _H), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    for i, (stage, title) in enumerate([("vae", "VAE pixel reconstruction MSE (log scale)"),
+    for i, (stage, title) in enumerate([("vae", "VAE pixel reconstruction, weighted MSE (log scale)"),
                                         ("unet", "UNet noise-prediction MSE (log scale)")]):
         points = [(int(r["step"]), float(r["loss"])) for r in rows if r["stage"] == stage]
         _panel(draw, i * _H, title, {f"{stage} loss": points}, log=True)
