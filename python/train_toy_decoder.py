@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--unet-steps", type=int, default=500)
     parser.add_argument("--unet-batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--scenes", type=int, default=16000, help="training scenes of the UNet stage")
+    parser.add_argument("--scenes", type=int, default=4000, help="training scenes of the UNet stage")
     parser.add_argument("--eval-every", type=int, default=125)
     parser.add_argument("--eval-scenes", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
