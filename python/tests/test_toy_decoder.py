@@ -4,6 +4,7 @@ the encoder digest and the pixel judge.
 import os
 import random
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,6 +65,25 @@ class ToyDecoderModulesTest(unittest.TestCase):
         with torch.no_grad():
             copy.patch_embed.proj.weight[0, 0, 0, 0] += 1e-3
         self.assertNotEqual(decoder.encoder_digest(vision), decoder.encoder_digest(copy))
+
+
+class ToyDecoderExportTest(unittest.TestCase):
+    def test_export_refuses_a_decoder_trained_on_another_encoder(self):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import export_toy
+        vision, llm = model.build(5)
+        _, vae, unet = decoder.build(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            toy, dec = os.path.join(tmp, "toy.pt"), os.path.join(tmp, "decoder.pt")
+            torch.save(model.checkpoint_state(vision, llm, 5, [0, 1]), toy)
+            state = {"format": decoder.FORMAT, "encoder_sha256": decoder.encoder_digest(model.build(6)[0]),
+                     "unet_config": decoder.UNET, "vae_config": {**decoder.VAE, "scaling_factor": 1.0},
+                     "unet": unet.state_dict(), "vae": vae.state_dict()}
+            torch.save(state, dec)
+            out = os.path.join(tmp, "pkg")
+            with self.assertRaisesRegex(ValueError, "trained on the visual encoder"):
+                export_toy.export_toy(toy, out, decoder_checkpoint=dec)
+            self.assertFalse(os.path.exists(out))
 
 
 class ToyJudgeTest(unittest.TestCase):
