@@ -16,6 +16,9 @@ Jobs (bench/run.ts builds them):
     {"kind": "tokenize", "tokenizer", "text"}                  the reference tokenizer's ids (bos included)
     {"kind": "llm", "threads", "package", "vocab_size", "eos_token_id", "pad_token_id", "ids", "greedy_new_tokens",
      "num_beams", "beam_new_tokens", "length_penalty", "warmup", "repeats"}
+    {"kind": "export_hf_layout", "package", "out"}            the text decoder for the transformers.js peer
+    {"kind": "limits", "threads", "m", "k", "n", "read_floats"}   GEMM GFLOP/s and read bandwidth (bench:real)
+    {"kind": "standin_llm", "threads", "ids", "num_beams", "new_tokens", "eos_token_id", "pad_token_id"}   generation on bench:real's stand-in
 
 The torch modules are rebuilt as python/build_tiny_packages.py builds the package named by "package" (its seed and
 sizes are read from that script), so both sides run the same weights; bench/run.ts checks their outputs agree.
@@ -245,7 +248,81 @@ def run_llm(job: dict) -> dict:
             "greedy_ids": greedy_out, "beam_ms": beam_ms, "beam_ids": beam_out, "rss_baseline_kb": baseline}
 
 
-JOBS = {"probe": probe, "preprocess": run_preprocess, "visual_encoder": run_visual_encoder, "diffusion": run_diffusion,
+def run_limits(job: dict) -> dict:
+    """The GEMM of bench/real_width.ts (m x k @ k x n) and a streaming read (sum) through PyTorch."""
+    import torch
+    set_threads(job["threads"])
+    m, k, n = job["m"], job["k"], job["n"]
+    a = torch.sin(torch.arange(m * k, dtype=torch.float32)).view(m, k)
+    b = torch.cos(torch.arange(k * n, dtype=torch.float32)).view(k, n) * 0.01
+    gemm = []
+    for i in range(3):
+        start = time.perf_counter()
+        a @ b
+        if i >= 1:
+            gemm.append(time.perf_counter() - start)
+    x = torch.ones(job["read_floats"])
+    read = []
+    for i in range(7):
+        start = time.perf_counter()
+        x.sum()
+        if i >= 2:
+            read.append(time.perf_counter() - start)
+    return {"gemm_gflops": 2 * m * k * n / statistics.median(gemm) / 1e9,
+            "bandwidth_gb_s": x.numel() * 4 / statistics.median(read) / 1e9, "rss_baseline_kb": current_rss_kb()}
+
+
+def run_standin_llm(job: dict) -> dict:
+    """Greedy or beam search on bench/standin_package.py's weights (rebuilt from its seed), with the same settings
+    as bench/real_width.ts: min_new_tokens = max_new_tokens, length penalty 1. Times every llm.decode call: the
+    first is the prefill, the periods between the others are the per-token figures (the first one is warm-up)."""
+    import torch
+    from emu2ref.generation import beam_search, greedy
+    from standin_package import standin_modules
+
+    set_threads(job["threads"])
+    baseline = current_rss_kb()
+    start = time.perf_counter()
+    vision, llm = standin_modules()
+    del vision
+    build_ms = (time.perf_counter() - start) * 1000.0
+    spans = []
+    decode = llm.decode
+
+    def timed_decode(*args):
+        begin = time.perf_counter()
+        out = decode(*args)
+        spans.append((begin, time.perf_counter()))
+        return out
+
+    llm.decode = timed_decode
+    ids = torch.tensor([job["ids"]], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    n = job["new_tokens"]
+    with torch.no_grad():
+        embeds = llm.embed_tokens(ids)
+        if job["num_beams"] == 1:
+            out = greedy(llm, embeds, mask, n, job["eos_token_id"], job["pad_token_id"], min_new_tokens=n)[0].tolist()
+        else:
+            sequences, _ = beam_search(llm, embeds, mask, job["num_beams"], n, job["eos_token_id"],
+                                       job["pad_token_id"], length_penalty=1.0, min_new_tokens=n)
+            out = sequences[0].tolist()
+    periods = [(b[0] - a[0]) * 1000.0 for a, b in zip(spans[1:], spans[2:])][1:]
+    return {"build_ms": build_ms, "prefill_ms": (spans[0][1] - spans[0][0]) * 1000.0,
+            "per_token_ms": {"median": statistics.median(periods), "min": min(periods), "max": max(periods),
+                             "n": len(periods)},
+            "ids": out, "rss_baseline_kb": baseline}
+
+
+def export_hf_layout(job: dict) -> dict:
+    """bench/export_hf_layout.py: the package's text decoder in the layout transformers.js loads."""
+    import subprocess
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "export_hf_layout.py"), job["package"], job["out"]],
+                   check=True, stdout=subprocess.DEVNULL)
+    return {"out": job["out"], "rss_baseline_kb": current_rss_kb()}
+
+
+JOBS = {"probe": probe, "export_hf_layout": export_hf_layout, "limits": run_limits, "standin_llm": run_standin_llm, "preprocess": run_preprocess, "visual_encoder": run_visual_encoder, "diffusion": run_diffusion,
         "tokenize": tokenize, "llm": run_llm}
 
 

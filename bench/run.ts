@@ -346,6 +346,25 @@ const llmStage: Stage = {
     checkSameIds("llm first token", [ts.first_token], [torch.first_token]);
     checkSameIds(`llm greedy ${GREEDY_NEW_TOKENS} tokens`, ts.greedy_ids, torch.greedy_ids);
     checkSameIds(`llm beam search ${NUM_BEAMS} beams`, ts.beam_ids, torch.beam_ids);
+    const hfDir = join(ctx.workDir, "hf-layout");
+    await ctx.runTorch({ kind: "export_hf_layout", package: join(ROOT, PACKAGE_DIR), out: hfDir });
+    const peer = await runJson<TransformersJsFigures>(
+      "transformers.js peer",
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "bench/peer_transformersjs.ts")],
+      JSON.stringify({
+        model_dir: hfDir,
+        ids,
+        new_tokens: GREEDY_NEW_TOKENS,
+        threads: ctx.threads,
+        warmup: job.warmup,
+        repeats: job.repeats,
+      }),
+    );
+    // transformers.js keeps the eos that ends a sequence; emu2 returns the ids before it.
+    const eosAt = peer.ids.indexOf(tokenizer.eos_token_id);
+    const peerIds = eosAt >= 0 ? peer.ids.slice(0, eosAt) : peer.ids;
+    checkSameIds(`llm greedy ${GREEDY_NEW_TOKENS} tokens (transformers.js)`, ts.greedy_ids, peerIds);
     const tokensPerS = (ms: number) => ((ts.greedy_ids.length / ms) * 1000).toFixed(0);
     const rows: Row[] = [
       {
@@ -363,6 +382,14 @@ const llmStage: Stage = {
         ts,
         torch,
         note: `same ids; ${tokensPerS(ts.greedy_ms)} vs ${tokensPerS(torch.greedy_ms)} tokens/s`,
+      },
+      {
+        stage: `greedy ${ts.greedy_ids.length} new tokens vs transformers.js`,
+        tsMs: ts.greedy_ms,
+        ts,
+        note:
+          `same ids; transformers.js ${fmtMs(peer.greedy_ms)} ms (peak RSS ${fmtRss(peer)}), ` +
+          `TS/transformers.js ${(ts.greedy_ms / peer.greedy_ms).toFixed(2)}x`,
       },
       {
         stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`,
@@ -387,9 +414,23 @@ const llmStage: Stage = {
       `${PACKAGE_NAME}) on one ${ids.length}-token text prompt (reference tokenizer); every run embeds the prompt and ` +
       `prefills it; first token = a 1-token greedy run; tokens/s = new tokens / whole greedy run; ` +
       `${job.warmup} warm-up runs, then the median of ${job.repeats}`;
-    return { rows, method, raw: { job, ts, torch } };
+    return {
+      rows,
+      method: `${method}; transformers.js ${TRANSFORMERS_JS_METHOD}`,
+      raw: { job, ts, torch, transformers_js: peer },
+    };
   },
 };
+
+const TRANSFORMERS_JS_METHOD =
+  "(@huggingface/transformers, its own generate loop, greedy, on the same onnxruntime-node): the package's " +
+  "embed_tokens + decoder + lm_head joined into one graph in the Hugging Face layout (bench/export_hf_layout.py), " +
+  "same ids in, whole generation timed";
+
+interface TransformersJsFigures extends ProcessFigures {
+  ids: number[];
+  greedy_ms: number;
+}
 
 const FEWSHOT_TASK = "vqav2";
 const FEWSHOT_SHOTS = 8;
