@@ -1,0 +1,728 @@
+// `npm run bench:real`: emu2 at Emu2's real layer widths, against the limits of the machine it runs on.
+//
+// The model is a stand-in (bench/standin_package.py): a whole package with Emu2-Chat's layer shapes (LLM hidden
+// 6656, 52 heads x 128, intermediate 17920, real vocabulary; visual encoder width 1792, 16 heads, MLP 15360, 448 px)
+// but 2 LLM and 2 vision layers of seeded random weights, built on first use into $EMU2_BENCH_DIR/real-width
+// (default ~/.cache/emu2-bench; about 6.6 GB on disk, 9 GB of memory while exporting; never in git).
+//
+// Measured in the same run:
+// - limits: read bandwidth (ReduceSum over a 1 GiB vector, far beyond the caches) and the GEMM peak (one
+//   512x6656 @ 6656x17920 MatMul) through ONNX Runtime, and the same GEMM and read through PyTorch;
+// - decode: a bare loop of session.run (embed_tokens, decoder, lm_head on a fixed synthetic past of the row's
+//   context) and emu2's own generation (LlmStage.generateText, greedy or beam 5) on a prompt of that length; the
+//   per-token time of generation is the period between consecutive decoder runs, so it holds everything emu2 does
+//   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens);
+// - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
+// - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
+//   the bench stops;
+// - decode of one stand-in layer stored as float32 / int8 / int4 (bench/quantized.ts's stand-ins);
+// - a prediction for the full Emu2-Chat from the per-layer figures.
+// Each row runs in a process of its own, so its peak resident set is its own. Results: bench/results/.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, homedir, hostname, loadavg, release, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { Emu2 } from "../src/emu2.js";
+import type { GenerationSettings } from "../src/llm/settings.js";
+import { readManifest } from "../src/model/manifest.js";
+import { writeOnnxModel } from "../src/model/onnx-writer.js";
+import type { OrtTensor, Session } from "../src/model/ort.js";
+import { median } from "./stats.js";
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const PYTHON = "/usr/bin/python3";
+const DIR = process.env.EMU2_BENCH_DIR ?? join(homedir(), ".cache", "emu2-bench");
+const PACKAGE = join(DIR, "real-width");
+const THREADS = Number(process.env.EMU2_BENCH_THREADS ?? availableParallelism());
+/** What building the stand-in needs (bench/standin_package.py's docstring): disk for the package, memory to export. */
+const BUILD_DISK_GB = 7.5;
+const BUILD_MEMORY_GB = 10;
+/** Memory a row needs at most (the weights, once, plus a 1,536-token KV cache of 5 rows and its reordered copy). */
+const RUN_MEMORY_GB = 9;
+const GEMM = { m: 512, k: 6656, n: 17920 };
+const READ_FLOATS = 1 << 28;
+/** New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples. */
+const NEW_TOKENS = 8;
+const BARE_WARMUP = 2;
+const BARE_STEPS = 5;
+const PROMPT_SEED = 99;
+const IMAGES = 4;
+
+interface RowSpec {
+  name: string;
+  batch: number;
+  beams: number;
+  context: number;
+  /** Whether emu2's generation runs too (long prompts at batch 4 only get the bare loop: their prefill is minutes). */
+  generate: boolean;
+  /** Whether the PyTorch reference runs the same generation. */
+  torch: boolean;
+}
+
+const ROWS: RowSpec[] = [
+  { name: "greedy b1 ctx64", batch: 1, beams: 1, context: 64, generate: true, torch: true },
+  { name: "beam5 b1 ctx64", batch: 1, beams: 5, context: 64, generate: true, torch: true },
+  { name: "greedy b4 ctx64", batch: 4, beams: 1, context: 64, generate: true, torch: false },
+  { name: "beam5 b4 ctx64", batch: 4, beams: 5, context: 64, generate: true, torch: false },
+  { name: "greedy b1 ctx512", batch: 1, beams: 1, context: 512, generate: true, torch: false },
+  { name: "beam5 b1 ctx512", batch: 1, beams: 5, context: 512, generate: true, torch: false },
+  { name: "greedy b4 ctx512", batch: 4, beams: 1, context: 512, generate: false, torch: false },
+  { name: "beam5 b4 ctx512", batch: 4, beams: 5, context: 512, generate: false, torch: false },
+  { name: "greedy b1 ctx1536", batch: 1, beams: 1, context: 1536, generate: true, torch: false },
+  { name: "beam5 b1 ctx1536", batch: 1, beams: 5, context: 1536, generate: false, torch: false },
+  { name: "greedy b4 ctx1536", batch: 4, beams: 1, context: 1536, generate: false, torch: false },
+];
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+function spread(samples: readonly number[]): Spread {
+  return { median: median(samples), min: Math.min(...samples), max: Math.max(...samples), n: samples.length };
+}
+
+class BenchError extends Error {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workers: each runs in its own process and prints one JSON object.
+
+/** Seeded prompt ids in the plain vocabulary (no special tokens), the same on both sides. */
+function promptIds(length: number, row: number): number[] {
+  let state = (PROMPT_SEED * 1000003 + row * 7919) >>> 0;
+  return Array.from({ length }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return 3 + (state % 31997);
+  });
+}
+
+async function limitsWorker(): Promise<Record<string, unknown>> {
+  const ort = await import("onnxruntime-node");
+  const options = { intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: "sequential" as const };
+  const read = await ort.InferenceSession.create(
+    writeOnnxModel({
+      name: "read",
+      opset: 17,
+      inputs: [{ name: "x", type: "float32", dims: ["n"] }],
+      outputs: [{ name: "y", type: "float32", dims: [] }],
+      nodes: [{ op: "ReduceSum", inputs: ["x"], outputs: ["y"], ints: { keepdims: 0 } }],
+    }),
+    options,
+  );
+  const x = new ort.Tensor("float32", new Float32Array(READ_FLOATS).fill(1), [READ_FLOATS]);
+  const readMs: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const start = performance.now();
+    await read.run({ x });
+    if (i >= 2) readMs.push(performance.now() - start);
+  }
+  const { m, k, n } = GEMM;
+  const gemm = await ort.InferenceSession.create(
+    writeOnnxModel({
+      name: "gemm",
+      opset: 17,
+      inputs: [
+        { name: "a", type: "float32", dims: [m, k] },
+        { name: "b", type: "float32", dims: [k, n] },
+      ],
+      outputs: [{ name: "y", type: "float32", dims: [m, n] }],
+      nodes: [{ op: "MatMul", inputs: ["a", "b"], outputs: ["y"] }],
+    }),
+    options,
+  );
+  const a = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: m * k }, (_, i) => Math.sin(i)),
+    [m, k],
+  );
+  const b = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: k * n }, (_, i) => Math.cos(i) * 0.01),
+    [k, n],
+  );
+  const gemmMs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const start = performance.now();
+    await gemm.run({ a, b });
+    if (i >= 1) gemmMs.push(performance.now() - start);
+  }
+  return {
+    read_bytes: READ_FLOATS * 4,
+    read_ms: spread(readMs),
+    bandwidth_gb_s: (READ_FLOATS * 4) / median(readMs) / 1e6,
+    gemm: GEMM,
+    gemm_ms: spread(gemmMs),
+    gemm_gflops: (2 * m * k * n) / median(gemmMs) / 1e6,
+  };
+}
+
+/** Times every run of a session: [start, end] in ms. */
+function timeRuns(session: Session): [number, number][] {
+  const spans: [number, number][] = [];
+  const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  session.run = (async (...args: unknown[]) => {
+    const start = performance.now();
+    const out = await run(...args);
+    spans.push([start, performance.now()]);
+    return out;
+  }) as Session["run"];
+  return spans;
+}
+
+async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
+  const ort = await import("onnxruntime-node");
+  const model = Emu2.open(PACKAGE, { threads: THREADS });
+  const { llm: shape } = model.manifest;
+  const loadStart = performance.now();
+  const [embed, decoder, lmHead] = await Promise.all(
+    (["embed_tokens", "decoder", "lm_head"] as const).map((role) => model.pkg.session(role)),
+  );
+  const loadMs = performance.now() - loadStart;
+  const rows = spec.batch * spec.beams;
+
+  // The bare loop: one new token per row on a fixed past of `context` tokens, nothing but the three session runs.
+  const past = Float32Array.from({ length: rows * shape.num_heads * spec.context * shape.head_dim }, (_, i) =>
+    Math.sin(i * 0.37),
+  );
+  const feeds: Record<string, OrtTensor> = {
+    inputs_embeds: new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: rows * shape.hidden_size }, (_, i) => Math.cos(i) * 0.02),
+      [rows, 1, shape.hidden_size],
+    ),
+    attention_mask: new ort.Tensor("int64", new BigInt64Array(rows * (spec.context + 1)).fill(1n), [
+      rows,
+      spec.context + 1,
+    ]),
+    position_ids: new ort.Tensor("int64", new BigInt64Array(rows).fill(BigInt(spec.context)), [rows, 1]),
+  };
+  for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values.")))
+    feeds[name] = new ort.Tensor("float32", past, [rows, shape.num_heads, spec.context, shape.head_dim]);
+  const ids = new ort.Tensor("int64", new BigInt64Array(rows).fill(42n), [rows, 1]);
+  const bare = { total: [] as number[], decoder: [] as number[], lm_head: [] as number[] };
+  for (let i = 0; i < BARE_WARMUP + BARE_STEPS; i++) {
+    const start = performance.now();
+    await embed.run({ input_ids: ids });
+    const t0 = performance.now();
+    const out = await decoder.run(feeds);
+    const t1 = performance.now();
+    await lmHead.run({ hidden_states: out.last_hidden_state });
+    const end = performance.now();
+    if (i < BARE_WARMUP) continue;
+    bare.total.push(end - start);
+    bare.decoder.push(t1 - t0);
+    bare.lm_head.push(end - t1);
+  }
+  const result: Record<string, unknown> = {
+    session_load_ms: loadMs,
+    bare: { total_ms: spread(bare.total), decoder_ms: spread(bare.decoder), lm_head_ms: spread(bare.lm_head) },
+  };
+
+  if (spec.generate) {
+    const spans = timeRuns(decoder);
+    const llm = await model.llm();
+    const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
+    const settings: GenerationSettings = {
+      maxNewTokens: NEW_TOKENS,
+      // No early eos: every row does NEW_TOKENS steps on both sides.
+      minNewTokens: NEW_TOKENS,
+      numBeams: spec.beams,
+      lengthPenalty: 1,
+      repetitionPenalty: 1,
+      doSample: false,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      seed: 0,
+      stop: [],
+    };
+    const start = performance.now();
+    const out = await llm.generateText(prompts, null, settings);
+    const totalMs = performance.now() - start;
+    const periods = spans.slice(2).map(([s], i) => s - spans[i + 1][0]);
+    result.generation = {
+      total_ms: totalMs,
+      prefill_ms: spans[0][1] - spans[0][0],
+      prefill_tokens: spec.batch * spec.context,
+      // The first period after the prefill is warm-up (new shapes); the rest are the samples.
+      per_token_ms: spread(periods.slice(1)),
+      ids: out.map((s) => s.ids),
+    };
+  }
+  result.rss_peak_kb = process.resourceUsage().maxRSS;
+  return result;
+}
+
+/** The visual encoder per image, then the LLM prefill of a prompt holding IMAGES images. */
+async function imagesWorker(): Promise<Record<string, unknown>> {
+  const model = Emu2.open(PACKAGE, { threads: THREADS });
+  const { vision } = model.manifest;
+  const encoderSession = await model.pkg.session("visual_encoder");
+  const encoderSpans = timeRuns(encoderSession);
+  const encoder = await model.visualEncoder();
+  const s = vision.image_size;
+  const features = [];
+  const encodeMs: number[] = [];
+  for (let i = 0; i < IMAGES + 1; i++) {
+    const pixels = Float32Array.from({ length: 3 * s * s }, (_, j) => Math.sin(j * 0.001 + i));
+    const start = performance.now();
+    const f = await encoder.encodePixels(pixels, vision.n_query);
+    // The first image is warm-up.
+    if (i > 0) {
+      encodeMs.push(performance.now() - start);
+      features.push(f);
+    }
+  }
+  const runMs = encoderSpans.slice(1).map(([a, b]) => b - a);
+  const decoder = await model.pkg.session("decoder");
+  const spans = timeRuns(decoder);
+  const llm = await model.llm();
+  const tokens = model.manifest.tokenizer.special_tokens;
+  const imageRows = (): number[] => [
+    tokens["[IMG]"],
+    ...Array<number>(vision.n_query).fill(tokens["<image>"]),
+    tokens["[/IMG]"],
+  ];
+  const prompt = [1, ...Array.from({ length: IMAGES }, imageRows).flat(), ...promptIds(16, 1000)];
+  const all = new Float32Array(features.reduce((n, f) => n + f.data.length, 0));
+  let at = 0;
+  for (const f of features) {
+    all.set(f.data, at);
+    at += f.data.length;
+  }
+  const start = performance.now();
+  const out = await llm.generateText(
+    [prompt],
+    { data: all, dims: [IMAGES, vision.n_query, vision.width] },
+    {
+      maxNewTokens: 1,
+      minNewTokens: 1,
+      numBeams: 1,
+      lengthPenalty: 1,
+      repetitionPenalty: 1,
+      doSample: false,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      seed: 0,
+      stop: [],
+    },
+  );
+  return {
+    encode_ms: spread(encodeMs),
+    encoder_run_ms: spread(runMs),
+    prompt_tokens: prompt.length,
+    first_token_ms: performance.now() - start,
+    prefill_ms: spans[0][1] - spans[0][0],
+    first_token: out[0].ids[0],
+    rss_peak_kb: process.resourceUsage().maxRSS,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The driver.
+
+function meminfoGb(field: string): number {
+  const line = readFileSync("/proc/meminfo", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${field}:`));
+  return line ? Number(line.split(/\s+/)[1]) / 2 ** 20 : 0;
+}
+
+function freeDiskGb(path: string): number {
+  let dir = path;
+  while (!existsSync(dir)) dir = dirname(dir);
+  const s = statfsSync(dir);
+  return (s.bavail * s.bsize) / 2 ** 30;
+}
+
+function ensureStandin(): void {
+  if (existsSync(join(PACKAGE, "manifest.yaml"))) return;
+  const disk = freeDiskGb(PACKAGE);
+  const memory = meminfoGb("MemAvailable");
+  if (disk < BUILD_DISK_GB || memory < BUILD_MEMORY_GB) {
+    throw new BenchError(
+      `building the real-width stand-in in ${PACKAGE} needs ${BUILD_DISK_GB} GB of disk and ${BUILD_MEMORY_GB} GB of ` +
+        `available memory; this machine has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
+    );
+  }
+  process.stderr.write(`building the real-width stand-in in ${PACKAGE} (about 10 minutes, 6.6 GB)\n`);
+  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", PACKAGE], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  if (r.status !== 0) throw new BenchError("bench/standin_package.py failed (its error is above)");
+}
+
+function child(args: string[], what: string): Record<string, unknown> {
+  const memory = meminfoGb("MemAvailable");
+  if (memory < RUN_MEMORY_GB)
+    throw new BenchError(`${what} needs about ${RUN_MEMORY_GB} GB of available memory; ${memory.toFixed(1)} GB is`);
+  process.stderr.write(`running ${what}...\n`);
+  const r = spawnSync(args[0], args.slice(1), { cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 26 });
+  const last = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+  let reply: Record<string, unknown> | undefined;
+  try {
+    reply = JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    reply = undefined;
+  }
+  if (r.status !== 0 || !reply || reply.error) {
+    const why = (reply?.error as string | undefined) ?? (r.stderr ?? "").trim().split("\n").pop() ?? `exit ${r.status}`;
+    throw new BenchError(`${what}: ${why}`);
+  }
+  return reply;
+}
+
+const tsWorker = (job: unknown, what: string) =>
+  child([process.execPath, "--import", "tsx", "bench/real_width.ts", "--worker", JSON.stringify(job)], what);
+const torchWorker = (job: unknown, what: string) => child([PYTHON, "bench/peer_torch.py", JSON.stringify(job)], what);
+
+function fileBytes(path: string): number {
+  return statSync(path).size + (existsSync(`${path}_data`) ? statSync(`${path}_data`).size : 0);
+}
+
+interface Costs {
+  /** Weight bytes a decode step reads: decoder + lm_head (+ one embedding row per token, negligible). */
+  decodeWeightBytes: number;
+  decoderBytes: number;
+  lmHeadBytes: number;
+  visionBytes: number;
+  decoderParams: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  headDim: number;
+  vocab: number;
+  visionLayerParams: number;
+  visionTokens: number;
+  visionWidth: number;
+  visionLayers: number;
+  eos: number;
+  pad: number;
+}
+
+function costs(): Costs {
+  const m = readManifest(join(PACKAGE, "manifest.yaml"));
+  const h = m.llm.hidden_size;
+  const i = m.llm.intermediate_size;
+  const w = m.vision.width;
+  const mlp = 15360;
+  const decoderBytes = fileBytes(join(PACKAGE, m.llm.decoder_file ?? "decoder.onnx"));
+  const lmHeadBytes = fileBytes(join(PACKAGE, m.llm.lm_head_file));
+  return {
+    decodeWeightBytes: decoderBytes + lmHeadBytes,
+    decoderBytes,
+    lmHeadBytes,
+    visionBytes: fileBytes(join(PACKAGE, m.vision.file)),
+    decoderParams: m.llm.num_layers * (4 * h * h + 3 * h * i),
+    layers: m.llm.num_layers,
+    hidden: h,
+    heads: m.llm.num_heads,
+    headDim: m.llm.head_dim,
+    vocab: m.tokenizer.vocab_size,
+    visionLayerParams: 4 * w * w + 2 * w * mlp,
+    visionTokens: (m.vision.image_size / m.vision.patch_size) ** 2 + 1,
+    visionWidth: w,
+    visionLayers: m.vision.layers,
+    eos: m.tokenizer.eos_token_id,
+    pad: m.tokenizer.pad_token_id,
+  };
+}
+
+/** Bytes of the past a decode step reads: K and V of every layer for every row. */
+function kvBytes(c: Costs, rows: number, context: number): number {
+  return 2 * c.layers * rows * c.heads * context * c.headDim * 4;
+}
+
+/** FLOPs of a prefill of `tokens` tokens per row: the decoder's matmuls, causal attention, lm_head on the last. */
+function prefillFlops(c: Costs, rows: number, tokens: number): number {
+  return rows * (2 * c.decoderParams * tokens + c.layers * 2 * tokens * tokens * c.hidden + 2 * c.hidden * c.vocab);
+}
+
+function visionLayerFlops(c: Costs): number {
+  return 2 * c.visionLayerParams * c.visionTokens + 4 * c.visionTokens * c.visionTokens * c.visionWidth;
+}
+
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+const fms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const range = (s: Spread) => `${fms(s.median)} (${fms(s.min)}-${fms(s.max)})`;
+
+function sameIds(what: string, ts: number[][], torch: number[][]): void {
+  if (JSON.stringify(ts) !== JSON.stringify(torch))
+    throw new BenchError(
+      `${what}: TS generated ${JSON.stringify(ts)} but PyTorch ${JSON.stringify(torch)} from the same prompt and ` +
+        `weights: the runtimes disagree, timings would compare different work`,
+    );
+}
+
+async function main(): Promise<void> {
+  const at = process.argv.indexOf("--worker");
+  if (at >= 0) {
+    const job = JSON.parse(process.argv[at + 1]) as { kind: string; spec?: RowSpec; index?: number };
+    try {
+      const out =
+        job.kind === "limits"
+          ? await limitsWorker()
+          : job.kind === "images"
+            ? await imagesWorker()
+            : await rowWorker(job.spec as RowSpec, job.index ?? 0);
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    } catch (err) {
+      process.stdout.write(`${JSON.stringify({ error: (err as Error).message.split("\n")[0] })}\n`);
+      process.exit(1);
+    }
+    return;
+  }
+
+  const started = new Date();
+  const load = [loadavg()];
+  ensureStandin();
+  const c = costs();
+  const ort = await import("onnxruntime-node");
+  const probe = torchWorker({ kind: "probe" }, "PyTorch probe");
+
+  const limits = tsWorker({ kind: "limits" }, "limits (ONNX Runtime)") as {
+    bandwidth_gb_s: number;
+    gemm_gflops: number;
+    read_ms: Spread;
+    gemm_ms: Spread;
+  };
+  const torchLimits = torchWorker(
+    { kind: "limits", threads: THREADS, ...GEMM, read_floats: READ_FLOATS },
+    "limits (PyTorch)",
+  ) as { bandwidth_gb_s: number; gemm_gflops: number };
+  const bandwidth = limits.bandwidth_gb_s * 1e9;
+  const peak = limits.gemm_gflops * 1e9;
+
+  type RowOut = {
+    bare: { total_ms: Spread; decoder_ms: Spread; lm_head_ms: Spread };
+    generation?: { per_token_ms: Spread; prefill_ms: number; prefill_tokens: number; ids: number[][] };
+    rss_peak_kb: number;
+  };
+  const rowResults: { spec: RowSpec; ts: RowOut; torch?: Record<string, unknown> }[] = [];
+  for (const [index, spec] of ROWS.entries()) {
+    const ts = tsWorker({ kind: "row", spec, index }, `row ${spec.name}`) as unknown as RowOut;
+    let torch: Record<string, unknown> | undefined;
+    if (spec.torch && ts.generation) {
+      torch = torchWorker(
+        {
+          kind: "standin_llm",
+          threads: THREADS,
+          ids: promptIds(spec.context, index * 10),
+          num_beams: spec.beams,
+          new_tokens: NEW_TOKENS,
+          eos_token_id: c.eos,
+          pad_token_id: c.pad,
+        },
+        `PyTorch ${spec.name}`,
+      );
+      sameIds(spec.name, ts.generation.ids, [torch.ids as number[]]);
+    }
+    rowResults.push({ spec, ts, torch });
+  }
+  const images = tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as {
+    encode_ms: Spread;
+    encoder_run_ms: Spread;
+    prompt_tokens: number;
+    prefill_ms: number;
+    rss_peak_kb: number;
+  };
+  const quantized = ["float32", "int8", "int8-acc4", "int4", "int4-acc4"].flatMap((variant) => {
+    if (!existsSync(join(DIR, variant, "decoder.onnx"))) return [];
+    return [
+      {
+        variant,
+        ...child(
+          [process.execPath, "--import", "tsx", "bench/quantized.ts", "--worker", variant],
+          `one ${variant} layer`,
+        ),
+      },
+    ];
+  }) as unknown as {
+    variant: string;
+    weight_bytes: number;
+    ms_per_token: number;
+    samples_ms: number[];
+    rss_peak_kb: number;
+  }[];
+  load.push(loadavg());
+
+  // ---- tables
+  const mb = (kb: number) => (kb / 1024).toFixed(0);
+  const lines: string[] = [];
+  lines.push(
+    `real-width stand-in: LLM ${c.layers} layers of hidden ${c.hidden} (${c.heads}x${c.headDim}), vocabulary ${c.vocab}; ` +
+      `vision ${c.visionLayers} layers of width ${c.visionWidth}, ${c.visionTokens} tokens; ${THREADS} intra-op threads; ` +
+      `load average ${load[0].map(f2).join(" ")} at start, ${load[1].map(f2).join(" ")} at end`,
+  );
+  lines.push(
+    `limits: read bandwidth ${f1(limits.bandwidth_gb_s)} GB/s (ORT ReduceSum over 1 GiB; PyTorch sum ${f1(torchLimits.bandwidth_gb_s)}); ` +
+      `GEMM ${GEMM.m}x${GEMM.k}@${GEMM.k}x${GEMM.n}: ORT ${f1(limits.gemm_gflops)} GFLOP/s, PyTorch ${f1(torchLimits.gemm_gflops)} GFLOP/s`,
+  );
+  lines.push("");
+  lines.push(
+    "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
+  );
+  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const decodeRows = rowResults.map(({ spec, ts, torch }) => {
+    const rows = spec.batch * spec.beams;
+    const floorMs = ((c.decodeWeightBytes + kvBytes(c, rows, spec.context)) / bandwidth) * 1000;
+    const gen = ts.generation?.per_token_ms;
+    const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
+    lines.push(
+      `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
+        `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${gen ? f2(gen.median / ts.bare.total_ms.median) : "-"} | ` +
+        `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
+    );
+    return { spec, floor_ms: floorMs, ts, torch };
+  });
+  lines.push("");
+  lines.push(
+    "| prefill | tokens | floor ms (FLOPs / GEMM peak) | emu2 ms | tokens/s | floor / emu2 | PyTorch ms | peak RSS MB |",
+  );
+  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const { spec, ts, torch } of rowResults) {
+    if (!ts.generation || spec.beams !== 1) continue;
+    const g = ts.generation;
+    const floorMs = (prefillFlops(c, spec.batch, spec.context) / peak) * 1000;
+    const torchPrefill = torch ? fms(torch.prefill_ms as number) : "-";
+    lines.push(
+      `| ${spec.batch} x ${spec.context}-token prompt | ${g.prefill_tokens} | ${fms(floorMs)} | ${fms(g.prefill_ms)} | ` +
+        `${f1((g.prefill_tokens / g.prefill_ms) * 1000)} | ${f2(floorMs / g.prefill_ms)} | ${torchPrefill} | ${mb(ts.rss_peak_kb)} |`,
+    );
+  }
+  const imageFloor = (prefillFlops(c, 1, images.prompt_tokens) / peak) * 1000;
+  lines.push(
+    `| ${IMAGES} images (${images.prompt_tokens}-token prompt) | ${images.prompt_tokens} | ${fms(imageFloor)} | ${fms(images.prefill_ms)} | ` +
+      `${f1((images.prompt_tokens / images.prefill_ms) * 1000)} | ${f2(imageFloor / images.prefill_ms)} | - | ${mb(images.rss_peak_kb)} |`,
+  );
+  const layerFloor = (visionLayerFlops(c) / peak) * 1000;
+  const perLayer = images.encode_ms.median / c.visionLayers;
+  lines.push("");
+  lines.push(
+    `visual encoder: ${range(images.encode_ms)} ms per image (${c.visionLayers} layers, patch embedding and pooling included; ` +
+      `bare session.run ${range(images.encoder_run_ms)}), ${fms(perLayer)} ms per image per layer; floor ${fms(layerFloor)} ms ` +
+      `per layer (FLOPs / GEMM peak), floor / emu2 ${f2(layerFloor / perLayer)}`,
+  );
+  if (quantized.length) {
+    lines.push("");
+    lines.push(
+      "| one stand-in layer (bench/quantized.ts), b1, 128-token past | weight MB | ms/token | floor ms | floor / ms | peak RSS MB |",
+    );
+    lines.push("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (const q of quantized) {
+      const floorMs = (q.weight_bytes / bandwidth) * 1000;
+      lines.push(
+        `| ${q.variant} | ${(q.weight_bytes / 1e6).toFixed(0)} | ${fms(q.ms_per_token)} | ${fms(floorMs)} | ${f2(floorMs / q.ms_per_token)} | ${mb(q.rss_peak_kb)} |`,
+      );
+    }
+  }
+
+  // ---- prediction for Emu2-Chat (60 LLM layers, 64 vision layers)
+  const base = rowResults.find((r) => r.spec.name === "greedy b1 ctx64");
+  const prediction: Record<string, unknown>[] = [];
+  if (base) {
+    const layerMs = base.ts.bare.decoder_ms.median / c.layers;
+    const headMs = base.ts.bare.lm_head_ms.median;
+    const fullLayers = 60;
+    const visionFullLayers = 64;
+    const layerParams = c.decoderParams / c.layers;
+    // embed_tokens and lm_head, and the visual encoder, at the package's float type.
+    const otherParams = 2 * c.vocab * c.hidden + visionFullLayers * (c.visionBytes / 4 / c.visionLayers);
+    const kvValues = kvBytes({ ...c, layers: fullLayers }, 1, 2048) / 4;
+    const q = Object.fromEntries(quantized.map((v) => [v.variant, v]));
+    // [name, ms per layer, bytes per decoder-layer parameter, bytes per other value, how]
+    const variants: [string, number, number, number, string][] = [
+      ["float32", layerMs, 4, 4, "measured per layer (2-layer stand-in)"],
+      [
+        "float16",
+        layerMs / 2,
+        2,
+        2,
+        "float32 per layer x 1/2 (half the bytes): an estimate, ORT's CPU provider has no fast float16 MatMul",
+      ],
+    ];
+    for (const [name, label] of [
+      ["int8-acc4", "int8"],
+      ["int4-acc4", "int4"],
+    ] as const) {
+      const v = q[name];
+      const f = q.float32;
+      if (v && f)
+        variants.push([
+          label,
+          layerMs * (v.ms_per_token / f.ms_per_token),
+          (4 * v.weight_bytes) / f.weight_bytes,
+          2,
+          `float32 per layer x (${name} / float32) of bench/quantized.ts's one-layer stand-ins; the rest float16`,
+        ]);
+    }
+    lines.push("");
+    lines.push(
+      "PREDICTION for Emu2-Chat (60 LLM layers, 64 vision layers), batch 1, greedy, from the per-layer figures above (not measured on the real model):",
+    );
+    lines.push("| weights | s/token | s/image (encoder) | memory GB (weights + 2,048-token KV) | how |");
+    lines.push("| --- | ---: | ---: | ---: | --- |");
+    for (const [name, ms, layerBpp, otherBpp, how] of variants) {
+      const tokenS = (fullLayers * ms + headMs * (otherBpp / 4)) / 1000;
+      // The encoder is compute-bound (FLOPs / GEMM peak): its float32 figure for every weight type.
+      const imageS = (visionFullLayers * perLayer) / 1000;
+      const memory = (fullLayers * layerParams * layerBpp + (otherParams + kvValues) * otherBpp) / 1e9;
+      lines.push(`| ${name} | ${f2(tokenS)} | ${f1(imageS)} | ${f1(memory)} | ${how} |`);
+      prediction.push({ weights: name, s_per_token: tokenS, s_per_image: imageS, memory_gb: memory, how });
+    }
+  }
+  const table = lines.join("\n");
+  process.stdout.write(`${table}\n`);
+
+  const machine = {
+    host: hostname(),
+    cpu: cpus()[0]?.model ?? "?",
+    cores: availableParallelism(),
+    memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
+    os: release(),
+    node: process.version,
+    onnxruntime_node: ort.env.versions.common,
+    ...probe,
+  };
+  const day = started.toISOString().slice(0, 10);
+  const resultsDir = join(ROOT, "bench", "results");
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.host}-${day}.json`);
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        date: started.toISOString(),
+        machine,
+        threads: THREADS,
+        load_average: { start: load[0], end: load[1] },
+        standin: { package: PACKAGE, ...c },
+        limits: { onnxruntime: limits, pytorch: torchLimits },
+        decode: decodeRows,
+        images,
+        one_layer: quantized,
+        prediction,
+        table,
+        wall_s: (Date.now() - started.getTime()) / 1000,
+      },
+      null,
+      1,
+    )}\n`,
+  );
+  process.stderr.write(`wrote ${file}\n`);
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof BenchError) {
+    console.error(`bench: ${err.message}`);
+    process.exit(1);
+  }
+  throw err;
+});

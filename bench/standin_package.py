@@ -1,0 +1,74 @@
+"""The real-width stand-in of `npm run bench:real`: a whole emu2 package (Emu2-Chat layout) with Emu2's real layer
+shapes, few layers and seeded random weights, exported by the package exporter (python/emu2ref/export_llm.py):
+
+    LLM: hidden 6656, 52 heads x 128, intermediate 17920, the real vocabulary (32274), 2 decoder layers
+    visual encoder: width 1792, 16 heads, MLP 15360, 448 px (patch 14), 2 layers
+
+About 6.6 GB of float32 weights on disk; the export holds the torch modules (6.6 GB) plus one tensor being written,
+so it needs about 9 GB of memory. The bench's PyTorch peer rebuilds the same weights with `standin_modules`.
+
+    /usr/bin/python3 bench/standin_package.py ~/.cache/emu2-bench/real-width
+Prints one JSON line: export seconds and the export's peak resident set.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+
+from build_tiny_packages import build_tokenizer  # noqa: E402
+from emu2ref import manifest as mf  # noqa: E402
+from emu2ref.export_llm import export_vision_llm  # noqa: E402
+from emu2ref.llama import build_vision_llm  # noqa: E402
+
+VARIANT = "emu2-chat"
+SEED = 2024
+VISION = {"image_size": 448, "patch_size": 14, "width": 1792, "layers": 2, "heads": 16, "mlp_hidden": 15360}
+LLM = {"hidden_size": 6656, "num_layers": 2, "num_heads": 52, "intermediate_size": 17920,
+       "max_position_embeddings": 2048, "rms_norm_eps": 1e-6}
+N_QUERY = 256
+
+
+def standin_modules():
+    """(vision, llm) with the stand-in's seeded weights (build_vision_llm's scaling)."""
+    vocab_size = 32000 + len(mf.special_tokens(VARIANT))
+    return build_vision_llm({"vision": VISION, "llm": {**LLM, "vocab_size": vocab_size}}, SEED)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    args = parser.parse_args()
+    start = time.time()
+    # A half-written package must not pass for a built one: the manifest is written last, into a fresh folder.
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(args.out)
+    build_tokenizer(VARIANT, os.path.join(args.out, "tokenizer.json"))
+    vision, llm = standin_modules()
+    sections = export_vision_llm(args.out, vision, llm, dtype="float32")
+    manifest = {
+        "format": mf.FORMAT,
+        "name": "emu2-real-width-standin",
+        "description": "random-weight stand-in with Emu2-Chat's layer shapes, 2 LLM and 2 vision layers (bench only)",
+        "variant": VARIANT,
+        "dtype": "float32",
+        "tokenizer": mf.tokenizer_section(VARIANT),
+        "vision": {**mf.vision_section(image_size=VISION["image_size"], patch_size=VISION["patch_size"],
+                                       width=VISION["width"], layers=VISION["layers"], heads=VISION["heads"],
+                                       n_query=N_QUERY, video_n_query=64), **sections["vision"]},
+        "llm": {**mf.llm_section(**LLM), **sections["llm"]},
+        "prompt": mf.prompt_section(mf.TEMPLATES[VARIANT]),
+        "generation": mf.generation_section(chat=True),
+    }
+    mf.dump_manifest(manifest, os.path.join(args.out, "manifest.yaml"))
+    print(json.dumps({"package": args.out, "export_s": round(time.time() - start, 1),
+                      "export_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+if __name__ == "__main__":
+    main()
