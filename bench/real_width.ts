@@ -41,7 +41,8 @@ const BUILD_DISK_GB = 7.5;
 const BUILD_MEMORY_GB = 10;
 /** Memory a row needs at most (the weights, once, plus a 1,536-token KV cache of 5 rows and its reordered copy). */
 const RUN_MEMORY_GB = 9;
-const GEMM = { m: 512, k: 6656, n: 17920 };
+/** The GEMM of the peak: 128 rows through a 6656x6656 weight (a prefill chunk through q_proj). */
+const GEMM = { m: 128, k: 6656, n: 6656 };
 const READ_FLOATS = 1 << 28;
 /** New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples. */
 const NEW_TOKENS = 8;
@@ -340,8 +341,10 @@ function freeDiskGb(path: string): number {
   return (s.bavail * s.bsize) / 2 ** 30;
 }
 
-function ensureStandin(): void {
-  if (existsSync(join(PACKAGE, "manifest.yaml"))) return;
+/** Builds what is missing of the stand-in; the visual encoder only when `vision` (its trace is the long part). */
+function ensureStandin(vision: boolean): void {
+  if (existsSync(join(PACKAGE, "manifest.yaml")) && (!vision || existsSync(join(PACKAGE, "visual_encoder.onnx"))))
+    return;
   const disk = freeDiskGb(PACKAGE);
   const memory = meminfoGb("MemAvailable");
   if (disk < BUILD_DISK_GB || memory < BUILD_MEMORY_GB) {
@@ -350,7 +353,10 @@ function ensureStandin(): void {
         `available memory; this machine has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
     );
   }
-  process.stderr.write(`building the real-width stand-in in ${PACKAGE} (about 10 minutes, 6.6 GB)\n`);
+  process.stderr.write(
+    `building the real-width stand-in in ${PACKAGE} (6.6 GB; minutes to an hour: the visual encoder's trace runs ` +
+      "the tower on a 448 px image in PyTorch)\n",
+  );
   const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", PACKAGE], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
@@ -418,7 +424,8 @@ function costs(): Costs {
     decodeWeightBytes: decoderBytes + lmHeadBytes,
     decoderBytes,
     lmHeadBytes,
-    visionBytes: fileBytes(join(PACKAGE, m.vision.file)),
+    // Its weights: width x (4 width + 2 MLP) per layer, float32 (the graph file may not be built yet).
+    visionBytes: m.vision.layers * (4 * w * w + 2 * w * mlp) * 4,
     decoderParams: m.llm.num_layers * (4 * h * h + 3 * h * i),
     layers: m.llm.num_layers,
     hidden: h,
@@ -482,7 +489,23 @@ async function main(): Promise<void> {
 
   const started = new Date();
   const load = [loadavg()];
-  ensureStandin();
+  const args = process.argv.slice(2);
+  const withoutTorch = args.includes("--without-pytorch");
+  const maxPrefillAt = args.indexOf("--max-prefill");
+  const maxPrefill = maxPrefillAt >= 0 ? Number(args[maxPrefillAt + 1]) : Infinity;
+  if (maxPrefillAt >= 0 && !(maxPrefill > 0))
+    throw new BenchError(`--max-prefill ${args[maxPrefillAt + 1] ?? ""}: expected a number of tokens`);
+  const wanted = args.filter((a, i) => !a.startsWith("--") && i !== maxPrefillAt + 1);
+  const unknown = args.find((a) => a.startsWith("--") && a !== "--without-pytorch" && a !== "--max-prefill");
+  if (unknown) throw new BenchError(`unknown option ${unknown}: expected --without-pytorch, --max-prefill <tokens>`);
+  const rows = wanted.length ? ROWS.filter((r) => wanted.some((w) => r.name.includes(w))) : ROWS;
+  const runImages = wanted.length === 0 || wanted.includes("images");
+  const runLayers = wanted.length === 0 || wanted.includes("layers");
+  if (rows.length + Number(runImages) + Number(runLayers) === 0)
+    throw new BenchError(
+      `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers`,
+    );
+  ensureStandin(runImages);
   const c = costs();
   const ort = await import("onnxruntime-node");
   const probe = torchWorker({ kind: "probe" }, "PyTorch probe");
@@ -506,10 +529,12 @@ async function main(): Promise<void> {
     rss_peak_kb: number;
   };
   const rowResults: { spec: RowSpec; ts: RowOut; torch?: Record<string, unknown> }[] = [];
-  for (const [index, spec] of ROWS.entries()) {
+  for (const chosen of rows) {
+    const index = ROWS.indexOf(chosen);
+    const spec = { ...chosen, generate: chosen.generate && chosen.batch * chosen.context <= maxPrefill };
     const ts = tsWorker({ kind: "row", spec, index }, `row ${spec.name}`) as unknown as RowOut;
     let torch: Record<string, unknown> | undefined;
-    if (spec.torch && ts.generation) {
+    if (spec.torch && ts.generation && !withoutTorch) {
       torch = torchWorker(
         {
           kind: "standin_llm",
@@ -526,15 +551,17 @@ async function main(): Promise<void> {
     }
     rowResults.push({ spec, ts, torch });
   }
-  const images = tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as {
-    encode_ms: Spread;
-    encoder_run_ms: Spread;
-    prompt_tokens: number;
-    prefill_ms: number;
-    rss_peak_kb: number;
-  };
+  const images = runImages
+    ? (tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as {
+        encode_ms: Spread;
+        encoder_run_ms: Spread;
+        prompt_tokens: number;
+        prefill_ms: number;
+        rss_peak_kb: number;
+      })
+    : undefined;
   const quantized = ["float32", "int8", "int8-acc4", "int4", "int4-acc4"].flatMap((variant) => {
-    if (!existsSync(join(DIR, variant, "decoder.onnx"))) return [];
+    if (!runLayers || !existsSync(join(DIR, variant, "decoder.onnx"))) return [];
     return [
       {
         variant,
@@ -597,19 +624,24 @@ async function main(): Promise<void> {
         `${f1((g.prefill_tokens / g.prefill_ms) * 1000)} | ${f2(floorMs / g.prefill_ms)} | ${torchPrefill} | ${mb(ts.rss_peak_kb)} |`,
     );
   }
-  const imageFloor = (prefillFlops(c, 1, images.prompt_tokens) / peak) * 1000;
-  lines.push(
-    `| ${IMAGES} images (${images.prompt_tokens}-token prompt) | ${images.prompt_tokens} | ${fms(imageFloor)} | ${fms(images.prefill_ms)} | ` +
-      `${f1((images.prompt_tokens / images.prefill_ms) * 1000)} | ${f2(imageFloor / images.prefill_ms)} | - | ${mb(images.rss_peak_kb)} |`,
-  );
   const layerFloor = (visionLayerFlops(c) / peak) * 1000;
-  const perLayer = images.encode_ms.median / c.visionLayers;
-  lines.push("");
-  lines.push(
-    `visual encoder: ${range(images.encode_ms)} ms per image (${c.visionLayers} layers, patch embedding and pooling included; ` +
-      `bare session.run ${range(images.encoder_run_ms)}), ${fms(perLayer)} ms per image per layer; floor ${fms(layerFloor)} ms ` +
-      `per layer (FLOPs / GEMM peak), floor / emu2 ${f2(layerFloor / perLayer)}`,
-  );
+  const perLayer = images ? images.encode_ms.median / c.visionLayers : undefined;
+  if (images) {
+    const imageFloor = (prefillFlops(c, 1, images.prompt_tokens) / peak) * 1000;
+    lines.push(
+      `| ${IMAGES} images (${images.prompt_tokens}-token prompt) | ${images.prompt_tokens} | ${fms(imageFloor)} | ${fms(images.prefill_ms)} | ` +
+        `${f1((images.prompt_tokens / images.prefill_ms) * 1000)} | ${f2(imageFloor / images.prefill_ms)} | - | ${mb(images.rss_peak_kb)} |`,
+    );
+    lines.push("");
+    lines.push(
+      `visual encoder: ${range(images.encode_ms)} ms per image (${c.visionLayers} layers, patch embedding and pooling included; ` +
+        `bare session.run ${range(images.encoder_run_ms)}), ${fms(images.encode_ms.median / c.visionLayers)} ms per image per layer; ` +
+        `floor ${fms(layerFloor)} ms per layer (FLOPs / GEMM peak), floor / emu2 ${f2((layerFloor * c.visionLayers) / images.encode_ms.median)}`,
+    );
+  } else {
+    lines.push("");
+    lines.push("visual encoder: not selected");
+  }
   if (quantized.length) {
     lines.push("");
     lines.push(
@@ -672,9 +704,9 @@ async function main(): Promise<void> {
     for (const [name, ms, layerBpp, otherBpp, how] of variants) {
       const tokenS = (fullLayers * ms + headMs * (otherBpp / 4)) / 1000;
       // The encoder is compute-bound (FLOPs / GEMM peak): its float32 figure for every weight type.
-      const imageS = (visionFullLayers * perLayer) / 1000;
+      const imageS = perLayer === undefined ? undefined : (visionFullLayers * perLayer) / 1000;
       const memory = (fullLayers * layerParams * layerBpp + (otherParams + kvValues) * otherBpp) / 1e9;
-      lines.push(`| ${name} | ${f2(tokenS)} | ${f1(imageS)} | ${f1(memory)} | ${how} |`);
+      lines.push(`| ${name} | ${f2(tokenS)} | ${imageS === undefined ? "-" : f1(imageS)} | ${f1(memory)} | ${how} |`);
       prediction.push({ weights: name, s_per_token: tokenS, s_per_image: imageS, memory_gb: memory, how });
     }
   }
