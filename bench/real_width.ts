@@ -91,6 +91,22 @@ function spread(samples: readonly number[]): Spread {
 
 class BenchError extends Error {}
 
+interface ImagesOut {
+  encode_ms: Spread;
+  encoder_run_ms: Spread;
+  prompt_tokens: number;
+  prefill_ms: number;
+  rss_peak_kb: number;
+}
+
+interface LayerOut {
+  variant: string;
+  weight_bytes: number;
+  ms_per_token: number;
+  samples_ms: number[];
+  rss_peak_kb: number;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Workers: each runs in its own process and prints one JSON object.
 
@@ -541,6 +557,181 @@ async function main(): Promise<void> {
     generation?: { per_token_ms: Spread; prefill_ms: number; prefill_tokens: number; ids: number[][] };
     rss_peak_kb: number;
   };
+  // Every finished row is written at once (bench/results), so that a long run stopped early keeps what it measured.
+  let images: ImagesOut | undefined;
+  const quantized: LayerOut[] = [];
+  const report = (final: boolean): void => {
+    // ---- tables
+    const mb = (kb: number) => (kb / 1024).toFixed(0);
+    const lines: string[] = [];
+    lines.push(
+      `real-width stand-in: LLM ${c.layers} layers of hidden ${c.hidden} (${c.heads}x${c.headDim}), vocabulary ${c.vocab}; ` +
+        `vision ${c.visionLayers} layers of width ${c.visionWidth}, ${c.visionTokens} tokens; ${THREADS} intra-op threads; ` +
+        `load average ${load[0].map(f2).join(" ")} at start, ${loadavg().map(f2).join(" ")} now`,
+    );
+    lines.push(
+      `limits: read bandwidth ${f1(limits.bandwidth_gb_s)} GB/s (ORT ReduceSum over 1 GiB; PyTorch sum ${torchLimits ? f1(torchLimits.bandwidth_gb_s) : "-"}); ` +
+        `GEMM ${GEMM.m}x${GEMM.k}@${GEMM.k}x${GEMM.n}: ORT ${f1(limits.gemm_gflops)} GFLOP/s, PyTorch ${torchLimits ? f1(torchLimits.gemm_gflops) : "-"} GFLOP/s`,
+    );
+    lines.push("");
+    lines.push(
+      "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
+    );
+    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    const decodeRows = rowResults.map(({ spec, ts, torch }) => {
+      const rows = spec.batch * spec.beams;
+      const floorMs = ((c.decodeWeightBytes + kvBytes(c, rows, spec.context)) / bandwidth) * 1000;
+      const gen = ts.generation?.per_token_ms;
+      const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
+      lines.push(
+        `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
+          `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${gen ? f2(gen.median / ts.bare.total_ms.median) : "-"} | ` +
+          `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
+      );
+      return { spec, floor_ms: floorMs, ts, torch };
+    });
+    lines.push("");
+    lines.push(
+      "| prefill | tokens | floor ms (FLOPs / GEMM peak) | emu2 ms | tokens/s | floor / emu2 | PyTorch ms | peak RSS MB |",
+    );
+    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const { spec, ts, torch } of rowResults) {
+      if (!ts.generation || spec.beams !== 1) continue;
+      const g = ts.generation;
+      const floorMs = (prefillFlops(c, spec.batch, spec.context) / peak) * 1000;
+      const torchPrefill = torch ? fms(torch.prefill_ms as number) : "-";
+      lines.push(
+        `| ${spec.batch} x ${spec.context}-token prompt | ${g.prefill_tokens} | ${fms(floorMs)} | ${fms(g.prefill_ms)} | ` +
+          `${f1((g.prefill_tokens / g.prefill_ms) * 1000)} | ${f2(floorMs / g.prefill_ms)} | ${torchPrefill} | ${mb(ts.rss_peak_kb)} |`,
+      );
+    }
+    const layerFloor = (visionLayerFlops(c) / peak) * 1000;
+    const perLayer = images ? images.encode_ms.median / c.visionLayers : undefined;
+    if (images) {
+      const imageFloor = (prefillFlops(c, 1, images.prompt_tokens) / peak) * 1000;
+      lines.push(
+        `| ${IMAGES} images (${images.prompt_tokens}-token prompt) | ${images.prompt_tokens} | ${fms(imageFloor)} | ${fms(images.prefill_ms)} | ` +
+          `${f1((images.prompt_tokens / images.prefill_ms) * 1000)} | ${f2(imageFloor / images.prefill_ms)} | - | ${mb(images.rss_peak_kb)} |`,
+      );
+      lines.push("");
+      lines.push(
+        `visual encoder: ${range(images.encode_ms)} ms per image (${c.visionLayers} layers, patch embedding and pooling included; ` +
+          `bare session.run ${range(images.encoder_run_ms)}), ${fms(images.encode_ms.median / c.visionLayers)} ms per image per layer; ` +
+          `floor ${fms(layerFloor)} ms per layer (FLOPs / GEMM peak), floor / emu2 ${f2((layerFloor * c.visionLayers) / images.encode_ms.median)}`,
+      );
+    } else {
+      lines.push("");
+      lines.push("visual encoder: not selected");
+    }
+    if (quantized.length) {
+      lines.push("");
+      lines.push(
+        "| one stand-in layer (bench/quantized.ts), b1, 128-token past | weight MB | ms/token | floor ms | floor / ms | peak RSS MB |",
+      );
+      lines.push("| --- | ---: | ---: | ---: | ---: | ---: |");
+      for (const q of quantized) {
+        const floorMs = (q.weight_bytes / bandwidth) * 1000;
+        lines.push(
+          `| ${q.variant} | ${(q.weight_bytes / 1e6).toFixed(0)} | ${fms(q.ms_per_token)} | ${fms(floorMs)} | ${f2(floorMs / q.ms_per_token)} | ${mb(q.rss_peak_kb)} |`,
+        );
+      }
+    }
+
+    // ---- prediction for Emu2-Chat (60 LLM layers, 64 vision layers)
+    const base = rowResults.find((r) => r.spec.name === "greedy b1 ctx64");
+    const prediction: Record<string, unknown>[] = [];
+    if (base) {
+      const layerMs = base.ts.bare.decoder_ms.median / c.layers;
+      const headMs = base.ts.bare.lm_head_ms.median;
+      const fullLayers = 60;
+      const visionFullLayers = 64;
+      const layerParams = c.decoderParams / c.layers;
+      // embed_tokens and lm_head, and the visual encoder, at the package's float type.
+      const otherParams = 2 * c.vocab * c.hidden + visionFullLayers * (c.visionBytes / 4 / c.visionLayers);
+      const kvValues = kvBytes({ ...c, layers: fullLayers }, 1, 2048) / 4;
+      const q = Object.fromEntries(quantized.map((v) => [v.variant, v]));
+      // [name, ms per layer, bytes per decoder-layer parameter, bytes per other value, how]
+      const variants: [string, number, number, number, string][] = [
+        ["float32", layerMs, 4, 4, "measured per layer (2-layer stand-in)"],
+        [
+          "float16",
+          layerMs / 2,
+          2,
+          2,
+          "float32 per layer x 1/2 (half the bytes): an estimate, ORT's CPU provider has no fast float16 MatMul",
+        ],
+      ];
+      for (const [name, label] of [
+        ["int8-acc4", "int8"],
+        ["int4-acc4", "int4"],
+      ] as const) {
+        const v = q[name];
+        const f = q.float32;
+        if (v && f)
+          variants.push([
+            label,
+            layerMs * (v.ms_per_token / f.ms_per_token),
+            (4 * v.weight_bytes) / f.weight_bytes,
+            2,
+            `float32 per layer x (${name} / float32) of bench/quantized.ts's one-layer stand-ins; the rest float16`,
+          ]);
+      }
+      lines.push("");
+      lines.push(
+        "PREDICTION for Emu2-Chat (60 LLM layers, 64 vision layers), batch 1, greedy, from the per-layer figures above (not measured on the real model):",
+      );
+      lines.push("| weights | s/token | s/image (encoder) | memory GB (weights + 2,048-token KV) | how |");
+      lines.push("| --- | ---: | ---: | ---: | --- |");
+      for (const [name, ms, layerBpp, otherBpp, how] of variants) {
+        const tokenS = (fullLayers * ms + headMs * (otherBpp / 4)) / 1000;
+        // The encoder is compute-bound (FLOPs / GEMM peak): its float32 figure for every weight type.
+        const imageS = perLayer === undefined ? undefined : (visionFullLayers * perLayer) / 1000;
+        const memory = (fullLayers * layerParams * layerBpp + (otherParams + kvValues) * otherBpp) / 1e9;
+        lines.push(`| ${name} | ${f2(tokenS)} | ${imageS === undefined ? "-" : f1(imageS)} | ${f1(memory)} | ${how} |`);
+        prediction.push({ weights: name, s_per_token: tokenS, s_per_image: imageS, memory_gb: memory, how });
+      }
+    }
+    const table = lines.join("\n");
+    if (final) process.stdout.write(`${table}\n`);
+
+    const machine = {
+      host: hostname(),
+      cpu: cpus()[0]?.model ?? "?",
+      cores: availableParallelism(),
+      memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
+      os: release(),
+      node: process.version,
+      onnxruntime_node: ort.env.versions.common,
+      ...probe,
+    };
+    const day = started.toISOString().slice(0, 10);
+    const resultsDir = join(ROOT, "bench", "results");
+    mkdirSync(resultsDir, { recursive: true });
+    const file = join(resultsDir, `${machine.host}-${day}.json`);
+    writeFileSync(
+      file,
+      `${JSON.stringify(
+        {
+          date: started.toISOString(),
+          machine,
+          threads: THREADS,
+          load_average: { start: load[0], at_write: loadavg() },
+          standin: { package: PACKAGE, ...c },
+          limits: { onnxruntime: limits, pytorch: torchLimits },
+          decode: decodeRows,
+          images,
+          one_layer: quantized,
+          prediction,
+          table,
+          complete: final,
+          wall_s: (Date.now() - started.getTime()) / 1000,
+        },
+        null,
+        1,
+      )}\n`,
+    );
+    if (final) process.stderr.write(`wrote ${file}\n`);
+  };
   const rowResults: { spec: RowSpec; ts: RowOut; torch?: Record<string, unknown> }[] = [];
   for (const chosen of rows) {
     const index = ROWS.indexOf(chosen);
@@ -563,205 +754,23 @@ async function main(): Promise<void> {
       sameIds(spec.name, ts.generation.ids, [torch.ids as number[]]);
     }
     rowResults.push({ spec, ts, torch });
+    report(false);
   }
-  const images = runImages
-    ? (tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as {
-        encode_ms: Spread;
-        encoder_run_ms: Spread;
-        prompt_tokens: number;
-        prefill_ms: number;
-        rss_peak_kb: number;
-      })
-    : undefined;
-  const quantized = ["float32", "int8", "int8-acc4", "int4", "int4-acc4"].flatMap((variant) => {
-    if (!runLayers || !existsSync(join(DIR, variant, "decoder.onnx"))) return [];
-    return [
-      {
-        variant,
-        ...child(
-          [process.execPath, "--import", "tsx", "bench/quantized.ts", "--worker", variant],
-          `one ${variant} layer`,
-        ),
-      },
-    ];
-  }) as unknown as {
-    variant: string;
-    weight_bytes: number;
-    ms_per_token: number;
-    samples_ms: number[];
-    rss_peak_kb: number;
-  }[];
-  load.push(loadavg());
-
-  // ---- tables
-  const mb = (kb: number) => (kb / 1024).toFixed(0);
-  const lines: string[] = [];
-  lines.push(
-    `real-width stand-in: LLM ${c.layers} layers of hidden ${c.hidden} (${c.heads}x${c.headDim}), vocabulary ${c.vocab}; ` +
-      `vision ${c.visionLayers} layers of width ${c.visionWidth}, ${c.visionTokens} tokens; ${THREADS} intra-op threads; ` +
-      `load average ${load[0].map(f2).join(" ")} at start, ${load[1].map(f2).join(" ")} at end`,
-  );
-  lines.push(
-    `limits: read bandwidth ${f1(limits.bandwidth_gb_s)} GB/s (ORT ReduceSum over 1 GiB; PyTorch sum ${torchLimits ? f1(torchLimits.bandwidth_gb_s) : "-"}); ` +
-      `GEMM ${GEMM.m}x${GEMM.k}@${GEMM.k}x${GEMM.n}: ORT ${f1(limits.gemm_gflops)} GFLOP/s, PyTorch ${torchLimits ? f1(torchLimits.gemm_gflops) : "-"} GFLOP/s`,
-  );
-  lines.push("");
-  lines.push(
-    "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
-  );
-  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  const decodeRows = rowResults.map(({ spec, ts, torch }) => {
-    const rows = spec.batch * spec.beams;
-    const floorMs = ((c.decodeWeightBytes + kvBytes(c, rows, spec.context)) / bandwidth) * 1000;
-    const gen = ts.generation?.per_token_ms;
-    const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
-    lines.push(
-      `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
-        `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${gen ? f2(gen.median / ts.bare.total_ms.median) : "-"} | ` +
-        `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
-    );
-    return { spec, floor_ms: floorMs, ts, torch };
-  });
-  lines.push("");
-  lines.push(
-    "| prefill | tokens | floor ms (FLOPs / GEMM peak) | emu2 ms | tokens/s | floor / emu2 | PyTorch ms | peak RSS MB |",
-  );
-  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const { spec, ts, torch } of rowResults) {
-    if (!ts.generation || spec.beams !== 1) continue;
-    const g = ts.generation;
-    const floorMs = (prefillFlops(c, spec.batch, spec.context) / peak) * 1000;
-    const torchPrefill = torch ? fms(torch.prefill_ms as number) : "-";
-    lines.push(
-      `| ${spec.batch} x ${spec.context}-token prompt | ${g.prefill_tokens} | ${fms(floorMs)} | ${fms(g.prefill_ms)} | ` +
-        `${f1((g.prefill_tokens / g.prefill_ms) * 1000)} | ${f2(floorMs / g.prefill_ms)} | ${torchPrefill} | ${mb(ts.rss_peak_kb)} |`,
-    );
+  if (runImages) {
+    images = tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as unknown as ImagesOut;
+    report(false);
   }
-  const layerFloor = (visionLayerFlops(c) / peak) * 1000;
-  const perLayer = images ? images.encode_ms.median / c.visionLayers : undefined;
-  if (images) {
-    const imageFloor = (prefillFlops(c, 1, images.prompt_tokens) / peak) * 1000;
-    lines.push(
-      `| ${IMAGES} images (${images.prompt_tokens}-token prompt) | ${images.prompt_tokens} | ${fms(imageFloor)} | ${fms(images.prefill_ms)} | ` +
-        `${f1((images.prompt_tokens / images.prefill_ms) * 1000)} | ${f2(imageFloor / images.prefill_ms)} | - | ${mb(images.rss_peak_kb)} |`,
+  for (const variant of ["float32", "int8-acc4", "int4-acc4", "int8", "int4"]) {
+    if (!runLayers || !existsSync(join(DIR, variant, "decoder.onnx"))) continue;
+    const figures = child(
+      [process.execPath, "--import", "tsx", "bench/quantized.ts", "--worker", variant],
+      `one ${variant} layer`,
     );
-    lines.push("");
-    lines.push(
-      `visual encoder: ${range(images.encode_ms)} ms per image (${c.visionLayers} layers, patch embedding and pooling included; ` +
-        `bare session.run ${range(images.encoder_run_ms)}), ${fms(images.encode_ms.median / c.visionLayers)} ms per image per layer; ` +
-        `floor ${fms(layerFloor)} ms per layer (FLOPs / GEMM peak), floor / emu2 ${f2((layerFloor * c.visionLayers) / images.encode_ms.median)}`,
-    );
-  } else {
-    lines.push("");
-    lines.push("visual encoder: not selected");
-  }
-  if (quantized.length) {
-    lines.push("");
-    lines.push(
-      "| one stand-in layer (bench/quantized.ts), b1, 128-token past | weight MB | ms/token | floor ms | floor / ms | peak RSS MB |",
-    );
-    lines.push("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (const q of quantized) {
-      const floorMs = (q.weight_bytes / bandwidth) * 1000;
-      lines.push(
-        `| ${q.variant} | ${(q.weight_bytes / 1e6).toFixed(0)} | ${fms(q.ms_per_token)} | ${fms(floorMs)} | ${f2(floorMs / q.ms_per_token)} | ${mb(q.rss_peak_kb)} |`,
-      );
-    }
+    quantized.push({ variant, ...(figures as unknown as Omit<LayerOut, "variant">) });
+    report(false);
   }
 
-  // ---- prediction for Emu2-Chat (60 LLM layers, 64 vision layers)
-  const base = rowResults.find((r) => r.spec.name === "greedy b1 ctx64");
-  const prediction: Record<string, unknown>[] = [];
-  if (base) {
-    const layerMs = base.ts.bare.decoder_ms.median / c.layers;
-    const headMs = base.ts.bare.lm_head_ms.median;
-    const fullLayers = 60;
-    const visionFullLayers = 64;
-    const layerParams = c.decoderParams / c.layers;
-    // embed_tokens and lm_head, and the visual encoder, at the package's float type.
-    const otherParams = 2 * c.vocab * c.hidden + visionFullLayers * (c.visionBytes / 4 / c.visionLayers);
-    const kvValues = kvBytes({ ...c, layers: fullLayers }, 1, 2048) / 4;
-    const q = Object.fromEntries(quantized.map((v) => [v.variant, v]));
-    // [name, ms per layer, bytes per decoder-layer parameter, bytes per other value, how]
-    const variants: [string, number, number, number, string][] = [
-      ["float32", layerMs, 4, 4, "measured per layer (2-layer stand-in)"],
-      [
-        "float16",
-        layerMs / 2,
-        2,
-        2,
-        "float32 per layer x 1/2 (half the bytes): an estimate, ORT's CPU provider has no fast float16 MatMul",
-      ],
-    ];
-    for (const [name, label] of [
-      ["int8-acc4", "int8"],
-      ["int4-acc4", "int4"],
-    ] as const) {
-      const v = q[name];
-      const f = q.float32;
-      if (v && f)
-        variants.push([
-          label,
-          layerMs * (v.ms_per_token / f.ms_per_token),
-          (4 * v.weight_bytes) / f.weight_bytes,
-          2,
-          `float32 per layer x (${name} / float32) of bench/quantized.ts's one-layer stand-ins; the rest float16`,
-        ]);
-    }
-    lines.push("");
-    lines.push(
-      "PREDICTION for Emu2-Chat (60 LLM layers, 64 vision layers), batch 1, greedy, from the per-layer figures above (not measured on the real model):",
-    );
-    lines.push("| weights | s/token | s/image (encoder) | memory GB (weights + 2,048-token KV) | how |");
-    lines.push("| --- | ---: | ---: | ---: | --- |");
-    for (const [name, ms, layerBpp, otherBpp, how] of variants) {
-      const tokenS = (fullLayers * ms + headMs * (otherBpp / 4)) / 1000;
-      // The encoder is compute-bound (FLOPs / GEMM peak): its float32 figure for every weight type.
-      const imageS = perLayer === undefined ? undefined : (visionFullLayers * perLayer) / 1000;
-      const memory = (fullLayers * layerParams * layerBpp + (otherParams + kvValues) * otherBpp) / 1e9;
-      lines.push(`| ${name} | ${f2(tokenS)} | ${imageS === undefined ? "-" : f1(imageS)} | ${f1(memory)} | ${how} |`);
-      prediction.push({ weights: name, s_per_token: tokenS, s_per_image: imageS, memory_gb: memory, how });
-    }
-  }
-  const table = lines.join("\n");
-  process.stdout.write(`${table}\n`);
-
-  const machine = {
-    host: hostname(),
-    cpu: cpus()[0]?.model ?? "?",
-    cores: availableParallelism(),
-    memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
-    os: release(),
-    node: process.version,
-    onnxruntime_node: ort.env.versions.common,
-    ...probe,
-  };
-  const day = started.toISOString().slice(0, 10);
-  const resultsDir = join(ROOT, "bench", "results");
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${machine.host}-${day}.json`);
-  writeFileSync(
-    file,
-    `${JSON.stringify(
-      {
-        date: started.toISOString(),
-        machine,
-        threads: THREADS,
-        load_average: { start: load[0], end: load[1] },
-        standin: { package: PACKAGE, ...c },
-        limits: { onnxruntime: limits, pytorch: torchLimits },
-        decode: decodeRows,
-        images,
-        one_layer: quantized,
-        prediction,
-        table,
-        wall_s: (Date.now() - started.getTime()) / 1000,
-      },
-      null,
-      1,
-    )}\n`,
-  );
-  process.stderr.write(`wrote ${file}\n`);
+  report(true);
 }
 
 main().catch((err: unknown) => {
