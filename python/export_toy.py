@@ -3,6 +3,7 @@
     /usr/bin/python3 python/export_toy.py                  # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
     /usr/bin/python3 python/export_toy.py --out DIR        # the same package into DIR (the CI test compares the two)
     /usr/bin/python3 python/export_toy.py --out DIR --quantize int4 ...   # a quantized export (flags as export_package.py)
+    /usr/bin/python3 python/export_toy.py --out DIR --dtype float32       # float32 graphs (what quantization is judged by)
     /usr/bin/python3 python/export_toy.py --checkpoint C --decoder D --out DIR   # any pair of checkpoints
 
 The visual decoder (unet.onnx, vae_decoder.onnx and the manifest's visual_decoder section, for `emu2 generate`)
@@ -40,13 +41,13 @@ DESCRIPTION = ("emu2-toy, a miniature Emu2-Chat trained on a synthetic world of 
                "else")
 
 
-def toy_manifest(sections: dict) -> dict:
+def toy_manifest(sections: dict, dtype: str = DTYPE) -> dict:
     manifest = {
         "format": mf.FORMAT,
         "name": "emu2-toy",
         "description": DESCRIPTION,
         "variant": model.VARIANT,
-        "dtype": DTYPE,
+        "dtype": dtype,
         "tokenizer": mf.tokenizer_section(model.VARIANT),
         "vision": {**mf.vision_section(n_query=model.N_QUERY, video_n_query=model.N_QUERY), **sections["vision"]},
         "llm": {**mf.llm_section(**model.LLM), **sections["llm"]},
@@ -59,9 +60,11 @@ def toy_manifest(sections: dict) -> dict:
     return manifest
 
 
-def export_toy(checkpoint: str, out: str, quantization: dict = None, decoder_checkpoint: str = None) -> None:
+def export_toy(checkpoint: str, out: str, quantization: dict = None, decoder_checkpoint: str = None,
+               dtype: str = DTYPE) -> None:
     """quantization: graph name -> quantize.Quantization (quantize.plan_from_args); none for the embedded package.
-    decoder_checkpoint: the visual decoder's (python/train_toy_decoder.py), exported unquantized; none: no decoder."""
+    decoder_checkpoint: the visual decoder's (python/train_toy_decoder.py), exported unquantized; none: no decoder.
+    dtype: of the weights and the graphs' computation (the scales of quantized weights too)."""
     vision, llm, _ = model.load_checkpoint(checkpoint)
     if decoder_checkpoint is not None:
         unet, vae, state = decoder.load_checkpoint(decoder_checkpoint)
@@ -73,12 +76,12 @@ def export_toy(checkpoint: str, out: str, quantization: dict = None, decoder_che
     os.makedirs(out)
     subprocess.run(["node", "--import", "tsx", os.path.join(ROOT, "tools", "build-tokenizer.ts"), "--variant", "chat",
                     "--out", os.path.join(out, "tokenizer.json")], check=True, cwd=ROOT)
-    sections = export_vision_llm(out, vision, llm, dtype=DTYPE, quantization=quantization)
-    manifest = toy_manifest(sections)
+    sections = export_vision_llm(out, vision, llm, dtype=dtype, quantization=quantization)
+    manifest = toy_manifest(sections, dtype)
     if quantization:
         manifest["quantization"] = mf.quantization_section(quantization)
     if decoder_checkpoint is not None:
-        section = export_visual_decoder(out, unet, vae, {"unet": unet.config, "vae": vae.config}, dtype=DTYPE)
+        section = export_visual_decoder(out, unet, vae, {"unet": unet.config, "vae": vae.config}, dtype=dtype)
         # Fewer steps than Emu2-Gen's 50: the toy's images are flat shapes (python/emu2toy/decoder.py).
         manifest["visual_decoder"] = {**section, "num_inference_steps": decoder.NUM_INFERENCE_STEPS,
                                       "guidance_scale": decoder.GUIDANCE_SCALE}
@@ -91,13 +94,15 @@ def main() -> None:
     parser.add_argument("--out", default=PACKAGE)
     parser.add_argument("--decoder", default=DECODER_CHECKPOINT if os.path.exists(DECODER_CHECKPOINT) else None,
                         help="visual decoder checkpoint (default: fixtures/checkpoints/emu2-toy-decoder.pt if present)")
+    parser.add_argument("--dtype", default=DTYPE, choices=["float16", "float32"],
+                        help="weights and computation (default float16, as the embedded package)")
     qz.add_arguments(parser)
     args = parser.parse_args()
     try:
         plan = qz.plan_from_args(args)
     except ValueError as err:
         parser.error(str(err))
-    export_toy(args.checkpoint, args.out, plan, args.decoder)
+    export_toy(args.checkpoint, args.out, plan, args.decoder, args.dtype)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
