@@ -144,22 +144,15 @@ async function answers(model: Emu2, prompts: PromptInput[]): Promise<string[]> {
 
 const clean = (s: string) => s.trim().toLowerCase().replace(/\.$/, "");
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: "string", short: "m", default: TOY_PACKAGE },
-      data: { type: "string", default: TOY_EVAL },
-      limit: { type: "string" },
-      shots: { type: "string", default: "0,1,2,4,8" },
-      json: { type: "boolean", default: false },
-    },
-  });
-  const dataDir = resolve(values.data!);
-  const limit = values.limit === undefined ? Infinity : Number(values.limit);
-  const model = Emu2.open(resolve(values.model!));
+/** The generative half of the eval: greedy captions (names color and shape; exact) and VQA answers (exact), over the
+ * first `limit` records of caption.jsonl and vqa.jsonl. */
+export async function generativeAccuracy(
+  model: Emu2,
+  dataDir: string,
+  limit = Infinity,
+  log: (s: string) => void = () => {},
+): Promise<{ results: Record<string, number>; samples: { captions: number; vqa: number } }> {
   const results: Record<string, number> = {};
-  const log = (s: string) => process.stderr.write(`${s}\n`);
-
   const captions = readJsonl<{ image: string; prompt: string; captions: string[]; shape: string; color: string }>(
     join(dataDir, "caption.jsonl"),
   ).slice(0, limit);
@@ -203,6 +196,24 @@ async function main(): Promise<void> {
   );
   results["vqa.accuracy"] = replies.filter((r, i) => clean(r) === vqa[i].answers[0]).length / replies.length;
   log(`vqa: ${results["vqa.accuracy"]}`);
+  return { results, samples: { captions: captions.length, vqa: vqa.length } };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: "string", short: "m", default: TOY_PACKAGE },
+      data: { type: "string", default: TOY_EVAL },
+      limit: { type: "string" },
+      shots: { type: "string", default: "0,1,2,4,8" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const dataDir = resolve(values.data!);
+  const limit = values.limit === undefined ? Infinity : Number(values.limit);
+  const model = Emu2.open(resolve(values.model!));
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const { results, samples } = await generativeAccuracy(model, dataDir, limit, log);
 
   for (const attribute of ["shape", "color"]) {
     const pool = readJsonl<LabeledImage>(join(dataDir, `nonsense-${attribute}-train.jsonl`));
@@ -214,9 +225,7 @@ async function main(): Promise<void> {
   }
   await model.release();
   if (values.json) {
-    process.stdout.write(
-      `${JSON.stringify({ model: model.manifest.name, samples: { captions: captions.length, vqa: vqa.length }, results })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ model: model.manifest.name, samples, results })}\n`);
   } else {
     for (const [name, value] of Object.entries(results))
       process.stdout.write(`${name}\t${(100 * value).toFixed(1)}%\n`);
