@@ -7,6 +7,8 @@ import {
   cpSync,
   existsSync,
   mkdtempSync,
+  readdirSync,
+  rmSync,
   readFileSync,
   symlinkSync,
   truncateSync,
@@ -111,22 +113,38 @@ test("two runs on the same output: the second is refused with one line, the firs
   const dir = workdir();
   for (let i = 0; i < 12; i++)
     copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  // One image is a named pipe: the first run captions the images before it, then waits there (still holding the
+  // output) until the test writes the image's bytes, however fast the machine captions.
+  const pipe = join(dir, "copy-05.png");
+  rmSync(pipe);
+  assert.equal(spawnSync("mkfifo", [pipe]).status, 0, "mkfifo");
   const out = join(dir, "captions.jsonl");
-  const first = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], {
+  // Named one by one: a folder lists regular files only.
+  const images = readdirSync(dir)
+    .sort()
+    .map((n) => join(dir, n));
+  const first = spawn(process.execPath, [BIN, "caption", ...images, "-m", tiny, ...fast, "-b", "1", "-o", out], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let firstErr = "";
   first.stderr.on("data", (chunk) => (firstErr += chunk));
   const exited = new Promise<number | null>((done) => first.on("exit", (code) => done(code)));
-  await waitFor("the first caption", () => linesIn(out) >= 1);
-  const second = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
-  assert.equal(second.status, 1);
-  assert.ok(oneLine(second.stderr), second.stderr);
-  assert.match(second.stderr, new RegExp(`captions\\.jsonl is being written by another run \\(pid ${first.pid}\\)`));
+  try {
+    await waitFor("the first caption", () => linesIn(out) >= 1);
+    const second = emu2(["caption", dir, "-m", tiny, ...fast, "-o", out]);
+    assert.equal(second.status, 1, second.stderr);
+    assert.ok(oneLine(second.stderr), second.stderr);
+    assert.match(second.stderr, new RegExp(`captions\\.jsonl is being written by another run \\(pid ${first.pid}\\)`));
+  } catch (err) {
+    // The first run would wait on the pipe forever.
+    first.kill();
+    throw err;
+  }
+  writeFileSync(pipe, readFileSync("fixtures/images/blocks.png"));
   assert.equal(await exited, 0, firstErr);
-  const images = imagesIn(out);
-  assert.equal(images.length, 15);
-  assert.equal(new Set(images).size, 15);
+  const written = imagesIn(out);
+  assert.equal(written.length, 15);
+  assert.deepEqual([...written].sort(), images);
   assert.equal(existsSync(`${out}.lock`), false);
 });
 
