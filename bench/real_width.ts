@@ -25,7 +25,7 @@ import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Emu2 } from "../src/emu2.js";
-import type { GenerationSettings } from "../src/llm/settings.js";
+import { PLAIN_GREEDY, type GenerationSettings } from "../src/llm/settings.js";
 import { readManifest } from "../src/model/manifest.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
 import type { OrtTensor, Session } from "../src/model/ort.js";
@@ -255,18 +255,11 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
     const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown }, manifest);
     const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
     const settings: GenerationSettings = {
+      ...PLAIN_GREEDY,
       maxNewTokens: NEW_TOKENS,
       // No early eos: every row does NEW_TOKENS steps on both sides.
       minNewTokens: NEW_TOKENS,
       numBeams: spec.beams,
-      lengthPenalty: 1,
-      repetitionPenalty: 1,
-      doSample: false,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      stop: [],
     };
     const start = performance.now();
     const out = await llm.generateText(prompts, null, settings);
@@ -326,19 +319,7 @@ async function imagesWorker(): Promise<Record<string, unknown>> {
   const out = await llm.generateText(
     [prompt],
     { data: all, dims: [IMAGES, vision.n_query, vision.width] },
-    {
-      maxNewTokens: 1,
-      minNewTokens: 1,
-      numBeams: 1,
-      lengthPenalty: 1,
-      repetitionPenalty: 1,
-      doSample: false,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      stop: [],
-    },
+    { ...PLAIN_GREEDY, maxNewTokens: 1, minNewTokens: 1 },
   );
   return {
     encode_ms: spread(encodeMs),

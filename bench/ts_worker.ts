@@ -14,6 +14,7 @@ import {
 import { eulerSchedule } from "../src/diffusion/scheduler.js";
 import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
+import { PLAIN_GREEDY } from "../src/llm/settings.js";
 import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { loadImage } from "../src/vision/image.js";
@@ -163,19 +164,7 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
 
   // Plain greedy / beam search as the reference functions run them: no sampling, penalties, stop strings or
   // minimum length (min_new_tokens 0 on both sides).
-  const plain: GenerationSettings = {
-    maxNewTokens: 1,
-    minNewTokens: 0,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [],
-  };
+  const plain: GenerationSettings = { ...PLAIN_GREEDY, maxNewTokens: 1 };
   const timed = async (settings: GenerationSettings): Promise<{ ms: number; ids: number[] }> => {
     for (let i = 0; i < job.warmup; i++) await llm.generateText([job.ids], null, settings);
     const times: number[] = [];

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
+import { PLAIN_GREEDY } from "../src/llm/settings.js";
 import type { Part, PromptInput } from "../src/prompt/types.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -118,19 +119,7 @@ export async function fewShotAccuracy(
 
 function greedy(model: Emu2): GenerationSettings {
   const g = model.manifest.generation;
-  return {
-    maxNewTokens: g.max_new_tokens,
-    minNewTokens: 1,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [],
-  };
+  return { ...PLAIN_GREEDY, maxNewTokens: g.max_new_tokens, minNewTokens: 1 };
 }
 
 async function answers(model: Emu2, prompts: PromptInput[]): Promise<string[]> {

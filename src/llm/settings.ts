@@ -25,6 +25,23 @@ export interface GenerationSettings {
   numReturnSequences?: number;
 }
 
+/**
+ * Plain greedy decoding: one beam, no sampling, penalties, stop strings or minimum length. Tests, benches and tools
+ * start from it and set the length (and what else they vary) on top.
+ */
+export const PLAIN_GREEDY: Omit<GenerationSettings, "maxNewTokens"> = {
+  minNewTokens: 0,
+  numBeams: 1,
+  lengthPenalty: 1,
+  repetitionPenalty: 1,
+  doSample: false,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [],
+};
+
 /** A generation setting out of range: a usage error (exit code 2) that names the setting. */
 export class SettingsError extends UsageError {
   constructor(
