@@ -89,9 +89,6 @@ export interface PreparedPrompt {
   videos: SampledVideo[];
 }
 
-/** Visual embeddings Emu2-Gen regresses per image (its n_query, emu/emu.py). */
-const REGRESSION_TOKENS = 64;
-
 function allFeatures(prepared: readonly PreparedPrompt[]): Tensor | null {
   const present = prepared.flatMap((p) => (p.features ? [p.features] : []));
   if (present.length === 0) return null;
@@ -377,16 +374,19 @@ export class Emu2 {
     return scores.map((s, i) => ({ candidate: candidates[i], ...s }));
   }
 
-  /** Text (and reference images) -> images: Emu2-Gen regresses 64 visual embeddings, the visual decoder draws them. */
+  /** Text (and reference images) -> images: the LLM regresses n_query visual embeddings, the decoder draws them. */
   async generateImages(input: PromptInput, options: ImageGenerationOptions): Promise<GeneratedImage[]> {
     this.requireVisualDecoder();
     if (videoParts(input).length > 0)
       throw new Emu2Error("video input is for text answers (chat, caption); image generation takes images and text");
-    const prepared = await this.prepare(input, { reserveTokens: REGRESSION_TOKENS });
+    // Emu2-Gen regresses as many visual embeddings as its encoder pools an image into (n_query: 64 for Emu2-Gen,
+    // emu/emu.py; 4 for emu2-toy): the embeddings its visual decoder was trained on.
+    const queries = this.manifest.vision.n_query;
+    const prepared = await this.prepare(input, { reserveTokens: queries });
     const llm = await this.llm();
-    const cond = await llm.regress([prepared.encoded.ids], prepared.features, REGRESSION_TOKENS);
+    const cond = await llm.regress([prepared.encoded.ids], prepared.features, queries);
     // The classifier-free guidance null condition: the regression of the empty prompt, <s>[IMG]...
-    const uncond = await llm.regress([this.tokenizer().encode("")], null, REGRESSION_TOKENS);
+    const uncond = await llm.regress([this.tokenizer().encode("")], null, queries);
     return this.decodeEmbeddings(cond, uncond, options);
   }
 
