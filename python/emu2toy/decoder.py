@@ -6,7 +6,7 @@ runtime's diffusion pipeline (src/diffusion/pipeline.ts) runs them unchanged. Th
 train the decoder and to make the UNet's training latents; it is not exported.
 
 Training (python/train_toy_decoder.py) has two stages:
-  1. VAE: image -> posterior (mean, log-variance) over an 8x8x16 latent -> sample -> image; pixel MSE with the
+  1. VAE: image -> posterior (mean, log-variance) over a 16x16x4 latent -> sample -> image; pixel MSE with the
      shapes' pixels weighted up (they are a tenth of the image; unweighted, a short run learns the background first:
      measured, grey blobs) plus a small KL term (the SD recipe keeps latents near a unit Gaussian).
      Afterwards scaling_factor = 1 / std of the latents.
@@ -27,14 +27,15 @@ from emu2ref.vae import AutoencoderKLDecoder
 FORMAT = "emu2-toy-decoder/1"
 
 IMAGE_SIZE = 64
-# Four VAE blocks: three x2 upsamplings, so 64x64 images have 8x8 latents; 16 channels rather than SDXL's 4 (48x
-# compression) keep the shapes' outlines within what a short CPU run can learn (measured: with 4 channels, 600 VAE
-# steps rebuilt blobs whose shape the judge read right on 33% of held-out scenes).
-LATENT_CHANNELS = 16
-VAE = {"block_out_channels": [8, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
+# Three VAE blocks: two x2 upsamplings, so 64x64 images have 16x16x4 latents (the SD compression of 48x, one
+# downsampling fewer than SD). The world's shapes are 14 to 20 pixels wide: at 8x8 latents each spans two or three
+# latent pixels and short CPU runs rebuilt blobs (measured: 8x8x4 after 600 steps and 8x8x16 after 400 steps, shape
+# read right on 33% and 24% of held-out scenes); at 16x16 each spans four or five.
+LATENT_CHANNELS = 4
+VAE = {"block_out_channels": [8, 16, 32], "layers_per_block": 1, "norm_num_groups": 8,
        "latent_channels": LATENT_CHANNELS, "sample_size": IMAGE_SIZE}
 LATENT_SIZE = IMAGE_SIZE // 2 ** (len(VAE["block_out_channels"]) - 1)
-# Cross-attention at the 4x4 and 2x2 levels; the visual embeddings are the toy encoder's pooled features (width 64).
+# Cross-attention at the 8x8 and 4x4 levels; the visual embeddings are the toy encoder's pooled features (width 64).
 UNET = {"sample_size": LATENT_SIZE, "in_channels": LATENT_CHANNELS, "out_channels": LATENT_CHANNELS,
         "block_out_channels": [32, 32, 64], "layers_per_block": 1, "transformer_layers_per_block": [1, 1, 1],
         "attention_head_dim": [2, 2, 4], "cross_attention_dim": 64, "norm_num_groups": 8,
