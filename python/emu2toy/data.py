@@ -198,6 +198,10 @@ MIXES = {
     # Grounding first: only texts that need the image. With few-shot episodes and text-to-image in the mix from the
     # start, the LLM settled on the text priors and ignored the image (docs/emu2-toy/README.md).
     "grounding": [(caption_sample, 0.5), (vqa_sample, 0.5)],
+    # After grounding, with the encoder frozen: text-to-image regression (Emu2-Gen's task, what `emu2 generate`
+    # runs) beside the grounding texts, so captions and answers stay as they were while the LLM learns to regress
+    # the visual embeddings of the image a caption describes.
+    "text-to-image": [(caption_sample, 0.3), (vqa_sample, 0.3), (t2i_sample, 0.4)],
 }
 
 

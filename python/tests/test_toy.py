@@ -69,6 +69,29 @@ class ToyWorldTest(unittest.TestCase):
         self.assertEqual(shifted, answer)
         self.assertEqual(sample["targets"][len(sample["ids"]) - len(answer) - 1], answer[0])
 
+    def test_text_to_image_mix_regresses_every_query_after_the_caption_prompt(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        rng = random.Random(7)
+        samples = [data.training_sample(enc, rng, data.MIXES["text-to-image"]) for _ in range(200)]
+        tasks = [s["task"] for s in samples]
+        self.assertEqual(set(tasks), {"caption", "vqa", "t2i"})  # the grounding texts stay in the mix
+        self.assertGreater(tasks.count("t2i"), 50)
+        prompts = set()
+        for s in [s for s in samples if s["task"] == "t2i"]:
+            positions = [p for p, _ in s["regress"]]
+            self.assertEqual([q for _, q in s["regress"]], list(range(model.N_QUERY)))
+            # As the runtime regresses (src/llm/regress.ts): the prompt, then [IMG] predicts embedding 0 and each
+            # fed-back embedding the next one.
+            start = positions[0]
+            self.assertEqual(s["ids"][start], enc.img_id)
+            self.assertEqual(s["ids"][start + 1:start + model.N_QUERY], [enc.image_id] * (model.N_QUERY - 1))
+            self.assertEqual(positions, list(range(start, start + model.N_QUERY)))
+            caption = world.caption(s["scenes"][0])
+            expected = enc.encode(data.chat_text([(caption, None)]), True)
+            self.assertIn(s["ids"][:start], (expected, enc.encode("", True)))
+            prompts.add(len(s["ids"][:start]) == 1)
+        self.assertEqual(prompts, {True, False})  # the empty prompt (the guidance null) and caption prompts
+
 
 if __name__ == "__main__":
     unittest.main()
