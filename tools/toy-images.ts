@@ -2,7 +2,7 @@
 // through the Emu2 facade, in one process (what `emu2 generate` does per image, without reloading the package):
 //
 //   node --import tsx tools/toy-images.ts --out DIR [-m fixtures/models/emu2-toy] [--data fixtures/toy-eval]
-//                                          [--mode autoencode|text] [--limit N] [--seed 0]
+//                                          [--mode autoencode|text] [--limit N] [--seed 0] [--cfg-scale X]
 //
 // - autoencode: the image alone as the prompt (Emu2.autoencode: its encoder features condition the UNet, the null
 //   condition is an all-zero normalized image), as `emu2 generate --image scene.png` does.
@@ -31,6 +31,7 @@ async function main(): Promise<void> {
       mode: { type: "string", default: "autoencode" },
       limit: { type: "string" },
       seed: { type: "string", default: "0" },
+      "cfg-scale": { type: "string" },
     },
   });
   if (!values.out) throw new Error("--out: expected the folder for the images");
@@ -38,6 +39,9 @@ async function main(): Promise<void> {
     throw new Error(`--mode ${values.mode}: expected autoencode or text`);
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed ${values.seed}: expected a whole number`);
+  const cfgScale = values["cfg-scale"] === undefined ? undefined : Number(values["cfg-scale"]);
+  if (cfgScale !== undefined && !(cfgScale >= 1))
+    throw new Error(`--cfg-scale ${values["cfg-scale"]}: expected a number >= 1 (default: the package's)`);
   const dataDir = resolve(values.data!);
   let rows = readJsonl<CaptionRow>(join(dataDir, "caption.jsonl"));
   if (values.limit !== undefined) {
@@ -54,8 +58,14 @@ async function main(): Promise<void> {
       const caption = row.captions[0];
       const [image] =
         values.mode === "autoencode"
-          ? await model.autoencode({ kind: "sequence", parts: [{ kind: "image", image: { path: source } }] }, { seed })
-          : await model.generateImages({ kind: "sequence", parts: [{ kind: "text", text: caption }] }, { seed });
+          ? await model.autoencode(
+              { kind: "sequence", parts: [{ kind: "image", image: { path: source } }] },
+              { seed, cfgScale },
+            )
+          : await model.generateImages(
+              { kind: "sequence", parts: [{ kind: "text", text: caption }] },
+              { seed, cfgScale },
+            );
       const file = join(values.out, `${row.id}.png`);
       writeFileSync(file, await imageToPng(image, { mode: values.mode!, seed: String(seed), software: "emu2" }));
       process.stdout.write(JSON.stringify({ id: row.id, source, image: file, caption }) + "\n");

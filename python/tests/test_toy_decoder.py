@@ -98,6 +98,15 @@ class ToyJudgeTest(unittest.TestCase):
         verdict = judge.judge(np.full((64, 64, 3), 50, dtype=np.uint8))
         self.assertEqual(verdict, {"color": None, "shape": None, "count": 0, "quadrants": []})
 
+    def test_the_toys_caption_of_an_image_is_read_for_color_and_shape_as_whole_words(self):
+        from judge_toy_images import caption_names
+        scene = {"shape": "star", "color": "red", "count": 2}
+        self.assertEqual(caption_names("two red stars", scene), {"color": True, "shape": True})
+        self.assertEqual(caption_names("a red star in the top left", scene), {"color": True, "shape": True})
+        self.assertEqual(caption_names("two blue stars", scene), {"color": False, "shape": True})
+        self.assertEqual(caption_names("a red square in the top left", scene), {"color": True, "shape": False})
+        self.assertEqual(caption_names("three reddish starfish", scene), {"color": False, "shape": False})
+
 
 if __name__ == "__main__":
     unittest.main()
