@@ -36,10 +36,12 @@ from emu2ref.eva_vit import EvaViT  # noqa: E402
 from emu2ref.golden_diffusion import generate, to_uint8  # noqa: E402
 from emu2ref.preprocess import preprocess  # noqa: E402
 from emu2ref.vae import AutoencoderKLDecoder  # noqa: E402
-from emu2toy import decoder, judge, model, world  # noqa: E402
+from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
+from emu2toy import data, decoder, judge, model, world  # noqa: E402
 from emu2toy.plot import plot_decoder_losses  # noqa: E402
 
 CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy-decoder.pt")
+TOKENIZER = os.path.join(ROOT, "fixtures", "models", "emu2-chat-tiny", "tokenizer.json")
 NULL_ZERO_IMAGE, NULL_MEAN = 0.1, 0.05
 EMA_DECAY = 0.999
 
@@ -71,6 +73,22 @@ def null_features(vision) -> torch.Tensor:
     """The runtime's autoencoding null condition: the features of an all-zero normalized image [1,Q,W]."""
     s = model.VISION["image_size"]
     return features_of(vision, torch.zeros(1, 3, s, s))
+
+
+def regressed_conditions(llm_checkpoint: str, scenes: list):
+    """The LLM's regressed visual embeddings for each scene's caption prompt [N,Q,W] (as `emu2 generate "caption"`
+    regresses them, python/emu2toy/model.py regress), and for the empty prompt [Q,W] (the runtime's guidance null)."""
+    _, llm, _ = model.load_checkpoint(llm_checkpoint)
+    enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+    memo = {}
+
+    def of(text: str, bos: bool = True) -> torch.Tensor:
+        if text not in memo:
+            memo[text] = model.regress(llm, enc.encode(text, bos), enc.img_id)
+        return memo[text]
+
+    rows = torch.stack([of(data.chat_text([(world.caption(s), None)])) for s in scenes])
+    return rows, of("")
 
 
 def cosine(step: int, steps: int, warmup: int = 50) -> float:
@@ -137,6 +155,12 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--vae", help="stage 1's result (WORKDIR/vae.pt of an earlier run with this seed): the VAE "
                         "does not depend on the encoder, so a retrain on a new encoder needs only stage 2")
+    parser.add_argument("--init-unet", help="start the UNet (and its EMA) from this decoder checkpoint's")
+    parser.add_argument("--llm", help="toy checkpoint whose LLM regresses the text-to-image conditions: with it, "
+                        "--regressed of the rows are conditioned on the LLM's regression of the scene's caption "
+                        "(what `emu2 generate` feeds the UNet) instead of the encoder's features, and the guidance "
+                        "null is the regression of the empty prompt")
+    parser.add_argument("--regressed", type=float, default=0.5)
     parser.add_argument("--out", default=CHECKPOINT)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--vae-steps", type=int, default=400)
@@ -187,8 +211,13 @@ def main() -> None:
             stds.append(torch.exp(0.5 * logvar))
     features, means, stds = torch.cat(features), torch.cat(means), torch.cat(stds)
     nulls = torch.cat([null_features(vision), features.mean(dim=0, keepdim=True)])
+    regressed = None
+    if args.llm:
+        regressed, nulls[1] = regressed_conditions(args.llm, scenes)
     print(f"encoded {len(scenes)} scenes", file=sys.stderr)
 
+    if args.init_unet:
+        unet.load_state_dict({k: v.float() for k, v in torch.load(args.init_unet)["unet"].items()})
     ema = copy.deepcopy(unet).eval()
     unet.train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
@@ -211,6 +240,12 @@ def main() -> None:
         draw = torch.rand(args.unet_batch, generator=generator)
         cond[draw < NULL_ZERO_IMAGE] = nulls[0]
         cond[(draw >= NULL_ZERO_IMAGE) & (draw < NULL_ZERO_IMAGE + NULL_MEAN)] = nulls[1]
+        if regressed is not None:
+            # Text-to-image rows: the UNet learns to draw the scene from what the LLM regresses for its caption (an
+            # average over what the caption leaves open: a blend of the encoder's features it never saw otherwise).
+            text = torch.rand(args.unet_batch, generator=generator) < args.regressed
+            text &= draw >= NULL_ZERO_IMAGE + NULL_MEAN
+            cond[text] = regressed[idx[text]]
         loss = decoder.unet_loss(unet, latents, cond, acp, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

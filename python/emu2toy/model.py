@@ -101,3 +101,20 @@ def losses(vision, llm, batch: dict, image_token_id: int) -> dict:
         target = features[batch["regress_image"], batch["regress_query"]].detach()
         out["regression"] = F.mse_loss(predicted, target)
     return out
+
+
+def regress(llm, ids: list, img_id: int, n_query: int = None) -> torch.Tensor:
+    """Emu2-Gen's image regression as the runtime runs it (src/llm/regress.ts): the prompt ids and `[IMG]`, then
+    n_query steps, each projecting the last hidden state down to a visual embedding and feeding project_up of it back
+    as the next input. -> [n_query, width]."""
+    n_query = n_query or N_QUERY
+    with torch.no_grad():
+        embeds = llm.embed_tokens(torch.tensor([list(ids) + [img_id]]))
+        out = []
+        for _ in range(n_query):
+            length = embeds.shape[1]
+            hidden, _ = llm.decode(embeds, torch.ones(1, length, dtype=torch.long), torch.arange(length)[None])
+            visual = llm.project_down(hidden[:, -1])
+            out.append(visual[0])
+            embeds = torch.cat([embeds, llm.project_up(visual)[:, None]], dim=1)
+    return torch.stack(out)

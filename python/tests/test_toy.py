@@ -92,6 +92,24 @@ class ToyWorldTest(unittest.TestCase):
             prompts.add(len(s["ids"][:start]) == 1)
         self.assertEqual(prompts, {True, False})  # the empty prompt (the guidance null) and caption prompts
 
+    def test_regression_fed_its_own_embeddings_is_what_training_teacher_forces(self):
+        # model.regress runs as the runtime does (each embedding projected up and fed back); the training sample of
+        # text-to-image feeds the target embeddings at the same positions. Fed its own outputs as targets, training's
+        # forward must predict exactly them.
+        import torch
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        _, llm = model.build(3)
+        llm.eval()
+        prompt = enc.encode(data.chat_text([("two red circles", None)]), True)
+        regressed = model.regress(llm, prompt, enc.img_id)
+        self.assertEqual(tuple(regressed.shape), (model.N_QUERY, llm.project_down.out_features))
+        sample = enc.image_sample(data.chat_text([("two red circles", None)]), world.sample_scene(random.Random(0)))
+        ids = torch.tensor([sample["ids"]])
+        with torch.no_grad():
+            hidden = model.hidden_states(llm, ids, torch.ones_like(ids), regressed[None], enc.image_id)
+            predicted = llm.project_down(hidden[0, [p for p, _ in sample["regress"]]])
+        torch.testing.assert_close(predicted, regressed, atol=1e-5, rtol=1e-5)
+
 
 if __name__ == "__main__":
     unittest.main()
