@@ -62,7 +62,7 @@ export function registerChat(program: Command): void {
       throw new UsageError("--interactive continues a conversation file (messages:), not a single prompt");
     if (input && input.kind === "sequence" && input.parts.length === 0) throw new UsageError("the prompt is empty");
 
-    const pkg = openModel(flags, reporter, "chat");
+    const pkg = openModel(flags, reporter);
     const settings = resolveGenerationSettings(flags, pkg.manifest.generation);
     if (pkg.manifest.prompt.template !== "chat") {
       reporter.notice(

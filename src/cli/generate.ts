@@ -102,7 +102,7 @@ export function registerGenerate(program: Command): void {
 
       const input = readPromptInput({ ...flags, prompt: text }, "a prompt argument");
 
-      const model = new Emu2(openModel(flags, reporter, "generate"));
+      const model = new Emu2(openModel(flags, reporter));
       // Sessions are given back whatever happens, an error or Ctrl-C included.
       try {
         const decoder = model.manifest.visual_decoder;

@@ -12,15 +12,11 @@ import type { Reporter } from "./io.js";
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /**
- * The packages that ship inside emu2, used when no -m is given (and EMU2_MODEL is unset): emu2-toy, a miniature
- * Emu2-Chat trained on a synthetic world of colored shapes (docs/emu2-toy/README.md), so that a first run shows
- * something a person can check. Image generation uses the random-weight emu2-tiny: the toy has no visual decoder.
+ * The package that ships inside emu2, used when no -m is given (and EMU2_MODEL is unset): emu2-toy, a miniature
+ * Emu2 trained on a synthetic world of colored shapes (docs/emu2-toy/README.md), so that a first run shows something
+ * a person can check: it captions and answers questions about such images and draws them from their captions.
  */
-export const EMBEDDED_PACKAGES = {
-  default: join(PROJECT_ROOT, "fixtures", "models", "emu2-toy"),
-  chat: join(PROJECT_ROOT, "fixtures", "models", "emu2-toy"),
-  generate: join(PROJECT_ROOT, "fixtures", "models", "emu2-tiny"),
-} as const;
+export const EMBEDDED_PACKAGE = join(PROJECT_ROOT, "fixtures", "models", "emu2-toy");
 
 export interface ModelOptions {
   model?: string;
@@ -77,15 +73,11 @@ export function addModelOptions(command: Command): Command {
 }
 
 /** Opens the package the user named, or the embedded one with a one-line notice saying so. */
-export function openModel(
-  options: ModelOptions,
-  reporter: Reporter,
-  kind: keyof typeof EMBEDDED_PACKAGES = "default",
-): ModelPackage {
+export function openModel(options: ModelOptions, reporter: Reporter): ModelPackage {
   let dir = options.model ?? (process.env.EMU2_MODEL || undefined);
   const embedded = dir === undefined;
   if (dir === undefined) {
-    dir = EMBEDDED_PACKAGES[kind];
+    dir = EMBEDDED_PACKAGE;
     if (!existsSync(dir))
       throw new UsageError(
         `no -m/--model given and the embedded package ${dir} is missing: pass a model package folder`,

@@ -75,7 +75,7 @@ export function registerPrompt(program: Command): void {
     async (flags: PromptFlags) => {
       const reporter = makeReporter(flags);
       const frames = parseFrames(flags);
-      const pkg = openModel(flags, reporter, flags.template === "chat" ? "chat" : "default");
+      const pkg = openModel(flags, reporter);
       const template = flags.template ?? pkg.manifest.prompt.template;
       if (!["base", "chat", "gen"].includes(template))
         throw new UsageError(`--template: expected base, chat or gen, got ${JSON.stringify(template)}`);

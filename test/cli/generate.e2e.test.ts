@@ -67,6 +67,18 @@ test("image-only autoencoding, reference images, and grounded YAML prompts", () 
   assert.equal(grounded.status, 0, grounded.stderr);
 });
 
+test("without -m, generate draws with the embedded emu2-toy (64x64) and says so on stderr", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-gen-"));
+  const r = emu2(["generate", "two red circles", "--steps", "3", "-o", join(dir, "toy.png")], {
+    env: { EMU2_MODEL: "" },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /using the embedded package emu2-toy/);
+  const png = readFileSync(join(dir, "toy.png"));
+  assert.equal((await sharp(png).metadata()).width, 64);
+  assert.equal(readPngText(png).model, "emu2-toy");
+});
+
 test("a package without a visual decoder cannot generate: one line, exit 2", () => {
   const r = emu2(["generate", "a red car", "-m", packageDir("emu2-chat-tiny"), "-q"]);
   assert.equal(r.status, 2);

@@ -12,6 +12,7 @@ test("emu2 info validates the embedded packages (text and --json)", () => {
   assert.match(toy.stdout, /^emu2-toy \(emu2-chat, float16\)/);
   assert.match(toy.stdout, /valid +yes/);
   assert.match(toy.stdout, /generation +greedy, max 16 new tokens/);
+  assert.match(toy.stdout, /decoder +64x64 images, Euler 25 steps, guidance 3/);
   const r = emu2(["info", packageDir("emu2-tiny")]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^emu2-tiny \(emu2-gen, float32\)/);

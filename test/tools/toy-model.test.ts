@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { Emu2 } from "../../src/emu2.js";
+import { Emu2, imageToPng } from "../../src/emu2.js";
 import { TOY_EVAL, readJsonl } from "../../tools/toy-eval.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { GREEDY } from "../helpers/settings.js";
@@ -40,6 +40,50 @@ test("emu2-toy captions name the color, shape, count and place of held-out scene
     assert.ok(named.length / scenes.length >= CAPTION_FLOOR, `${named.length} of ${scenes.length} name both`);
     const exact = results.filter((r, i) => r.text.trim() === scenes[i].captions[0]);
     assert.ok(exact.length / scenes.length >= EXACT_FLOOR, `${exact.length} of ${scenes.length} exact`);
+  } finally {
+    await model.release();
+  }
+});
+
+// Text-to-image, judged as issue 11 asks: the toy captions the image it drew from a held-out scene's caption, and that
+// caption must name the prompt's color and shape. The whole generation chain runs (the prompt, the regression of the
+// n_query visual embeddings, the guidance null, the UNet, the Euler loop, the VAE, PNG encoding) and then the
+// captioning chain on the PNG. The floor sits under the figure measured on the committed package (20 of 32 here, 68 of
+// 100 on the first 100: docs/emu2-toy/decoder.md); a chain that loses the conditioning draws the average image, whose
+// caption names the prompt's color and shape about one time in 24.
+const DRAW_SLICE = 32;
+const DRAW_FLOOR = 0.5;
+
+test("emu2-toy draws what a caption names: its own caption of the image has the prompt's color and shape", async () => {
+  const model = Emu2.open(packageDir("emu2-toy"));
+  try {
+    const scenes = readJsonl<{ prompt: string; captions: string[]; color: string; shape: string }>(
+      join(TOY_EVAL, "caption.jsonl"),
+    ).slice(0, DRAW_SLICE);
+    const drawn: Buffer[] = [];
+    for (const s of scenes) {
+      const [image] = await model.generateImages(
+        { kind: "sequence", parts: [{ kind: "text", text: s.captions[0] }] },
+        { seed: 0 },
+      );
+      assert.equal(image.width, 64);
+      drawn.push(await imageToPng(image, {}));
+    }
+    const captions = await model.generateText(
+      drawn.map((bytes, i) => ({
+        kind: "sequence",
+        parts: [
+          { kind: "image", image: { bytes, label: `drawn-${i}.png` } },
+          { kind: "text", text: scenes[i].prompt },
+        ],
+      })),
+      { ...GREEDY, maxNewTokens: model.manifest.generation.max_new_tokens },
+    );
+    const named = captions.filter((r, i) => {
+      const words = new Set(r.text.trim().toLowerCase().split(/\s+/));
+      return words.has(scenes[i].color) && (words.has(scenes[i].shape) || words.has(`${scenes[i].shape}s`));
+    });
+    assert.ok(named.length / scenes.length >= DRAW_FLOOR, `${named.length} of ${scenes.length} name both`);
   } finally {
     await model.release();
   }
