@@ -7,9 +7,10 @@
     /usr/bin/python3 python/export_toy.py --checkpoint C --decoder D --out DIR   # any pair of checkpoints
 
 The visual decoder (unet.onnx, vae_decoder.onnx and the manifest's visual_decoder section, for `emu2 generate`)
-comes from the decoder checkpoint python/train_toy_decoder.py writes (--decoder; by default
-fixtures/checkpoints/emu2-toy-decoder.pt when it exists). It must have been trained on this checkpoint's visual
-encoder: the sha256 it records has to equal the encoder's, or the export stops.
+comes from the decoder checkpoint python/train_toy_decoder.py writes (--decoder; by default, for the committed
+checkpoint, fixtures/checkpoints/emu2-toy-decoder.pt; another --checkpoint gets none unless --decoder names one). It
+must have been trained on this checkpoint's visual encoder: the sha256 it records has to equal the encoder's, or the
+export stops.
 
 Deterministic: the same checkpoint gives the same bytes. float16 weights keep the package small (the LLaMA
 vocabulary's two 32274 x 64 matrices are most of it); the graphs compute in float16 as transformers does with a half
@@ -92,8 +93,8 @@ def main() -> None:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=CHECKPOINT)
     parser.add_argument("--out", default=PACKAGE)
-    parser.add_argument("--decoder", default=DECODER_CHECKPOINT if os.path.exists(DECODER_CHECKPOINT) else None,
-                        help="visual decoder checkpoint (default: fixtures/checkpoints/emu2-toy-decoder.pt if present)")
+    parser.add_argument("--decoder", help="visual decoder checkpoint (default: with the committed --checkpoint, "
+                        "fixtures/checkpoints/emu2-toy-decoder.pt, trained on its encoder; with another, none)")
     parser.add_argument("--dtype", default=DTYPE, choices=["float16", "float32"],
                         help="weights and computation (default float16, as the embedded package)")
     qz.add_arguments(parser)
@@ -102,7 +103,10 @@ def main() -> None:
         plan = qz.plan_from_args(args)
     except ValueError as err:
         parser.error(str(err))
-    export_toy(args.checkpoint, args.out, plan, args.decoder, args.dtype)
+    decoder_checkpoint = args.decoder
+    if decoder_checkpoint is None and os.path.abspath(args.checkpoint) == CHECKPOINT:
+        decoder_checkpoint = DECODER_CHECKPOINT
+    export_toy(args.checkpoint, args.out, plan, decoder_checkpoint, args.dtype)
     print(f"wrote {args.out}", file=sys.stderr)
 
 
