@@ -4,8 +4,8 @@
 // too, the most the exporter quantizes), and each export runs the held-out captions and VQA questions
 // (fixtures/toy-eval) through the TypeScript runtime. Measured (float32 / int8 / int4): captions naming color and
 // shape 96 / 96 / 98 %, exact captions 95 / 95 / 96 %, VQA 78.5 / 78.5 / 79.0 % (95 / 95 / 95, 95 / 95 / 95 and
-// 77.5 / 77.0 / 76.5 on the checkpoint before its text-to-image step). Broken quantizers fail it (measured on that
-// earlier checkpoint): int8 scales stored a fifth too large give captions at 93 %; int4 nibbles packed high-first 4 %.
+// 77.5 / 77.0 / 76.5 on the checkpoint before its text-to-image step). Broken quantizers fail it: int8 scales stored
+// a fifth too large give captions at 94 % (93 % on the earlier checkpoint); int4 nibbles packed high-first gave 4 %.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
