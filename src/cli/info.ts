@@ -33,6 +33,16 @@ function quantizationTag(m: Manifest, role: string): string {
   return `int${q.bits}/${q.block_size} ${q.symmetric ? "sym" : "asym"}${q.scale_search ? " searched" : ""}${mixed}`;
 }
 
+/**
+ * Whether any graph holds int8 MatMulNBits weights at accuracy level 0, which ONNX Runtime 1.30's CPU provider runs
+ * on a slow path (npm run bench:quantized: one Emu2-width layer 9.3 s per token against 30 ms at level 4).
+ */
+function slowInt8OnCpu(m: Manifest): boolean {
+  return Object.values(m.quantization ?? {}).some(
+    (q) => q !== undefined && q.accuracy_level === 0 && (q.bits === 8 || q.int8_layers.length > 0),
+  );
+}
+
 export function registerInfo(program: Command): void {
   program
     .command("info")
@@ -74,6 +84,11 @@ export function registerInfo(program: Command): void {
         ...(m.quantization
           ? [
               `  weights     ${m.dtype}; linear layers of the marked graphs as MatMulNBits (bits/block size, asym: with zero points, searched: error-minimizing scales)`,
+            ]
+          : []),
+        ...(slowInt8OnCpu(m)
+          ? [
+              "  note        int8 weights at MatMulNBits accuracy level 0 take ONNX Runtime's slow CPU path (about 300x level 4 at Emu2's width): for CPU decoding, export with --accuracy-level 4",
             ]
           : []),
         `  generation  ${describeDecoding(m.generation)}, max ${m.generation.max_new_tokens} new tokens${m.generation.num_beams > 1 ? `, length penalty ${m.generation.length_penalty}` : ""}${m.generation.do_sample ? `, sampling T=${m.generation.temperature}` : ""}`,

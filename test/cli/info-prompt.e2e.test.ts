@@ -31,6 +31,9 @@ test("emu2 info shows which graphs of a quantized package are MatMulNBits, and t
   assert.match(r.stdout, /\n {4}lm_head +lm_head\.onnx +[\d.]+ MB +int8\/16 asym searched\n/);
   assert.match(r.stdout, /\n {4}visual_encoder +visual_encoder\.onnx +[\d.]+ KB +int8\/16 asym searched\n/);
   assert.match(r.stdout, /\n {4}embed_tokens +embed_tokens\.onnx +[\d.]+ MB\n/);
+  // Its int8 layers (v_proj, down_proj, the heads) are at accuracy level 0: the CPU's slow path is named.
+  assert.match(r.stdout, /\n {2}note +int8 weights at MatMulNBits accuracy level 0 .* --accuracy-level 4\n/);
+  assert.doesNotMatch(emu2(["info", packageDir("emu2-chat-tiny")]).stdout, /accuracy level/);
   const j = JSON.parse(emu2(["info", "fixtures/models/emu2-chat-tiny-int8", "--json"]).stdout);
   assert.deepEqual(j.manifest.quantization.decoder, {
     method: "matmul_nbits",
