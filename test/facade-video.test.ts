@@ -10,6 +10,7 @@ import type { GenerationSettings } from "../src/llm/stage.js";
 import type { Part, PromptInput } from "../src/prompt/types.js";
 import { Golden, maxAbsDiff } from "./helpers/golden.js";
 import { goldenDir, packageDir } from "./helpers/fixtures.js";
+import { GREEDY } from "./helpers/settings.js";
 
 const NAME = "emu2-chat-tiny";
 const haveGolden = existsSync(goldenDir(NAME, "video"));
@@ -28,17 +29,9 @@ const meta = golden?.meta as {
   pad_token_id: number;
 };
 const base: GenerationSettings = {
+  ...GREEDY,
   maxNewTokens: 12,
   minNewTokens: 1,
-  numBeams: 1,
-  lengthPenalty: 1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
 };
 
 /** The reference's item list as a prompt: "[VIDEO]" frames "[/VIDEO]" is one video part here. */

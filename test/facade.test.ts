@@ -95,17 +95,8 @@ test("stop strings: a stop text in the middle of the answer, spanning two tokens
   const tokenizer = model.tokenizer();
   const input = { kind: "sequence" as const, parts: [{ kind: "text" as const, text: "A red car parked by the sea." }] };
   const settings = {
+    ...GREEDY,
     maxNewTokens: 12,
-    minNewTokens: 0,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [] as string[],
   };
   const [full] = await model.generateText([input], settings);
   assert.equal(full.stopReason, "length");

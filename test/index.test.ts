@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import * as api from "../src/index.js";
+import { GREEDY } from "./helpers/settings.js";
 
 test("the package exports the facade the CLI is built on", async () => {
   assert.equal(typeof api.Emu2.open, "function");
@@ -17,17 +18,9 @@ test("the package exports the facade the CLI is built on", async () => {
       },
     ],
     {
+      ...GREEDY,
       maxNewTokens: 4,
       minNewTokens: 1,
-      numBeams: 1,
-      lengthPenalty: 1,
-      repetitionPenalty: 1,
-      doSample: false,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      stop: [],
     },
   );
   assert.equal(answer.ids.length, 4);

@@ -10,19 +10,12 @@ import { logSoftmax } from "../../src/llm/processors.js";
 import { maxAbsDiff } from "../helpers/golden.js";
 import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens, stageWithEos } from "./goldens.js";
+import { GREEDY } from "../helpers/settings.js";
 
 const base: GenerationSettings = {
+  ...GREEDY,
   maxNewTokens: 12,
   minNewTokens: 1,
-  numBeams: 1,
-  lengthPenalty: 1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
 };
 
 function logsumexp(row: Float32Array): number {

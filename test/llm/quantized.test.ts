@@ -9,21 +9,14 @@ import type { GenerationSettings } from "../../src/llm/stage.js";
 import { Golden, maxAbsDiff } from "../helpers/golden.js";
 import { goldenDir, packageDir } from "../helpers/fixtures.js";
 import { LlmGoldens } from "./goldens.js";
+import { GREEDY } from "../helpers/settings.js";
 
 const FLOAT = "emu2-chat-tiny";
 const VARIANTS = ["emu2-chat-tiny-int8", "emu2-chat-tiny-int4"].filter((name) => existsSync(packageDir(name)));
 const greedy = (ref: LlmGoldens): GenerationSettings => ({
+  ...GREEDY,
   maxNewTokens: ref.meta.greedy.max_new_tokens,
   minNewTokens: ref.meta.greedy.min_new_tokens,
-  numBeams: 1,
-  lengthPenalty: 1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
 });
 
 function cosine(a: Float32Array, b: Float32Array): number {

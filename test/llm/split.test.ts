@@ -8,6 +8,7 @@ import type { GenerationSettings } from "../../src/llm/stage.js";
 import { maxAbsDiff } from "../helpers/golden.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { LlmGoldens } from "./goldens.js";
+import { GREEDY } from "../helpers/settings.js";
 
 const SPLIT = "emu2-chat-tiny-split";
 const WHOLE = "emu2-chat-tiny";
@@ -19,17 +20,9 @@ if (existsSync(packageDir(SPLIT))) {
     deviceMap: { part0: { device: "cpu", deviceId: 0 }, part1: { device: "cpu", deviceId: 0 } },
   });
   const settings: GenerationSettings = {
+    ...GREEDY,
     maxNewTokens: ref.meta.greedy.max_new_tokens,
     minNewTokens: ref.meta.greedy.min_new_tokens,
-    numBeams: 1,
-    lengthPenalty: 1,
-    repetitionPenalty: 1,
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    seed: 0,
-    stop: [],
   };
 
   test(`${SPLIT} (part0 and part1 on the CPU): prompt logits at every position are identical to the whole decoder's`, async () => {
