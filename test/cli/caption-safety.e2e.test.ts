@@ -3,16 +3,20 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import {
+  closeSync,
+  constants,
   copyFileSync,
   cpSync,
   existsSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   rmSync,
   readFileSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -169,12 +173,46 @@ test("a package-level error stops at once: one line, exit 1, the output as it wa
   assert.equal(existsSync(join(dir, "new.jsonl")), false);
 });
 
-test("Ctrl-C: the message says how many captions were written, and the file holds exactly those", async () => {
+/**
+ * 40 copies of one image, the 11th a named pipe, named one by one (a folder lists regular files only): a run over
+ * them captions ten, then waits on the pipe, so a Ctrl-C sent meanwhile lands mid-run however fast the machine is.
+ */
+function fortyWithPipe(): { dir: string; images: string[]; pipe: string } {
   const dir = workdir([]);
   for (let i = 0; i < 40; i++)
     copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  const pipe = join(dir, "copy-10.png");
+  rmSync(pipe);
+  assert.equal(spawnSync("mkfifo", [pipe]).status, 0, "mkfifo");
+  const images = readdirSync(dir)
+    .sort()
+    .map((n) => join(dir, n));
+  return { dir, images, pipe };
+}
+
+/**
+ * Writes an image into `pipe` if a run is reading it (it then finishes that read and stops), without waiting for a
+ * reader: a run interrupted before it reached the pipe never opens it.
+ */
+function feedPipe(pipe: string): void {
+  let fd: number;
+  try {
+    fd = openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENXIO") return;
+    throw err;
+  }
+  try {
+    writeSync(fd, readFileSync("fixtures/images/blocks.png"));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test("Ctrl-C: the message says how many captions were written, and the file holds exactly those", async () => {
+  const { dir, images, pipe } = fortyWithPipe();
   const out = join(dir, "captions.jsonl");
-  const run = spawn(process.execPath, [BIN, "caption", dir, "-m", tiny, ...fast, "-b", "1", "-o", out], {
+  const run = spawn(process.execPath, [BIN, "caption", ...images, "-m", tiny, ...fast, "-b", "1", "-o", out], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -182,9 +220,12 @@ test("Ctrl-C: the message says how many captions were written, and the file hold
   const exited = new Promise<number | null>((done) => run.on("exit", (code) => done(code)));
   await waitFor("two captions", () => linesIn(out) >= 2);
   run.kill("SIGINT");
+  feedPipe(pipe);
   assert.equal(await exited, 130, stderr);
   const written = imagesIn(out).length;
   assert.ok(written < 40);
+  rmSync(pipe);
+  copyFileSync("fixtures/images/blocks.png", pipe);
   assert.match(
     stderr,
     new RegExp(
@@ -198,11 +239,15 @@ test("Ctrl-C: the message says how many captions were written, and the file hold
 });
 
 test("Ctrl-C on a terminal: the progress bar's last count, the message and the file agree", () => {
-  const dir = workdir([]);
-  for (let i = 0; i < 40; i++)
-    copyFileSync("fixtures/images/blocks.png", join(dir, `copy-${String(i).padStart(2, "0")}.png`));
+  const { dir, images, pipe } = fortyWithPipe();
   const out = join(dir, "captions.jsonl");
-  const steps = [{ expect: "3/40" }, { send: "\x03" }, { expect: "interrupted" }];
+  const steps = [
+    // The bar shows ten done once the run waits on the pipe (the 11th image).
+    { expect: "10/40" },
+    { send: "\x03" },
+    { fill: pipe, with: "fixtures/images/blocks.png" },
+    { expect: "interrupted" },
+  ];
   const r = spawnSync(
     "/usr/bin/python3",
     [
@@ -212,7 +257,7 @@ test("Ctrl-C on a terminal: the progress bar's last count, the message and the f
       process.execPath,
       BIN,
       "caption",
-      dir,
+      ...images,
       "-m",
       tiny,
       "--greedy",

@@ -3,8 +3,11 @@
     python3 pty_driver.py SCRIPT_JSON -- command args...
 
 SCRIPT_JSON is a list of steps: {"expect": "text"} waits (up to "timeout" s, default 60) until the terminal has shown
-the text since the previous expect; {"send": "text"} types it ("\\n" is Enter, "\\x03" Ctrl-C, "\\x04" Ctrl-D).
+the text since the previous expect; {"send": "text"} types it ("\\n" is Enter, "\\x03" Ctrl-C, "\\x04" Ctrl-D);
+{"fill": "fifo", "with": "file"} writes the file's bytes into a named pipe if the command is reading it (a test's way
+to hold a command at a known point until then).
 Prints {"transcript": ..., "exit_code": ...} as JSON; exits 3 if an expected text never appeared."""
+import errno
 import json
 import os
 import pty
@@ -41,6 +44,18 @@ def main() -> None:
     for step in steps:
         if "send" in step:
             os.write(fd, step["send"].encode())
+            continue
+        if "fill" in step:
+            # Without waiting for a reader: a command that stopped before it reached the pipe never opens it.
+            try:
+                pipe = os.open(step["fill"], os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno != errno.ENXIO:
+                    raise
+                continue
+            with open(step["with"], "rb") as source:
+                os.write(pipe, source.read())
+            os.close(pipe)
             continue
         needle = step["expect"].encode()
         deadline = time.time() + step.get("timeout", 60)
