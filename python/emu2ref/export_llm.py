@@ -68,8 +68,12 @@ class _Embed(nn.Module):
 
 class _Decoder(nn.Module):
     """Flat inputs/outputs: (inputs_embeds, attention_mask, position_ids, past.0.key, past.0.value, ...) ->
-    (last_hidden_state, present.0.key, present.0.value, ...); with layers = (start, stop), one part of a split
-    decoder (Emu2LLM.decode)."""
+    (last_hidden_state, present.0.key, present.0.value, ..., new_key_values.0.key, new_key_values.0.value, ...);
+    with layers = (start, stop), one part of a split decoder (Emu2LLM.decode).
+
+    new_key_values are the presents' last T rows (this run's own keys and values). A host-memory cache fetches only
+    those and appends them itself: onnxruntime-node copies every fetched output into a fresh JS buffer, and fetching
+    the presents copies the whole cache on every token (docs/package-format.md)."""
 
     def __init__(self, llm, layers=None):
         super().__init__()
@@ -79,7 +83,9 @@ class _Decoder(nn.Module):
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         hidden, presents = self.llm.decode(inputs_embeds, attention_mask, position_ids, pairs, self.layers)
-        return (hidden,) + tuple(t for kv in presents for t in kv)
+        new = inputs_embeds.shape[1]
+        flat = tuple(t for kv in presents for t in kv)
+        return (hidden,) + flat + tuple(t[:, :, t.shape[2] - new:] for t in flat)
 
 
 def decoder_names(layers: int, start: int = 0):
@@ -87,6 +93,11 @@ def decoder_names(layers: int, start: int = 0):
     past = [f"past_key_values.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
     present = [f"present.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
     return past, present
+
+
+def new_rows_names(layers: int, start: int = 0):
+    """The names of the decoder's new_key_values outputs (the presents' last T rows) of layers start .. layers-1."""
+    return [f"new_key_values.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
 
 
 def decoder_part_ranges(layers: int, parts: int) -> list:
@@ -129,7 +140,9 @@ def _decoder_spec(layers: int, part=None):
             "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
     axes.update({n: {0: "batch", 2: "past"} for n in past_names})
     axes.update({n: {0: "batch", 2: "total"} for n in present_names})
-    return (lambda v, m: _Decoder(m, part)), ["last_hidden_state"] + present_names, axes
+    new_names = new_rows_names(stop, start)
+    axes.update({n: {0: "batch", 2: "tokens"} for n in new_names})
+    return (lambda v, m: _Decoder(m, part)), ["last_hidden_state"] + present_names + new_names, axes
 
 
 def _graph_specs(layers: int, decoder_parts: int = 1) -> dict:
@@ -264,7 +277,9 @@ def _write_parity(parity_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str) -> 
                 for input_name, value in feeds.items() if case != "visual_encoder" else ():
                     writer.add(f"{case}.{input_name}", value)
                 for output_name, value in zip(outputs, result):
-                    writer.add(f"{case}.{output_name}", value)
+                    # new_key_values are the presents' last rows: the test reads them there, not from copies.
+                    if not output_name.startswith("new_key_values."):
+                        writer.add(f"{case}.{output_name}", value)
     pixels = examples["visual_encoder"]["pixel_values"]
     writer.meta = {"dtype": dtype, "layers": len(llm.model.layers), "visual_encoder_pixel_seed": PIXEL_SEED,
                    "visual_encoder_pixel_shape": list(pixels.shape),

@@ -90,6 +90,11 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
     };
   }
 
+  outputsToFetch(outputs: readonly string[]): string[] {
+    // The presents stay on the device and become the next past as they are: no rows to append.
+    return this.names.map((n) => `present.${n}`).filter((name) => outputs.includes(name));
+  }
+
   absorb(outputs: OrtFeeds): void {
     for (const n of this.names) {
       const present = outputs[`present.${n}`];

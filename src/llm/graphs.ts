@@ -75,7 +75,7 @@ export class LlmGraphs {
     for (const part of parts) {
       const feeds: Record<string, OrtTensor> = { ...common, inputs_embeds: hidden };
       for (const name of part.inputNames) if (name in past) feeds[name] = past[name];
-      const out = await part.run(feeds);
+      const out = await part.run(feeds, ["last_hidden_state", ...cache.outputsToFetch(part.outputNames)]);
       Object.assign(outputs, out);
       hidden = out.last_hidden_state;
     }

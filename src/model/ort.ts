@@ -66,22 +66,3 @@ export function fromOrt(t: OrtTensor | undefined, what: string): Tensor {
   if (t.type === "float32") return { data: Float32Array.from(t.data as Float32Array), dims };
   throw new Error(`${what}: unexpected element type ${t.type}`);
 }
-
-/**
- * Rows of a host graph value along its first axis, in order (repeats allowed): the host KV cache's beam
- * reordering and expansion. Keeps the element type.
- */
-export async function selectRows(t: OrtTensor, rows: readonly number[]): Promise<OrtTensor> {
-  const ort = await loadOrt();
-  const dims = t.dims.map(Number);
-  const [batch, ...rest] = dims;
-  const per = elementCount(rest);
-  const src = t.data as Float32Array | Uint16Array;
-  const out = t.type === "float16" ? new Uint16Array(rows.length * per) : new Float32Array(rows.length * per);
-  rows.forEach((r, i) => {
-    if (!Number.isInteger(r) || r < 0 || r >= batch)
-      throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
-    out.set(src.subarray(r * per, (r + 1) * per), i * per);
-  });
-  return new ort.Tensor(t.type as Dtype, out, [rows.length, ...rest]);
-}

@@ -61,18 +61,34 @@ for (const name of TINY_PACKAGES) {
         `past_key_values.${i}.key`,
         `past_key_values.${i}.value`,
       ]).flat();
-      const present = Array.from({ length: layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
+      const entries = Array.from({ length: layers }, (_, i) => [`${i}.key`, `${i}.value`]).flat();
+      const present = entries.map((n) => `present.${n}`);
       const inputs = ["inputs_embeds", "attention_mask", "position_ids", ...past];
       const feeds = Object.fromEntries(inputs.map((i) => [i, tensor(golden, `${decoderCase}.${i}`)]));
       const s = await session("decoder.onnx");
       // The names and order of docs/package-format.md, which the runtime binds by name.
       assert.deepEqual([...s.inputNames], inputs);
-      assert.deepEqual([...s.outputNames], ["last_hidden_state", ...present]);
+      assert.deepEqual(
+        [...s.outputNames],
+        ["last_hidden_state", ...present, ...entries.map((n) => `new_key_values.${n}`)],
+      );
       const out = await s.run(feeds);
       for (const o of ["last_hidden_state", ...present]) {
         const expected = golden.float32(`${decoderCase}.${o}`);
         assert.deepEqual(out[o].dims, expected.shape, o);
         assert.ok(maxAbsDiff(out[o].data as Float32Array, expected.data) <= 1e-4, o);
+      }
+      // new_key_values: PyTorch's presents' last T rows (T = this run's tokens) of every batch row and head.
+      const t = Number(feeds.inputs_embeds.dims[1]);
+      for (const n of entries) {
+        const expected = golden.float32(`${decoderCase}.present.${n}`);
+        const [b, h, total, d] = expected.shape;
+        const rows = out[`new_key_values.${n}`];
+        assert.deepEqual(rows.dims, [b, h, t, d], n);
+        const last = new Float32Array(b * h * t * d);
+        for (let bh = 0; bh < b * h; bh++)
+          last.set(expected.data.subarray((bh * total + total - t) * d, (bh + 1) * total * d), bh * t * d);
+        assert.ok(maxAbsDiff(rows.data as Float32Array, last) <= 1e-4, `new_key_values.${n}`);
       }
     });
   }

@@ -54,6 +54,78 @@ test("empty cache, absorb, select (expand / reorder / drop), fork, release", asy
   assert.equal(cache.batch, 1);
 });
 
+test("new_key_values rows are appended after the past of every batch row and head", async () => {
+  const ort = await loadOrt();
+  const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, 2);
+  // Value = 100 * batch row + 10 * head + position, so every element says where it belongs.
+  const rows = (from: number, t: number) =>
+    new ort.Tensor(
+      "float32",
+      Float32Array.from(
+        { length: 4 * t },
+        (_, i) => 100 * Math.floor(i / (2 * t)) + 10 * (Math.floor(i / t) % 2) + from + (i % t),
+      ),
+      [2, 2, t, 1],
+    );
+  const step = (from: number, t: number) =>
+    cache.absorb({ "new_key_values.0.key": rows(from, t), "new_key_values.0.value": rows(from, t) });
+  const past = () => Array.from(cache.feeds()["past_key_values.0.value"].data as Float32Array);
+  step(0, 2);
+  assert.deepEqual(past(), [0, 1, 10, 11, 100, 101, 110, 111]);
+  step(2, 1);
+  step(3, 2);
+  assert.equal(cache.length, 5);
+  assert.deepEqual(cache.feeds()["past_key_values.0.key"].dims, [2, 2, 5, 1]);
+  const expected = [0, 10, 100, 110].flatMap((base) => [0, 1, 2, 3, 4].map((p) => base + p));
+  assert.deepEqual(past(), expected);
+  // A decoder without new_key_values hands back presents, which the cache takes as they are; one with them is
+  // asked for those alone.
+  assert.deepEqual(cache.outputsToFetch(["last_hidden_state", "present.0.key", "present.0.value"]), [
+    "present.0.key",
+    "present.0.value",
+  ]);
+  assert.deepEqual(
+    cache.outputsToFetch(["present.0.key", "present.0.value", "new_key_values.0.key", "new_key_values.0.value"]),
+    ["new_key_values.0.key", "new_key_values.0.value"],
+  );
+  assert.throws(() => cache.absorb({ "new_key_values.0.key": rows(5, 1) }), /new_key_values\.0\.value nor present/);
+  assert.throws(
+    () =>
+      cache.absorb({
+        "new_key_values.0.key": new ort.Tensor("float32", new Float32Array(2), [1, 2, 1, 1]),
+        "new_key_values.0.value": rows(5, 1),
+      }),
+    /does not extend the past \[2,2,5,1\]/,
+  );
+});
+
+test("the two buffers of an entry take turns, and never one a fork still reads", async () => {
+  const ort = await loadOrt();
+  const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 2, dtype: "float32" }, 2);
+  const rows = new ort.Tensor("float32", Float32Array.from([1, 2, 3, 4]), [2, 1, 1, 2]);
+  cache.absorb({ "new_key_values.0.key": rows, "new_key_values.0.value": rows });
+  const buffer = () => (cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer;
+  const first = buffer();
+  await cache.select([1, 0]);
+  const second = buffer();
+  assert.notEqual(second, first);
+  await cache.select([1, 0]);
+  // Beam reordering every step allocates nothing once both buffers exist.
+  assert.equal(buffer(), first);
+  // Both now read the same past: neither may write it again (row picks that change it, so a write would show).
+  const fork = cache.fork();
+  const values = (c: HostKvCache) => Array.from(c.feeds()["past_key_values.0.key"].data as Float32Array);
+  await fork.select([1, 1]);
+  await fork.select([0, 0]);
+  assert.deepEqual(values(fork), [3, 4, 3, 4]);
+  assert.deepEqual(values(cache), [1, 2, 3, 4]);
+  const other = cache.fork();
+  await cache.select([1, 1]);
+  await cache.select([0, 0]);
+  assert.deepEqual(values(cache), [3, 4, 3, 4]);
+  assert.deepEqual(values(other), [1, 2, 3, 4]);
+});
+
 test("float16 entries stay float16 through select", async () => {
   const ort = await loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float16" }, 2);
