@@ -75,7 +75,7 @@ const ROWS: RowSpec[] = [
   { name: "greedy b4 ctx512", batch: 4, beams: 1, context: 512, generate: false, torch: false },
   { name: "beam5 b4 ctx512", batch: 4, beams: 5, context: 512, generate: false, torch: false },
   { name: "greedy b1 ctx1536", batch: 1, beams: 1, context: 1536, generate: true, torch: false },
-  { name: "beam5 b1 ctx1536", batch: 1, beams: 5, context: 1536, generate: false, torch: false },
+  { name: "beam5 b1 ctx1536", batch: 1, beams: 5, context: 1536, generate: true, torch: false },
   { name: "greedy b4 ctx1536", batch: 4, beams: 1, context: 1536, generate: false, torch: false },
 ];
 

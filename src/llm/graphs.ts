@@ -51,7 +51,7 @@ export class LlmGraphs {
 
   /**
    * One decoder run on the new tokens' embeddings [B,T,H] with the full mask [B,P+T] (P = the cache's length);
-   * the cache absorbs the presents; returns the final hidden states [B,T,H].
+   * the cache absorbs its outputs; returns the final hidden states [B,T,H].
    */
   async decoder(embeds: Float32Array, mask: readonly (readonly number[])[], cache: KvCache): Promise<Float32Array> {
     const batch = mask.length;
@@ -62,19 +62,35 @@ export class LlmGraphs {
       );
     }
     const positions = mask.map((m) => positionIds(m).slice(m.length - t));
-    const common = {
-      attention_mask: await int64Tensor(mask.flat(), [batch, mask[0].length]),
-      position_ids: await int64Tensor(positions.flat(), [batch, t]),
+    const positionIdsFeed = await int64Tensor(positions.flat(), [batch, t]);
+    // The past may have free slots after its P filled ones (a host cache's room to grow: kv-cache.ts): the mask
+    // marks them as padding, so they take no part in attention. Parts on different devices may differ in slots.
+    const masks = new Map<number, OrtTensor>();
+    const maskFor = async (slots: number) => {
+      let feed = masks.get(slots);
+      if (!feed) {
+        const free = new Array<number>(slots - cache.length).fill(0);
+        const rows = mask.map((m) => [...m.slice(0, cache.length), ...free, ...m.slice(cache.length)]);
+        feed = await int64Tensor(rows.flat(), [batch, slots + t]);
+        masks.set(slots, feed);
+      }
+      return feed;
     };
     const past = cache.feeds();
     const parts = Array.isArray(this.sessions.decoder) ? this.sessions.decoder : [this.sessions.decoder as Session];
     // A split decoder: each part takes the previous part's last_hidden_state as its inputs_embeds and the past of
-    // its own layers (its inputs name them); the cache absorbs every part's presents together.
+    // its own layers (its inputs name them); the cache absorbs every part's outputs together.
     let hidden = await this.activations(embeds, [batch, t, this.hidden]);
     const outputs: Record<string, OrtTensor> = {};
     for (const part of parts) {
-      const feeds: Record<string, OrtTensor> = { ...common, inputs_embeds: hidden };
-      for (const name of part.inputNames) if (name in past) feeds[name] = past[name];
+      const own = part.inputNames.filter((name: string) => name in past);
+      const slots = own.length ? Number(past[own[0]].dims[2]) : cache.length;
+      const feeds: Record<string, OrtTensor> = {
+        attention_mask: await maskFor(slots),
+        position_ids: positionIdsFeed,
+        inputs_embeds: hidden,
+      };
+      for (const name of own) feeds[name] = past[name];
       const out = await part.run(feeds, ["last_hidden_state", ...cache.outputsToFetch(part.outputNames)]);
       Object.assign(outputs, out);
       hidden = out.last_hidden_state;

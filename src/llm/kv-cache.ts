@@ -83,46 +83,83 @@ export abstract class KvCacheEntries {
   }
 }
 
-/** A host buffer the cache writes its next past into; `shared` once a fork reads it (then nobody writes it again). */
+/** An entry's past [B,h,C,d]; `shared` once a fork reads it too (then neither writes it again). */
 interface HostBuffer {
   data: Float32Array | Uint16Array;
   shared: boolean;
 }
 
-/** Head room when a buffer has to grow: a new one every quarter of the cache's growth rather than every token. */
-const GROWTH = 1.25;
+/**
+ * Slots a buffer grows to for `needed` tokens: an eighth more (at least 32), so that a new buffer (and one copy of
+ * the cache into it) comes every eighth of the cache's growth, while the unused slots the decoder reads (masked)
+ * stay a small part of its attention.
+ */
+export function capacityFor(needed: number): number {
+  return Math.max(needed + 32, Math.ceil(needed * 1.125));
+}
 
 /**
  * The cache in host memory. With a decoder that has new_key_values outputs (this run's own key/value rows) it
- * fetches only those and appends them itself, into one of two buffers per entry that take turns (the past is read
- * from one while the next past is written into the other): onnxruntime-node copies every fetched output into a
- * fresh JS buffer, so fetching the presents instead would copy the whole cache into newly allocated memory on every
- * token (720 ms against ONNX Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). A decoder
- * exported before those outputs existed gives its presents, which become the past as they are.
+ * fetches only those and writes them into free slots of its own buffers, [B,h,C,d] with C >= P: the decoder reads
+ * all C slots, the attention mask marks the free ones as padding (graphs.ts), and nothing of the cache is copied
+ * per token except by ONNX Runtime inside the graph. onnxruntime-node copies every fetched output into a newly
+ * allocated JS buffer, so fetching the presents instead copies the whole cache on every token (720 ms against ONNX
+ * Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam reordering copies rows into a
+ * second buffer per entry, and the two take turns. A decoder exported before new_key_values existed gives its
+ * presents, which become the past as they are.
  */
-export class HostKvCache extends KvCacheEntries implements KvCache {
+export class HostKvCache implements KvCache {
   private constructor(
     private readonly ort: Ort,
     private readonly shape: KvCacheShape,
-    names: string[],
-    tensors: Map<string, OrtTensor>,
-    /** The buffer each entry's past lives in (none for an empty past or a decoder's own present). */
+    private readonly names: string[],
+    /** Each entry's past: the view fed to the decoder. */
+    private readonly tensors: Map<string, OrtTensor>,
+    /** The buffer under each entry's past, when the cache wrote it (not a decoder's own present). */
     private readonly holding: Map<string, HostBuffer>,
-    /** The buffer each entry writes its next past into, when it has one that nobody else reads. */
+    /** A second buffer per entry for row selection, when it has one that nobody else reads. */
     private readonly spare: Map<string, HostBuffer>,
-  ) {
-    super(names, tensors);
-  }
+    /** Filled slots (P), the same in every entry; the rest of the C slots are free. */
+    private valid: number,
+  ) {}
 
   static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
     for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
-    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), new Map());
+    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), new Map(), 0);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
     return (batch) => HostKvCache.empty(shape, batch);
+  }
+
+  private entry(name: string): OrtTensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error("the KV cache was released");
+    return t;
+  }
+
+  get batch(): number {
+    return Number(this.entry(this.names[0]).dims[0]);
+  }
+
+  get length(): number {
+    this.entry(this.names[0]);
+    return this.valid;
+  }
+
+  /** Slots per row of the past fed to the decoder (C >= length; the free ones are masked). */
+  get capacity(): number {
+    return Number(this.entry(this.names[0]).dims[2]);
+  }
+
+  feeds(): OrtFeeds {
+    return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
+  }
+
+  locations(): string[] {
+    return this.names.map((n) => this.entry(n).location);
   }
 
   outputsToFetch(outputs: readonly string[]): string[] {
@@ -133,64 +170,81 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
   }
 
   absorb(outputs: OrtFeeds): void {
-    const next = new Map<string, OrtTensor>();
-    for (const n of this.names) {
-      const rows = outputs[`new_key_values.${n}`];
+    const rows = this.names.map((n) => outputs[`new_key_values.${n}`]);
+    const missing = rows.findIndex((t) => t === undefined);
+    if (missing < 0) {
+      this.append(rows);
+      return;
+    }
+    if (rows.some((t) => t !== undefined))
+      throw new Error(`the decoder returned no new_key_values.${this.names[missing]}`);
+    const presents = this.names.map((n) => {
       const present = outputs[`present.${n}`];
-      if (rows) next.set(n, this.append(n, rows));
-      else if (present) {
-        this.recycle(n, undefined);
-        next.set(n, present);
-      } else throw new Error(`the decoder returned neither new_key_values.${n} nor present.${n}`);
-    }
-    for (const [n, t] of next) this.tensors.set(n, t);
+      if (!present) throw new Error(`the decoder returned neither new_key_values.${n} nor present.${n}`);
+      return present;
+    });
+    if (this.capacity !== this.valid)
+      throw new Error("the decoder returned presents to a cache with free slots: its graph has no new_key_values");
+    this.names.forEach((n, i) => {
+      this.holding.delete(n);
+      this.spare.delete(n);
+      this.tensors.set(n, presents[i]);
+    });
+    this.valid = Number(presents[0].dims[2]);
   }
 
-  /** The past [B,H,P,D] followed by `rows` [B,H,T,D] along the token axis, in this entry's other buffer. */
-  private append(name: string, rows: OrtTensor): OrtTensor {
+  /** Writes rows [B,h,T,d] of every entry into slots P .. P+T-1, moving to a larger buffer first when needed. */
+  private append(rows: OrtTensor[]): void {
+    const [batch, heads, , d] = this.entry(this.names[0]).dims.map(Number);
+    const t = Number(rows[0].dims[2]);
+    rows.forEach((r, i) => {
+      const [rb, rh, rt, rd] = r.dims.map(Number);
+      if (rb !== batch || rh !== heads || rt !== t || rd !== d)
+        throw new Error(
+          `new_key_values.${this.names[i]} [${r.dims.join(",")}] does not extend the past [${batch},${heads},${this.valid},${d}]`,
+        );
+    });
+    const p = this.valid;
+    const capacity = p + t > this.capacity ? capacityFor(p + t) : this.capacity;
+    this.names.forEach((n, i) => {
+      const target = this.writable(n, capacity);
+      const add = rows[i].data as Float32Array | Uint16Array;
+      for (let bh = 0; bh < batch * heads; bh++)
+        target.set(add.subarray(bh * t * d, (bh + 1) * t * d), (bh * capacity + p) * d);
+    });
+    this.valid = p + t;
+  }
+
+  /**
+   * The data of a buffer with `capacity` slots holding this entry's past, that this cache may write: the one it
+   * holds when that is so, else a new one with the past copied in.
+   */
+  private writable(name: string, capacity: number): Float32Array | Uint16Array {
     const past = this.entry(name);
-    const [batch, heads, p, d] = past.dims.map(Number);
-    const t = Number(rows.dims[2]);
-    if (Number(rows.dims[0]) !== batch || Number(rows.dims[1]) !== heads || Number(rows.dims[3]) !== d)
-      throw new Error(
-        `new_key_values.${name} [${rows.dims.join(",")}] does not extend the past [${past.dims.join(",")}]`,
-      );
+    const held = this.holding.get(name);
+    if (held && !held.shared && Number(past.dims[2]) === capacity) return held.data;
+    const [batch, heads, slots, d] = past.dims.map(Number);
+    const buffer = this.allocate(batch * heads * capacity * d);
     const from = past.data as Float32Array | Uint16Array;
-    const add = rows.data as Float32Array | Uint16Array;
-    const target = this.writable(name, batch * heads * (p + t) * d);
-    for (let bh = 0; bh < batch * heads; bh++) {
-      const at = bh * (p + t) * d;
-      if (p > 0) target.set(from.subarray(bh * p * d, (bh + 1) * p * d), at);
-      target.set(add.subarray(bh * t * d, (bh + 1) * t * d), at + p * d);
-    }
-    return this.tensor(target, [batch, heads, p + t, d]);
+    for (let bh = 0; bh < batch * heads; bh++)
+      buffer.data.set(from.subarray(bh * slots * d, (bh * slots + this.valid) * d), bh * capacity * d);
+    this.hold(name, buffer, [batch, heads, capacity, d]);
+    return buffer.data;
   }
 
-  /** The first `size` elements of a buffer this entry may write: its spare when large enough, else a new one. */
-  private writable(name: string, size: number): Float32Array | Uint16Array {
-    let buffer = this.spare.get(name);
-    if (!buffer || buffer.data.length < size) {
-      const capacity = Math.ceil(size * GROWTH);
-      buffer = {
-        data: this.shape.dtype === "float16" ? new Uint16Array(capacity) : new Float32Array(capacity),
-        shared: false,
-      };
-    }
-    this.spare.delete(name);
-    this.recycle(name, buffer);
-    return buffer.data.subarray(0, size);
+  private allocate(size: number): HostBuffer {
+    return {
+      data: this.shape.dtype === "float16" ? new Uint16Array(size) : new Float32Array(size),
+      shared: false,
+    };
   }
 
-  /** `next` now holds the entry's past; the buffer that held it becomes the spare unless a fork still reads it. */
-  private recycle(name: string, next: HostBuffer | undefined): void {
+  /** `buffer` now holds the entry's past; the one that held it becomes the spare unless a fork still reads it. */
+  private hold(name: string, buffer: HostBuffer, dims: number[]): void {
     const old = this.holding.get(name);
-    if (old && !old.shared) this.spare.set(name, old);
-    if (next) this.holding.set(name, next);
-    else this.holding.delete(name);
-  }
-
-  private tensor(data: Float32Array | Uint16Array, dims: number[]): OrtTensor {
-    return new this.ort.Tensor(this.shape.dtype, data, dims);
+    if (old && !old.shared && old !== buffer) this.spare.set(name, old);
+    this.holding.set(name, buffer);
+    this.tensors.set(name, new this.ort.Tensor(this.shape.dtype, buffer.data, dims));
   }
 
   async select(rows: readonly number[]): Promise<void> {
@@ -202,24 +256,38 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       if (!Number.isInteger(r) || r < 0 || r >= batch)
         throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
     }
-    const next = new Map<string, OrtTensor>();
     for (const n of this.names) {
       const past = this.entry(n);
-      const dims = past.dims.map(Number);
-      const per = dims[1] * dims[2] * dims[3];
+      const [, heads, capacity, d] = past.dims.map(Number);
+      const size = rows.length * heads * capacity * d;
+      const spare = this.spare.get(n);
+      this.spare.delete(n);
+      const target = spare && spare.data.length === size ? spare : this.allocate(size);
       const from = past.data as Float32Array | Uint16Array;
-      const target = this.writable(n, rows.length * per);
-      rows.forEach((r, i) => target.set(from.subarray(r * per, (r + 1) * per), i * per));
-      next.set(n, this.tensor(target, [rows.length, dims[1], dims[2], dims[3]]));
+      // Only the filled slots of each head: the free ones are masked whatever they hold.
+      rows.forEach((r, i) => {
+        for (let h = 0; h < heads; h++) {
+          const src = (r * heads + h) * capacity * d;
+          target.data.set(from.subarray(src, src + this.valid * d), (i * heads + h) * capacity * d);
+        }
+      });
+      this.hold(n, target, [rows.length, heads, capacity, d]);
     }
-    for (const [n, t] of next) this.tensors.set(n, t);
   }
 
   fork(): HostKvCache {
-    // Both caches read the buffers that hold the past now, so neither may write them again: each writes its next
-    // past into a buffer of its own.
+    // Both caches read the buffers that hold the past now, so neither may write them again: each moves to a buffer
+    // of its own before it writes.
     for (const buffer of this.holding.values()) buffer.shared = true;
-    return new HostKvCache(this.ort, this.shape, this.names, new Map(this.tensors), new Map(this.holding), new Map());
+    return new HostKvCache(
+      this.ort,
+      this.shape,
+      this.names,
+      new Map(this.tensors),
+      new Map(this.holding),
+      new Map(),
+      this.valid,
+    );
   }
 
   release(): void {

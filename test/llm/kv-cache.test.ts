@@ -4,10 +4,11 @@ import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
 import { prefill } from "../../src/llm/generate.js";
 import { LlmGraphs } from "../../src/llm/graphs.js";
-import { HostKvCache } from "../../src/llm/kv-cache.js";
+import { capacityFor, HostKvCache } from "../../src/llm/kv-cache.js";
 import { loadOrt } from "../../src/model/ort.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { maxAbsDiff } from "../helpers/golden.js";
+import { filledSlots } from "../helpers/kv.js";
 import { LlmGoldens } from "./goldens.js";
 
 test("empty cache, absorb, select (expand / reorder / drop), fork, release", async () => {
@@ -54,7 +55,7 @@ test("empty cache, absorb, select (expand / reorder / drop), fork, release", asy
   assert.equal(cache.batch, 1);
 });
 
-test("new_key_values rows are appended after the past of every batch row and head", async () => {
+test("new_key_values rows go into the free slots of every batch row and head; the buffer grows by an eighth", async () => {
   const ort = await loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, 2);
   // Value = 100 * batch row + 10 * head + position, so every element says where it belongs.
@@ -69,15 +70,23 @@ test("new_key_values rows are appended after the past of every batch row and hea
     );
   const step = (from: number, t: number) =>
     cache.absorb({ "new_key_values.0.key": rows(from, t), "new_key_values.0.value": rows(from, t) });
-  const past = () => Array.from(cache.feeds()["past_key_values.0.value"].data as Float32Array);
   step(0, 2);
-  assert.deepEqual(past(), [0, 1, 10, 11, 100, 101, 110, 111]);
+  assert.deepEqual(filledSlots(cache, "0.value"), [0, 1, 10, 11, 100, 101, 110, 111]);
+  assert.equal(cache.capacity, capacityFor(2));
+  assert.deepEqual(cache.feeds()["past_key_values.0.key"].dims, [2, 2, capacityFor(2), 1]);
+  const buffer = (cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer;
   step(2, 1);
   step(3, 2);
   assert.equal(cache.length, 5);
-  assert.deepEqual(cache.feeds()["past_key_values.0.key"].dims, [2, 2, 5, 1]);
-  const expected = [0, 10, 100, 110].flatMap((base) => [0, 1, 2, 3, 4].map((p) => base + p));
-  assert.deepEqual(past(), expected);
+  // Written in place: no allocation per token while there is room.
+  assert.equal((cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer, buffer);
+  const expected = (n: number) => [0, 10, 100, 110].flatMap((base) => Array.from({ length: n }, (_, p) => base + p));
+  assert.deepEqual(filledSlots(cache, "0.value"), expected(5));
+  // Past the room: a larger buffer, the filled slots moved with it.
+  step(5, capacityFor(2) - 4);
+  assert.equal(cache.length, capacityFor(2) + 1);
+  assert.equal(cache.capacity, capacityFor(capacityFor(2) + 1));
+  assert.deepEqual(filledSlots(cache, "0.key"), expected(capacityFor(2) + 1));
   // A decoder without new_key_values hands back presents, which the cache takes as they are; one with them is
   // asked for those alone.
   assert.deepEqual(cache.outputsToFetch(["last_hidden_state", "present.0.key", "present.0.value"]), [
@@ -88,18 +97,18 @@ test("new_key_values rows are appended after the past of every batch row and hea
     cache.outputsToFetch(["present.0.key", "present.0.value", "new_key_values.0.key", "new_key_values.0.value"]),
     ["new_key_values.0.key", "new_key_values.0.value"],
   );
-  assert.throws(() => cache.absorb({ "new_key_values.0.key": rows(5, 1) }), /new_key_values\.0\.value nor present/);
+  assert.throws(() => cache.absorb({ "new_key_values.0.key": rows(5, 1) }), /no new_key_values\.0\.value/);
   assert.throws(
     () =>
       cache.absorb({
         "new_key_values.0.key": new ort.Tensor("float32", new Float32Array(2), [1, 2, 1, 1]),
         "new_key_values.0.value": rows(5, 1),
       }),
-    /does not extend the past \[2,2,5,1\]/,
+    /does not extend the past/,
   );
 });
 
-test("the two buffers of an entry take turns, and never one a fork still reads", async () => {
+test("row selection moves between two buffers per entry, and never into one a fork still reads", async () => {
   const ort = await loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 2, dtype: "float32" }, 2);
   const rows = new ort.Tensor("float32", Float32Array.from([1, 2, 3, 4]), [2, 1, 1, 2]);
@@ -109,21 +118,31 @@ test("the two buffers of an entry take turns, and never one a fork still reads",
   await cache.select([1, 0]);
   const second = buffer();
   assert.notEqual(second, first);
+  assert.deepEqual(filledSlots(cache, "0.key"), [3, 4, 1, 2]);
   await cache.select([1, 0]);
   // Beam reordering every step allocates nothing once both buffers exist.
   assert.equal(buffer(), first);
-  // Both now read the same past: neither may write it again (row picks that change it, so a write would show).
+  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 3, 4]);
+  // Both now read the same past: neither may write it again (row picks and appends that change it would show).
   const fork = cache.fork();
-  const values = (c: HostKvCache) => Array.from(c.feeds()["past_key_values.0.key"].data as Float32Array);
   await fork.select([1, 1]);
   await fork.select([0, 0]);
-  assert.deepEqual(values(fork), [3, 4, 3, 4]);
-  assert.deepEqual(values(cache), [1, 2, 3, 4]);
+  assert.deepEqual(filledSlots(fork, "0.key"), [3, 4, 3, 4]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 3, 4]);
   const other = cache.fork();
+  const tensor = (values: number[]) => new ort.Tensor("float32", Float32Array.from(values), [2, 1, 1, 2]);
+  const more = tensor([5, 6, 7, 8]);
+  cache.absorb({ "new_key_values.0.key": more, "new_key_values.0.value": more });
+  const elsewhere = tensor([9, 10, 11, 12]);
+  other.absorb({ "new_key_values.0.key": elsewhere, "new_key_values.0.value": elsewhere });
+  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 5, 6, 3, 4, 7, 8]);
+  assert.deepEqual(filledSlots(other, "0.key"), [1, 2, 9, 10, 3, 4, 11, 12]);
   await cache.select([1, 1]);
   await cache.select([0, 0]);
-  assert.deepEqual(values(cache), [3, 4, 3, 4]);
-  assert.deepEqual(values(other), [1, 2, 3, 4]);
+  await other.select([1, 0]);
+  await other.select([1, 1]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [3, 4, 7, 8, 3, 4, 7, 8]);
+  assert.deepEqual(filledSlots(other, "0.key"), [1, 2, 9, 10, 1, 2, 9, 10]);
 });
 
 test("float16 entries stay float16 through select", async () => {

@@ -11,10 +11,12 @@ for (const name of TINY_PACKAGES) {
     const ref = new LlmGoldens(name);
     const model = Emu2.open(packageDir(name));
     const llm = await model.llm();
-    // 64 recursive steps accumulate float32 noise: the Emu2-Gen package (the one that draws images) stays within 1e-4
-    // absolute; the chat package's larger activations are held to 1e-4 of their magnitude.
+    // 64 recursive steps amplify float32 noise: the first step is within 7e-7 on both packages. The Emu2-Gen package
+    // (the one that draws images) stays within 1e-4 absolute; the chat package's random weights amplify more, and
+    // the host cache's free slots (masked like left padding, kv-cache.ts) change the attention's reduction order:
+    // measured 1.0e-3 at 3.35 magnitude (3.1e-4 of it; 2.3e-4 of it with no free slots), held to 4e-4 of it.
     const bound = (reference: Float32Array) =>
-      model.pkg.canGenerateImages ? 1e-4 : 1e-4 * Math.max(...reference.map(Math.abs));
+      model.pkg.canGenerateImages ? 1e-4 : 4e-4 * Math.max(...reference.map(Math.abs));
     const steps = ref.meta.regress.n_query;
     const cond = await llm.regress([ref.golden.ints(`p${ref.meta.regress.cond_prompt}.ids`)], null, steps);
     const condRef = ref.golden.float32("regress.cond");
