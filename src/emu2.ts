@@ -15,6 +15,7 @@ import { describeSource, type ImageSource, type PromptInput } from "./prompt/typ
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
 import { HostKvCache, PartCaches } from "./llm/kv-cache.js";
+import { logSoftmaxGraph } from "./llm/graphs.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { StopStrings } from "./llm/stop-strings.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
@@ -262,9 +263,18 @@ export class Emu2 {
     const [embedTokens, projectUp, lmHead, projectDown] = await Promise.all(
       (["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
     );
+    // Beside lm_head, whose logits it reads.
+    const logSoftmax = await this.pkg.builtSession("log_softmax", logSoftmaxGraph(), {}, "lm_head");
     const sessions = decoders.map((d) => d.session);
     return new LlmStage(
-      { embedTokens, projectUp, decoder: sessions.length === 1 ? sessions[0] : sessions, lmHead, projectDown },
+      {
+        embedTokens,
+        projectUp,
+        decoder: sessions.length === 1 ? sessions[0] : sessions,
+        lmHead,
+        projectDown,
+        logSoftmax: logSoftmax.session,
+      },
       this.manifest,
       caches.length === 1 ? caches[0] : PartCaches.factory(caches),
     );

@@ -9,15 +9,7 @@ import { embedPrompt } from "./embed.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
-import {
-  applyProcessors,
-  argmax,
-  drawFromProbs,
-  logitsProcessors,
-  logitsWarpers,
-  logSoftmax,
-  softmax,
-} from "./processors.js";
+import { applyProcessors, argmax, drawFromProbs, logitsProcessors, logitsWarpers, softmax } from "./processors.js";
 import type { GenerationSettings } from "./settings.js";
 import { shouldStop, stoppingCriteria, type StopReason } from "./stopping.js";
 
@@ -208,10 +200,10 @@ async function beamSearch(
     let last: Float32Array = new Float32Array(scorer.rows * hidden);
     expand.forEach((b, i) => last.set(promptLast.subarray(b * hidden, (b + 1) * hidden), i * hidden));
     for (;;) {
-      const rows = await logitRows(ctx, last, scorer.rows);
+      const rows = await ctx.graphs.logSoftmax(await logitRows(ctx, last, scorer.rows));
       // Processors run on the log-probs (HF's beam_search: log_softmax first).
       const scores = rows.map((row, i) =>
-        scorer.rowDone(i) ? null : applyProcessors(processors, logSoftmax(row), scorer.beam(i).tokens),
+        scorer.rowDone(i) ? null : applyProcessors(processors, row, scorer.beam(i).tokens),
       );
       const { tokens, sources } = scorer.process(scores);
       ended = shouldStop(criteria, scorer.beam(0).tokens);
@@ -270,7 +262,7 @@ export async function scoreContinuations(
   const { cache, mask, last } = await prefill(ctx, [context], features);
   try {
     const [firstLogits] = await logitRows(ctx, last, 1);
-    const firstLogprobs = logSoftmax(firstLogits);
+    const [firstLogprobs] = await ctx.graphs.logSoftmax([firstLogits]);
     const results: ContinuationScore[] = [];
     for (const candidate of candidates) {
       let sum = firstLogprobs[candidate[0]];
@@ -284,8 +276,8 @@ export async function scoreContinuations(
             1,
           );
           const v = logits.length / fed.length;
-          for (let i = 1; i < candidate.length; i++)
-            sum += logSoftmax(logits.subarray((i - 1) * v, i * v))[candidate[i]];
+          const logprobs = await ctx.graphs.logSoftmax(fed.map((_, i) => logits.subarray(i * v, (i + 1) * v)));
+          for (let i = 1; i < candidate.length; i++) sum += logprobs[i - 1][candidate[i]];
         } finally {
           branch.release();
         }
