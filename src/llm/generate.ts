@@ -141,7 +141,8 @@ async function greedyOrSample(
       // A finished row keeps running (the batch is one tensor) on pad tokens, as HF does; its output is ignored.
       const next = rows.map((row, b) => {
         if (reasons[b]) return ctx.padTokenId;
-        const scores = applyProcessors(processors, Float32Array.from(row), generated[b]);
+        // The row is this step's own lm_head output: the processors may change it in place.
+        const scores = applyProcessors(processors, row, generated[b]);
         return settings.doSample
           ? drawFromProbs(softmax(applyProcessors(warpers, scores, generated[b])), rng.uniform())
           : argmax(scores);

@@ -85,9 +85,9 @@ export function warpTemperature(scores: Float32Array, temperature: number): Floa
 
 /** TopKLogitsWarper: scores below the k-th largest become -inf (ties with it stay). k = 0 keeps everything. */
 export function warpTopK(scores: Float32Array, topK: number, minTokensToKeep = 1): Float32Array {
-  if (topK === 0) return Float32Array.from(scores);
+  if (topK === 0) return scores.slice();
   const k = Math.min(Math.max(topK, minTokensToKeep), scores.length);
-  const kth = Float32Array.from(scores).sort()[scores.length - k];
+  const kth = scores.slice().sort()[scores.length - k];
   return scores.map((s) => (s < kth ? -Infinity : s));
 }
 
@@ -106,10 +106,10 @@ export function softmax(scores: Float32Array): Float32Array {
  * probability is <= 1 - top_p become -inf, except the `minTokensToKeep` most likely. top_p = 1 keeps everything.
  */
 export function warpTopP(scores: Float32Array, topP: number, minTokensToKeep = 1): Float32Array {
-  if (topP >= 1) return Float32Array.from(scores);
+  if (topP >= 1) return scores.slice();
   const order = Array.from(scores, (_, i) => i).sort((a, b) => scores[a] - scores[b] || a - b);
   const probs = softmax(Float32Array.from(order, (i) => scores[i]));
-  const out = Float32Array.from(scores);
+  const out = scores.slice();
   const bound = f(1 - topP);
   let cumulative = 0;
   for (let r = 0; r < order.length - minTokensToKeep; r++) {
