@@ -108,20 +108,22 @@ export function capacityFor(needed: number): number {
  * second buffer per entry, and the two take turns. A decoder exported before new_key_values existed gives its
  * presents, which become the past as they are.
  */
-export class HostKvCache implements KvCache {
+export class HostKvCache extends KvCacheEntries implements KvCache {
   private constructor(
     private readonly ort: Ort,
     private readonly shape: KvCacheShape,
-    private readonly names: string[],
-    /** Each entry's past: the view fed to the decoder. */
-    private readonly tensors: Map<string, OrtTensor>,
+    names: string[],
+    /** Each entry's past: the buffer fed to the decoder, free slots included. */
+    tensors: Map<string, OrtTensor>,
     /** The buffer under each entry's past, when the cache wrote it (not a decoder's own present). */
     private readonly holding: Map<string, HostBuffer>,
     /** A second buffer per entry for row selection, when it has one that nobody else reads. */
     private readonly spare: Map<string, HostBuffer>,
     /** Filled slots (P), the same in every entry; the rest of the C slots are free. */
     private valid: number,
-  ) {}
+  ) {
+    super(names, tensors);
+  }
 
   static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
@@ -134,17 +136,8 @@ export class HostKvCache implements KvCache {
     return (batch) => HostKvCache.empty(shape, batch);
   }
 
-  private entry(name: string): OrtTensor {
-    const t = this.tensors.get(name);
-    if (!t) throw new Error("the KV cache was released");
-    return t;
-  }
-
-  get batch(): number {
-    return Number(this.entry(this.names[0]).dims[0]);
-  }
-
-  get length(): number {
+  /** Filled slots only: the past fed to the decoder has `capacity` (free ones masked). */
+  override get length(): number {
     this.entry(this.names[0]);
     return this.valid;
   }
@@ -152,14 +145,6 @@ export class HostKvCache implements KvCache {
   /** Slots per row of the past fed to the decoder (C >= length; the free ones are masked). */
   get capacity(): number {
     return Number(this.entry(this.names[0]).dims[2]);
-  }
-
-  feeds(): OrtFeeds {
-    return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
-  }
-
-  locations(): string[] {
-    return this.names.map((n) => this.entry(n).location);
   }
 
   outputsToFetch(outputs: readonly string[]): string[] {
