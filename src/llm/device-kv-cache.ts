@@ -114,11 +114,7 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
   }
 
   async select(rows: readonly number[]): Promise<void> {
-    const batch = this.batch;
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= batch)
-        throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
-    }
+    this.checkRows(rows);
     if (this.length === 0) {
       // Nothing on the device yet: the empty past only changes its batch size.
       for (const n of this.names)

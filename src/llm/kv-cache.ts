@@ -81,6 +81,15 @@ export abstract class KvCacheEntries {
   locations(): string[] {
     return this.names.map((n) => this.entry(n).location);
   }
+
+  /** select()'s rows must name rows the cache holds. */
+  protected checkRows(rows: readonly number[]): void {
+    const batch = this.batch;
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= batch)
+        throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
+    }
+  }
 }
 
 /** An entry's past [B,h,C,d]; `shared` once a fork reads it too (then neither writes it again). */
@@ -236,11 +245,7 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     // Beam search selects every step, and most steps keep every beam where it is: copying the whole cache then
     // (0.8 GB at Emu2's width, 5 beams, 1,536 tokens) would buy nothing.
     if (rows.length === this.batch && rows.every((r, i) => r === i)) return;
-    const batch = this.batch;
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= batch)
-        throw new RangeError(`KV cache row ${r} is outside 0..${batch - 1}`);
-    }
+    this.checkRows(rows);
     for (const n of this.names) {
       const past = this.entry(n);
       const [, heads, capacity, d] = past.dims.map(Number);

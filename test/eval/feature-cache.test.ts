@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
 import { FeatureCache, packageFeatureKey } from "../../src/eval/feature-cache.js";
 import { packageDir } from "../helpers/fixtures.js";
+import { GREEDY } from "../helpers/settings.js";
 
 const IMAGES = [
   "fixtures/datasets/coco/val2014/COCO_val2014_000000000101.jpg",
@@ -57,19 +58,7 @@ test("a prompt prepared with the cache as its image source generates what the en
         { kind: "text" as const, text: "b" },
       ],
     };
-    const settings = {
-      maxNewTokens: 4,
-      minNewTokens: 1,
-      numBeams: 2,
-      lengthPenalty: -1,
-      repetitionPenalty: 1,
-      doSample: false,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      stop: [],
-    };
+    const settings = { ...GREEDY, maxNewTokens: 4, minNewTokens: 1, numBeams: 2, lengthPenalty: -1 };
     const plain = await model.generateText([prompt], settings);
     const cached = await model.generateText([prompt], settings, { imageFeatures: cache.source });
     assert.deepEqual(cached[0].ids, plain[0].ids);

@@ -1,20 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SettingsError, validateGenerationSettings, type GenerationSettings } from "../../src/llm/settings.js";
+import { GREEDY } from "../helpers/settings.js";
 
-const valid: GenerationSettings = {
-  maxNewTokens: 10,
-  minNewTokens: 1,
-  numBeams: 5,
-  lengthPenalty: -1,
-  repetitionPenalty: 1,
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  stop: [],
-};
+const valid: GenerationSettings = { ...GREEDY, maxNewTokens: 10, minNewTokens: 1, numBeams: 5, lengthPenalty: -1 };
 
 test("valid settings pass; each bad one is a SettingsError (exit code 2) naming the setting and what was expected", () => {
   validateGenerationSettings(valid);
