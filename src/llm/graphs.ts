@@ -2,7 +2,7 @@
 // whatever the package's activation type (the conversion happens at the ONNX Runtime boundary, model/ort.ts); ids,
 // masks and positions as int64.
 import type { Dtype } from "../model/manifest.js";
-import { fromOrt, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
+import { fromOrt, int64Feed, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
 import type { Tensor } from "../model/tensor.js";
 import { writeOnnxModel } from "../model/onnx-writer.js";
 import type { KvCache } from "./kv-cache.js";
@@ -88,9 +88,15 @@ export class LlmGraphs {
     const maskFor = async (slots: number) => {
       let feed = masks.get(slots);
       if (!feed) {
-        const free = new Array<number>(slots - cache.length).fill(0);
-        const rows = mask.map((m) => [...m.slice(0, cache.length), ...free, ...m.slice(cache.length)]);
-        feed = await int64Tensor(rows.flat(), [batch, slots + t]);
+        // Filled straight into the int64 buffer (zeros where the free slots sit): this runs on every token.
+        const width = slots + t;
+        const data = new BigInt64Array(batch * width);
+        mask.forEach((m, b) => {
+          const row = b * width;
+          for (let i = 0; i < cache.length; i++) if (m[i]) data[row + i] = 1n;
+          for (let i = 0; i < t; i++) if (m[cache.length + i]) data[row + slots + i] = 1n;
+        });
+        feed = await int64Feed(data, [batch, width]);
         masks.set(slots, feed);
       }
       return feed;

@@ -36,14 +36,18 @@ export async function toOrt(t: Tensor, dtype: Dtype): Promise<OrtTensor> {
 
 /** An int64 graph input (ids, masks, positions). */
 export async function int64Tensor(values: readonly number[], dims: readonly number[]): Promise<OrtTensor> {
+  // An indexed loop: BigInt64Array.from with a map function walks an iterator and calls back per value.
+  const data = new BigInt64Array(values.length);
+  for (let i = 0; i < values.length; i++) data[i] = BigInt(values[i]);
+  return int64Feed(data, dims);
+}
+
+/** An int64 graph input over values already in an int64 buffer (no copy). */
+export async function int64Feed(data: BigInt64Array, dims: readonly number[]): Promise<OrtTensor> {
   const ort = await loadOrt();
-  if (values.length !== elementCount(dims))
-    throw new RangeError(`int64 input: ${values.length} values for dims [${dims.join(",")}]`);
-  return new ort.Tensor(
-    "int64",
-    BigInt64Array.from(values, (x) => BigInt(x)),
-    dims,
-  );
+  if (data.length !== elementCount(dims))
+    throw new RangeError(`int64 input: ${data.length} values for dims [${dims.join(",")}]`);
+  return new ort.Tensor("int64", data, dims);
 }
 
 /** A zero-filled (or zero-length) graph input of element type `dtype`. */
@@ -63,7 +67,8 @@ export function fromOrt(t: OrtTensor | undefined, what: string): Tensor {
     throw new Error(`${what}: expected in host memory, found on ${t.location}`);
   const dims = t.dims.map(Number);
   if (t.type === "float16") return { data: fromFloat16(t.data as Uint16Array), dims };
-  // slice() copies as one block; Float32Array.from walks an iterator (a tenth of a tiny decode step on 32k logits).
-  if (t.type === "float32") return { data: (t.data as Float32Array).slice(), dims };
+  // No copy: onnxruntime-node hands every fetched output over in a buffer of its own (even an output that is
+  // a graph input passed through), so nothing else holds this one.
+  if (t.type === "float32") return { data: t.data as Float32Array, dims };
   throw new Error(`${what}: unexpected element type ${t.type}`);
 }
