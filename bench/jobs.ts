@@ -147,6 +147,9 @@ export interface LlmFigures extends ProcessFigures {
 
 export interface TsLlmFigures extends LlmFigures {
   session_ms: number;
+  /** Median ms per greedy token: emu2's whole step, and a bare loop of its three session runs (ts_worker.ts). */
+  emu2_token_ms: number;
+  bare_token_ms: number;
 }
 
 export interface TorchLlmFigures extends LlmFigures {

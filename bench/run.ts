@@ -392,6 +392,14 @@ const llmStage: Stage = {
           `TS/transformers.js ${(ts.greedy_ms / peer.greedy_ms).toFixed(2)}x`,
       },
       {
+        stage: "  per greedy token: emu2's step vs a bare session.run loop (generation overhead)",
+        tsMs: ts.emu2_token_ms,
+        ts,
+        note:
+          `bare loop ${fmtMs(ts.bare_token_ms)} ms (embed_tokens, decoder, lm_head on a ${ids.length}-token past), ` +
+          `emu2/bare ${(ts.emu2_token_ms / ts.bare_token_ms).toFixed(2)}x`,
+      },
+      {
         stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`,
         tsMs: ts.beam_ms,
         torchMs: torch.beam_ms,

@@ -16,6 +16,7 @@ import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
 import { PLAIN_GREEDY } from "../src/llm/settings.js";
 import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
+import { int64Tensor, toOrt, type OrtTensor } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { loadImage } from "../src/vision/image.js";
 import { VisualEncoder } from "../src/vision/encoder.js";
@@ -156,10 +157,74 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
   };
 }
 
+/**
+ * The generation overhead: emu2's time per greedy token (the period between the starts of consecutive decoder
+ * runs, so everything of a step: embed_tokens, decoder, lm_head and the JS between them) against a bare loop of the
+ * same three sessions on a fixed past of the prompt's length, fetching what emu2 fetches. The two take turns, so
+ * that both see the machine in the same state.
+ */
+async function decodeOverhead(
+  model: Emu2,
+  job: LlmJob,
+  greedy: () => Promise<void>,
+): Promise<{ bare_token_ms: number; emu2_token_ms: number }> {
+  const [embed, decoder, lmHead] = await Promise.all(
+    (["embed_tokens", "decoder", "lm_head"] as const).map((role) => model.pkg.session(role)),
+  );
+  const { hidden_size: hidden, num_heads: heads, head_dim: headDim } = model.manifest.llm;
+  const context = job.ids.length;
+  const values = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.1);
+  const floats = async (n: number, dims: number[]) => toOrt({ data: values(n), dims }, model.manifest.dtype);
+  const feeds: Record<string, OrtTensor> = {
+    inputs_embeds: await floats(hidden, [1, 1, hidden]),
+    attention_mask: await int64Tensor(new Array<number>(context + 1).fill(1), [1, context + 1]),
+    position_ids: await int64Tensor([context], [1, 1]),
+  };
+  for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values.")))
+    feeds[name] = await floats(heads * context * headDim, [1, heads, context, headDim]);
+  const ids = await int64Tensor([42], [1, 1]);
+  const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
+  const bareSteps = async (n: number) => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const start = performance.now();
+      await embed.run({ input_ids: ids });
+      const out = await decoder.run(feeds, fetched);
+      await lmHead.run({ hidden_states: out.last_hidden_state });
+      times.push(performance.now() - start);
+    }
+    return times;
+  };
+  const starts: number[] = [];
+  const run = decoder.run.bind(decoder) as (...args: unknown[]) => ReturnType<typeof decoder.run>;
+  const timedRun = (async (...args: unknown[]) => {
+    starts.push(performance.now());
+    return run(...args);
+  }) as typeof decoder.run;
+  const bare: number[] = [];
+  const emu2: number[] = [];
+  for (let round = 0; round < job.warmup + job.repeats; round++) {
+    const times = await bareSteps(job.greedy_new_tokens);
+    starts.length = 0;
+    decoder.run = timedRun;
+    try {
+      await greedy();
+    } finally {
+      decoder.run = run as typeof decoder.run;
+    }
+    if (round < job.warmup) continue;
+    bare.push(...times);
+    // starts[0] is the prefill; the first period after it is the first decode step on new shapes.
+    for (let i = 3; i < starts.length; i++) emu2.push(starts[i] - starts[i - 1]);
+  }
+  return { bare_token_ms: median(bare), emu2_token_ms: median(emu2) };
+}
+
 async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
   const baseline = process.memoryUsage().rss;
   const sessionStart = performance.now();
-  const llm = await Emu2.open(job.package_dir, { threads: job.threads }).llm();
+  const model = Emu2.open(job.package_dir, { threads: job.threads });
+  const llm = await model.llm();
   const sessionMs = performance.now() - sessionStart;
 
   // Plain greedy / beam search as the reference functions run them: no sampling, penalties, stop strings or
@@ -185,7 +250,11 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
     numBeams: job.num_beams,
     lengthPenalty: job.length_penalty,
   });
+  const overhead = await decodeOverhead(model, job, async () => {
+    await llm.generateText([job.ids], null, { ...plain, maxNewTokens: job.greedy_new_tokens });
+  });
   return {
+    ...overhead,
     session_ms: sessionMs,
     first_token_ms: first.ms,
     first_token: first.ids[0],
