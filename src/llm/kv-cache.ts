@@ -113,9 +113,9 @@ export function capacityFor(needed: number): number {
  * all C slots, the attention mask marks the free ones as padding (graphs.ts), and nothing of the cache is copied
  * per token except by ONNX Runtime inside the graph. onnxruntime-node copies every fetched output into a newly
  * allocated JS buffer, so fetching the presents instead copies the whole cache on every token (720 ms against ONNX
- * Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam reordering copies rows into a
- * second buffer per entry, and the two take turns. A decoder exported before new_key_values existed gives its
- * presents, which become the past as they are.
+ * Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam reordering moves rows within
+ * the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2 layers at Emu2's width and 1,536
+ * tokens). A decoder exported before new_key_values existed gives its presents, which become the past as they are.
  */
 export class HostKvCache extends KvCacheEntries implements KvCache {
   private constructor(
@@ -126,19 +126,20 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     tensors: Map<string, OrtTensor>,
     /** The buffer under each entry's past, when the cache wrote it (not a decoder's own present). */
     private readonly holding: Map<string, HostBuffer>,
-    /** A second buffer per entry for row selection, when it has one that nobody else reads. */
-    private readonly spare: Map<string, HostBuffer>,
     /** Filled slots (P), the same in every entry; the rest of the C slots are free. */
     private valid: number,
   ) {
     super(names, tensors);
   }
 
+  /** Rows put aside during an in-place reorder (reorderInPlace). */
+  private asides: (Float32Array | Uint16Array)[] = [];
+
   static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
     for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
-    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), new Map(), 0);
+    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
@@ -181,7 +182,6 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       throw new Error("the decoder returned presents to a cache with free slots: its graph has no new_key_values");
     this.names.forEach((n, i) => {
       this.holding.delete(n);
-      this.spare.delete(n);
       this.tensors.set(n, presents[i]);
     });
     this.valid = Number(presents[0].dims[2]);
@@ -233,10 +233,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     };
   }
 
-  /** `buffer` now holds the entry's past; the one that held it becomes the spare unless a fork still reads it. */
+  /** `buffer` now holds the entry's past. */
   private hold(name: string, buffer: HostBuffer, dims: number[]): void {
-    const old = this.holding.get(name);
-    if (old && !old.shared && old !== buffer) this.spare.set(name, old);
     this.holding.set(name, buffer);
     this.tensors.set(name, new this.ort.Tensor(this.shape.dtype, buffer.data, dims));
   }
@@ -246,44 +244,87 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     // (0.8 GB at Emu2's width, 5 beams, 1,536 tokens) would buy nothing.
     if (rows.length === this.batch && rows.every((r, i) => r === i)) return;
     this.checkRows(rows);
+    // Read before the loop: the first entry's new buffer changes what this.batch says.
+    const sameBatch = rows.length === this.batch;
     for (const n of this.names) {
-      const past = this.entry(n);
-      const [, heads, capacity, d] = past.dims.map(Number);
-      const size = rows.length * heads * capacity * d;
-      const spare = this.spare.get(n);
-      this.spare.delete(n);
-      const target = spare && spare.data.length === size ? spare : this.allocate(size);
-      const from = past.data as Float32Array | Uint16Array;
-      // Only the filled slots of each head: the free ones are masked whatever they hold.
-      rows.forEach((r, i) => {
-        for (let h = 0; h < heads; h++) {
-          const src = (r * heads + h) * capacity * d;
-          target.data.set(from.subarray(src, src + this.valid * d), (i * heads + h) * capacity * d);
-        }
-      });
-      this.hold(n, target, [rows.length, heads, capacity, d]);
+      const held = this.holding.get(n);
+      if (held && !held.shared && sameBatch) this.reorderInPlace(n, held.data, rows);
+      else this.selectIntoNew(n, rows);
     }
+  }
+
+  /**
+   * Row r becomes row rows[r] within the buffer. Only the rows that change are written, each after every row that
+   * reads its old contents has been written, so a chain of moves (what beam search mostly does) needs no copy
+   * aside; rows that read each other in a cycle (two beams swapping ranks) put one row aside to break it.
+   */
+  private reorderInPlace(name: string, data: Float32Array | Uint16Array, rows: readonly number[]): void {
+    const [, heads, capacity, d] = this.entry(name).dims.map(Number);
+    // Only the filled slots of each head: the free ones are masked whatever they hold.
+    const span = this.valid * d;
+    const headAt = (row: number, h: number) => (row * heads + h) * capacity * d;
+    const pending = new Set(rows.flatMap((from, to) => (from === to ? [] : [to])));
+    // How many pending rows still read each row's old contents.
+    const readers = rows.map(() => 0);
+    for (const to of pending) readers[rows[to]]++;
+    // Where a pending row reads from when its source went aside.
+    const asideOf = new Map<number, Float32Array | Uint16Array>();
+    let asides = 0;
+    while (pending.size > 0) {
+      const to = [...pending].find((row) => readers[row] === 0);
+      if (to === undefined) {
+        const row = pending.values().next().value as number;
+        const aside = this.asideRow(asides++, heads * capacity * d);
+        for (let h = 0; h < heads; h++)
+          aside.set(data.subarray(headAt(row, h), headAt(row, h) + span), h * capacity * d);
+        for (const reader of pending) if (rows[reader] === row) asideOf.set(reader, aside);
+        readers[row] = 0;
+        continue;
+      }
+      const aside = asideOf.get(to);
+      for (let h = 0; h < heads; h++) {
+        if (aside) data.set(aside.subarray(h * capacity * d, h * capacity * d + span), headAt(to, h));
+        // copyWithin: set() from a view of the same buffer would clone the source first.
+        else data.copyWithin(headAt(to, h), headAt(rows[to], h), headAt(rows[to], h) + span);
+      }
+      if (!aside) readers[rows[to]]--;
+      pending.delete(to);
+    }
+  }
+
+  /** Row buffers kept between reorders for rows put aside (a fresh one per step would be fresh memory per step). */
+  private asideRow(index: number, size: number): Float32Array | Uint16Array {
+    if (this.asides[index]?.length !== size) this.asides[index] = this.allocate(size).data;
+    return this.asides[index];
+  }
+
+  /** Selected rows copied into a new buffer: the batch changes (beam expansion), or a fork still reads the old one. */
+  private selectIntoNew(name: string, rows: readonly number[]): void {
+    const past = this.entry(name);
+    const [, heads, capacity, d] = past.dims.map(Number);
+    const target = this.allocate(rows.length * heads * capacity * d);
+    const from = past.data as Float32Array | Uint16Array;
+    const span = this.valid * d;
+    rows.forEach((r, i) => {
+      for (let h = 0; h < heads; h++) {
+        const src = (r * heads + h) * capacity * d;
+        target.data.set(from.subarray(src, src + span), (i * heads + h) * capacity * d);
+      }
+    });
+    this.hold(name, target, [rows.length, heads, capacity, d]);
   }
 
   fork(): HostKvCache {
     // Both caches read the buffers that hold the past now, so neither may write them again: each moves to a buffer
     // of its own before it writes.
     for (const buffer of this.holding.values()) buffer.shared = true;
-    return new HostKvCache(
-      this.ort,
-      this.shape,
-      this.names,
-      new Map(this.tensors),
-      new Map(this.holding),
-      new Map(),
-      this.valid,
-    );
+    return new HostKvCache(this.ort, this.shape, this.names, new Map(this.tensors), new Map(this.holding), this.valid);
   }
 
   release(): void {
     this.tensors.clear();
     this.holding.clear();
-    this.spare.clear();
+    this.asides = [];
   }
 }
 
