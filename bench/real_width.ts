@@ -31,6 +31,7 @@ import { readOnnxSummary } from "../src/model/onnx-file.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
 import type { OrtTensor, Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
+import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
 import { median } from "./stats.js";
 
@@ -255,7 +256,9 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
 
   if (spec.generate) {
     const spans = timeRuns(decoder);
-    const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown }, manifest);
+    // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
+    const logSoftmax = await createSession(logSoftmaxGraph(), options);
+    const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax }, manifest);
     const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
     const settings: GenerationSettings = {
       ...PLAIN_GREEDY,
