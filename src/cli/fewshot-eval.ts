@@ -27,7 +27,7 @@ interface FewshotFlags extends ModelOptions {
   shots?: string;
   trials: string;
   seed: string;
-  demos: "random" | "rices";
+  demos: "random" | "rices" | "balanced";
   limit?: string;
   batchSize: string;
   outputDir: string;
@@ -100,7 +100,12 @@ export function registerFewshotEval(program: Command): void {
     .option("--trials <n>", "trials per shot count, seeds --seed, --seed+1, ...", "1")
     .option("--seed <n>", "seed of the first trial (demonstrations depend only on the seed and the query)", "0")
     .addOption(
-      new Option("--demos <strategy>", "how demonstrations are chosen").choices(["random", "rices"]).default("random"),
+      new Option(
+        "--demos <strategy>",
+        "how demonstrations are chosen: random, rices (most similar images), balanced (classification: every class shown before any twice)",
+      )
+        .choices(["random", "rices", "balanced"])
+        .default("random"),
     )
     .option("--limit <n>", "evaluate only the first N samples of each task")
     .option("-b, --batch-size <n>", "prompts generated together (results do not depend on it)", "1")
@@ -135,6 +140,11 @@ export function registerFewshotEval(program: Command): void {
     if (videoTask && settings.demos === "rices")
       throw new UsageError(
         `--demos rices ranks demonstrations by image features: task ${videoTask.config.name} has videos (use --demos random)`,
+      );
+    const unlabelled = tasks.find((t) => t.config.kind !== "classification");
+    if (unlabelled && settings.demos === "balanced")
+      throw new UsageError(
+        `--demos balanced draws demonstrations per class: task ${unlabelled.config.name} is a ${unlabelled.config.kind} task (use --demos random)`,
       );
     for (const t of tasks) {
       for (const s of [...t.eval.skipped, ...t.train.skipped].slice(0, 5))

@@ -1,9 +1,10 @@
 // Demonstrations for a query, from the train split (the protocol of OpenFlamingo's open_flamingo/eval). Both strategies depend only on the
 // seed, the query and the train split's content: never on batch size, sharding, or the order of either file.
 import { createHash } from "node:crypto";
+import { Emu2Error } from "../util/errors.js";
 import type { Sample } from "./datasets.js";
 
-export type DemoStrategy = "random" | "rices";
+export type DemoStrategy = "random" | "rices" | "balanced";
 
 const byId = (a: Sample, b: Sample) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
@@ -44,6 +45,33 @@ export function randomDemos(pool: readonly Sample[], query: Sample, k: number, s
     [list[i], list[j]] = [list[j], list[i]];
   }
   return list.slice(0, n);
+}
+
+/**
+ * k demonstrations spread over the classes, the n-way k-shot protocol of Frozen's fast-binding tasks: the classes
+ * in a seeded order, each shown once before any is shown twice, each class's samples drawn at random; the k in a
+ * seeded order. A random draw leaves classes out (4 draws from 4 equal classes miss the query's class about 30% of
+ * the time), and a nonsense label never shown cannot be learned from the prompt. Every train sample needs a label.
+ */
+export function balancedDemos(pool: readonly Sample[], query: Sample, k: number, seed: number): Sample[] {
+  const uniform = seededUniforms(seed, query.id);
+  const shuffle = <T>(list: T[]): T[] => {
+    for (let i = list.length - 1; i > 0; i--) {
+      const j = Math.floor(uniform() * (i + 1));
+      [list[i], list[j]] = [list[j], list[i]];
+    }
+    return list;
+  };
+  const byClass = new Map<string, Sample[]>();
+  for (const s of candidates(pool, query)) {
+    if (s.label === undefined) throw new Emu2Error(`--demos balanced: train sample ${s.id} has no label`);
+    byClass.set(s.label, [...(byClass.get(s.label) ?? []), s]);
+  }
+  const classes = shuffle([...byClass.keys()].sort()).map((c) => shuffle(byClass.get(c) as Sample[]));
+  const demos: Sample[] = [];
+  for (let round = 0; demos.length < k && classes.some((c) => c.length > round); round++)
+    for (const members of classes) if (demos.length < k && round < members.length) demos.push(members[round]);
+  return shuffle(demos);
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {

@@ -12,7 +12,7 @@ import { Emu2Error, errorMessage, UsageError } from "../util/errors.js";
 import { VERSION } from "../index.js";
 import { DataError } from "./json-files.js";
 import { loadSplit, taskClasses, type LoadedSplit, type Sample, type Skipped } from "./datasets.js";
-import { demoPool, randomDemos, ricesDemos, type DemoStrategy } from "./demos.js";
+import { balancedDemos, demoPool, randomDemos, ricesDemos, type DemoStrategy } from "./demos.js";
 import { FeatureCache } from "./feature-cache.js";
 import { vqaAccuracy } from "./metrics/vqa.js";
 import { buildPrompt, cleanPrediction } from "./prompts.js";
@@ -333,7 +333,9 @@ export async function runFewshotEval(request: RunRequest, callbacks: RunCallback
                     ? []
                     : settings.demos === "rices"
                       ? ricesDemos(ricesPool, sample, shots, vectorOf)
-                      : randomDemos(pool, sample, shots, seed);
+                      : settings.demos === "balanced"
+                        ? balancedDemos(pool, sample, shots, seed)
+                        : randomDemos(pool, sample, shots, seed);
                 return { sample, index, demos, prompt: buildPrompt(config, sample, demos) };
               } catch (err) {
                 if (!(err instanceof Emu2Error)) throw err;

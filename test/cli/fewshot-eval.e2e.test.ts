@@ -346,3 +346,45 @@ test("on a terminal: a progress bar with ETA per task, shot count and seed", () 
   assert.equal(exit_code, 0, transcript);
   assert.match(transcript, /hateful_memes 2-shot seed 0 \[[^\]]*\] 4\/4/);
 });
+
+test("--demos balanced shows every class of a classification task; a task without classes is refused in one line", () => {
+  const dir = out("balanced");
+  const r = emu2([
+    "fewshot-eval",
+    "--tasks",
+    "toy-nonsense-color",
+    "--data-dir",
+    "fixtures",
+    "--shots",
+    "4",
+    "--limit",
+    "3",
+    "--demos",
+    "balanced",
+    "-o",
+    dir,
+    "--json",
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const labels = new Map(
+    readFileSync("fixtures/toy-eval/nonsense-color-train.jsonl", "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { id: string; label: string })
+      .map((s) => [s.id, s.label]),
+  );
+  const predictions = readdirSync(join(dir, "predictions"));
+  assert.equal(predictions.length, 1);
+  const records = readFileSync(join(dir, "predictions", predictions[0]), "utf8")
+    .trim()
+    .split("\n");
+  assert.equal(records.length, 3);
+  for (const line of records) {
+    const demos = (JSON.parse(line) as { demos: string[] }).demos;
+    assert.deepEqual(new Set(demos.map((id) => labels.get(id))), new Set(["toma", "fep", "kiki", "vork"]), line);
+  }
+  const vqa = emu2(["fewshot-eval", "--tasks", "toy-vqa", "--data-dir", "fixtures", "--demos", "balanced"]);
+  assert.equal(vqa.status, 2);
+  assert.ok(oneLine(vqa.stderr), vqa.stderr);
+  assert.match(vqa.stderr, /--demos balanced draws demonstrations per class: task toy-vqa is a vqa task/);
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { loadSplit, type Sample } from "../../src/eval/datasets.js";
-import { demoPool, randomDemos, ricesDemos } from "../../src/eval/demos.js";
+import { balancedDemos, demoPool, randomDemos, ricesDemos } from "../../src/eval/demos.js";
 import { loadTaskConfig } from "../../src/eval/task-config.js";
 
 const { config } = loadTaskConfig("vqav2");
@@ -74,5 +74,47 @@ test("RICES: the k most similar by cosine, the MOST similar LAST, ties by id, wh
   assert.deepEqual(
     ricesDemos([...pool].reverse(), s("q"), 4, vector).map((d) => d.id),
     ["e", "b", "d", "c"],
+  );
+});
+
+test("balanced demonstrations show every class once before any twice, in a seeded order, from the toy nonsense-label split", () => {
+  const task = loadTaskConfig("toy-nonsense-color").config;
+  const pool = demoPool(loadSplit(task, "train", "fixtures").samples);
+  const toyQueries = loadSplit(task, "eval", "fixtures").samples.slice(0, 20);
+  const classCounts = (demos: readonly Sample[]) => {
+    const counts = new Map<string, number>();
+    for (const d of demos) counts.set(d.label as string, (counts.get(d.label as string) ?? 0) + 1);
+    return [...counts.values()].sort();
+  };
+  for (const q of toyQueries) {
+    assert.deepEqual(classCounts(balancedDemos(pool, q, 4, 0)), [1, 1, 1, 1], q.id);
+    assert.deepEqual(classCounts(balancedDemos(pool, q, 6, 0)), [1, 1, 2, 2], q.id);
+    assert.deepEqual(classCounts(balancedDemos(pool, q, 8, 0)), [2, 2, 2, 2], q.id);
+    const eight = balancedDemos(pool, q, 8, 0).map((d) => d.id);
+    assert.equal(new Set(eight).size, 8, "drawn without replacement");
+    assert.ok(!eight.includes(q.id), "never the query itself");
+    assert.deepEqual(
+      balancedDemos(demoPool(shuffled(pool)), q, 8, 0).map((d) => d.id),
+      eight,
+    );
+  }
+  // The order is drawn too: the first demonstration's class varies across queries and seeds.
+  const firstClasses = new Set(toyQueries.map((q, i) => balancedDemos(pool, q, 4, i)[0].label));
+  assert.equal(firstClasses.size, 4);
+  assert.notDeepEqual(
+    toyQueries.map((q) => balancedDemos(pool, q, 4, 0)[0].id),
+    toyQueries.map((q) => balancedDemos(pool, q, 4, 1)[0].id),
+  );
+  // ... and not in rounds (class order repeated), which a model could read the answer's position from.
+  const inRounds = (d: Sample[]) => d.slice(0, 4).every((x, i) => x.label === d[i + 4].label);
+  assert.ok(toyQueries.some((q) => !inRounds(balancedDemos(pool, q, 8, 0))));
+  // A class with fewer samples than its share gives what it has; the others fill the rest.
+  const one = pool.filter((s) => s.label !== pool[0].label).concat([pool[0]]);
+  const few = balancedDemos(demoPool(one), toyQueries[0], 8, 0);
+  assert.equal(few.length, 8);
+  assert.equal(few.filter((d) => d.label === pool[0].label).length, 1);
+  assert.throws(
+    () => balancedDemos([{ ...pool[0], label: undefined }], toyQueries[0], 1, 0),
+    /--demos balanced: train sample .* has no label/,
   );
 });
