@@ -115,7 +115,9 @@ export function capacityFor(needed: number): number {
  * allocated JS buffer, so fetching the presents instead copies the whole cache on every token (720 ms against ONNX
  * Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam reordering moves rows within
  * the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2 layers at Emu2's width and 1,536
- * tokens). A decoder exported before new_key_values existed gives its presents, which become the past as they are.
+ * tokens), and a move between beams of one prompt copies only the slots after the prompt, which they share: the
+ * tokens generated so far, not the whole context. A decoder exported before new_key_values existed gives its
+ * presents, which become the past as they are.
  */
 export class HostKvCache extends KvCacheEntries implements KvCache {
   private constructor(
@@ -128,6 +130,12 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     private readonly holding: Map<string, HostBuffer>,
     /** Filled slots (P), the same in every entry; the rest of the C slots are free. */
     private valid: number,
+    /**
+     * Rows of one lineage hold the same first `sharedSlots` slots: beams copied from one prompt's row, which share
+     * that prompt. Moving a row to another of its lineage copies only the slots after those.
+     */
+    private lineage: number[],
+    private sharedSlots: number,
   ) {
     super(names, tensors);
   }
@@ -139,7 +147,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
     for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
-    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0);
+    const lineage = Array.from({ length: batch }, (_, row) => row);
+    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
@@ -244,24 +253,35 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     // (0.8 GB at Emu2's width, 5 beams, 1,536 tokens) would buy nothing.
     if (rows.length === this.batch && rows.every((r, i) => r === i)) return;
     this.checkRows(rows);
-    // Read before the loop: the first entry's new buffer changes what this.batch says.
-    const sameBatch = rows.length === this.batch;
-    for (const n of this.names) {
-      const held = this.holding.get(n);
-      if (held && !held.shared && sameBatch) this.reorderInPlace(n, held.data, rows);
-      else this.selectIntoNew(n, rows);
+    const buffers = this.names.map((n) => this.holding.get(n));
+    if (rows.length === this.batch && buffers.every((b) => b && !b.shared)) {
+      // Slots [0, start) of row `to` already hold what row `from` holds there.
+      const start = (to: number, from: number) => (this.lineage[to] === this.lineage[from] ? this.sharedSlots : 0);
+      this.names.forEach((n, i) => this.reorderInPlace(n, (buffers[i] as HostBuffer).data, rows, start));
+      this.lineage = rows.map((from) => this.lineage[from]);
+    } else {
+      for (const n of this.names) this.selectIntoNew(n, rows);
+      // Rows copied from one row hold the same filled slots (beam expansion: a prompt's beams share it whole).
+      this.lineage = [...rows];
+      this.sharedSlots = this.valid;
     }
   }
 
   /**
    * Row r becomes row rows[r] within the buffer. Only the rows that change are written, each after every row that
    * reads its old contents has been written, so a chain of moves (what beam search mostly does) needs no copy
-   * aside; rows that read each other in a cycle (two beams swapping ranks) put one row aside to break it.
+   * aside; rows that read each other in a cycle (two beams swapping ranks) put one row aside to break it. Each move
+   * copies slots [start(to, from), P) of every head: the free slots are masked whatever they hold, and the first
+   * ones may already be equal (the lineage).
    */
-  private reorderInPlace(name: string, data: Float32Array | Uint16Array, rows: readonly number[]): void {
+  private reorderInPlace(
+    name: string,
+    data: Float32Array | Uint16Array,
+    rows: readonly number[],
+    start: (to: number, from: number) => number,
+  ): void {
     const [, heads, capacity, d] = this.entry(name).dims.map(Number);
-    // Only the filled slots of each head: the free ones are masked whatever they hold.
-    const span = this.valid * d;
+    const end = this.valid * d;
     const headAt = (row: number, h: number) => (row * heads + h) * capacity * d;
     const pending = new Set(rows.flatMap((from, to) => (from === to ? [] : [to])));
     // How many pending rows still read each row's old contents.
@@ -275,17 +295,20 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       if (to === undefined) {
         const row = pending.values().next().value as number;
         const aside = this.asideRow(asides++, heads * capacity * d);
+        const its = [...pending].filter((reader) => rows[reader] === row);
+        const from = Math.min(...its.map((reader) => start(reader, row))) * d;
         for (let h = 0; h < heads; h++)
-          aside.set(data.subarray(headAt(row, h), headAt(row, h) + span), h * capacity * d);
-        for (const reader of pending) if (rows[reader] === row) asideOf.set(reader, aside);
+          aside.set(data.subarray(headAt(row, h) + from, headAt(row, h) + end), h * capacity * d + from);
+        for (const reader of its) asideOf.set(reader, aside);
         readers[row] = 0;
         continue;
       }
       const aside = asideOf.get(to);
+      const from = start(to, rows[to]) * d;
       for (let h = 0; h < heads; h++) {
-        if (aside) data.set(aside.subarray(h * capacity * d, h * capacity * d + span), headAt(to, h));
+        if (aside) data.set(aside.subarray(h * capacity * d + from, h * capacity * d + end), headAt(to, h) + from);
         // copyWithin: set() from a view of the same buffer would clone the source first.
-        else data.copyWithin(headAt(to, h), headAt(rows[to], h), headAt(rows[to], h) + span);
+        else data.copyWithin(headAt(to, h) + from, headAt(rows[to], h) + from, headAt(rows[to], h) + end);
       }
       if (!aside) readers[rows[to]]--;
       pending.delete(to);
@@ -318,7 +341,16 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     // Both caches read the buffers that hold the past now, so neither may write them again: each moves to a buffer
     // of its own before it writes.
     for (const buffer of this.holding.values()) buffer.shared = true;
-    return new HostKvCache(this.ort, this.shape, this.names, new Map(this.tensors), new Map(this.holding), this.valid);
+    return new HostKvCache(
+      this.ort,
+      this.shape,
+      this.names,
+      new Map(this.tensors),
+      new Map(this.holding),
+      this.valid,
+      [...this.lineage],
+      this.sharedSlots,
+    );
   }
 
   release(): void {

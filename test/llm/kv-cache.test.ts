@@ -135,6 +135,31 @@ test("row selection reorders rows within the buffer, rows both overwritten and r
   assert.equal(buffer(), first);
 });
 
+test("beams of one prompt share its slots: moves between them and across prompts both give whole rows", async () => {
+  const ort = await loadOrt();
+  const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float32" }, 2);
+  const absorb = (values: number[], t: number) => {
+    const rows = new ort.Tensor("float32", Float32Array.from(values), [values.length / t, 1, t, 1]);
+    cache.absorb({ "new_key_values.0.key": rows, "new_key_values.0.value": rows });
+  };
+  // Two prompts of two slots, then two beams each (rows 0-1 prompt 0's, 2-3 prompt 1's), each beam a token of its own.
+  absorb([1, 2, 3, 4], 2);
+  await cache.select([0, 0, 1, 1]);
+  absorb([10, 11, 12, 13], 1);
+  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 10, 1, 2, 11, 3, 4, 12, 3, 4, 13]);
+  // Within each prompt's beams (what beam search does).
+  await cache.select([1, 1, 3, 2]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 11, 1, 2, 11, 3, 4, 13, 3, 4, 12]);
+  // Across prompts: the rows' prompt slots differ and must move too.
+  await cache.select([2, 3, 0, 0]);
+  assert.deepEqual(filledSlots(cache, "0.value"), [3, 4, 13, 3, 4, 12, 1, 2, 11, 1, 2, 11]);
+  // A row that came from the other prompt shares that prompt's slots from then on (and no longer its old one's).
+  await cache.select([0, 1, 0, 3]);
+  absorb([20, 21, 22, 23], 1);
+  await cache.select([0, 1, 3, 3]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [3, 4, 13, 20, 3, 4, 12, 21, 1, 2, 11, 23, 1, 2, 11, 23]);
+});
+
 test("row selection never writes a buffer a fork still reads", async () => {
   const ort = await loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 2, dtype: "float32" }, 2);
