@@ -513,7 +513,7 @@ async function main(): Promise<void> {
   const maxPrefill = maxPrefillAt >= 0 ? Number(args[maxPrefillAt + 1]) : Infinity;
   if (maxPrefillAt >= 0 && !(maxPrefill > 0))
     throw new BenchError(`--max-prefill ${args[maxPrefillAt + 1] ?? ""}: expected a number of tokens`);
-  const wanted = args.filter((a, i) => !a.startsWith("--") && i !== maxPrefillAt + 1);
+  const wanted = args.filter((a, i) => !a.startsWith("--") && (maxPrefillAt < 0 || i !== maxPrefillAt + 1));
   const unknown = args.find((a) => a.startsWith("--") && a !== "--without-pytorch" && a !== "--max-prefill");
   if (unknown) throw new BenchError(`unknown option ${unknown}: expected --without-pytorch, --max-prefill <tokens>`);
   const rows = wanted.length ? ROWS.filter((r) => wanted.some((w) => r.name.includes(w))) : ROWS;
