@@ -7,14 +7,15 @@
 // - captions: greedy caption of each image; "names color and shape" = the caption contains the scene's color word
 //   and its shape word (singular or plural); exact = equals the reference caption.
 // - vqa: greedy answer to `<image>question`, exact match after trimming and lowercasing.
-// - nonsense labels: k demonstrations from the train split, class-balanced (the classes in a seeded random order,
-//   cycled), then the query image; the 4 labels are ranked by the mean log-probability of their tokens.
+// - nonsense labels: k demonstrations from the train split, class-balanced (fewshot-eval's --demos balanced), then
+//   the query image; the 4 labels are ranked by the mean log-probability of their tokens.
 // Results go to stdout (a table, or one JSON object with --json); progress to stderr.
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Emu2 } from "../src/emu2.js";
+import { balancedDemos, demoPool } from "../src/eval/demos.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
 import { PLAIN_GREEDY } from "../src/llm/settings.js";
 import type { Part, PromptInput } from "../src/prompt/types.js";
@@ -39,49 +40,12 @@ export function readJsonl<T>(file: string): T[] {
     .map((line) => JSON.parse(line) as T);
 }
 
-/** A small deterministic generator (mulberry32) seeded from a string, so a query's demonstrations depend only on it. */
-function rngFor(key: string): () => number {
-  let h = 2166136261;
-  for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
-  let a = h >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffled<T>(items: readonly T[], rng: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
-
-/** k class-balanced demonstrations for one query: classes in a random order, cycled; the order shuffled. */
-export function drawDemos(pool: readonly LabeledImage[], queryId: string, shots: number): LabeledImage[] {
-  const rng = rngFor(`${queryId}/${shots}`);
-  const labels = shuffled([...new Set(pool.map((p) => p.label))].sort(), rng);
-  // Sorted by id before the draw, so the order of the pool file does not matter.
-  const byLabel = new Map(
-    labels.map((l) => [
-      l,
-      shuffled(
-        pool.filter((p) => p.label === l).sort((a, b) => (a.id < b.id ? -1 : 1)),
-        rng,
-      ),
-    ]),
-  );
-  const demos: LabeledImage[] = [];
-  for (let i = 0; i < shots; i++) {
-    const label = labels[i % labels.length];
-    demos.push(byLabel.get(label)![Math.floor(i / labels.length)]);
-  }
-  return shuffled(demos, rng);
+/**
+ * k class-balanced demonstrations for one query: fewshot-eval's `--demos balanced` draw (seed 0), so this tool and
+ * `emu2 fewshot-eval --demos balanced` show a query the same demonstrations.
+ */
+export function drawDemos(pool: readonly LabeledImage[], query: LabeledImage, shots: number): LabeledImage[] {
+  return balancedDemos(demoPool(pool), query, shots, 0);
 }
 
 export function fewShotPrompt(demos: readonly LabeledImage[], query: LabeledImage, dataDir: string): PromptInput {
@@ -107,10 +71,7 @@ export async function fewShotAccuracy(
   const labels = [...new Set(pool.map((p) => p.label))].sort();
   let correct = 0;
   for (const query of queries) {
-    const scores = await model.scoreContinuations(
-      fewShotPrompt(drawDemos(pool, query.id, shots), query, dataDir),
-      labels,
-    );
+    const scores = await model.scoreContinuations(fewShotPrompt(drawDemos(pool, query, shots), query, dataDir), labels);
     const best = scores.reduce((a, b) => (b.mean > a.mean ? b : a));
     if (best.candidate === query.label) correct++;
   }

@@ -6,15 +6,18 @@ import type { Sample } from "./datasets.js";
 
 export type DemoStrategy = "random" | "rices" | "balanced";
 
-const byId = (a: Sample, b: Sample) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+/** What a demonstration draw reads of a sample. */
+type Drawable = Pick<Sample, "id" | "image" | "label">;
+
+const byId = (a: Drawable, b: Drawable) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /** The train split in id order, the order every draw starts from. */
-export function demoPool(train: readonly Sample[]): Sample[] {
+export function demoPool<T extends Drawable>(train: readonly T[]): T[] {
   return [...train].sort(byId);
 }
 
 /** The query's own record (the same id and image) is never its own demonstration. */
-function candidates(pool: readonly Sample[], query: Sample): Sample[] {
+function candidates<T extends Drawable>(pool: readonly T[], query: Drawable): T[] {
   return pool.filter((s) => !(s.id === query.id && s.image === query.image));
 }
 
@@ -53,7 +56,7 @@ export function randomDemos(pool: readonly Sample[], query: Sample, k: number, s
  * seeded order. A random draw leaves classes out (4 draws from 4 equal classes miss the query's class about 30% of
  * the time), and a nonsense label never shown cannot be learned from the prompt. Every train sample needs a label.
  */
-export function balancedDemos(pool: readonly Sample[], query: Sample, k: number, seed: number): Sample[] {
+export function balancedDemos<T extends Drawable>(pool: readonly T[], query: Drawable, k: number, seed: number): T[] {
   const uniform = seededUniforms(seed, query.id);
   const shuffle = <T>(list: T[]): T[] => {
     for (let i = list.length - 1; i > 0; i--) {
@@ -62,13 +65,13 @@ export function balancedDemos(pool: readonly Sample[], query: Sample, k: number,
     }
     return list;
   };
-  const byClass = new Map<string, Sample[]>();
+  const byClass = new Map<string, T[]>();
   for (const s of candidates(pool, query)) {
     if (s.label === undefined) throw new Emu2Error(`--demos balanced: train sample ${s.id} has no label`);
     byClass.set(s.label, [...(byClass.get(s.label) ?? []), s]);
   }
-  const classes = shuffle([...byClass.keys()].sort()).map((c) => shuffle(byClass.get(c) as Sample[]));
-  const demos: Sample[] = [];
+  const classes = shuffle([...byClass.keys()].sort()).map((c) => shuffle(byClass.get(c) as T[]));
+  const demos: T[] = [];
   for (let round = 0; demos.length < k && classes.some((c) => c.length > round); round++)
     for (const members of classes) if (demos.length < k && round < members.length) demos.push(members[round]);
   return shuffle(demos);
