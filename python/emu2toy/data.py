@@ -10,6 +10,7 @@ few-shot episodes with nonsense labels drawn per episode, and text-to-image, whe
 each `<image>` regresses the next visual embedding.
 """
 import random
+from functools import partial
 
 from . import world
 from emu2ref.tokenizer import IMAGE_PLACEHOLDER
@@ -162,9 +163,9 @@ def episode_prompt(ep: dict, style: str = "this-is") -> str:
     return "".join(text for text, _ in episode_segments(ep, style))
 
 
-def fewshot_sample(enc: Encoder, rng: random.Random) -> dict:
+def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8)) -> dict:
     ways = rng.choice([2, 3, 4, 4])
-    shots = rng.randint(1, 8)
+    shots = rng.randint(*shots_range)
     ep = episode(rng, shots, ways, rng.choice(["shape", "color"]))
     style = "this-is" if rng.random() < 0.6 else "vqa"
     segments = episode_segments(ep, style)
@@ -205,6 +206,11 @@ MIXES = {
     # The in-context binding attempt after all of the above (encoder frozen; docs/emu2-toy/README.md, "Runs"): mostly
     # nonsense-label episodes, with enough captions, questions and text-to-image samples that those hold.
     "binding": [(caption_sample, 0.1), (vqa_sample, 0.1), (fewshot_sample, 0.7), (t2i_sample, 0.1)],
+    # The same with longer episodes (6 to 16 demonstrations): a label is supervised only where its class was shown
+    # before, so an 8-demonstration 4-way episode carries few such labels; 16 demonstrations carry several times as
+    # many per sequence for a sequence about twice as long.
+    "binding-long": [(caption_sample, 0.1), (vqa_sample, 0.1), (partial(fewshot_sample, shots_range=(6, 16)), 0.7),
+                     (t2i_sample, 0.1)],
 }
 
 
