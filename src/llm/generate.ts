@@ -201,7 +201,7 @@ async function beamSearch(
     let last: Float32Array = new Float32Array(scorer.rows * hidden);
     expand.forEach((b, i) => last.set(promptLast.subarray(b * hidden, (b + 1) * hidden), i * hidden));
     for (;;) {
-      const rows = await ctx.graphs.logSoftmax(await logitRows(ctx, last, scorer.rows));
+      const rows = await ctx.graphs.logSoftmax(await ctx.graphs.lmHead(last, scorer.rows), scorer.rows);
       // Processors run on the log-probs (HF's beam_search: log_softmax first).
       const scores = rows.map((row, i) =>
         scorer.rowDone(i) ? null : applyProcessors(processors, row, scorer.beam(i).tokens),
@@ -262,8 +262,7 @@ export async function scoreContinuations(
   if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} has no tokens`);
   const { cache, mask, last } = await prefill(ctx, [context], features);
   try {
-    const [firstLogits] = await logitRows(ctx, last, 1);
-    const [firstLogprobs] = await ctx.graphs.logSoftmax([firstLogits]);
+    const [firstLogprobs] = await ctx.graphs.logSoftmax(await ctx.graphs.lmHead(last, 1), 1);
     const results: ContinuationScore[] = [];
     for (const candidate of candidates) {
       let sum = firstLogprobs[candidate[0]];
@@ -276,8 +275,7 @@ export async function scoreContinuations(
             await ctx.graphs.decoder(embeds, [[...mask[0], ...fed.map(() => 1)]], branch),
             1,
           );
-          const v = logits.length / fed.length;
-          const logprobs = await ctx.graphs.logSoftmax(fed.map((_, i) => logits.subarray(i * v, (i + 1) * v)));
+          const logprobs = await ctx.graphs.logSoftmax(logits, fed.length);
           for (let i = 1; i < candidate.length; i++) sum += logprobs[i - 1][candidate[i]];
         } finally {
           branch.release();

@@ -133,16 +133,15 @@ export class LlmGraphs {
     return fromOrt(out.logits, "lm_head logits").data;
   }
 
-  /** log_softmax of each row of float32 scores (all of one length). */
-  async logSoftmax(rows: readonly Float32Array[]): Promise<Float32Array[]> {
+  /** log_softmax of each of `rows` rows of float32 scores [rows,V] (lm_head's logits as they come) -> a row each. */
+  async logSoftmax(scores: Float32Array, rows: number): Promise<Float32Array[]> {
+    const v = scores.length / rows;
+    const row = (data: Float32Array, i: number) => data.subarray(i * v, (i + 1) * v);
     const session = this.sessions.logSoftmax;
-    if (!session || rows.length === 0) return rows.map((row) => logSoftmax(row));
-    const v = rows[0].length;
-    const scores = new Float32Array(rows.length * v);
-    rows.forEach((row, i) => scores.set(row, i * v));
-    const out = await session.run({ scores: await toOrt({ data: scores, dims: [rows.length, v] }, "float32") });
+    if (!session || rows === 0) return Array.from({ length: rows }, (_, i) => logSoftmax(row(scores, i)));
+    const out = await session.run({ scores: await toOrt({ data: scores, dims: [rows, v] }, "float32") });
     const logprobs = fromOrt(out.logprobs, "log_softmax logprobs").data;
-    return rows.map((_, i) => logprobs.subarray(i * v, (i + 1) * v));
+    return Array.from({ length: rows }, (_, i) => row(logprobs, i));
   }
 
   /** project_down of hidden states [B,T,H] -> visual embeddings [B,T,W]. */
