@@ -56,11 +56,22 @@ def median_ms(samples: list) -> float:
     return statistics.median(samples) * 1000.0
 
 
+def loaded_blas() -> str:
+    """The BLAS library this process loaded (torch calls libblas.so.3; bench/torch_env.ts chooses which)."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].rsplit("/", 1)[-1]}
+    names = sorted(paths)
+    if any("openblas" in p for p in names):
+        return "OpenBLAS (" + ", ".join(names) + ")"
+    return "reference BLAS (" + ", ".join(names) + ")" if names else "none loaded"
+
+
 def probe(job: dict) -> dict:
     import numpy
     import PIL
     import torch
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+    torch.ones(2, 2) @ torch.ones(2, 2)
+    return {"blas": loaded_blas(), "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
             "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
             "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip(),
             "torch_mkl": torch.backends.mkl.is_available()}

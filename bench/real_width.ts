@@ -29,11 +29,13 @@ import { PLAIN_GREEDY, type GenerationSettings } from "../src/llm/settings.js";
 import { readManifest } from "../src/model/manifest.js";
 import { readOnnxSummary } from "../src/model/onnx-file.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
-import type { OrtTensor, Session } from "../src/model/ort.js";
+import type { Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
+import { bareDecodeLoop } from "./bare_decode.js";
 import { median } from "./stats.js";
+import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const PYTHON = "/usr/bin/python3";
@@ -195,7 +197,6 @@ function timeRuns(session: Session): [number, number][] {
 }
 
 async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
-  const ort = await import("onnxruntime-node");
   // The LLM stage as Emu2.llm() builds it on the CPU, from the LLM graphs alone: the visual encoder may still be
   // building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
   const manifest = readManifest(join(PACKAGE, "manifest.yaml"));
@@ -214,40 +215,14 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   const loadMs = performance.now() - loadStart;
   const rows = spec.batch * spec.beams;
 
-  // The bare loop: one new token per row on a fixed past of `context` tokens, nothing but the three session runs.
-  const past = Float32Array.from({ length: rows * shape.num_heads * spec.context * shape.head_dim }, (_, i) =>
-    Math.sin(i * 0.37),
-  );
-  const feeds: Record<string, OrtTensor> = {
-    inputs_embeds: new ort.Tensor(
-      "float32",
-      Float32Array.from({ length: rows * shape.hidden_size }, (_, i) => Math.cos(i) * 0.02),
-      [rows, 1, shape.hidden_size],
-    ),
-    attention_mask: new ort.Tensor("int64", new BigInt64Array(rows * (spec.context + 1)).fill(1n), [
-      rows,
-      spec.context + 1,
-    ]),
-    position_ids: new ort.Tensor("int64", new BigInt64Array(rows).fill(BigInt(spec.context)), [rows, 1]),
-  };
-  for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values.")))
-    feeds[name] = new ort.Tensor("float32", past, [rows, shape.num_heads, spec.context, shape.head_dim]);
-  const ids = new ort.Tensor("int64", new BigInt64Array(rows).fill(42n), [rows, 1]);
-  // What emu2's host cache fetches: the new key/value rows, not the presents (src/llm/kv-cache.ts).
-  const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
+  const bareStep = await bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", rows, spec.context);
   const bare = { total: [] as number[], decoder: [] as number[], lm_head: [] as number[] };
   for (let i = 0; i < BARE_WARMUP + BARE_STEPS; i++) {
-    const start = performance.now();
-    await embed.run({ input_ids: ids });
-    const t0 = performance.now();
-    const out = await decoder.run(feeds, fetched);
-    const t1 = performance.now();
-    await lmHead.run({ hidden_states: out.last_hidden_state });
-    const end = performance.now();
+    const times = await bareStep();
     if (i < BARE_WARMUP) continue;
-    bare.total.push(end - start);
-    bare.decoder.push(t1 - t0);
-    bare.lm_head.push(end - t1);
+    bare.total.push(times.total);
+    bare.decoder.push(times.decoder);
+    bare.lm_head.push(times.lmHead);
   }
   const result: Record<string, unknown> = {
     session_load_ms: loadMs,
@@ -382,12 +357,12 @@ function ensureStandin(vision: boolean): void {
   if (r.status !== 0) throw new BenchError("bench/standin_package.py failed (its error is above)");
 }
 
-function child(args: string[], what: string): Record<string, unknown> {
+function child(args: string[], what: string, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const memory = meminfoGb("MemAvailable");
   if (memory < RUN_MEMORY_GB)
     throw new BenchError(`${what} needs about ${RUN_MEMORY_GB} GB of available memory; ${memory.toFixed(1)} GB is`);
   process.stderr.write(`running ${what}...\n`);
-  const r = spawnSync(args[0], args.slice(1), { cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 26 });
+  const r = spawnSync(args[0], args.slice(1), { cwd: ROOT, env, encoding: "utf8", maxBuffer: 1 << 26 });
   const last = (r.stdout ?? "").trim().split("\n").pop() ?? "";
   let reply: Record<string, unknown> | undefined;
   try {
@@ -404,7 +379,8 @@ function child(args: string[], what: string): Record<string, unknown> {
 
 const tsWorker = (job: unknown, what: string) =>
   child([process.execPath, "--import", "tsx", "bench/real_width.ts", "--worker", JSON.stringify(job)], what);
-const torchWorker = (job: unknown, what: string) => child([PYTHON, "bench/peer_torch.py", JSON.stringify(job)], what);
+const torchWorker = (job: unknown, what: string) =>
+  child([PYTHON, "bench/peer_torch.py", JSON.stringify(job)], what, torchEnv());
 
 function fileBytes(path: string): number {
   return statSync(path).size + (existsSync(`${path}_data`) ? statSync(`${path}_data`).size : 0);
@@ -527,6 +503,8 @@ async function main(): Promise<void> {
   const c = costs();
   const ort = await import("onnxruntime-node");
   const probe = torchWorker({ kind: "probe" }, "PyTorch probe");
+  process.stderr.write(`PyTorch BLAS: ${String(probe.blas)}\n`);
+  if (!String(probe.blas).startsWith("OpenBLAS")) process.stderr.write(`warning: ${NETLIB_WARNING}\n`);
 
   const limits = tsWorker({ kind: "limits" }, "limits (ONNX Runtime)") as {
     bandwidth_gb_s: number;

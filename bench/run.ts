@@ -46,6 +46,7 @@ import { Emu2Error } from "../src/util/errors.js";
 import { loadImage } from "../src/vision/image.js";
 import { preprocessImage } from "../src/vision/preprocess.js";
 import { absDiffs } from "./stats.js";
+import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const PYTHON = "/usr/bin/python3";
@@ -513,9 +514,15 @@ function readFloats(file: string): Float32Array {
 }
 
 /** Runs a command with `input` on stdin; its stdout's last line is the JSON reply. */
-function runJson<T>(side: string, command: string, args: string[], input: string): Promise<T> {
+function runJson<T>(
+  side: string,
+  command: string,
+  args: string[],
+  input: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<T> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
@@ -645,7 +652,7 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(join(tmpdir(), "emu2-bench-"));
   try {
     const runTorch = <T>(job: Record<string, unknown>) =>
-      runJson<T>("PyTorch peer", PYTHON, [join(ROOT, "bench/peer_torch.py")], JSON.stringify(job));
+      runJson<T>("PyTorch peer", PYTHON, [join(ROOT, "bench/peer_torch.py")], JSON.stringify(job), torchEnv());
     const runTs = <T>(job: WorkerJob) =>
       runJson<T>(
         "TypeScript worker",
@@ -654,6 +661,7 @@ async function main(): Promise<void> {
         JSON.stringify(job),
       );
     const probe = await runTorch<{
+      blas: string;
       python: string;
       torch: string;
       numpy: string;
@@ -674,6 +682,7 @@ async function main(): Promise<void> {
       libvips: versions.vips,
       python: probe.python,
       torch: probe.torch,
+      torch_blas: probe.blas,
       numpy: probe.numpy,
       pillow: probe.pillow,
     };
@@ -701,6 +710,8 @@ async function main(): Promise<void> {
         `MKL ${threading.torch_mkl ? "yes" : "no"}); ` +
         `sharp/libvips ${threading.sharp_libvips_threads}; JS resize and PIL are single-threaded`,
     );
+    console.log(`blas     PyTorch: ${machine.torch_blas}`);
+    if (!machine.torch_blas.startsWith("OpenBLAS")) console.log(`warning  ${NETLIB_WARNING}`);
     console.log(
       "times are medians after warm-up; ratio = TS / PyTorch (below 1: TS faster); " +
         "RSS: peak (after imports) of each side's own process\n",

@@ -16,7 +16,6 @@ import { Emu2 } from "../src/emu2.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
 import { PLAIN_GREEDY } from "../src/llm/settings.js";
 import type { VisionConfig, VisualDecoderConfig } from "../src/model/manifest.js";
-import { int64Tensor, toOrt, type OrtTensor } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { loadImage } from "../src/vision/image.js";
 import { VisualEncoder } from "../src/vision/encoder.js";
@@ -25,6 +24,7 @@ import { loadTasks, runFewshotEval } from "../src/eval/runner.js";
 import { predictionsFile } from "../src/eval/run-store.js";
 import { loadTaskConfig } from "../src/eval/task-config.js";
 import type { DiffusionJob, FewshotJob, LlmJob, PreprocessJob, VisualEncoderJob, WorkerJob } from "./jobs.js";
+import { bareDecodeLoop } from "./bare_decode.js";
 import { median } from "./stats.js";
 
 async function runPreprocess(job: PreprocessJob): Promise<Record<string, unknown>> {
@@ -171,28 +171,16 @@ async function decodeOverhead(
   const [embed, decoder, lmHead] = await Promise.all(
     (["embed_tokens", "decoder", "lm_head"] as const).map((role) => model.pkg.session(role)),
   );
-  const { hidden_size: hidden, num_heads: heads, head_dim: headDim } = model.manifest.llm;
-  const context = job.ids.length;
-  const values = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.1);
-  const floats = async (n: number, dims: number[]) => toOrt({ data: values(n), dims }, model.manifest.dtype);
-  const feeds: Record<string, OrtTensor> = {
-    inputs_embeds: await floats(hidden, [1, 1, hidden]),
-    attention_mask: await int64Tensor(new Array<number>(context + 1).fill(1), [1, context + 1]),
-    position_ids: await int64Tensor([context], [1, 1]),
-  };
-  for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values.")))
-    feeds[name] = await floats(heads * context * headDim, [1, heads, context, headDim]);
-  const ids = await int64Tensor([42], [1, 1]);
-  const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
+  const bareStep = await bareDecodeLoop(
+    { embed, decoder, lmHead },
+    model.manifest.llm,
+    model.manifest.dtype,
+    1,
+    job.ids.length,
+  );
   const bareSteps = async (n: number) => {
     const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const start = performance.now();
-      await embed.run({ input_ids: ids });
-      const out = await decoder.run(feeds, fetched);
-      await lmHead.run({ hidden_states: out.last_hidden_state });
-      times.push(performance.now() - start);
-    }
+    for (let i = 0; i < n; i++) times.push((await bareStep()).total);
     return times;
   };
   const starts: number[] = [];

@@ -1,0 +1,56 @@
+// The bare decode loop both benches hold emu2's generation against: one new token per row on a fixed synthetic past
+// of `context` tokens, nothing but the three session runs (embed_tokens, decoder, lm_head) and the feeds built once.
+// It fetches what emu2's host cache fetches from the decoder: last_hidden_state and the new key/value rows, not the
+// presents (src/llm/kv-cache.ts).
+import { performance } from "node:perf_hooks";
+import type { Dtype, LlmConfig } from "../src/model/manifest.js";
+import { int64Feed, toOrt, type OrtTensor, type Session } from "../src/model/ort.js";
+
+export interface BareDecodeSessions {
+  embed: Session;
+  decoder: Session;
+  lmHead: Session;
+}
+
+/** One step's times, ms: the whole step, and the decoder and lm_head runs in it. */
+export interface BareStepTimes {
+  total: number;
+  decoder: number;
+  lmHead: number;
+}
+
+export type BareDecodeLoop = () => Promise<BareStepTimes>;
+
+/** Builds the feeds of `rows` rows on a `context`-token past; each call of the loop runs and times one step. */
+export async function bareDecodeLoop(
+  sessions: BareDecodeSessions,
+  llm: Pick<LlmConfig, "hidden_size" | "num_heads" | "head_dim">,
+  dtype: Dtype,
+  rows: number,
+  context: number,
+): Promise<BareDecodeLoop> {
+  const { embed, decoder, lmHead } = sessions;
+  const { hidden_size: hidden, num_heads: heads, head_dim: headDim } = llm;
+  const values = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * scale);
+  const pastDims = [rows, heads, context, headDim];
+  // One buffer for every past input: its values do not matter, and a copy per layer would only cost memory.
+  const past = await toOrt({ data: values(rows * heads * context * headDim, 1), dims: pastDims }, dtype);
+  const feeds: Record<string, OrtTensor> = {
+    inputs_embeds: await toOrt({ data: values(rows * hidden, 0.02), dims: [rows, 1, hidden] }, dtype),
+    attention_mask: await int64Feed(new BigInt64Array(rows * (context + 1)).fill(1n), [rows, context + 1]),
+    position_ids: await int64Feed(new BigInt64Array(rows).fill(BigInt(context)), [rows, 1]),
+  };
+  for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values."))) feeds[name] = past;
+  const ids = await int64Feed(new BigInt64Array(rows).fill(42n), [rows, 1]);
+  const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
+  return async () => {
+    const start = performance.now();
+    await embed.run({ input_ids: ids });
+    const t0 = performance.now();
+    const out = await decoder.run(feeds, fetched);
+    const t1 = performance.now();
+    await lmHead.run({ hidden_states: out.last_hidden_state });
+    const end = performance.now();
+    return { total: end - start, decoder: t1 - t0, lmHead: end - t1 };
+  };
+}
