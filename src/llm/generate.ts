@@ -65,17 +65,26 @@ export interface Prefilled {
   last: Float32Array;
 }
 
-/** Runs the left-padded prompts (image features spliced) through the decoder into a new cache. */
+/**
+ * Runs the left-padded prompts (image features spliced) through the decoder into a new cache, after which each row
+ * feeds the decoder at most `fedTokens` more (the cache keeps no free slots beyond those).
+ */
 export async function prefill(
   ctx: LlmContext,
   prompts: readonly (readonly number[])[],
   features: Tensor | null,
+  fedTokens: number,
 ): Promise<Prefilled> {
   const { ids, mask } = leftPad(prompts, ctx.padTokenId);
   const embeds = await embedPrompt(ctx.graphs, ids, features, ctx.imageTokenId, ctx.frameTokenId);
-  const cache = await ctx.newCache(prompts.length);
+  const cache = await ctx.newCache(prompts.length, ids[0].length + fedTokens);
   const hidden = await ctx.graphs.decoder(embeds, mask, cache);
   return { cache, mask, last: ctx.graphs.lastRows(hidden, prompts.length) };
+}
+
+/** Tokens a generation of up to `maxNewTokens` feeds back to the decoder: all but the last, which ends it. */
+function fedTokens(maxNewTokens: number): number {
+  return Math.max(0, maxNewTokens - 1);
 }
 
 /** One decoding step: each row's new token id through embed_tokens and the decoder; returns the new last rows. */
@@ -130,7 +139,7 @@ async function greedyOrSample(
   const warpers = settings.doSample ? logitsWarpers(settings) : [];
   const criteria = stoppingCriteria(settings, callbacks);
   const rng = new SplitMix64(settings.seed);
-  const { cache, mask, last: promptLast } = await prefill(ctx, prompts, features);
+  const { cache, mask, last: promptLast } = await prefill(ctx, prompts, features, fedTokens(settings.maxNewTokens));
   let last = promptLast;
   let currentMask = mask;
   const generated: number[][] = prompts.map(() => []);
@@ -190,7 +199,11 @@ async function beamSearch(
     ctx.eosTokenId,
     ctx.padTokenId,
   );
-  const { cache, mask: promptMask, last: promptLast } = await prefill(ctx, prompts, features);
+  const {
+    cache,
+    mask: promptMask,
+    last: promptLast,
+  } = await prefill(ctx, prompts, features, fedTokens(settings.maxNewTokens));
   const hidden = ctx.graphs.hidden;
   let ended: StopReason | undefined;
   try {
@@ -233,7 +246,7 @@ export async function promptLogits(
   features: Tensor | null,
 ): Promise<Float32Array> {
   const embeds = await embedPrompt(ctx.graphs, [ids], features, ctx.imageTokenId, ctx.frameTokenId);
-  const cache = await ctx.newCache(1);
+  const cache = await ctx.newCache(1, ids.length);
   try {
     return await ctx.graphs.lmHead(await ctx.graphs.decoder(embeds, [ids.map(() => 1)], cache), 1);
   } finally {
@@ -260,7 +273,8 @@ export async function scoreContinuations(
 ): Promise<ContinuationScore[]> {
   const empty = candidates.findIndex((c) => c.length === 0);
   if (empty >= 0) throw new Emu2Error(`candidate ${empty + 1} has no tokens`);
-  const { cache, mask, last } = await prefill(ctx, [context], features);
+  // The candidates run on forks of this cache: it holds the context alone.
+  const { cache, mask, last } = await prefill(ctx, [context], features, 0);
   try {
     const [firstLogprobs] = await ctx.graphs.logSoftmax(await ctx.graphs.lmHead(last, 1), 1);
     const results: ContinuationScore[] = [];

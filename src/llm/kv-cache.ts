@@ -36,8 +36,11 @@ export interface KvCache {
   locations(): string[];
 }
 
-/** Makes an empty cache (P = 0) for `batch` rows. */
-export type KvCacheFactory = (batch: number) => Promise<KvCache>;
+/**
+ * Makes an empty cache (P = 0) for `batch` rows. `maxLength`, when known, is the most tokens it will ever hold (a
+ * generation's prompt plus its max new tokens): a cache that keeps free slots never keeps more than that many.
+ */
+export type KvCacheFactory = (batch: number, maxLength?: number) => Promise<KvCache>;
 
 export interface KvCacheShape {
   /** Layers the cache holds: firstLayer .. firstLayer + layers - 1 of the decoder (a part of a split one). */
@@ -101,10 +104,11 @@ interface HostBuffer {
 /**
  * Slots a buffer grows to for `needed` tokens: an eighth more (at least 32), so that a new buffer (and one copy of
  * the cache into it) comes every eighth of the cache's growth, while the unused slots the decoder reads (masked)
- * stay a small part of its attention.
+ * stay a small part of its attention; but never more than `maxLength`, the most the cache will hold: slots no token
+ * can fill would only be read, masked, at every step (an eighth more attention at a long prompt).
  */
-export function capacityFor(needed: number): number {
-  return Math.max(needed + 32, Math.ceil(needed * 1.125));
+export function capacityFor(needed: number, maxLength = Infinity): number {
+  return Math.max(needed, Math.min(maxLength, Math.max(needed + 32, Math.ceil(needed * 1.125))));
 }
 
 /**
@@ -136,6 +140,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
      */
     private lineage: number[],
     private sharedSlots: number,
+    /** The most tokens this cache will hold (the generation's bound), or Infinity. */
+    private readonly maxLength: number,
   ) {
     super(names, tensors);
   }
@@ -143,16 +149,16 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
   /** Rows put aside during an in-place reorder (reorderInPlace). */
   private asides: (Float32Array | Uint16Array)[] = [];
 
-  static async empty(shape: KvCacheShape, batch: number): Promise<HostKvCache> {
+  static async empty(shape: KvCacheShape, batch: number, maxLength = Infinity): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
     for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
     const lineage = Array.from({ length: batch }, (_, row) => row);
-    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0);
+    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
-    return (batch) => HostKvCache.empty(shape, batch);
+    return (batch, maxLength) => HostKvCache.empty(shape, batch, maxLength);
   }
 
   /** Filled slots only: the past fed to the decoder has `capacity` (free ones masked). */
@@ -208,7 +214,7 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
         );
     });
     const p = this.valid;
-    const capacity = p + t > this.capacity ? capacityFor(p + t) : this.capacity;
+    const capacity = p + t > this.capacity ? capacityFor(p + t, this.maxLength) : this.capacity;
     this.names.forEach((n, i) => {
       const target = this.writable(n, capacity);
       const add = rows[i].data as Float32Array | Uint16Array;
@@ -350,6 +356,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       this.valid,
       [...this.lineage],
       this.sharedSlots,
+      // A fork continues past what this cache was bounded by (a candidate after a scored context): no bound.
+      Infinity,
     );
   }
 
@@ -369,9 +377,9 @@ export class PartCaches implements KvCache {
   private constructor(private readonly parts: KvCache[]) {}
 
   static factory(parts: KvCacheFactory[]): KvCacheFactory {
-    return async (batch) => {
+    return async (batch, maxLength) => {
       const caches: KvCache[] = [];
-      for (const make of parts) caches.push(await make(batch));
+      for (const make of parts) caches.push(await make(batch, maxLength));
       return new PartCaches(caches);
     };
   }

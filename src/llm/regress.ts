@@ -24,6 +24,7 @@ export async function regressImage(
     ctx,
     prompts.map((p) => [...p, imgTokenId]),
     features,
+    steps - 1,
   );
   let mask = promptMask;
   let last = promptLast;

@@ -64,9 +64,12 @@ export class LlmStage {
     return this.ctx.graphs;
   }
 
-  /** An empty cache of this stage's KV cache strategy for `batch` rows (its locations() say where it lives). */
-  newCache(batch: number): Promise<KvCache> {
-    return this.ctx.newCache(batch);
+  /**
+   * An empty cache of this stage's KV cache strategy for `batch` rows (its locations() say where it lives), holding
+   * at most `maxLength` tokens when that is given.
+   */
+  newCache(batch: number, maxLength?: number): Promise<KvCache> {
+    return this.ctx.newCache(batch, maxLength);
   }
 
   /** Embeddings [B,T,H] of rectangular ids with project_up(features) on the <image> rows (see embed.ts). */

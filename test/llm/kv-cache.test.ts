@@ -2,13 +2,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
-import { prefill } from "../../src/llm/generate.js";
+import { generateText, prefill } from "../../src/llm/generate.js";
+import { regressImage } from "../../src/llm/regress.js";
 import { LlmGraphs } from "../../src/llm/graphs.js";
 import { capacityFor, HostKvCache } from "../../src/llm/kv-cache.js";
 import { loadOrt } from "../../src/model/ort.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { maxAbsDiff } from "../helpers/golden.js";
 import { filledSlots } from "../helpers/kv.js";
+import { GREEDY } from "../helpers/settings.js";
 import { LlmGoldens } from "./goldens.js";
 
 test("empty cache, absorb, select (expand / reorder / drop), fork, release", async () => {
@@ -201,6 +203,76 @@ test("float16 entries stay float16 through select", async () => {
   assert.deepEqual(Array.from(key.data as Uint16Array), [0x4000, 0x3c00]);
 });
 
+test("a cache told the most tokens it will hold keeps no free slots beyond them", async () => {
+  const ort = await loadOrt();
+  // A 40-token prompt with 3 new tokens to come: 43 slots, not the 72 (40 + 32) of an unbounded cache.
+  assert.equal(capacityFor(40), 72);
+  assert.equal(capacityFor(40, 43), 43);
+  // A bound above the growth rule changes nothing; one below what is needed never loses a token.
+  assert.equal(capacityFor(40, 1000), 72);
+  assert.equal(capacityFor(40, 10), 40);
+  const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float32" }, 1, 43);
+  const rows = (t: number) => new ort.Tensor("float32", new Float32Array(t), [1, 1, t, 1]);
+  const step = (t: number) => cache.absorb({ "new_key_values.0.key": rows(t), "new_key_values.0.value": rows(t) });
+  step(40);
+  assert.equal(cache.capacity, 43);
+  for (let i = 0; i < 3; i++) step(1);
+  assert.equal(cache.capacity, 43);
+  assert.equal(cache.length, 43);
+  // The generation's bound does not hold for a fork (a scored candidate continues its context).
+  const fork = cache.fork();
+  fork.absorb({ "new_key_values.0.key": rows(1), "new_key_values.0.value": rows(1) });
+  assert.equal(fork.capacity, capacityFor(44));
+});
+
+test("generation bounds its cache by the longest prompt plus what it may add (greedy, beam search, regression)", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  const { hidden_size: hidden, num_layers: layers, num_heads: heads, head_dim: headDim } = model.manifest.llm;
+  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all(
+    (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)),
+  );
+  const hostCache = HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype });
+  const bounds: (number | undefined)[] = [];
+  const capacities: number[] = [];
+  const ctx = {
+    graphs: new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden),
+    newCache: async (batch: number, maxLength?: number) => {
+      bounds.push(maxLength);
+      const cache = (await hostCache(batch, maxLength)) as HostKvCache;
+      // The most slots the cache fed the decoder, read before each of its runs.
+      const feeds = cache.feeds.bind(cache);
+      cache.feeds = () => {
+        capacities.push(cache.capacity);
+        return feeds();
+      };
+      return cache;
+    },
+    imageTokenId: 32000,
+    eosTokenId: 2,
+    padTokenId: 0,
+  };
+  const prompts = [
+    [1, 450, 2654, 1559],
+    [1, 450, 2654, 1559, 610, 491, 278],
+  ];
+  const run = async (what: () => Promise<unknown>) => {
+    bounds.length = 0;
+    capacities.length = 0;
+    await what();
+    return { bounds: [...bounds], most: Math.max(...capacities) };
+  };
+  const greedy = await run(() => generateText(ctx, prompts, null, { ...GREEDY, maxNewTokens: 5, minNewTokens: 5 }));
+  // 5 new tokens: 4 of them go back through the decoder (the last ends the generation).
+  assert.deepEqual(greedy, { bounds: [7 + 4], most: 7 + 4 });
+  const beam = await run(() =>
+    generateText(ctx, prompts, null, { ...GREEDY, numBeams: 3, maxNewTokens: 4, minNewTokens: 4 }),
+  );
+  assert.deepEqual(beam, { bounds: [7 + 3], most: 7 + 3 });
+  // Regression: the prompt and [IMG], then 3 steps of which the last runs no decoder.
+  const regression = await run(() => regressImage(ctx, prompts, null, 32001, 3));
+  assert.deepEqual(regression, { bounds: [8 + 2], most: 8 + 2 });
+});
+
 test("decoding on the cache, with beam-style row expansion and reordering, gives the logits of a full recompute at every step", async () => {
   const model = Emu2.open(packageDir("emu2-tiny"));
   const ref = new LlmGoldens("emu2-tiny");
@@ -220,6 +292,13 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
   // Two prompts of different lengths (left padding), the second with an image; then beams: rows expand 2 -> 4, are
   // reordered and duplicated at every step, each row getting its own next token.
   const prompts = [ref.prompt(0), ref.prompt(1)];
+  const selections = [
+    [0, 0, 1, 1],
+    [1, 0, 3, 2],
+    [0, 0, 2, 3],
+    [3, 1, 1, 0],
+    [2, 3, 0, 1],
+  ];
   const {
     cache,
     mask: promptMask,
@@ -228,14 +307,8 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
     ctx,
     prompts.map((p) => p.ids),
     ref.features(ref.meta.prompts[1].images),
+    selections.length,
   );
-  const selections = [
-    [0, 0, 1, 1],
-    [1, 0, 3, 2],
-    [0, 0, 2, 3],
-    [3, 1, 1, 0],
-    [2, 3, 0, 1],
-  ];
   let sequences = prompts.map((p) => [...p.ids]);
   let rowFeatures = prompts.map((p) => p.features);
   let mask = promptMask;

@@ -7,16 +7,18 @@ import { packageDir, TINY_PACKAGES } from "../helpers/fixtures.js";
 import { LlmGoldens } from "./goldens.js";
 
 for (const name of TINY_PACKAGES) {
-  test(`${name}: 64 regression steps on the KV cache within 1e-4 of the reference`, async () => {
+  test(`${name}: 64 regression steps on the KV cache within 1.5e-4 (Emu2-Gen) of the reference`, async () => {
     const ref = new LlmGoldens(name);
     const model = Emu2.open(packageDir(name));
     const llm = await model.llm();
-    // 64 recursive steps amplify float32 noise: the first step is within 7e-7 on both packages. The Emu2-Gen package
-    // (the one that draws images) stays within 1e-4 absolute; the chat package's random weights amplify more, and
-    // the host cache's free slots (masked like left padding, kv-cache.ts) change the attention's reduction order:
-    // measured 1.0e-3 at 3.35 magnitude (3.1e-4 of it; 2.3e-4 of it with no free slots), held to 4e-4 of it.
+    // 64 recursive steps amplify float32 noise: the first step is within 7e-7 on both packages. The number of slots
+    // in the host cache (free ones masked like left padding, kv-cache.ts) changes the attention's reduction order.
+    // The Emu2-Gen package (the one that draws images), whose cache now has exactly the slots the 64 steps fill:
+    // measured 1.6e-5 (cond) and 1.2e-4 (uncond, at 3.06 magnitude; 9.5e-5 with the free slots a cache kept
+    // before), held to 1.5e-4 absolute. The chat package's random weights amplify more: measured 1.0e-3 at 3.35
+    // magnitude (3.1e-4 of it), held to 4e-4 of it.
     const bound = (reference: Float32Array) =>
-      model.pkg.canGenerateImages ? 1e-4 : 4e-4 * Math.max(...reference.map(Math.abs));
+      model.pkg.canGenerateImages ? 1.5e-4 : 4e-4 * Math.max(...reference.map(Math.abs));
     const steps = ref.meta.regress.n_query;
     const cond = await llm.regress([ref.golden.ints(`p${ref.meta.regress.cond_prompt}.ids`)], null, steps);
     const condRef = ref.golden.float32("regress.cond");
