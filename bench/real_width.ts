@@ -382,6 +382,20 @@ const tsWorker = (job: unknown, what: string) =>
 const torchWorker = (job: unknown, what: string) =>
   child([PYTHON, "bench/peer_torch.py", JSON.stringify(job)], what, torchEnv());
 
+/**
+ * bench/results/<machine>-<date>.json, or -2, -3, ... when an earlier run of the day wrote that: a run (often of a
+ * few rows) never overwrites another's figures.
+ */
+function freeResultsFile(host: string, started: Date): string {
+  const resultsDir = join(ROOT, "bench", "results");
+  mkdirSync(resultsDir, { recursive: true });
+  const stem = join(resultsDir, `${host}-${started.toISOString().slice(0, 10)}`);
+  for (let n = 1; ; n++) {
+    const file = n === 1 ? `${stem}.json` : `${stem}-${n}.json`;
+    if (!existsSync(file)) return file;
+  }
+}
+
 function fileBytes(path: string): number {
   return statSync(path).size + (existsSync(`${path}_data`) ? statSync(`${path}_data`).size : 0);
 }
@@ -529,6 +543,8 @@ async function main(): Promise<void> {
   // Every finished row is written at once (bench/results), so that a long run stopped early keeps what it measured.
   let images: ImagesOut | undefined;
   const quantized: LayerOut[] = [];
+  // Chosen once, at the first report: the run's partial reports and its final one go to the same file.
+  let resultsFile: string | undefined;
   const report = (final: boolean): void => {
     // ---- tables
     const mb = (kb: number) => (kb / 1024).toFixed(0);
@@ -673,12 +689,9 @@ async function main(): Promise<void> {
       onnxruntime_node: ort.env.versions.common,
       ...probe,
     };
-    const day = started.toISOString().slice(0, 10);
-    const resultsDir = join(ROOT, "bench", "results");
-    mkdirSync(resultsDir, { recursive: true });
-    const file = join(resultsDir, `${machine.host}-${day}.json`);
+    resultsFile ??= freeResultsFile(machine.host, started);
     writeFileSync(
-      file,
+      resultsFile,
       `${JSON.stringify(
         {
           date: started.toISOString(),
@@ -699,7 +712,7 @@ async function main(): Promise<void> {
         1,
       )}\n`,
     );
-    if (final) process.stderr.write(`wrote ${file}\n`);
+    if (final) process.stderr.write(`wrote ${resultsFile}\n`);
   };
   const rowResults: { spec: RowSpec; ts: RowOut; torch?: Record<string, unknown> }[] = [];
   for (const chosen of rows) {
