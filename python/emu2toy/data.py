@@ -171,9 +171,15 @@ def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8)
     segments = episode_segments(ep, style)
     prompt = chat_text([("".join(text for text, _ in segments), None)])
     sample = enc.sample(prompt, ep["answer"], [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
-    # Emu2's objective puts the loss on the text of the whole interleaved sequence. In an episode the text worth
-    # learning is each demonstration label whose class was shown before: predictable only by binding it to the image
-    # (a label's first showing is a random word, and the template is learned from the answers).
+    supervise_repeated_labels(enc, sample, prompt, segments)
+    return sample
+
+
+def supervise_repeated_labels(enc: Encoder, sample: dict, prompt: str, segments: list) -> None:
+    """Emu2's objective puts the loss on the text of the whole interleaved sequence. In an episode the text worth
+    learning is each demonstration label whose class was shown before: predictable only by binding it to the image
+    (a label's first showing is a random word, and the template is learned from the answers). `segments` are the
+    first user turn's, which starts the prompt after the system message."""
     at = prompt.index(" [USER]: ") + len(" [USER]: ")
     seen = set()
     for text, is_label in segments:
@@ -183,6 +189,33 @@ def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8)
                 enc.supervise(sample, prompt[:at].rstrip(" "), prompt[:at + len(text)])
             seen.add(text)
         at += len(text)
+
+
+def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (4, 10), queries: tuple = (1, 4)) -> dict:
+    """A "this-is" episode whose user then asks about further images of the shown classes, one chat turn each
+    (`[img]What is this? [ASSISTANT]: dax</s>[USER]: [img]What is this? [ASSISTANT]: wug ...`). Every answer sits
+    where fewshot-eval's answer sits (after `What is this? [ASSISTANT]:`), so an episode teaches that position
+    several times instead of once; repeated demonstration labels are supervised as in fewshot_sample."""
+    ways = rng.choice([2, 3, 4, 4])
+    ep = episode(rng, rng.randint(*shots_range), ways, rng.choice(["shape", "color"]))
+    shown = sorted({ep["labels"].index(word) for _, word in ep["demos"]})
+    extra = []
+    for _ in range(rng.randint(*queries) - 1):
+        cls = rng.choice(shown)
+        extra.append((world.sample_scene_with(rng, {**ep["fixed"], ep["attribute"]: ep["values"][cls]}),
+                      ep["labels"][cls]))
+    segments = episode_segments(ep, "this-is")
+    turns = [("".join(text for text, _ in segments), ep["answer"])]
+    turns += [(IMAGE_PLACEHOLDER + CLASSIFY_QUERY, word) for _, word in extra]
+    prompt = chat_text(turns[:-1] + [(turns[-1][0], None)])
+    sample = enc.sample(prompt, turns[-1][1], [s for s, _ in ep["demos"]] + [ep["query"]] + [s for s, _ in extra],
+                        "fewshot")
+    # Earlier turns' answers: the text up to each ` [ASSISTANT]:` and through its answer word.
+    at = 0
+    for user, answer in turns[:-1]:
+        at = prompt.index(" [ASSISTANT]:", prompt.index(user, at)) + len(" [ASSISTANT]:")
+        enc.supervise(sample, prompt[:at], prompt[:at + 1 + len(answer)])
+    supervise_repeated_labels(enc, sample, prompt, segments)
     return sample
 
 
@@ -211,6 +244,14 @@ MIXES = {
     # many per sequence for a sequence about twice as long.
     "binding-long": [(caption_sample, 0.1), (vqa_sample, 0.1), (partial(fewshot_sample, shots_range=(6, 16)), 0.7),
                      (t2i_sample, 0.1)],
+    # Episodes alone, 4 to 10 demonstrations (docs/emu2-toy/README.md, step 6): with nothing else in the batch the
+    # model learned to pick the shown label whose image matches the query, which no mix with other tasks taught it.
+    "episodes": [(partial(fewshot_sample, shots_range=(4, 10)), 1.0)],
+    # Then the other tasks back beside the episodes (step 7): captions, questions and text-to-image return while the
+    # episodes keep the binding.
+    "episodes-grounded": [(caption_sample, 0.2), (vqa_sample, 0.2), (t2i_sample, 0.2),
+                          (partial(fewshot_sample, shots_range=(4, 10)), 0.4)],
+    "episodes-chat": [(fewshot_chat_sample, 1.0)],
 }
 
 

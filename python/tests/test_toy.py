@@ -58,6 +58,29 @@ class ToyWorldTest(unittest.TestCase):
                 if target != data.IGNORE:
                     self.assertEqual(sample["ids"][position + 1], target)
 
+    def test_chat_episode_supervises_repeated_labels_then_every_answer_in_its_turn(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        answer_prefix = enc.encode("What is this? [ASSISTANT]:", False)[-4:]
+        for seed in range(20):
+            sample = data.fewshot_chat_sample(enc, random.Random(seed))
+            ids, targets = sample["ids"], sample["targets"]
+            self.assertEqual(ids.count(enc.image_id), len(sample["scenes"]) * model.N_QUERY, f"seed {seed}")
+            # Every answer: the token after each ` [ASSISTANT]:` is supervised, and the answers name classes of the
+            # demonstrations (the words of the first turn).
+            turns = [t for t in range(len(ids)) if ids[t - 3:t + 1] == answer_prefix]
+            demo_text = enc.tokenizer.decode(ids[:turns[0]])
+            # One turn per query image: 1 to 4 of them after the demonstrations.
+            self.assertEqual(len(turns), len(sample["scenes"]) - demo_text.count("This is a "), f"seed {seed}")
+            self.assertTrue(1 <= len(turns) <= 4)
+            for t in turns:
+                self.assertEqual(targets[t], ids[t + 1], f"seed {seed}: answer after position {t} not supervised")
+            for t in turns:
+                word = enc.tokenizer.decode(ids[t + 1:ids.index(data.EOS, t)]).strip()
+                self.assertIn(f"This is a {word}.", demo_text, f"seed {seed}")
+            for position, target in enumerate(targets):
+                if target != data.IGNORE:
+                    self.assertEqual(ids[position + 1], target)
+
     def test_samples_are_prompt_ids_then_answer_ids_then_eos(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
         scene = world.sample_scene(random.Random(1))
