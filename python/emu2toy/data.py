@@ -191,7 +191,8 @@ def supervise_repeated_labels(enc: Encoder, sample: dict, prompt: str, segments:
         at += len(text)
 
 
-def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (4, 10), queries: tuple = (1, 4)) -> dict:
+def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (4, 10),
+                        queries: tuple = (1, 4)) -> dict:
     """A "this-is" episode whose user then asks about further images of the shown classes, one chat turn each
     (`[img]What is this? [ASSISTANT]: dax</s>[USER]: [img]What is this? [ASSISTANT]: wug ...`). Every answer sits
     where fewshot-eval's answer sits (after `What is this? [ASSISTANT]:`), so an episode teaches that position
