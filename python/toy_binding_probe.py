@@ -1,8 +1,11 @@
 """Is an emu2-toy checkpoint binding nonsense labels in context? Two measures on held-out 4-way episodes:
 
-- at the demonstrations: on 8-demonstration episodes, the loss on the first token of every label whose class was
-  shown before, against log(number of labels shown so far) (what copying one of them at random scores), and how
-  often the right one ranks first among the labels shown so far (chance: about 32% here);
+- at the demonstrations: on 8-demonstration episodes whose classes are drawn independently (in a balanced episode the
+  counts alone say which labels can come next), the loss on the first token of every label whose class was shown
+  before, against log(number of labels shown so far) (what copying one of them at random scores), and how often the
+  right one ranks first among the labels shown so far; then the same with every image replaced by another episode's
+  (the batch's images rotated): a model that binds labels to images does better with its own, one that learned a
+  text-only pattern does the same with both;
 - at the query's answer (what fewshot-eval measures): accuracy of ranking the episode's 4 labels after the prompt,
   at 0, 4 and 8 demonstrations (chance 25%).
 
@@ -38,19 +41,22 @@ def load(path: str):
 
 
 @torch.no_grad()
-def demonstration_labels(vision, llm, enc, episodes: int, seed: int) -> dict:
+def demonstration_labels(vision, llm, enc, episodes: int, seed: int, rotate_images: bool) -> dict:
     pad = enc.tokenizer.added["[PAD]"]
     rng = random.Random(seed)
     loss, copy_level, ranked_first, count = 0.0, 0.0, 0, 0
     for start in range(0, episodes, 16):
-        eps = [data.episode(rng, 8, 4, rng.choice(["shape", "color"])) for _ in range(min(16, episodes - start))]
+        eps = [data.episode(rng, 8, 4, rng.choice(["shape", "color"]), balanced=False)
+               for _ in range(min(16, episodes - start))]
         samples = []
         for ep in eps:
             ids = enc.encode(data.chat_text([(data.episode_prompt(ep), None)]), True)
             samples.append({"ids": ids, "targets": [data.IGNORE] * len(ids), "regress": [],
                             "scenes": [s for s, _ in ep["demos"]] + [ep["query"]]})
         batch = train_toy.collate(samples, pad)
-        features = model.encode_images(vision, batch["pixels"])
+        pixels = batch["pixels"]
+        # By more than an episode's 9 images, so that none keeps its own.
+        features = model.encode_images(vision, pixels.roll(11, 0) if rotate_images else pixels)
         hidden = model.hidden_states(llm, batch["ids"], batch["attention_mask"], features, enc.image_id)
         logp = torch.log_softmax(llm.lm_head(hidden), -1)
         for b, ep in enumerate(eps):
@@ -82,9 +88,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     enc = data.Encoder(load_reference_tokenizer(train_toy.TOKENIZER), model.N_QUERY)
     vision, llm = load(args.checkpoint)
-    demos = demonstration_labels(vision, llm, enc, args.episodes, seed=77)
-    print("demonstrations: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                         for k, v in demos.items()))
+    for rotate in (False, True):
+        demos = demonstration_labels(vision, llm, enc, args.episodes, seed=77, rotate_images=rotate)
+        print(f"demonstrations ({'images rotated' if rotate else 'own images'}): " +
+              ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in demos.items()))
     answers = {shots: train_toy.fewshot_accuracy(vision, llm, enc, shots, args.episodes, seed=31337)
                for shots in (0, 4, 8)}
     print("answer accuracy: " + ", ".join(f"{shots}-shot {acc:.3f}" for shots, acc in answers.items()))

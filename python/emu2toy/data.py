@@ -118,10 +118,14 @@ def chat_sample(enc: Encoder, rng: random.Random) -> dict:
     return enc.sample(chat_text([first, (q2, None)]), a2, [scene], "chat")
 
 
-def episode(rng: random.Random, shots: int, ways: int, attribute: str) -> dict:
+def episode(rng: random.Random, shots: int, ways: int, attribute: str, balanced: bool = True) -> dict:
     """A few-shot nonsense-label episode: `ways` values of `attribute`, each named by a nonsense word drawn for this
-    episode; `shots` demonstrations cycling through the classes (so every class is shown once before any twice, and
-    the query's class is always among them when shots >= 1), in random order, and one query scene.
+    episode; `shots` demonstrations, in random order, and one query scene of a class they show. Balanced (Frozen's
+    n-way k-shot, as evaluated): the demonstrations cycle through the classes, so every class is shown once before any
+    twice. Not balanced: each demonstration's class drawn on its own. Training wants the latter: in a balanced
+    episode the counts alone say which labels can come next (the ones shown fewest times so far), a text-only
+    shortcut that a model trained on balanced episodes learned instead of looking at the images
+    (docs/emu2-toy/README.md, "Runs").
 
     The other attribute is one value for the whole episode: with both varying, "red circle = dax, blue star = wug,
     query: red star" would have no right answer (Frozen's fast-binding tasks name one kind of thing per episode)."""
@@ -129,10 +133,13 @@ def episode(rng: random.Random, shots: int, ways: int, attribute: str) -> dict:
     fixed = {other: rng.choice(world.attribute_values(other))}
     values = rng.sample(world.attribute_values(attribute), ways)
     words = rng.sample(world.NONSENSE_WORDS, ways)
-    shown = list(range(ways))
-    rng.shuffle(shown)
-    demo_classes = [shown[i % ways] for i in range(shots)]
-    rng.shuffle(demo_classes)
+    if balanced:
+        shown = list(range(ways))
+        rng.shuffle(shown)
+        demo_classes = [shown[i % ways] for i in range(shots)]
+        rng.shuffle(demo_classes)
+    else:
+        demo_classes = [rng.randrange(ways) for _ in range(shots)]
     query_class = rng.choice(sorted(set(demo_classes))) if shots else rng.randrange(ways)
 
     def scene_of(cls):
@@ -163,10 +170,10 @@ def episode_prompt(ep: dict, style: str = "this-is") -> str:
     return "".join(text for text, _ in episode_segments(ep, style))
 
 
-def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8)) -> dict:
+def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8), balanced: bool = True) -> dict:
     ways = rng.choice([2, 3, 4, 4])
     shots = rng.randint(*shots_range)
-    ep = episode(rng, shots, ways, rng.choice(["shape", "color"]))
+    ep = episode(rng, shots, ways, rng.choice(["shape", "color"]), balanced)
     style = "this-is" if rng.random() < 0.6 else "vqa"
     segments = episode_segments(ep, style)
     prompt = chat_text([("".join(text for text, _ in segments), None)])
@@ -192,13 +199,13 @@ def supervise_repeated_labels(enc: Encoder, sample: dict, prompt: str, segments:
 
 
 def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (4, 10),
-                        queries: tuple = (1, 4)) -> dict:
+                        queries: tuple = (1, 4), balanced: bool = True) -> dict:
     """A "this-is" episode whose user then asks about further images of the shown classes, one chat turn each
     (`[img]What is this? [ASSISTANT]: dax</s>[USER]: [img]What is this? [ASSISTANT]: wug ...`). Every answer sits
     where fewshot-eval's answer sits (after `What is this? [ASSISTANT]:`), so an episode teaches that position
     several times instead of once; repeated demonstration labels are supervised as in fewshot_sample."""
     ways = rng.choice([2, 3, 4, 4])
-    ep = episode(rng, rng.randint(*shots_range), ways, rng.choice(["shape", "color"]))
+    ep = episode(rng, rng.randint(*shots_range), ways, rng.choice(["shape", "color"]), balanced)
     shown = sorted({ep["labels"].index(word) for _, word in ep["demos"]})
     extra = []
     for _ in range(rng.randint(*queries) - 1):
@@ -245,14 +252,16 @@ MIXES = {
     # many per sequence for a sequence about twice as long.
     "binding-long": [(caption_sample, 0.1), (vqa_sample, 0.1), (partial(fewshot_sample, shots_range=(6, 16)), 0.7),
                      (t2i_sample, 0.1)],
-    # Episodes alone, 4 to 10 demonstrations (docs/emu2-toy/README.md, step 6): with nothing else in the batch the
-    # model learned to pick the shown label whose image matches the query, which no mix with other tasks taught it.
+    # Episodes alone, 4 to 10 demonstrations (docs/emu2-toy/README.md, "Runs").
     "episodes": [(partial(fewshot_sample, shots_range=(4, 10)), 1.0)],
-    # Then the other tasks back beside the episodes (step 7): captions, questions and text-to-image return while the
-    # episodes keep the binding.
-    "episodes-grounded": [(caption_sample, 0.2), (vqa_sample, 0.2), (t2i_sample, 0.2),
-                          (partial(fewshot_sample, shots_range=(4, 10)), 0.4)],
     "episodes-chat": [(fewshot_chat_sample, 1.0)],
+    # The two above learned a text-only shortcut of balanced episodes (episode()): the same with each demonstration's
+    # class drawn on its own, where only the images say which label comes.
+    "episodes-chat-random": [(partial(fewshot_chat_sample, balanced=False), 1.0)],
+    # Then the other tasks back beside the episodes: captions, questions and text-to-image return while the episodes
+    # keep what they taught.
+    "episodes-grounded": [(caption_sample, 0.2), (vqa_sample, 0.2), (t2i_sample, 0.2),
+                          (partial(fewshot_chat_sample, balanced=False), 0.4)],
 }
 
 

@@ -41,6 +41,19 @@ class ToyWorldTest(unittest.TestCase):
         # Only the named attribute tells the classes apart: the other one is the same in every image.
         self.assertEqual({s["color"] for s, _ in ep["demos"]} | {ep["query"]["color"]}, {ep["fixed"]["color"]})
 
+    def test_unbalanced_episode_draws_each_class_on_its_own_and_queries_a_shown_one(self):
+        counts = set()
+        for seed in range(30):
+            ep = data.episode(random.Random(seed), shots=8, ways=4, attribute="color", balanced=False)
+            labels = [w for _, w in ep["demos"]]
+            self.assertIn(ep["answer"], labels)
+            for scene, word in ep["demos"]:
+                self.assertEqual(scene["color"], ep["values"][ep["labels"].index(word)])
+            counts.add(tuple(sorted(labels.count(w) for w in ep["labels"])))
+        # Balanced, 8 of 4 classes is always two each; drawn on their own, the counts vary.
+        self.assertGreater(len(counts), 3)
+        self.assertNotEqual(counts, {(2, 2, 2, 2)})
+
     def test_episode_supervises_the_labels_shown_before_and_the_answer(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
         for seed in range(20):
