@@ -7,16 +7,53 @@ const f = Math.fround;
 
 /** Index of the largest score; the first one on ties (torch.argmax on CPU). */
 export function argmax(row: ArrayLike<number>): number {
-  // The best score in a local: reading row[best] back on every element made this a tenth of a tiny decode step.
-  let best = 0;
-  let max = row[0];
-  for (let i = 1; i < row.length; i++) {
-    const v = row[i];
-    if (v > max) {
-      max = v;
-      best = i;
+  // Four running maxima over interleaved elements, merged at the end: four independent compare chains instead of one
+  // (a fifth less time over 32k scores here; greedy decoding runs this on every token). Each lane keeps its first
+  // index on ties, and the merge takes the smallest index among equal maxima. The best score sits in a local:
+  // reading row[best] back on every element made this a tenth of a tiny decode step.
+  const n = row.length;
+  let m0 = row[0];
+  let m1 = -Infinity;
+  let m2 = -Infinity;
+  let m3 = -Infinity;
+  let b0 = 0;
+  let b1 = 0;
+  let b2 = 0;
+  let b3 = 0;
+  let i = 1;
+  for (; i + 3 < n; i += 4) {
+    const v0 = row[i];
+    const v1 = row[i + 1];
+    const v2 = row[i + 2];
+    const v3 = row[i + 3];
+    if (v0 > m0) {
+      m0 = v0;
+      b0 = i;
+    }
+    if (v1 > m1) {
+      m1 = v1;
+      b1 = i + 1;
+    }
+    if (v2 > m2) {
+      m2 = v2;
+      b2 = i + 2;
+    }
+    if (v3 > m3) {
+      m3 = v3;
+      b3 = i + 3;
     }
   }
+  for (; i < n; i++) {
+    if (row[i] > m0) {
+      m0 = row[i];
+      b0 = i;
+    }
+  }
+  let best = b0;
+  let max = m0;
+  if (m1 > max || (m1 === max && b1 < best)) [max, best] = [m1, b1];
+  if (m2 > max || (m2 === max && b2 < best)) [max, best] = [m2, b2];
+  if (m3 > max || (m3 === max && b3 < best)) [max, best] = [m3, b3];
   return best;
 }
 

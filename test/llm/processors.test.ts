@@ -52,6 +52,23 @@ test("log_softmax and softmax", () => {
   assert.equal(argmax([1, 3, 3, 2]), 1);
 });
 
+test("argmax takes the first of tied maxima wherever they sit, and the largest score anywhere in the row", () => {
+  // Every pair of positions in a 13-element row (lengths that are and are not multiples of 4 follow from it).
+  for (let a = 0; a < 13; a++) {
+    for (let b = a + 1; b < 13; b++) {
+      const row = Float32Array.from({ length: 13 }, (_, i) => -i);
+      row[a] = 5;
+      row[b] = 5;
+      assert.equal(argmax(row), a, `tie at ${a} and ${b}`);
+      row[b] = 6;
+      assert.equal(argmax(row), b, `max at ${b}`);
+      assert.equal(argmax(row.subarray(0, b + 1)), b, `max last of ${b + 1}`);
+    }
+  }
+  assert.equal(argmax([-Infinity, -Infinity]), 0);
+  assert.equal(argmax([7]), 0);
+});
+
 test("temperature divides the scores", () => {
   assert.deepEqual(Array.from(warpTemperature(Float32Array.from([2, 4, -1]), 2)), [1, 2, -0.5]);
 });
