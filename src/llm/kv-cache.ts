@@ -38,7 +38,7 @@ export interface KvCache {
 
 /**
  * Makes an empty cache (P = 0) for `batch` rows. `maxLength`, when known, is the most tokens it will ever hold (a
- * generation's prompt plus its max new tokens): a cache that keeps free slots never keeps more than that many.
+ * generation's prompt plus the new tokens it feeds back): a cache that keeps free slots never keeps more than that.
  */
 export type KvCacheFactory = (batch: number, maxLength?: number) => Promise<KvCache>;
 
