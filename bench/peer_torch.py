@@ -70,9 +70,8 @@ def probe(job: dict) -> dict:
     import numpy
     import PIL
     import torch
-    torch.ones(2, 2) @ torch.ones(2, 2)
-    return {"blas": loaded_blas(), "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
-            "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
+    return {"blas": loaded_blas(), "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__, "pillow": PIL.__version__, "torch_default_threads": torch.get_num_threads(),
             "torch_parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip(),
             "torch_mkl": torch.backends.mkl.is_available()}
 
