@@ -5,7 +5,7 @@ import { Emu2 } from "../../src/emu2.js";
 import { generateText, prefill } from "../../src/llm/generate.js";
 import { regressImage } from "../../src/llm/regress.js";
 import { LlmGraphs } from "../../src/llm/graphs.js";
-import { capacityFor, HostKvCache } from "../../src/llm/kv-cache.js";
+import { capacityFor, HostKvCache, type KvCacheFactory } from "../../src/llm/kv-cache.js";
 import { loadOrt } from "../../src/model/ort.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { maxAbsDiff } from "../helpers/golden.js";
@@ -225,17 +225,24 @@ test("a cache told the most tokens it will hold keeps no free slots beyond them"
   assert.equal(fork.capacity, capacityFor(44));
 });
 
-test("generation bounds its cache by the longest prompt plus what it may add (greedy, beam search, regression)", async () => {
-  const model = Emu2.open(packageDir("emu2-tiny"));
+/** emu2-tiny's LLM graphs on the CPU and a host-cache factory: the context generation runs on, built by hand. */
+async function tinyGraphs(model: Emu2): Promise<{ graphs: LlmGraphs; hostCache: KvCacheFactory }> {
   const { hidden_size: hidden, num_layers: layers, num_heads: heads, head_dim: headDim } = model.manifest.llm;
   const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all(
     (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)),
   );
-  const hostCache = HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype });
+  return {
+    graphs: new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden),
+    hostCache: HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype }),
+  };
+}
+
+test("generation bounds its cache by the longest prompt plus what it may add (greedy, beam search, regression)", async () => {
+  const { graphs, hostCache } = await tinyGraphs(Emu2.open(packageDir("emu2-tiny")));
   const bounds: (number | undefined)[] = [];
   const capacities: number[] = [];
   const ctx = {
-    graphs: new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden),
+    graphs,
     newCache: async (batch: number, maxLength?: number) => {
       bounds.push(maxLength);
       const cache = (await hostCache(batch, maxLength)) as HostKvCache;
@@ -277,14 +284,10 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
   const model = Emu2.open(packageDir("emu2-tiny"));
   const ref = new LlmGoldens("emu2-tiny");
   const llm = await model.llm();
-  const { hidden_size: hidden, num_layers: layers, num_heads: heads, head_dim: headDim } = model.manifest.llm;
-  const [embedTokens, projectUp, decoder, lmHead, projectDown] = await Promise.all(
-    (["embed_tokens", "project_up", "decoder", "lm_head", "project_down"] as const).map((r) => model.pkg.session(r)),
-  );
-  const graphs = new LlmGraphs({ embedTokens, projectUp, decoder, lmHead, projectDown }, model.manifest.dtype, hidden);
+  const { graphs, hostCache } = await tinyGraphs(model);
   const ctx = {
     graphs,
-    newCache: HostKvCache.factory({ layers, heads, headDim, dtype: model.manifest.dtype }),
+    newCache: hostCache,
     imageTokenId: ref.meta.image_token_id,
     eosTokenId: 2,
     padTokenId: ref.meta.pad_token_id,
