@@ -15,6 +15,8 @@
 // - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
 // - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
 //   the bench stops;
+// - decode with the same weights stored as int8 (`int8 ...` rows: the stand-in's LLM graphs quantized as
+//   `export_package.py --quantize int8 --quantize-heads --accuracy-level 4` does, built into real-width-int8);
 // - decode of one stand-in layer stored as float32 / int8 / int4 (bench/quantized.ts's stand-ins);
 // - a prediction for the full Emu2-Chat from the per-layer figures.
 // Each row runs in a process of its own, so its peak resident set is its own. Results: bench/results/.
@@ -41,10 +43,14 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const PYTHON = "/usr/bin/python3";
 const DIR = process.env.EMU2_BENCH_DIR ?? join(homedir(), ".cache", "emu2-bench");
 const PACKAGE = join(DIR, "real-width");
+const INT8_PACKAGE = join(DIR, "real-width-int8");
 const THREADS = Number(process.env.EMU2_BENCH_THREADS ?? availableParallelism());
 /** What building the stand-in needs (bench/standin_package.py's docstring): disk for the package, memory to export. */
 const BUILD_DISK_GB = 7.5;
 const BUILD_MEMORY_GB = 10;
+/** The int8 package: its LLM graphs (2.3 GB); the export holds the float32 modules and the quantized weights (12.7 GB measured). */
+const BUILD_INT8_DISK_GB = 3;
+const BUILD_INT8_MEMORY_GB = 14;
 /** Memory a row needs at most (the weights, once, plus a 1,536-token KV cache of 5 rows and its reordered copy). */
 const RUN_MEMORY_GB = 9;
 /** The GEMM of the peak: 128 rows through a 6656x6656 weight (a prefill chunk through q_proj). */
@@ -57,8 +63,12 @@ const BARE_STEPS = 5;
 const PROMPT_SEED = 99;
 const IMAGES = 4;
 
+type Weights = "float32" | "int8";
+
 interface RowSpec {
   name: string;
+  /** The package the row decodes with: the stand-in, or its int8 twin (same weights, quantized). */
+  weights: Weights;
   batch: number;
   beams: number;
   context: number;
@@ -69,18 +79,26 @@ interface RowSpec {
 }
 
 const ROWS: RowSpec[] = [
-  { name: "greedy b1 ctx64", batch: 1, beams: 1, context: 64, generate: true, torch: true },
-  { name: "beam5 b1 ctx64", batch: 1, beams: 5, context: 64, generate: true, torch: true },
-  { name: "greedy b4 ctx64", batch: 4, beams: 1, context: 64, generate: true, torch: false },
-  { name: "beam5 b4 ctx64", batch: 4, beams: 5, context: 64, generate: true, torch: false },
-  { name: "greedy b1 ctx512", batch: 1, beams: 1, context: 512, generate: true, torch: false },
-  { name: "beam5 b1 ctx512", batch: 1, beams: 5, context: 512, generate: true, torch: false },
-  { name: "greedy b4 ctx512", batch: 4, beams: 1, context: 512, generate: false, torch: false },
-  { name: "beam5 b4 ctx512", batch: 4, beams: 5, context: 512, generate: false, torch: false },
-  { name: "greedy b1 ctx1536", batch: 1, beams: 1, context: 1536, generate: true, torch: false },
-  { name: "beam5 b1 ctx1536", batch: 1, beams: 5, context: 1536, generate: true, torch: false },
-  { name: "greedy b4 ctx1536", batch: 4, beams: 1, context: 1536, generate: false, torch: false },
+  { weights: "float32", name: "greedy b1 ctx64", batch: 1, beams: 1, context: 64, generate: true, torch: true },
+  { weights: "float32", name: "beam5 b1 ctx64", batch: 1, beams: 5, context: 64, generate: true, torch: true },
+  { weights: "float32", name: "greedy b4 ctx64", batch: 4, beams: 1, context: 64, generate: true, torch: false },
+  { weights: "float32", name: "beam5 b4 ctx64", batch: 4, beams: 5, context: 64, generate: true, torch: false },
+  { weights: "float32", name: "greedy b1 ctx512", batch: 1, beams: 1, context: 512, generate: true, torch: false },
+  { weights: "float32", name: "beam5 b1 ctx512", batch: 1, beams: 5, context: 512, generate: true, torch: false },
+  { weights: "float32", name: "greedy b4 ctx512", batch: 4, beams: 1, context: 512, generate: false, torch: false },
+  { weights: "float32", name: "beam5 b4 ctx512", batch: 4, beams: 5, context: 512, generate: false, torch: false },
+  { weights: "float32", name: "greedy b1 ctx1536", batch: 1, beams: 1, context: 1536, generate: true, torch: false },
+  { weights: "float32", name: "beam5 b1 ctx1536", batch: 1, beams: 5, context: 1536, generate: true, torch: false },
+  { weights: "float32", name: "greedy b4 ctx1536", batch: 4, beams: 1, context: 1536, generate: false, torch: false },
+  // The PyTorch reference has no int8 path: these rows have no peer.
+  { weights: "int8", name: "int8 greedy b1 ctx64", batch: 1, beams: 1, context: 64, generate: true, torch: false },
+  { weights: "int8", name: "int8 beam5 b1 ctx64", batch: 1, beams: 5, context: 64, generate: true, torch: false },
+  { weights: "int8", name: "int8 greedy b1 ctx1536", batch: 1, beams: 1, context: 1536, generate: true, torch: false },
 ];
+
+function packageOf(weights: Weights): string {
+  return weights === "int8" ? INT8_PACKAGE : PACKAGE;
+}
 
 interface Spread {
   median: number;
@@ -199,7 +217,8 @@ function timeRuns(session: Session): [number, number][] {
 async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
   // The LLM stage as Emu2.llm() builds it on the CPU, from the LLM graphs alone: the visual encoder may still be
   // building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
-  const manifest = readManifest(join(PACKAGE, "manifest.yaml"));
+  const dir = packageOf(spec.weights);
+  const manifest = readManifest(join(dir, "manifest.yaml"));
   const shape = manifest.llm;
   const loadStart = performance.now();
   const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
@@ -210,7 +229,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
       shape.lm_head_file,
       shape.project_up_file,
       shape.project_down_file,
-    ].map((file) => createSession(join(PACKAGE, file), options)),
+    ].map((file) => createSession(join(dir, file), options)),
   );
   const loadMs = performance.now() - loadStart;
   const rows = spec.batch * spec.beams;
@@ -357,6 +376,29 @@ function ensureStandin(vision: boolean): void {
   if (r.status !== 0) throw new BenchError("bench/standin_package.py failed (its error is above)");
 }
 
+/**
+ * Builds the int8 package of the stand-in's weights when an int8 row needs it: bench/standin_package.py --int8 returns
+ * at once when the package is there with its current quantization settings, and builds it again otherwise.
+ */
+function ensureInt8Standin(): void {
+  if (!existsSync(join(INT8_PACKAGE, "manifest.yaml"))) {
+    const disk = freeDiskGb(INT8_PACKAGE);
+    const memory = meminfoGb("MemAvailable");
+    if (disk < BUILD_INT8_DISK_GB || memory < BUILD_INT8_MEMORY_GB) {
+      throw new BenchError(
+        `building the int8 stand-in in ${INT8_PACKAGE} needs ${BUILD_INT8_DISK_GB} GB of disk and ${BUILD_INT8_MEMORY_GB} GB ` +
+          `of available memory; this machine has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
+      );
+    }
+    process.stderr.write(`building the int8 stand-in in ${INT8_PACKAGE} (2.3 GB, minutes)\n`);
+  }
+  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", INT8_PACKAGE, "--int8"], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  if (r.status !== 0) throw new BenchError("bench/standin_package.py --int8 failed (its error is above)");
+}
+
 function child(args: string[], what: string, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const memory = meminfoGb("MemAvailable");
   if (memory < RUN_MEMORY_GB)
@@ -420,14 +462,14 @@ interface Costs {
   pad: number;
 }
 
-function costs(): Costs {
-  const m = readManifest(join(PACKAGE, "manifest.yaml"));
+function costs(dir: string): Costs {
+  const m = readManifest(join(dir, "manifest.yaml"));
   const h = m.llm.hidden_size;
   const i = m.llm.intermediate_size;
   const w = m.vision.width;
   const mlp = 15360;
-  const decoderBytes = fileBytes(join(PACKAGE, m.llm.decoder_file ?? "decoder.onnx"));
-  const lmHeadBytes = fileBytes(join(PACKAGE, m.llm.lm_head_file));
+  const decoderBytes = fileBytes(join(dir, m.llm.decoder_file ?? "decoder.onnx"));
+  const lmHeadBytes = fileBytes(join(dir, m.llm.lm_head_file));
   return {
     decodeWeightBytes: decoderBytes + lmHeadBytes,
     decoderBytes,
@@ -506,7 +548,8 @@ async function main(): Promise<void> {
   const wanted = args.filter((a, i) => !a.startsWith("--") && (maxPrefillAt < 0 || i !== maxPrefillAt + 1));
   const unknown = args.find((a) => a.startsWith("--") && a !== "--without-pytorch" && a !== "--max-prefill");
   if (unknown) throw new BenchError(`unknown option ${unknown}: expected --without-pytorch, --max-prefill <tokens>`);
-  const rows = wanted.length ? ROWS.filter((r) => wanted.some((w) => r.name.includes(w))) : ROWS;
+  // A name selects the rows that start with it ("beam5 b1": every context; "int8": the int8 rows).
+  const rows = wanted.length ? ROWS.filter((r) => wanted.some((w) => r.name.startsWith(w))) : ROWS;
   const runImages = wanted.length === 0 || wanted.includes("images");
   const runLayers = wanted.length === 0 || wanted.includes("layers");
   if (rows.length + Number(runImages) + Number(runLayers) === 0)
@@ -514,7 +557,10 @@ async function main(): Promise<void> {
       `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers`,
     );
   ensureStandin(runImages);
-  const c = costs();
+  if (rows.some((r) => r.weights === "int8")) ensureInt8Standin();
+  const c = costs(PACKAGE);
+  const c8 = rows.some((r) => r.weights === "int8") ? costs(INT8_PACKAGE) : undefined;
+  const costsOf = (weights: Weights): Costs => (weights === "int8" && c8 ? c8 : c);
   const ort = await import("onnxruntime-node");
   const probe = torchWorker({ kind: "probe" }, "PyTorch probe");
   process.stderr.write(`PyTorch BLAS: ${String(probe.blas)}\n`);
@@ -565,7 +611,8 @@ async function main(): Promise<void> {
     lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     const decodeRows = rowResults.map(({ spec, ts, torch }) => {
       const rows = spec.batch * spec.beams;
-      const floorMs = ((c.decodeWeightBytes + kvBytes(c, rows, spec.context)) / bandwidth) * 1000;
+      const rc = costsOf(spec.weights);
+      const floorMs = ((rc.decodeWeightBytes + kvBytes(rc, rows, spec.context)) / bandwidth) * 1000;
       const gen = ts.generation?.per_token_ms;
       const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
       lines.push(
@@ -586,7 +633,7 @@ async function main(): Promise<void> {
       const floorMs = (prefillFlops(c, spec.batch, spec.context) / peak) * 1000;
       const torchPrefill = torch ? fms(torch.prefill_ms as number) : "-";
       lines.push(
-        `| ${spec.batch} x ${spec.context}-token prompt | ${g.prefill_tokens} | ${fms(floorMs)} | ${fms(g.prefill_ms)} | ` +
+        `| ${spec.weights === "int8" ? "int8 " : ""}${spec.batch} x ${spec.context}-token prompt | ${g.prefill_tokens} | ${fms(floorMs)} | ${fms(g.prefill_ms)} | ` +
           `${f1((g.prefill_tokens / g.prefill_ms) * 1000)} | ${f2(floorMs / g.prefill_ms)} | ${torchPrefill} | ${mb(ts.rss_peak_kb)} |`,
       );
     }
@@ -635,27 +682,40 @@ async function main(): Promise<void> {
       const otherParams = 2 * c.vocab * c.hidden + visionFullLayers * (c.visionBytes / 4 / c.visionLayers);
       const kvValues = kvBytes({ ...c, layers: fullLayers }, 1, 2048) / 4;
       const q = Object.fromEntries(quantized.map((v) => [v.variant, v]));
-      // [name, ms per layer, bytes per decoder-layer parameter, bytes per other value, how]
-      const variants: [string, number, number, number, string][] = [
-        ["float32", layerMs, 4, 4, "measured per layer (2-layer stand-in)"],
+      // [name, ms per layer, lm_head ms, bytes per decoder-layer parameter, bytes per other value, how]
+      const variants: [string, number, number, number, number, string][] = [
+        ["float32", layerMs, headMs, 4, 4, "measured per layer (2-layer stand-in)"],
         [
           "float16",
           layerMs / 2,
+          headMs / 2,
           2,
           2,
           "float32 per layer x 1/2 (half the bytes): an estimate, ORT's CPU provider has no fast float16 MatMul",
         ],
       ];
+      // int8 from its own 2-layer stand-in when its greedy row ran; otherwise, as int4, from the one-layer ratio.
+      const int8Base = rowResults.find((r) => r.spec.name === "int8 greedy b1 ctx64");
+      if (int8Base && c8)
+        variants.push([
+          "int8",
+          int8Base.ts.bare.decoder_ms.median / c8.layers,
+          int8Base.ts.bare.lm_head_ms.median,
+          c8.decoderBytes / c8.decoderParams,
+          2,
+          "measured per layer (2-layer int8 stand-in, lm_head int8); the rest float16",
+        ]);
       for (const [name, label] of [
         ["int8-acc4", "int8"],
         ["int4-acc4", "int4"],
       ] as const) {
         const v = q[name];
         const f = q.float32;
-        if (v && f)
+        if (v && f && !variants.some(([n]) => n === label))
           variants.push([
             label,
             layerMs * (v.ms_per_token / f.ms_per_token),
+            headMs / 2,
             (4 * v.weight_bytes) / f.weight_bytes,
             2,
             `float32 per layer x (${name} / float32) of bench/quantized.ts's one-layer stand-ins; the rest float16`,
@@ -667,8 +727,8 @@ async function main(): Promise<void> {
       );
       lines.push("| weights | s/token | s/image (encoder) | memory GB (weights + 2,048-token KV) | how |");
       lines.push("| --- | ---: | ---: | ---: | --- |");
-      for (const [name, ms, layerBpp, otherBpp, how] of variants) {
-        const tokenS = (fullLayers * ms + headMs * (otherBpp / 4)) / 1000;
+      for (const [name, ms, headVariantMs, layerBpp, otherBpp, how] of variants) {
+        const tokenS = (fullLayers * ms + headVariantMs) / 1000;
         // The encoder is compute-bound (FLOPs / GEMM peak): its float32 figure for every weight type.
         const imageS = perLayer === undefined ? undefined : (visionFullLayers * perLayer) / 1000;
         const memory = (fullLayers * layerParams * layerBpp + (otherParams + kvValues) * otherBpp) / 1e9;
@@ -699,6 +759,7 @@ async function main(): Promise<void> {
           threads: THREADS,
           load_average: { start: load[0], at_write: loadavg() },
           standin: { package: PACKAGE, ...c },
+          standin_int8: c8 ? { package: INT8_PACKAGE, ...c8 } : undefined,
           limits: { onnxruntime: limits, pytorch: torchLimits },
           decode: decodeRows,
           images,
