@@ -128,6 +128,26 @@ class ToyWorldTest(unittest.TestCase):
             prompts.add(len(s["ids"][:start]) == 1)
         self.assertEqual(prompts, {True, False})  # the empty prompt (the guidance null) and caption prompts
 
+    def test_calibration_episodes_supervise_repeated_labels_from_the_last_evidence_token(self):
+        import toy_binding_calibration as cal
+        for layout, evidence in (("adjacent", 1), ("gap4", 5), ("image", 6)):
+            ids, targets = cal.episode(random.Random(3), layout)
+            self.assertEqual(len(ids), len(targets))
+            seen, repeated = {}, 0
+            # Each demonstration: the evidence, the label, a period; the label is the target of the token before it.
+            at = 1
+            while at < len(ids):
+                cls = next(t for t in ids[at:at + evidence] if t in cal.CLASSES)
+                label = ids[at + evidence]
+                self.assertIn(label, cal.LABELS)
+                expected = label if cls in seen else cal.IGNORE
+                self.assertEqual(targets[at + evidence - 1], expected, layout)
+                self.assertEqual(seen.setdefault(cls, label), label)  # one label per class in an episode
+                repeated += expected != cal.IGNORE
+                self.assertEqual(ids[at + evidence + 1], cal.PERIOD)
+                at += evidence + 2
+            self.assertEqual(sum(t != cal.IGNORE for t in targets), repeated)
+
     def test_regression_fed_its_own_embeddings_is_what_training_teacher_forces(self):
         # model.regress runs as the runtime does (each embedding projected up and fed back); the training sample of
         # text-to-image feeds the target embeddings at the same positions. Fed its own outputs as targets, training's
