@@ -244,6 +244,9 @@ MIXES = {
     # runs) beside the grounding texts, so captions and answers stay as they were while the LLM learns to regress
     # the visual embeddings of the image a caption describes.
     "text-to-image": [(caption_sample, 0.3), (vqa_sample, 0.3), (t2i_sample, 0.4)],
+    # More of the same at a lower rate, questions weighted up (the held-out VQA misses were counts and the quadrant of
+    # a single shape): step 6 of the recipe (docs/emu2-toy/README.md).
+    "polish": [(caption_sample, 0.2), (vqa_sample, 0.5), (t2i_sample, 0.3)],
     # The in-context binding attempt after all of the above (encoder frozen; docs/emu2-toy/README.md, "Runs"): mostly
     # nonsense-label episodes, with enough captions, questions and text-to-image samples that those hold.
     "binding": [(caption_sample, 0.1), (vqa_sample, 0.1), (fewshot_sample, 0.7), (t2i_sample, 0.1)],

@@ -128,6 +128,14 @@ class ToyWorldTest(unittest.TestCase):
             prompts.add(len(s["ids"][:start]) == 1)
         self.assertEqual(prompts, {True, False})  # the empty prompt (the guidance null) and caption prompts
 
+    def test_polish_mix_weights_questions_up_and_keeps_captions_and_text_to_image(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        rng = random.Random(11)
+        tasks = [data.training_sample(enc, rng, data.MIXES["polish"])["task"] for _ in range(400)]
+        self.assertEqual(set(tasks), {"caption", "vqa", "t2i"})
+        self.assertGreater(tasks.count("vqa"), tasks.count("t2i"))
+        self.assertGreater(tasks.count("t2i"), tasks.count("caption"))
+
     def test_calibration_episodes_supervise_repeated_labels_from_the_last_evidence_token(self):
         import toy_binding_calibration as cal
         for layout, evidence in (("adjacent", 1), ("gap4", 5), ("image", 6)):
