@@ -68,7 +68,8 @@ def standin_manifest(sections: dict, plan: dict) -> dict:
     manifest = {
         "format": mf.FORMAT,
         "name": "emu2-real-width-standin" + ("-int8" if plan else ""),
-        "description": "random-weight stand-in with Emu2-Chat's layer shapes, 2 LLM and 2 vision layers (bench only)",
+        "description": ("random-weight stand-in with Emu2-Chat's layer shapes, 2 LLM and 2 vision layers (bench only)"
+                        + ("; int8 LLM graphs, no visual encoder" if plan else "")),
         "variant": VARIANT,
         "dtype": "float32",
         "tokenizer": mf.tokenizer_section(VARIANT),
