@@ -349,6 +349,27 @@ function freeDiskGb(path: string): number {
   return (s.bavail * s.bsize) / 2 ** 30;
 }
 
+/** Stops with what is needed unless `dir`'s disk and the available memory hold what building `what` takes. */
+function checkBuildRoom(what: string, dir: string, diskGb: number, memoryGb: number): void {
+  const disk = freeDiskGb(dir);
+  const memory = meminfoGb("MemAvailable");
+  if (disk < diskGb || memory < memoryGb) {
+    throw new BenchError(
+      `building ${what} in ${dir} needs ${diskGb} GB of disk and ${memoryGb} GB of available memory; this machine ` +
+        `has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
+    );
+  }
+}
+
+/** Runs bench/standin_package.py with `args` (its progress and errors on stderr). */
+function runStandinExport(args: string[]): void {
+  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  if (r.status !== 0) throw new BenchError(`bench/standin_package.py ${args.join(" ")} failed (its error is above)`);
+}
+
 /** Builds what is missing of the stand-in; the visual encoder only when `vision` (its trace is the long part). */
 function ensureStandin(vision: boolean): void {
   const decoder = join(PACKAGE, "decoder.onnx");
@@ -357,23 +378,12 @@ function ensureStandin(vision: boolean): void {
     existsSync(join(PACKAGE, "manifest.yaml")) &&
     readOnnxSummary(decoder).outputs.some((name) => name.startsWith("new_key_values."));
   if (current && (!vision || existsSync(join(PACKAGE, "visual_encoder.onnx")))) return;
-  const disk = freeDiskGb(PACKAGE);
-  const memory = meminfoGb("MemAvailable");
-  if (disk < BUILD_DISK_GB || memory < BUILD_MEMORY_GB) {
-    throw new BenchError(
-      `building the real-width stand-in in ${PACKAGE} needs ${BUILD_DISK_GB} GB of disk and ${BUILD_MEMORY_GB} GB of ` +
-        `available memory; this machine has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
-    );
-  }
+  checkBuildRoom("the real-width stand-in", PACKAGE, BUILD_DISK_GB, BUILD_MEMORY_GB);
   process.stderr.write(
     `building the real-width stand-in in ${PACKAGE} (6.6 GB; minutes to an hour: the visual encoder's trace runs ` +
       "the tower on a 448 px image in PyTorch)\n",
   );
-  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", PACKAGE], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  if (r.status !== 0) throw new BenchError("bench/standin_package.py failed (its error is above)");
+  runStandinExport([PACKAGE]);
 }
 
 /**
@@ -382,21 +392,10 @@ function ensureStandin(vision: boolean): void {
  */
 function ensureInt8Standin(): void {
   if (!existsSync(join(INT8_PACKAGE, "manifest.yaml"))) {
-    const disk = freeDiskGb(INT8_PACKAGE);
-    const memory = meminfoGb("MemAvailable");
-    if (disk < BUILD_INT8_DISK_GB || memory < BUILD_INT8_MEMORY_GB) {
-      throw new BenchError(
-        `building the int8 stand-in in ${INT8_PACKAGE} needs ${BUILD_INT8_DISK_GB} GB of disk and ${BUILD_INT8_MEMORY_GB} GB ` +
-          `of available memory; this machine has ${disk.toFixed(1)} GB and ${memory.toFixed(1)} GB (set EMU2_BENCH_DIR elsewhere)`,
-      );
-    }
+    checkBuildRoom("the int8 stand-in", INT8_PACKAGE, BUILD_INT8_DISK_GB, BUILD_INT8_MEMORY_GB);
     process.stderr.write(`building the int8 stand-in in ${INT8_PACKAGE} (2.3 GB, minutes)\n`);
   }
-  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", INT8_PACKAGE, "--int8"], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  if (r.status !== 0) throw new BenchError("bench/standin_package.py --int8 failed (its error is above)");
+  runStandinExport([INT8_PACKAGE, "--int8"]);
 }
 
 function child(args: string[], what: string, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
@@ -557,9 +556,10 @@ async function main(): Promise<void> {
       `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers`,
     );
   ensureStandin(runImages);
-  if (rows.some((r) => r.weights === "int8")) ensureInt8Standin();
+  const int8Rows = rows.some((r) => r.weights === "int8");
+  if (int8Rows) ensureInt8Standin();
   const c = costs(PACKAGE);
-  const c8 = rows.some((r) => r.weights === "int8") ? costs(INT8_PACKAGE) : undefined;
+  const c8 = int8Rows ? costs(INT8_PACKAGE) : undefined;
   const costsOf = (weights: Weights): Costs => (weights === "int8" && c8 ? c8 : c);
   const ort = await import("onnxruntime-node");
   const probe = torchWorker({ kind: "probe" }, "PyTorch probe");
