@@ -244,8 +244,8 @@ MIXES = {
     # runs) beside the grounding texts, so captions and answers stay as they were while the LLM learns to regress
     # the visual embeddings of the image a caption describes.
     "text-to-image": [(caption_sample, 0.3), (vqa_sample, 0.3), (t2i_sample, 0.4)],
-    # More of the same at a lower rate, questions weighted up (the held-out VQA misses were counts and the quadrant of
-    # a single shape): step 6 of the recipe (docs/emu2-toy/README.md).
+    # Polishing after text-to-image, questions weighted up (the held-out VQA misses were counts and the quadrant of a
+    # single shape): step 7 of the recipe (docs/emu2-toy/README.md).
     "polish": [(caption_sample, 0.2), (vqa_sample, 0.5), (t2i_sample, 0.3)],
     # The in-context binding attempt after all of the above (encoder frozen; docs/emu2-toy/README.md, "Runs"): mostly
     # nonsense-label episodes, with enough captions, questions and text-to-image samples that those hold.
@@ -261,10 +261,6 @@ MIXES = {
     # The two above learned a text-only shortcut of balanced episodes (episode()): the same with each demonstration's
     # class drawn on its own, where only the images say which label comes.
     "episodes-chat-random": [(partial(fewshot_chat_sample, balanced=False), 1.0)],
-    # Then the other tasks back beside the episodes: captions, questions and text-to-image return while the episodes
-    # keep what they taught.
-    "episodes-grounded": [(caption_sample, 0.2), (vqa_sample, 0.2), (t2i_sample, 0.2),
-                          (partial(fewshot_chat_sample, balanced=False), 0.4)],
 }
 
 
