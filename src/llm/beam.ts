@@ -86,18 +86,29 @@ export function topCandidates(
   count: number,
 ): BeamCandidate[] {
   const list: (BeamCandidate & { flat: number })[] = [];
-  rows.forEach((row, beam) => {
+  // This runs over every beam's whole vocabulary on every step (5 x 32k scores): the inner loop keeps what it reads
+  // per score in locals (the score to beat once the list is full, the row, its base), and only a score that enters
+  // the list costs more. Plain loops: with a forEach closure and the last entry read back per score it took 0.78 ms
+  // on emu2-tiny-sized rows here, against 0.47.
+  let worst = -Infinity;
+  let full = false;
+  for (let beam = 0; beam < rows.length; beam++) {
+    const row = rows[beam];
     const base = beamScores[beam];
-    for (let token = 0; token < row.length; token++) {
+    const n = row.length;
+    for (let token = 0; token < n; token++) {
       const score = f(row[token] + base);
-      if (list.length === count && !(score > list[count - 1].score)) continue;
-      const item = { score, beam, token, flat: beam * row.length + token };
+      // A score equal to the last entry's comes later in flat order, so it loses the tie.
+      if (full && !(score > worst)) continue;
+      const flat = beam * n + token;
       let i = list.length;
-      while (i > 0 && (list[i - 1].score < score || (list[i - 1].score === score && list[i - 1].flat > item.flat))) i--;
-      list.splice(i, 0, item);
+      while (i > 0 && (list[i - 1].score < score || (list[i - 1].score === score && list[i - 1].flat > flat))) i--;
+      list.splice(i, 0, { score, beam, token, flat });
       if (list.length > count) list.pop();
+      full = list.length === count;
+      if (full) worst = list[count - 1].score;
     }
-  });
+  }
   return list.map(({ score, beam, token }) => ({ score, beam, token }));
 }
 
