@@ -648,7 +648,13 @@ async function main(): Promise<void> {
   checkNeeds();
   const manifest = readManifest(join(ROOT, PACKAGE_DIR, "manifest.yaml"));
   const versions = await nodeVersions();
-  const threads = availableParallelism();
+  // Compute threads per side (EMU2_BENCH_THREADS, default every core): `EMU2_BENCH_THREADS=1` runs each side on one
+  // compute thread while their runtimes' helper threads (V8's compiler and GC, OpenMP) keep the other core.
+  const threads = Number(process.env.EMU2_BENCH_THREADS ?? availableParallelism());
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new BenchError(
+      `EMU2_BENCH_THREADS=${process.env.EMU2_BENCH_THREADS}: expected a whole number of threads >= 1`,
+    );
   const workDir = mkdtempSync(join(tmpdir(), "emu2-bench-"));
   try {
     const runTorch = <T>(job: Record<string, unknown>) =>
@@ -673,7 +679,7 @@ async function main(): Promise<void> {
 
     const machine = {
       cpu: cpus()[0]?.model ?? "?",
-      cores: threads,
+      cores: availableParallelism(),
       memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
       os: `${platform()} ${release()} ${arch()}`,
       node: process.version,
