@@ -18,6 +18,11 @@ scores about 1.0 nats there; binding scores 0. The class evidence, by --layout:
     /usr/bin/python3 python/toy_binding_calibration.py --layout adjacent --steps 1000
     /usr/bin/python3 python/toy_binding_calibration.py --layout gap4 --steps 3000
     /usr/bin/python3 python/toy_binding_calibration.py --layout adjacent:500,gap4:2500   # a curriculum
+    /usr/bin/python3 python/toy_binding_calibration.py --layout gap4 --steps 1500 --class-layer 2
+
+--class-layer N adds train_toy.py's class loss: the output of the first N layers, read through the final norm and
+lm_head, must name the class at the last evidence token of every demonstration (the token the label is predicted
+from).
 
 Prints the training loss and accuracy on the repeated labels of the step's batch every 250 steps.
 """
@@ -55,29 +60,35 @@ def evidence(rng: random.Random, layout: str, cls: int) -> list:
 def episode(rng: random.Random, layout: str) -> tuple:
     ways = rng.choice([2, 3, 4])
     classes, labels = rng.sample(CLASSES, ways), rng.sample(LABELS, ways)
-    ids, targets, seen = [BOS], [IGNORE], set()
+    ids, targets, classes_before, seen = [BOS], [IGNORE], [IGNORE], set()
     for _ in range(rng.randint(4, 10)):
         c = rng.randrange(ways)
         before = evidence(rng, layout, classes[c])
         ids += before
         targets += [IGNORE] * len(before)
+        classes_before += [IGNORE] * len(before)
         # targets[t] is the token predicted at position t: the label, from the last evidence token.
         targets[-1] = labels[c] if c in seen else IGNORE
+        # --class-layer's target there: the class itself, on every demonstration.
+        classes_before[-1] = classes[c]
         ids += [labels[c], PERIOD]
         targets += [IGNORE, IGNORE]
+        classes_before += [IGNORE, IGNORE]
         seen.add(c)
-    return ids, targets
+    return ids, targets, classes_before
 
 
 def batch(rng: random.Random, layout: str, size: int) -> tuple:
     episodes = [episode(rng, layout) for _ in range(size)]
-    length = max(len(ids) for ids, _ in episodes)
+    length = max(len(ids) for ids, _, _ in episodes)
     ids = torch.zeros(size, length, dtype=torch.long)
     targets = torch.full((size, length), IGNORE)
+    classes = torch.full((size, length), IGNORE)
     mask = torch.zeros(size, length, dtype=torch.long)
-    for b, (i, t) in enumerate(episodes):
-        ids[b, :len(i)], targets[b, :len(t)], mask[b, :len(i)] = torch.tensor(i), torch.tensor(t), 1
-    return ids, targets, mask
+    for b, (i, t, c) in enumerate(episodes):
+        ids[b, :len(i)], targets[b, :len(t)], classes[b, :len(c)], mask[b, :len(i)] = (
+            torch.tensor(i), torch.tensor(t), torch.tensor(c), 1)
+    return ids, targets, classes, mask
 
 
 def main() -> None:
@@ -88,6 +99,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--arch", default="64,3,4", help="hidden size, layers, heads (default: emu2-toy's)")
+    parser.add_argument("--class-layer", type=int, default=0,
+                        help="also train the output of this many layers (through the final norm and lm_head) to "
+                             "name the class at the token before each label (0: off)")
+    parser.add_argument("--class-weight", type=float, default=1.0)
     args = parser.parse_args()
     if ":" in args.layout:
         schedule = [(name, int(steps)) for name, steps in (part.split(":") for part in args.layout.split(","))]
@@ -108,19 +123,28 @@ def main() -> None:
     for layout, steps in schedule:
         for _ in range(steps):
             step += 1
-            ids, targets, mask = batch(rng, layout, args.batch_size)
-            hidden_states, _ = llm.decode(llm.embed_tokens(ids), mask, (mask.cumsum(-1) - 1).clamp(min=0))
+            ids, targets, classes, mask = batch(rng, layout, args.batch_size)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            x = llm.embed_tokens(ids)
+            if args.class_layer:
+                x, _ = llm.decode(x, mask, positions, layers=(0, args.class_layer))
+                class_logits = llm.lm_head(llm.model.norm(x))
+                class_loss = torch.nn.functional.cross_entropy(class_logits.reshape(-1, VOCAB), classes.reshape(-1),
+                                                        ignore_index=IGNORE)
+            hidden_states, _ = llm.decode(x, mask, positions, layers=(args.class_layer, layers))
             logits = llm.lm_head(hidden_states)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1),
                                                      ignore_index=IGNORE)
+            total = loss + args.class_weight * class_loss if args.class_layer else loss
             optimizer.zero_grad()
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)
             optimizer.step()
             if step % 250 == 0:
                 sel = targets != IGNORE
                 accuracy = (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
-                print(f"layout {layout} step {step} loss {loss.item():.3f} accuracy {accuracy:.2f} "
+                extra = f" class {class_loss.item():.3f}" if args.class_layer else ""
+                print(f"layout {layout} step {step} loss {loss.item():.3f} accuracy {accuracy:.2f}{extra} "
                       f"{time.time() - start:.0f}s", flush=True)
 
 

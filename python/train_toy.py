@@ -57,7 +57,7 @@ def collate(samples: list, pad_id: int) -> dict:
     ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
     targets = torch.full((len(samples), length), data.IGNORE, dtype=torch.long)
     mask = torch.zeros((len(samples), length), dtype=torch.long)
-    scenes, regress = [], []
+    scenes, regress, classes = [], [], []
     for b, s in enumerate(samples):
         n = len(s["ids"])
         ids[b, :n] = torch.tensor(s["ids"])
@@ -65,10 +65,13 @@ def collate(samples: list, pad_id: int) -> dict:
         mask[b, :n] = 1
         for pos, query in s["regress"]:
             regress.append((b, pos, len(scenes), query))  # the sample's first image is the regressed one
+        classes.extend((b, pos, word) for pos, word in s.get("classes", ()))
         scenes.extend(s["scenes"])
     r = torch.tensor(regress, dtype=torch.long).reshape(-1, 4)
+    c = torch.tensor(classes, dtype=torch.long).reshape(-1, 3)
     return {"ids": ids, "targets": targets, "attention_mask": mask, "pixels": pixels_of(scenes),
-            "regress_pos": r[:, :2], "regress_image": r[:, 2], "regress_query": r[:, 3]}
+            "regress_pos": r[:, :2], "regress_image": r[:, 2], "regress_query": r[:, 3],
+            "class_pos": c[:, :2], "class_target": c[:, 2]}
 
 
 def mean_present(values: list) -> float:
@@ -154,6 +157,10 @@ def main() -> None:
                         help="learning rate of the visual encoder and project_up relative to --lr")
     parser.add_argument("--mix", choices=sorted(data.MIXES), default="all", help="task mixture (python/emu2toy/data.py)")
     parser.add_argument("--no-publish", action="store_true", help="leave fixtures/ and docs/ alone (trial runs)")
+    parser.add_argument("--class-layer", type=int, default=0,
+                        help="train the output of this many LLM layers to name the class at the token before each "
+                             "few-shot label (model.losses' class loss; 0: off)")
+    parser.add_argument("--class-weight", type=float, default=1.0, help="weight of the class loss")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
@@ -219,8 +226,9 @@ def main() -> None:
     while step < end:
         start = time.time()
         batch = collate(batch_for(enc, args.seed, step, args.batch_size, data.MIXES[args.mix]), pad_id)
-        out = model.losses(vision, llm, batch, enc.image_id)
-        loss = out.get("text", 0.0) + REGRESSION_WEIGHT * out.get("regression", 0.0)
+        out = model.losses(vision, llm, batch, enc.image_id, args.class_layer)
+        loss = (out.get("text", 0.0) + REGRESSION_WEIGHT * out.get("regression", 0.0)
+                + args.class_weight * out.get("class", 0.0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(vision.parameters()) + list(llm.parameters()), 1.0)
@@ -228,14 +236,14 @@ def main() -> None:
         schedule.step()
         step += 1
         elapsed += time.time() - start
-        window.append((float(out.get("text", torch.tensor(float("nan")))),
-                       float(out.get("regression", torch.tensor(float("nan"))))))
+        window.append(tuple(float(out.get(k, torch.tensor(float("nan")))) for k in ("text", "regression", "class")))
         if step % 25 == 0:
-            text, reg = mean_present([w[0] for w in window]), mean_present([w[1] for w in window])
+            text, reg, cls = (mean_present([w[i] for w in window]) for i in range(3))
             window = []
             with open(loss_csv, "a") as f:
                 f.write(f"{step},{elapsed:.1f},{text:.5f},{reg:.5f},{schedule.get_last_lr()[0]:.6f}\n")
-            print(f"step {step} {elapsed:.0f}s text {text:.4f} regression {reg:.4f}", file=sys.stderr)
+            extra = f" class {cls:.4f}" if args.class_layer else ""
+            print(f"step {step} {elapsed:.0f}s text {text:.4f} regression {reg:.4f}{extra}", file=sys.stderr)
         if step % args.eval_every == 0 or step == end:
             vision.eval()
             llm.eval()

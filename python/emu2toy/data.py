@@ -61,7 +61,7 @@ class Encoder:
         ids = prompt_ids + answer_ids
         # targets[t] is the token predicted at position t (the next one), IGNORE where no text loss applies.
         targets = [IGNORE] * (len(prompt_ids) - 1) + answer_ids + [IGNORE]
-        return {"ids": ids, "targets": targets, "scenes": scenes, "regress": [], "task": task}
+        return {"ids": ids, "targets": targets, "scenes": scenes, "regress": [], "task": task, "classes": []}
 
     def supervise(self, sample: dict, before: str, through: str) -> None:
         """Adds the text loss on the tokens of prompt text `through` beyond `before` (both prefixes of the sample's
@@ -74,6 +74,16 @@ class Encoder:
         for position in range(len(ids_before), len(ids)):
             sample["targets"][position - 1] = ids[position]
 
+    def mark_class(self, sample: dict, before: str, value: str) -> None:
+        """The auxiliary class target (model.losses' "class" loss): at the last token of prompt text `before` (a
+        prefix of the sample's prompt, the token from which the next label is predicted), the first piece of the
+        class's own word (`value`: "red", "circle"). Nothing is added when `before` does not tokenize as the same ids
+        inside the whole prompt."""
+        ids = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(before, self.n_query), add_bos=True)
+        if sample["ids"][:len(ids)] != ids:
+            return
+        sample["classes"].append((len(ids) - 1, self.encode(value, False)[0]))
+
     def image_sample(self, prompt: str, scene: dict) -> dict:
         """Text-to-image: prompt, then `[IMG]` and the image's n_query `<image>` rows; the hidden state at `[IMG]`
         regresses visual embedding 0 and at `<image>` number i embedding i+1 (emu/emu.py generate_image)."""
@@ -81,7 +91,8 @@ class Encoder:
         ids = prompt_ids + [self.img_id] + [self.image_id] * self.n_query + [self.end_img_id]
         start = len(prompt_ids)
         regress = [(start + q, q) for q in range(self.n_query)]
-        return {"ids": ids, "targets": [IGNORE] * len(ids), "scenes": [scene], "regress": regress, "task": "t2i"}
+        return {"ids": ids, "targets": [IGNORE] * len(ids), "scenes": [scene], "regress": regress, "task": "t2i",
+                "classes": []}
 
 
 def caption_sample(enc: Encoder, rng: random.Random) -> dict:
@@ -179,7 +190,24 @@ def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8)
     prompt = chat_text([("".join(text for text, _ in segments), None)])
     sample = enc.sample(prompt, ep["answer"], [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
     supervise_repeated_labels(enc, sample, prompt, segments)
+    mark_label_classes(enc, sample, prompt, segments, ep)
+    enc.mark_class(sample, prompt, class_value(ep, ep["answer"]))
     return sample
+
+
+def class_value(ep: dict, label: str) -> str:
+    """The attribute value (the class's own word) an episode's nonsense label names."""
+    return ep["values"][ep["labels"].index(label)]
+
+
+def mark_label_classes(enc: Encoder, sample: dict, prompt: str, segments: list, ep: dict) -> None:
+    """The auxiliary class target before every demonstration label of the first user turn (`segments`, as in
+    supervise_repeated_labels): the token the label is predicted from names the class the image shows."""
+    at = prompt.index(" [USER]: ") + len(" [USER]: ")
+    for text, is_label in segments:
+        if is_label:
+            enc.mark_class(sample, prompt[:at].rstrip(" "), class_value(ep, text))
+        at += len(text)
 
 
 def supervise_repeated_labels(enc: Encoder, sample: dict, prompt: str, segments: list) -> None:
@@ -223,7 +251,10 @@ def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (
     for user, answer in turns[:-1]:
         at = prompt.index(" [ASSISTANT]:", prompt.index(user, at)) + len(" [ASSISTANT]:")
         enc.supervise(sample, prompt[:at], prompt[:at + 1 + len(answer)])
+        enc.mark_class(sample, prompt[:at], class_value(ep, answer))
     supervise_repeated_labels(enc, sample, prompt, segments)
+    mark_label_classes(enc, sample, prompt, segments, ep)
+    enc.mark_class(sample, prompt, class_value(ep, turns[-1][1]))
     return sample
 
 
@@ -261,6 +292,12 @@ MIXES = {
     # The two above learned a text-only shortcut of balanced episodes (episode()): the same with each demonstration's
     # class drawn on its own, where only the images say which label comes.
     "episodes-chat-random": [(partial(fewshot_chat_sample, balanced=False), 1.0)],
+    # Binding with the auxiliary class target (train_toy.py --class-layer; docs/emu2-toy/README.md, "Binding"):
+    # episodes with each demonstration's class drawn on its own, as chats and as plain prompts, beside enough
+    # captions, questions and text-to-image samples that those hold.
+    "binding-class": [(caption_sample, 0.1), (vqa_sample, 0.15), (t2i_sample, 0.1),
+                      (partial(fewshot_chat_sample, balanced=False), 0.4),
+                      (partial(fewshot_sample, shots_range=(4, 10), balanced=False), 0.25)],
 }
 
 

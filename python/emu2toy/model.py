@@ -80,17 +80,36 @@ def splice(llm, ids: torch.Tensor, features: torch.Tensor, image_token_id: int) 
 
 
 def hidden_states(llm, ids: torch.Tensor, attention_mask: torch.Tensor, features, image_token_id: int):
+    return split_hidden_states(llm, ids, attention_mask, features, image_token_id)[0]
+
+
+def split_hidden_states(llm, ids: torch.Tensor, attention_mask: torch.Tensor, features, image_token_id: int,
+                        class_layer: int = 0):
+    """The final hidden states, and with class_layer > 0 the output of the first class_layer layers (else None)."""
     embeds = splice(llm, ids, features, image_token_id)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden, _ = llm.decode(embeds, attention_mask, positions)
-    return hidden
+    if not class_layer:
+        hidden, _ = llm.decode(embeds, attention_mask, positions)
+        return hidden, None
+    middle, _ = llm.decode(embeds, attention_mask, positions, layers=(0, class_layer))
+    hidden, _ = llm.decode(middle, attention_mask, positions, layers=(class_layer, len(llm.model.layers)))
+    return hidden, middle
 
 
-def losses(vision, llm, batch: dict, image_token_id: int) -> dict:
-    """Text cross-entropy over the answer tokens and mean squared error of the regressed visual embeddings."""
+def losses(vision, llm, batch: dict, image_token_id: int, class_layer: int = 0) -> dict:
+    """Text cross-entropy over the answer tokens and mean squared error of the regressed visual embeddings; with
+    class_layer > 0 and class targets in the batch also "class": the cross-entropy of the output of the first
+    class_layer layers, read through the final norm and lm_head, against the class word at the token before each
+    few-shot label (data.Encoder.mark_class). A training device only, the architecture is unchanged: it puts the
+    class an image shows into the token the label is predicted from, where in-context binding can then find it
+    (docs/emu2-toy/README.md, "Binding")."""
     features = encode_images(vision, batch["pixels"]) if batch["pixels"].shape[0] else None
-    hidden = hidden_states(llm, batch["ids"], batch["attention_mask"], features, image_token_id)
+    hidden, middle = split_hidden_states(llm, batch["ids"], batch["attention_mask"], features, image_token_id,
+                                         class_layer)
     out = {}
+    if middle is not None and batch["class_pos"].shape[0]:
+        b, t = batch["class_pos"][:, 0], batch["class_pos"][:, 1]
+        out["class"] = F.cross_entropy(llm.lm_head(llm.model.norm(middle[b, t])), batch["class_target"])
     sel = batch["targets"] != -100
     if sel.any():
         logits = llm.lm_head(hidden[sel])

@@ -139,8 +139,9 @@ class ToyWorldTest(unittest.TestCase):
     def test_calibration_episodes_supervise_repeated_labels_from_the_last_evidence_token(self):
         import toy_binding_calibration as cal
         for layout, evidence in (("adjacent", 1), ("gap4", 5), ("image", 6)):
-            ids, targets = cal.episode(random.Random(3), layout)
+            ids, targets, classes = cal.episode(random.Random(3), layout)
             self.assertEqual(len(ids), len(targets))
+            self.assertEqual(len(ids), len(classes))
             seen, repeated = {}, 0
             # Each demonstration: the evidence, the label, a period; the label is the target of the token before it.
             at = 1
@@ -150,11 +151,58 @@ class ToyWorldTest(unittest.TestCase):
                 self.assertIn(label, cal.LABELS)
                 expected = label if cls in seen else cal.IGNORE
                 self.assertEqual(targets[at + evidence - 1], expected, layout)
+                # --class-layer's target: the class, at the same token, on every demonstration.
+                self.assertEqual(classes[at + evidence - 1], cls, layout)
                 self.assertEqual(seen.setdefault(cls, label), label)  # one label per class in an episode
                 repeated += expected != cal.IGNORE
                 self.assertEqual(ids[at + evidence + 1], cal.PERIOD)
                 at += evidence + 2
             self.assertEqual(sum(t != cal.IGNORE for t in targets), repeated)
+            self.assertEqual(sum(c != cal.IGNORE for c in classes), sum(t == cal.PERIOD for t in ids))
+
+    def test_episodes_mark_the_class_word_at_the_token_before_every_label_and_answer(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        word_of = {enc.encode(w, False)[0]: w for w in world.SHAPES + sorted(world.COLORS)}
+        for seed in range(20):
+            for make in (data.fewshot_chat_sample, data.fewshot_sample):
+                rng = random.Random(seed)
+                sample = make(enc, rng, balanced=False)
+                ids = sample["ids"]
+                # Every label and answer: the demonstrations' "This is a <label>", every "[ASSISTANT]: <label>".
+                labels = {enc.encode(w, False)[0]: w for w in world.NONSENSE_WORDS}
+                positions = [p for p, _ in sample["classes"]]
+                self.assertEqual(len(positions), len(set(positions)), f"seed {seed}")
+                self.assertEqual(len(positions), sum(1 for t in ids[1:] if t in labels), f"seed {seed}")
+                for position, word in sample["classes"]:
+                    self.assertIn(ids[position + 1], labels, f"seed {seed}: no label after the class mark")
+                    self.assertIn(word, word_of, f"seed {seed}: the mark is not a color or shape word")
+                # One class word, one label (its first piece): the mapping of the episode.
+                pairs = {(ids[p + 1], w) for p, w in sample["classes"]}
+                self.assertEqual(len(pairs), len({w for _, w in pairs}), f"seed {seed}")
+
+    def test_class_loss_reads_the_middle_layers_output_at_the_marked_tokens(self):
+        import torch
+        import train_toy
+        torch.manual_seed(0)
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        vision, llm = model.build(5)
+        samples = [data.fewshot_chat_sample(enc, random.Random(seed), balanced=False) for seed in range(2)]
+        batch = train_toy.collate(samples, enc.tokenizer.added["[PAD]"])
+        with torch.no_grad():
+            plain = model.losses(vision, llm, batch, enc.image_id)
+            split = model.losses(vision, llm, batch, enc.image_id, class_layer=2)
+            self.assertNotIn("class", plain)
+            # Running the layers in two parts changes nothing else.
+            self.assertAlmostEqual(float(plain["text"]), float(split["text"]), places=5)
+            features = model.encode_images(vision, batch["pixels"])
+            embeds = model.splice(llm, batch["ids"], features, enc.image_id)
+            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            middle, _ = llm.decode(embeds, batch["attention_mask"], positions, layers=(0, 2))
+            rows = [middle[b, t] for b, t in batch["class_pos"].tolist()]
+            logits = llm.lm_head(llm.model.norm(torch.stack(rows)))
+            expected = torch.nn.functional.cross_entropy(logits, batch["class_target"])
+            self.assertAlmostEqual(float(split["class"]), float(expected), places=5)
+            self.assertEqual(len(rows), sum(len(s["classes"]) for s in samples))
 
     def test_regression_fed_its_own_embeddings_is_what_training_teacher_forces(self):
         # model.regress runs as the runtime does (each embedding projected up and fed back); the training sample of
