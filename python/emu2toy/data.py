@@ -63,12 +63,16 @@ class Encoder:
         targets = [IGNORE] * (len(prompt_ids) - 1) + answer_ids + [IGNORE]
         return {"ids": ids, "targets": targets, "scenes": scenes, "regress": [], "task": task, "classes": []}
 
+    def prefix_ids(self, text: str) -> list:
+        """Token ids (with bos) of a prefix of a sample's prompt; not memoized, since the prefixes of random episodes
+        seldom repeat and the memo would grow with every sample."""
+        return self.tokenizer.encode(self.tokenizer.expand_image_placeholders(text, self.n_query), add_bos=True)
+
     def supervise(self, sample: dict, before: str, through: str) -> None:
         """Adds the text loss on the tokens of prompt text `through` beyond `before` (both prefixes of the sample's
         prompt), when they tokenize as the same ids inside the whole prompt (a piece merging across the boundary
         would not: then nothing is added)."""
-        ids_before = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(before, self.n_query), add_bos=True)
-        ids = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(through, self.n_query), add_bos=True)
+        ids_before, ids = self.prefix_ids(before), self.prefix_ids(through)
         if ids[:len(ids_before)] != ids_before or sample["ids"][:len(ids)] != ids:
             return
         for position in range(len(ids_before), len(ids)):
@@ -79,7 +83,7 @@ class Encoder:
         prefix of the sample's prompt, the token from which the next label is predicted), the first piece of the
         class's own word (`value`: "red", "circle"). Nothing is added when `before` does not tokenize as the same ids
         inside the whole prompt."""
-        ids = self.tokenizer.encode(self.tokenizer.expand_image_placeholders(before, self.n_query), add_bos=True)
+        ids = self.prefix_ids(before)
         if sample["ids"][:len(ids)] != ids:
             return
         sample["classes"].append((len(ids) - 1, self.encode(value, False)[0]))
