@@ -19,6 +19,7 @@ scores about 1.0 nats there; binding scores 0. The class evidence, by --layout:
     /usr/bin/python3 python/toy_binding_calibration.py --layout gap4 --steps 3000
     /usr/bin/python3 python/toy_binding_calibration.py --layout adjacent:500,gap4:2500   # a curriculum
     /usr/bin/python3 python/toy_binding_calibration.py --layout gap4 --steps 1500 --class-layer 2
+    /usr/bin/python3 python/toy_binding_calibration.py --layout image --steps 4000 --class-layer 2 --class-from 2001
 
 --class-layer N adds train_toy.py's class loss: the output of the first N layers, read through the final norm and
 lm_head, must name the class at the last evidence token of every demonstration (the token the label is predicted
@@ -103,6 +104,8 @@ def main() -> None:
                         help="also train the output of this many layers (through the final norm and lm_head) to "
                              "name the class at the token before each label (0: off)")
     parser.add_argument("--class-weight", type=float, default=1.0)
+    parser.add_argument("--class-from", type=int, default=1,
+                        help="the step from which the class loss applies (later: a model trained without it first)")
     args = parser.parse_args()
     if ":" in args.layout:
         schedule = [(name, int(steps)) for name, steps in (part.split(":") for part in args.layout.split(","))]
@@ -135,7 +138,8 @@ def main() -> None:
             logits = llm.lm_head(hidden_states)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1),
                                                      ignore_index=IGNORE)
-            total = loss + args.class_weight * class_loss if args.class_layer else loss
+            with_class = args.class_layer and step >= args.class_from
+            total = loss + args.class_weight * class_loss if with_class else loss
             optimizer.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)
@@ -143,7 +147,7 @@ def main() -> None:
             if step % 250 == 0:
                 sel = targets != IGNORE
                 accuracy = (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
-                extra = f" class {class_loss.item():.3f}" if args.class_layer else ""
+                extra = f" class {class_loss.item():.3f}" if with_class else ""
                 print(f"layout {layout} step {step} loss {loss.item():.3f} accuracy {accuracy:.2f}{extra} "
                       f"{time.time() - start:.0f}s", flush=True)
 

@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=CHECKPOINT, help="the small checkpoint to write; its loss curves go beside it")
     parser.add_argument("--init-from", help="start from this small checkpoint (phase 2 starts from phase 1's)")
+    parser.add_argument("--fresh-llm", action="store_true",
+                        help="with --init-from: take only the visual encoder from it; the LLM starts from its seeded "
+                             "initialization")
     parser.add_argument("--freeze-vision", action="store_true",
                         help="keep the visual encoder as loaded (project_up still learns)")
     parser.add_argument("--vision-lr-scale", type=float, default=1.0,
@@ -174,7 +177,8 @@ def main() -> None:
         if start["seed"] != args.seed:
             sys.exit(f"--init-from {args.init_from}: trained with --seed {start['seed']}, this run has {args.seed}")
         vision.load_state_dict(start_vision.state_dict())
-        llm.load_state_dict(start_llm.state_dict())
+        if not args.fresh_llm:
+            llm.load_state_dict(start_llm.state_dict())
     if args.freeze_vision:
         vision.requires_grad_(False)
     frozen_rows = torch.ones(model.VOCAB_SIZE, 1)
