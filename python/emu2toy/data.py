@@ -204,30 +204,33 @@ def class_value(ep: dict, label: str) -> str:
     return ep["values"][ep["labels"].index(label)]
 
 
-def mark_label_classes(enc: Encoder, sample: dict, prompt: str, segments: list, ep: dict) -> None:
-    """The auxiliary class target before every demonstration label of the first user turn (`segments`, as in
-    supervise_repeated_labels): the token the label is predicted from names the class the image shows."""
+def demonstration_labels(prompt: str, segments: list):
+    """Each demonstration label of the first user turn (`segments`, which starts the prompt after the system message)
+    as (where it starts in `prompt`, its text), in order."""
     at = prompt.index(" [USER]: ") + len(" [USER]: ")
     for text, is_label in segments:
         if is_label:
-            enc.mark_class(sample, prompt[:at].rstrip(" "), class_value(ep, text))
+            yield at, text
         at += len(text)
+
+
+def mark_label_classes(enc: Encoder, sample: dict, prompt: str, segments: list, ep: dict) -> None:
+    """The auxiliary class target before every demonstration label: the token the label is predicted from names the
+    class the image shows."""
+    for at, text in demonstration_labels(prompt, segments):
+        enc.mark_class(sample, prompt[:at].rstrip(" "), class_value(ep, text))
 
 
 def supervise_repeated_labels(enc: Encoder, sample: dict, prompt: str, segments: list) -> None:
     """Emu2's objective puts the loss on the text of the whole interleaved sequence. In an episode the text worth
     learning is each demonstration label whose class was shown before: predictable only by binding it to the image
-    (a label's first showing is a random word, and the template is learned from the answers). `segments` are the
-    first user turn's, which starts the prompt after the system message."""
-    at = prompt.index(" [USER]: ") + len(" [USER]: ")
+    (a label's first showing is a random word, and the template is learned from the answers)."""
     seen = set()
-    for text, is_label in segments:
-        if is_label:
-            if text in seen:
-                # The space before the word belongs to its first piece ("▁dax"), as in the whole prompt.
-                enc.supervise(sample, prompt[:at].rstrip(" "), prompt[:at + len(text)])
-            seen.add(text)
-        at += len(text)
+    for at, text in demonstration_labels(prompt, segments):
+        if text in seen:
+            # The space before the word belongs to its first piece ("▁dax"), as in the whole prompt.
+            enc.supervise(sample, prompt[:at].rstrip(" "), prompt[:at + len(text)])
+        seen.add(text)
 
 
 def fewshot_chat_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (4, 10),
