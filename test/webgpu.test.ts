@@ -187,7 +187,7 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
       assert.equal(d.batch, h.batch, step);
       assert.equal(d.length, h.length, step);
       const rows = Array.from({ length: d.batch }, (_, i) => i);
-      const copy = await readBack.run({ rows: await int64Tensor(rows, [rows.length]), ...d.feeds() });
+      const copy = await readBack.run({ rows: int64Tensor(rows, [rows.length]), ...d.feeds() });
       for (const name of Object.keys(h.feeds())) {
         const back = copy[name.replace("past_key_values.", "selected.")] as OrtTensor;
         assert.equal(back.location, "cpu");

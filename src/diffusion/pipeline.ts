@@ -101,9 +101,9 @@ export async function conditioning(
     guidanceScale: scale,
     dtype,
     feeds: {
-      encoder_hidden_states: await toOrt({ data: hidden, dims: [rows, queries, width] }, dtype),
-      text_embeds: await toOrt({ data: textEmbeds, dims: [rows, width] }, dtype),
-      time_ids: await toOrt({ data: timeIds, dims: [rows, 6] }, dtype),
+      encoder_hidden_states: toOrt({ data: hidden, dims: [rows, queries, width] }, dtype),
+      text_embeds: toOrt({ data: textEmbeds, dims: [rows, width] }, dtype),
+      time_ids: toOrt({ data: timeIds, dims: [rows, 6] }, dtype),
     },
   };
 }
@@ -141,8 +141,8 @@ export async function* denoise(
     if (guided) modelInput.copyWithin(batch * perImage, 0, batch * perImage);
     timestep.fill(schedule.timesteps[step]);
     const out = await unet.run({
-      sample: await toOrt({ data: modelInput, dims: [rows, channels, side, side] }, dtype),
-      timestep: await toOrt({ data: timestep, dims: [rows] }, dtype),
+      sample: toOrt({ data: modelInput, dims: [rows, channels, side, side] }, dtype),
+      timestep: toOrt({ data: timestep, dims: [rows] }, dtype),
       ...cond.feeds,
     });
     const prediction = fromOrt(out.out_sample, "unet out_sample").data;
@@ -174,7 +174,7 @@ export async function decodeLatents(
   const scaled = new Float32Array(latents.length);
   for (let i = 0; i < latents.length; i++) scaled[i] = inverse * latents[i];
   const decoded = await vae.run({
-    latent_sample: await toOrt({ data: scaled, dims: [batch, config.latent_channels, side, side] }, dtype),
+    latent_sample: toOrt({ data: scaled, dims: [batch, config.latent_channels, side, side] }, dtype),
   });
   const sample = fromOrt(decoded.sample, "vae_decoder sample");
   const images = new Float32Array(sample.data.length);

@@ -84,13 +84,12 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
     const names = entryNames(shape.layers, shape.firstLayer);
     return async (batch) => {
       const tensors = new Map<string, OrtTensor>();
-      for (const n of names)
-        tensors.set(n, buffers.hold(await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim])));
+      for (const n of names) tensors.set(n, buffers.hold(zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim])));
       return new DeviceKvCache(shape, selectSession, buffers, names, tensors);
     };
   }
 
-  outputsToFetch(outputs: readonly string[]): string[] {
+  outputsToFetch(outputs: readonly string[]): readonly string[] {
     // The presents stay on the device and become the next past as they are: no rows to append.
     return this.names.map((n) => `present.${n}`).filter((name) => outputs.includes(name));
   }
@@ -118,10 +117,10 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
     if (this.length === 0) {
       // Nothing on the device yet: the empty past only changes its batch size.
       for (const n of this.names)
-        this.replace(n, await zeros(this.shape.dtype, [rows.length, this.shape.heads, 0, this.shape.headDim]));
+        this.replace(n, zeros(this.shape.dtype, [rows.length, this.shape.heads, 0, this.shape.headDim]));
       return;
     }
-    const out = await this.selectSession.run({ rows: await int64Tensor(rows, [rows.length]), ...this.feeds() });
+    const out = await this.selectSession.run({ rows: int64Tensor(rows, [rows.length]), ...this.feeds() });
     for (const n of this.names) {
       const selected = out[`selected.${n}`];
       if (selected.location !== "gpu-buffer")

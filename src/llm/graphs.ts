@@ -43,6 +43,24 @@ export function positionIds(mask: readonly number[]): number[] {
   });
 }
 
+/**
+ * positionIds of the last `t` positions of every mask row, as the int64 values of a [B,t] position_ids feed: a
+ * decode step's one position, without a number array per row of the whole mask on every token.
+ */
+export function newPositionIds(mask: readonly (readonly number[])[], t: number): BigInt64Array {
+  const out = new BigInt64Array(mask.length * t);
+  mask.forEach((m, b) => {
+    const start = m.length - t;
+    let sum = 0;
+    for (let i = 0; i < start; i++) sum += m[i];
+    for (let i = 0; i < t; i++) {
+      sum += m[start + i];
+      out[b * t + i] = BigInt(m[start + i] === 0 ? 1 : sum - 1);
+    }
+  });
+  return out;
+}
+
 export class LlmGraphs {
   constructor(
     private readonly sessions: LlmSessions,
@@ -57,14 +75,14 @@ export class LlmGraphs {
   /** embed_tokens of rectangular ids [B,T] -> [B,T,H]. */
   async embedTokens(ids: readonly (readonly number[])[]): Promise<Float32Array> {
     const out = await this.sessions.embedTokens.run({
-      input_ids: await int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]),
+      input_ids: int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]),
     });
     return fromOrt(out.inputs_embeds, "embed_tokens inputs_embeds").data;
   }
 
   /** project_up of image features [K,Q,W] -> [K,Q,H]. */
   async projectUp(features: Tensor): Promise<Float32Array> {
-    const out = await this.sessions.projectUp.run({ image_features: await toOrt(features, this.dtype) });
+    const out = await this.sessions.projectUp.run({ image_features: toOrt(features, this.dtype) });
     return fromOrt(out.image_embeds, "project_up image_embeds").data;
   }
 
@@ -80,12 +98,11 @@ export class LlmGraphs {
         `decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${mask[0].length}], cache [${cache.batch}, P=${cache.length}]`,
       );
     }
-    const positions = mask.map((m) => positionIds(m).slice(m.length - t));
-    const positionIdsFeed = await int64Tensor(positions.flat(), [batch, t]);
+    const positionIdsFeed = int64Feed(newPositionIds(mask, t), [batch, t]);
     // The past may have free slots after its P filled ones (a host cache's room to grow: kv-cache.ts): the mask
     // marks them as padding, so they take no part in attention. Parts on different devices may differ in slots.
     const masks = new Map<number, OrtTensor>();
-    const maskFor = async (slots: number) => {
+    const maskFor = (slots: number) => {
       let feed = masks.get(slots);
       if (!feed) {
         // Filled straight into the int64 buffer (zeros where the free slots sit): this runs on every token.
@@ -96,7 +113,7 @@ export class LlmGraphs {
           for (let i = 0; i < cache.length; i++) if (m[i]) data[row + i] = 1n;
           for (let i = 0; i < t; i++) if (m[cache.length + i]) data[row + slots + i] = 1n;
         });
-        feed = await int64Feed(data, [batch, width]);
+        feed = int64Feed(data, [batch, width]);
         masks.set(slots, feed);
       }
       return feed;
@@ -111,7 +128,7 @@ export class LlmGraphs {
       const own = part.inputNames.filter((name: string) => name in past);
       const slots = own.length ? Number(past[own[0]].dims[2]) : cache.length;
       const feeds: Record<string, OrtTensor> = {
-        attention_mask: await maskFor(slots),
+        attention_mask: maskFor(slots),
         position_ids: positionIdsFeed,
         inputs_embeds: hidden,
       };
@@ -139,7 +156,7 @@ export class LlmGraphs {
     const row = (data: Float32Array, i: number) => data.subarray(i * v, (i + 1) * v);
     const session = this.sessions.logSoftmax;
     if (!session || rows === 0) return Array.from({ length: rows }, (_, i) => logSoftmax(row(scores, i)));
-    const out = await session.run({ scores: await toOrt({ data: scores, dims: [rows, v] }, "float32") });
+    const out = await session.run({ scores: toOrt({ data: scores, dims: [rows, v] }, "float32") });
     const logprobs = fromOrt(out.logprobs, "log_softmax logprobs").data;
     return Array.from({ length: rows }, (_, i) => row(logprobs, i));
   }

@@ -17,7 +17,7 @@ export interface KvCache {
    * The decoder outputs this cache needs from a graph whose outputs are `outputs` (a part of a split decoder has
    * only its own layers'): the runtime fetches only these, since onnxruntime-node copies every fetched output.
    */
-  outputsToFetch(outputs: readonly string[]): string[];
+  outputsToFetch(outputs: readonly string[]): readonly string[];
   /** Takes the decoder's outputs (new_key_values.{i}.key/value rows, or present.{i}.key/value) as the new past. */
   absorb(outputs: OrtFeeds): void;
   /**
@@ -77,8 +77,14 @@ export abstract class KvCacheEntries {
     return Number(this.entry(this.names[0]).dims[2]);
   }
 
+  /** The feed name of every entry (past_key_values.{name}), made once: feeds() runs on every token. */
+  private feedNames?: string[];
+
   feeds(): OrtFeeds {
-    return Object.fromEntries(this.names.map((n) => [`past_key_values.${n}`, this.entry(n)]));
+    this.feedNames ??= this.names.map((n) => `past_key_values.${n}`);
+    const feeds: OrtFeeds = {};
+    for (let i = 0; i < this.names.length; i++) feeds[this.feedNames[i]] = this.entry(this.names[i]);
+    return feeds;
   }
 
   locations(): string[] {
@@ -152,9 +158,9 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
   static async empty(shape: KvCacheShape, batch: number, maxLength = Infinity): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
-    for (const name of names) tensors.set(name, await zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
+    for (const name of names) tensors.set(name, zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
     const lineage = Array.from({ length: batch }, (_, row) => row);
-    return new HostKvCache(await loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength);
+    return new HostKvCache(loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength);
   }
 
   static factory(shape: KvCacheShape): KvCacheFactory {
@@ -172,11 +178,18 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     return Number(this.entry(this.names[0]).dims[2]);
   }
 
-  outputsToFetch(outputs: readonly string[]): string[] {
-    return this.names.flatMap((n) => {
-      if (outputs.includes(`new_key_values.${n}`)) return [`new_key_values.${n}`];
-      return outputs.includes(`present.${n}`) ? [`present.${n}`] : [];
-    });
+  /** outputsToFetch's answer for the last graph outputs asked about (a session's own array, the same every token). */
+  private fetched?: { outputs: readonly string[]; names: readonly string[] };
+
+  outputsToFetch(outputs: readonly string[]): readonly string[] {
+    if (this.fetched?.outputs !== outputs) {
+      const names = this.names.flatMap((n) => {
+        if (outputs.includes(`new_key_values.${n}`)) return [`new_key_values.${n}`];
+        return outputs.includes(`present.${n}`) ? [`present.${n}`] : [];
+      });
+      this.fetched = { outputs, names };
+    }
+    return this.fetched.names;
   }
 
   absorb(outputs: OrtFeeds): void {
@@ -207,7 +220,7 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     const [batch, heads, , d] = this.entry(this.names[0]).dims.map(Number);
     const t = Number(rows[0].dims[2]);
     rows.forEach((r, i) => {
-      const [rb, rh, rt, rd] = r.dims.map(Number);
+      const [rb, rh, rt, rd] = r.dims;
       if (rb !== batch || rh !== heads || rt !== t || rd !== d)
         throw new Error(
           `new_key_values.${this.names[i]} [${r.dims.join(",")}] does not extend the past [${batch},${heads},${this.valid},${d}]`,
@@ -396,7 +409,7 @@ export class PartCaches implements KvCache {
     return Object.assign({}, ...this.parts.map((p) => p.feeds()));
   }
 
-  outputsToFetch(outputs: readonly string[]): string[] {
+  outputsToFetch(outputs: readonly string[]): readonly string[] {
     return this.parts.flatMap((p) => p.outputsToFetch(outputs));
   }
 

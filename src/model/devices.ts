@@ -23,7 +23,7 @@ export interface DeviceReport {
 
 /** Why WebGPU cannot run here (one line), or undefined where a one-node graph runs on it. */
 export async function webGpuProblem(): Promise<string | undefined> {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const graph = writeOnnxModel({
     name: "webgpu_probe",
     opset: 17,

@@ -90,7 +90,7 @@ export async function createSession(
   options: SessionOptions,
   graph: GraphOptions = {},
 ): Promise<Session> {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const what = graph.what ?? (typeof source === "string" ? source : "graph");
   if (typeof source === "string" && !existsSync(source)) throw new PackageError(`${source}: no such graph file`);
   const base: SessionCreateOptions = {

@@ -195,7 +195,7 @@ export function describeWebGpuFailure(err: unknown): string {
  * Dawn hides shader-f16 on NVIDIA under Vulkan (ONNX Runtime maintainers in transformers.js issue 1309), so this is read, not assumed.
  */
 export async function webGpuRunsFloat16(): Promise<boolean> {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const graph = writeOnnxModel({
     name: "shader_f16_probe",
     opset: 17,

@@ -18,7 +18,7 @@ export class VisualEncoder {
   /** Runs the graph on normalized pixels [3,S,S] and pools to nQuery tokens: features [1,Q,W]. */
   async encodePixels(pixels: Float32Array, nQuery: number): Promise<Tensor> {
     const s = this.config.image_size;
-    const out = await this.session.run({ pixel_values: await toOrt({ data: pixels, dims: [1, 3, s, s] }, this.dtype) });
+    const out = await this.session.run({ pixel_values: toOrt({ data: pixels, dims: [1, 3, s, s] }, this.dtype) });
     const hidden = fromOrt(out.last_hidden_state, "visual_encoder last_hidden_state");
     const [b, n, w] = hidden.dims;
     return poolVisualFeatures(hidden.data, [b, n, w], nQuery);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
-import { LlmGraphs, logSoftmaxGraph, positionIds, type LlmSessions } from "../../src/llm/graphs.js";
+import { LlmGraphs, logSoftmaxGraph, newPositionIds, positionIds, type LlmSessions } from "../../src/llm/graphs.js";
 import { HostKvCache } from "../../src/llm/kv-cache.js";
 import type { OrtFeeds, Session } from "../../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
@@ -11,6 +11,18 @@ import { packageDir } from "../helpers/fixtures.js";
 test("position ids: cumsum(mask) - 1, padded positions 1", () => {
   assert.deepEqual(positionIds([0, 0, 1, 1, 1]), [1, 1, 0, 1, 2]);
   assert.deepEqual(positionIds([1, 1, 1]), [0, 1, 2]);
+});
+
+test("a run's position ids are the last t of the whole mask's, row by row (padding inside the new tokens too)", () => {
+  const mask = [
+    [0, 0, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1],
+    [0, 1, 1, 0, 1, 1],
+  ];
+  for (let t = 1; t <= 6; t++) {
+    const expected = mask.flatMap((m) => positionIds(m).slice(m.length - t));
+    assert.deepEqual(Array.from(newPositionIds(mask, t), Number), expected, `t = ${t}`);
+  }
 });
 
 test("a host-memory cache has the decoder return only this run's key/value rows, not the whole cache", async () => {

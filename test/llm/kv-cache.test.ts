@@ -14,7 +14,7 @@ import { GREEDY } from "../helpers/settings.js";
 import { LlmGoldens } from "./goldens.js";
 
 test("empty cache, absorb, select (expand / reorder / drop), fork, release", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 2, heads: 1, headDim: 2, dtype: "float32" }, 2);
   assert.equal(cache.length, 0);
   assert.equal(cache.batch, 2);
@@ -58,7 +58,7 @@ test("empty cache, absorb, select (expand / reorder / drop), fork, release", asy
 });
 
 test("new_key_values rows go into the free slots of every batch row and head; the buffer grows by an eighth", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, 2);
   // Value = 100 * batch row + 10 * head + position, so every element says where it belongs.
   const rows = (from: number, t: number) =>
@@ -111,7 +111,7 @@ test("new_key_values rows go into the free slots of every batch row and head; th
 });
 
 test("row selection reorders rows within the buffer, rows both overwritten and read taken aside first", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, 3);
   // Value = 10 * batch row + head: each filled slot says where it came from.
   const rows = Float32Array.from({ length: 6 }, (_, i) => 10 * Math.floor(i / 2) + (i % 2));
@@ -138,7 +138,7 @@ test("row selection reorders rows within the buffer, rows both overwritten and r
 });
 
 test("beams of one prompt share its slots: moves between them and across prompts both give whole rows", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float32" }, 2);
   const absorb = (values: number[], t: number) => {
     const rows = new ort.Tensor("float32", Float32Array.from(values), [values.length / t, 1, t, 1]);
@@ -163,7 +163,7 @@ test("beams of one prompt share its slots: moves between them and across prompts
 });
 
 test("row selection never writes a buffer a fork still reads", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 2, dtype: "float32" }, 2);
   const rows = new ort.Tensor("float32", Float32Array.from([1, 2, 3, 4]), [2, 1, 1, 2]);
   cache.absorb({ "new_key_values.0.key": rows, "new_key_values.0.value": rows });
@@ -193,7 +193,7 @@ test("row selection never writes a buffer a fork still reads", async () => {
 });
 
 test("float16 entries stay float16 through select", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float16" }, 2);
   const t = new ort.Tensor("float16", Uint16Array.from([0x3c00, 0x4000]), [2, 1, 1, 1]);
   cache.absorb({ "present.0.key": t, "present.0.value": t });
@@ -204,7 +204,7 @@ test("float16 entries stay float16 through select", async () => {
 });
 
 test("a cache told the most tokens it will hold keeps no free slots beyond them", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   // A 40-token prompt with 3 new tokens to come: 43 slots, not the 72 (40 + 32) of an unbounded cache.
   assert.equal(capacityFor(40), 72);
   assert.equal(capacityFor(40, 43), 43);

@@ -18,7 +18,7 @@ const { createSession, selectWebGpuAdapter, DEFAULT_SESSION_OPTIONS } = await im
 const { loadOrt } = await import(${JSON.stringify(resolve("src/model/ort.ts"))});
 const { writeOnnxModel } = await import(${JSON.stringify(resolve("src/model/onnx-writer.ts"))});
 const names = ["MESA_VK_DEVICE_SELECT", "DRI_PRIME", "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE"];
-const ort = await loadOrt();
+const ort = loadOrt();
 const create = ort.InferenceSession.create.bind(ort.InferenceSession);
 let variables;
 ort.InferenceSession.create = (...args) => {

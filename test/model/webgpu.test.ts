@@ -56,14 +56,14 @@ test("initializerSizes names a graph's largest weight and its bytes", () => {
 });
 
 test("the written row-selection graph gathers, repeats and reorders batch rows of every entry (CPU provider)", async () => {
-  const ort = await loadOrt();
+  const ort = loadOrt();
   const shape = { layers: 2, heads: 1, headDim: 2, dtype: "float32" as const };
   const session = await ort.InferenceSession.create(rowSelectionGraph(shape), { executionProviders: ["cpu"] });
   // Entry e, row r holds [100e + 10r, 100e + 10r + 1] at its single past position.
   const entry = (e: number) =>
     new ort.Tensor("float32", Float32Array.from([0, 1, 10, 11, 20, 21].map((v) => v + 100 * e)), [3, 1, 1, 2]);
   const feeds = {
-    rows: await int64Tensor([2, 0, 2], [3]),
+    rows: int64Tensor([2, 0, 2], [3]),
     "past_key_values.0.key": entry(0),
     "past_key_values.0.value": entry(1),
     "past_key_values.1.key": entry(2),
