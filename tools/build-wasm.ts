@@ -11,7 +11,7 @@ import wabt from "wabt";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Each assembled source: the .wat file, the module written beside it, and the name of its exported constant. */
-export const WASM_SOURCES = [{ wat: "src/llm/argmax.wat", module: "src/llm/argmax-wasm.ts", name: "ARGMAX_WASM" }];
+export const WASM_SOURCES = [{ wat: "src/llm/scores.wat", module: "src/llm/scores-wasm.ts", name: "SCORES_WASM" }];
 
 /** The binary of a .wat file (SIMD enabled). */
 export async function assemble(watPath: string): Promise<Uint8Array> {

@@ -9,7 +9,8 @@ import { embedPrompt } from "./embed.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
-import { applyProcessors, argmax, drawFromProbs, logitsProcessors, logitsWarpers, softmax } from "./processors.js";
+import { applyProcessors, drawFromProbs, logitsProcessors, logitsWarpers, softmax } from "./processors.js";
+import { argmax } from "./scores.js";
 import type { GenerationSettings } from "./settings.js";
 import { shouldStop, stoppingCriteria, type StopReason } from "./stopping.js";
 

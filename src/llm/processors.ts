@@ -3,45 +3,7 @@
 // applies RepetitionPenalty then MinNewTokens for every decoding strategy, and for sampling then warps with
 // Temperature, TopK and TopP (in that order) before drawing from the softmax.
 
-import { ARGMAX_WASM } from "./argmax-wasm.js";
-
 const f = Math.fround;
-
-interface ArgmaxModule {
-  memory: WebAssembly.Memory;
-  argmax: (n: number) => number;
-  /** The scores' place in the module's memory (a new view whenever the memory grows). */
-  scores: Float32Array;
-}
-
-let argmaxModule: ArgmaxModule | undefined;
-
-/** argmax.wat's module, instantiated on first use (synchronously: 443 bytes compile in well under a millisecond). */
-function argmaxInstance(): ArgmaxModule {
-  if (!argmaxModule) {
-    const { exports } = new WebAssembly.Instance(new WebAssembly.Module(ARGMAX_WASM));
-    const memory = exports.memory as WebAssembly.Memory;
-    argmaxModule = { memory, argmax: exports.argmax as (n: number) => number, scores: new Float32Array(memory.buffer) };
-  }
-  return argmaxModule;
-}
-
-/**
- * Index of the largest score; the first one on ties (torch.argmax on CPU). Scores are read as float32, and NaN
- * scores are skipped. Greedy decoding runs this on every token over the whole vocabulary: WebAssembly SIMD
- * (argmax.wat) takes about 5 us over 32k scores, the copy into its memory included, where V8's best scalar loop
- * took 22 us alone and 37-43 us between a decode step's session runs.
- */
-export function argmax(row: ArrayLike<number>): number {
-  const wasm = argmaxInstance();
-  if (row.length > wasm.scores.length) {
-    const page = 65536;
-    wasm.memory.grow(Math.ceil((row.length * 4 - wasm.memory.buffer.byteLength) / page));
-    wasm.scores = new Float32Array(wasm.memory.buffer);
-  }
-  wasm.scores.set(row);
-  return wasm.argmax(row.length);
-}
 
 /** log_softmax of one row in float32, as torch computes it: (x - max) - log(sum(exp(x - max))). */
 export function logSoftmax(row: Float32Array): Float32Array {

@@ -1,4 +1,4 @@
-// The part of the WebAssembly JS API the runtime uses (src/llm/argmax.wat's module): Node has it as a global, but
+// The part of the WebAssembly JS API the runtime uses (src/llm/scores.wat's module): Node has it as a global, but
 // TypeScript declares it only in its DOM and web worker libraries, which would declare a browser besides.
 declare namespace WebAssembly {
   class Module {

@@ -77,6 +77,27 @@ test("top candidates over a group: beam score + log-prob, descending, ties to th
   );
 });
 
+test("top candidates equal a full sort of every beam's scores, over rows of ties, -Infinity and many sizes", () => {
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  // Quarter steps tie often; sizes below, at and above the count and a vocabulary's; -Infinity rows as a processor
+  // leaves them (min_new_tokens masking eos), and a beam at -1e9 (the first step's others).
+  for (const n of [1, 3, 9, 10, 11, 37, 300, 32000]) {
+    const rows = Array.from({ length: 5 }, (_, beam) =>
+      Float32Array.from({ length: n }, (_, token) =>
+        beam === 3 && token % 3 ? -Infinity : -Math.floor(next() * 40) / 4,
+      ),
+    );
+    const beamScores = [0, -1.25, -0.75, -1e9, f(-2.3)];
+    const all = rows.flatMap((row, beam) =>
+      Array.from(row, (score, token) => ({ score: f(score + beamScores[beam]), beam, token, flat: beam * n + token })),
+    );
+    all.sort((a, b) => b.score - a.score || a.flat - b.flat);
+    const expected = all.slice(0, 10).map(({ score, beam, token }) => ({ score, beam, token }));
+    assert.deepEqual(topCandidates(rows, beamScores, 10), expected, `${n} scores per beam`);
+  }
+});
+
 test("a step: eos in the top num_beams finishes its beam, eos below is skipped, the next num_beams others continue", () => {
   const hyps = new BeamHypotheses(2, 1, false, 10);
   const candidates = [

@@ -5,7 +5,6 @@ import {
   applyMinNewTokens,
   applyProcessors,
   applyRepetitionPenalty,
-  argmax,
   drawFromProbs,
   logitsProcessors,
   logitsWarpers,
@@ -49,45 +48,6 @@ test("log_softmax and softmax", () => {
   const ls = logSoftmax(Float32Array.from([1, 2, 3]));
   [-2.4076059644, -1.4076059644, -0.4076059644].forEach((v, i) => assert.ok(Math.abs(ls[i] - v) < 1e-6));
   assert.deepEqual(Array.from(softmax(Float32Array.from([-Infinity, 0]))), [0, 1]);
-  assert.equal(argmax([1, 3, 3, 2]), 1);
-});
-
-test("argmax takes the first of tied maxima wherever they sit, and the largest score anywhere in the row", () => {
-  // Every pair of positions in a 37-element row: its prefixes take every path of argmax.wat (16 scores at a time,
-  // then 4, then one by one, in both passes).
-  for (let a = 0; a < 37; a++) {
-    for (let b = a + 1; b < 37; b++) {
-      const row = Float32Array.from({ length: 37 }, (_, i) => -i);
-      row[a] = 5;
-      row[b] = 5;
-      assert.equal(argmax(row), a, `tie at ${a} and ${b}`);
-      row[b] = 6;
-      assert.equal(argmax(row), b, `max at ${b}`);
-      assert.equal(argmax(row.subarray(0, b + 1)), b, `max last of ${b + 1}`);
-    }
-  }
-  assert.equal(argmax([-Infinity, -Infinity]), 0);
-  assert.equal(argmax([7]), 0);
-});
-
-test("argmax equals a plain scan on rows of every length up to 70 and of a vocabulary's, NaN skipped", () => {
-  let seed = 7;
-  const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 8;
-  const scan = (row: Float32Array) => {
-    let best = -1;
-    for (let i = 0; i < row.length; i++) if (!Number.isNaN(row[i]) && (best < 0 || row[i] > row[best])) best = i;
-    return Math.max(best, 0);
-  };
-  // Whole numbers in 0..7 tie often; -Infinity and NaN sit anywhere. 32,274 scores outgrow the module's first
-  // memory page (16,384 scores), 100,000 grow it again.
-  const lengths = [...Array.from({ length: 71 }, (_, n) => n), 32274, 100000, 40];
-  for (const [k, n] of lengths.entries()) {
-    const row = Float32Array.from({ length: n }, () => Math.floor(next()));
-    for (let i = k % 5; i < n; i += 7) row[i] = i % 2 ? NaN : -Infinity;
-    assert.equal(argmax(row), scan(row), `${n} scores`);
-  }
-  assert.equal(argmax(Float32Array.of(NaN, 1, NaN, 3, 3)), 3);
-  assert.equal(argmax(Float32Array.of(NaN, NaN)), 0);
 });
 
 test("temperature divides the scores", () => {
