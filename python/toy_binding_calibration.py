@@ -21,6 +21,14 @@ scores about 1.0 nats there; binding scores 0. The class evidence, by --layout:
     /usr/bin/python3 python/toy_binding_calibration.py --layout gap4 --steps 1500 --class-layer 2
     /usr/bin/python3 python/toy_binding_calibration.py --layout image --steps 4000 --class-layer 2 --class-from 2001
 
+Two of the toy's features on top of a layout: `--labels pieces` (a label of two tokens whose first piece repeats
+across labels, as the toy's nonsense words take 2 or 3 pieces and "dax" and "drell" share their first; every piece of
+a repeated label is a target) and `--attributes` (every evidence token shows a color and a shape at once, as every
+token of a toy image does; an episode names the colors or the shapes, the other attribute held, and the class is the
+word of the named value, which the first demonstrations cannot tell apart).
+
+    /usr/bin/python3 python/toy_binding_calibration.py --layout image --steps 1500 --class-layer 2 --labels pieces
+
 --class-layer N adds train_toy.py's class loss: the output of the first N layers, read through the final norm and
 lm_head, must name the class at the last evidence token of every demonstration (the token the label is predicted
 from).
@@ -35,52 +43,120 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from emu2ref.llama import Emu2LLM  # noqa: E402
+from emu2ref.preprocess import preprocess  # noqa: E402
+from emu2toy import model, world  # noqa: E402
 
-VOCAB = 64
+# 64 tokens; --attributes adds the 25 color-and-shape tokens from PAIRS on.
+VOCAB, ATTRIBUTES_VOCAB = 64, 96
 BOS, PERIOD, BACKGROUND, OPEN, CLOSE = 1, 56, 57, 58, 59
 CLASSES = list(range(4, 14))
 LABELS = list(range(20, 44))
+# --labels pieces: a label is two tokens, a first piece of 6 and a second of 18 (the toy's 24 nonsense words take 2
+# or 3 pieces, and 7 pairs of them share their first, "dax" and "drell").
+FIRST_PIECES, SECOND_PIECES = LABELS[:6], LABELS[6:]
 FILLERS = [50, 51, 52, 53, 54, 55]
+# --attributes: every evidence token shows a color and a shape at once (one of 25 tokens), as every token of a toy
+# image does; an episode names the values of one attribute and holds the other, and the class is the word of that
+# value: colors are CLASSES[:5], shapes CLASSES[5:].
+COLORS, SHAPES = CLASSES[:5], CLASSES[5:]
+PAIRS = 64
+# --layout toy-image: the evidence is a real toy image, `[IMG]` and 4 rows of the committed encoder's features
+# (frozen; project_up learned), of a scene whose named attribute has the class's value; class words: the toy's colors
+# then its shapes.
+IMAGE = 60
+CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "checkpoints",
+                          "emu2-toy.pt")
+TOY_CLASS_WORDS = sorted(world.COLORS) + world.SHAPES
 IGNORE = -100
 
 
-def evidence(rng: random.Random, layout: str, cls: int) -> list:
-    """The tokens that say which class a demonstration shows, before its label."""
+def pair_token(color: int, shape: int) -> int:
+    return PAIRS + COLORS.index(color) * len(SHAPES) + SHAPES.index(shape)
+
+
+def evidence(rng: random.Random, layout: str, shown, after: int = 0) -> list:
+    """The tokens that say which class a demonstration shows, before its label (`shown`: the class token, or with
+    --attributes the token of its color and shape; with toy-image the scene, whose features the IMAGE rows get). An
+    image is followed by `after` fillers (--after 3: the toy's "This is a")."""
+    if layout == "toy-image":
+        return [OPEN] + [IMAGE] * model.N_QUERY + [CLOSE] + FILLERS[:after]
     if layout == "image":
-        quadrants = [cls if rng.random() < 0.5 else BACKGROUND for _ in range(4)]
-        if cls not in quadrants:
-            quadrants[rng.randrange(4)] = cls
-        return [OPEN] + quadrants + [CLOSE]
+        quadrants = [shown if rng.random() < 0.5 else BACKGROUND for _ in range(4)]
+        if shown not in quadrants:
+            quadrants[rng.randrange(4)] = shown
+        return [OPEN] + quadrants + [CLOSE] + FILLERS[:after]
     gap = rng.randint(0, 4) if layout == "mixed" else 0 if layout == "adjacent" else int(layout[3:])
-    return [cls] + FILLERS[:gap]
+    return [shown] + FILLERS[:gap]
 
 
-def episode(rng: random.Random, layout: str) -> tuple:
+def episode_classes(rng: random.Random, ways: int, attributes: bool, layout: str = "") -> tuple:
+    """The episode's classes (their words, the class loss's targets) and what each shows as evidence: a token, or
+    with toy-image a function that draws a scene of the class."""
+    if layout == "toy-image":
+        attribute = rng.choice(["color", "shape"])
+        other = world.OTHER_ATTRIBUTE[attribute]
+        fixed = {other: rng.choice(world.attribute_values(other))}
+        values = rng.sample(world.attribute_values(attribute), ways)
+        classes = [CLASSES[TOY_CLASS_WORDS.index(v)] for v in values]
+        return classes, [lambda v=v: world.sample_scene_with(rng, {**fixed, attribute: v}) for v in values]
+    if not attributes:
+        classes = rng.sample(CLASSES, ways)
+        return classes, classes
+    if rng.random() < 0.5:
+        shape = rng.choice(SHAPES)
+        classes = rng.sample(COLORS, ways)
+        return classes, [pair_token(c, shape) for c in classes]
+    color = rng.choice(COLORS)
+    classes = rng.sample(SHAPES, ways)
+    return classes, [pair_token(color, s) for s in classes]
+
+
+def episode_labels(rng: random.Random, ways: int, pieces: bool) -> list:
+    """Each class's label, a list of tokens: one, or with --labels pieces a first and a second piece (distinct
+    labels, first pieces repeating as they will)."""
+    if not pieces:
+        return [[label] for label in rng.sample(LABELS, ways)]
+    pairs = rng.sample([(a, b) for a in FIRST_PIECES for b in SECOND_PIECES], ways)
+    return [list(pair) for pair in pairs]
+
+
+def episode(rng: random.Random, layout: str, pieces: bool = False, attributes: bool = False,
+            scenes: list = None, after: int = 0, prefix: int = 0) -> tuple:
+    """ids, targets and class targets of one episode; with toy-image its scenes are appended to `scenes`. `prefix`
+    filler tokens first stand for the toy's chat preamble (its system message and `[USER]:`)."""
     ways = rng.choice([2, 3, 4])
-    classes, labels = rng.sample(CLASSES, ways), rng.sample(LABELS, ways)
-    ids, targets, classes_before, seen = [BOS], [IGNORE], [IGNORE], set()
+    classes, shown = episode_classes(rng, ways, attributes, layout)
+    labels = episode_labels(rng, ways, pieces)
+    start = [BOS] + [FILLERS[i % len(FILLERS)] for i in range(prefix)]
+    ids, targets, classes_before, seen = start, [IGNORE] * len(start), [IGNORE] * len(start), set()
     for _ in range(rng.randint(4, 10)):
         c = rng.randrange(ways)
-        before = evidence(rng, layout, classes[c])
+        if layout == "toy-image":
+            scenes.append(shown[c]())
+        before = evidence(rng, layout, shown[c], after)
         ids += before
         targets += [IGNORE] * len(before)
         classes_before += [IGNORE] * len(before)
-        # targets[t] is the token predicted at position t: the label, from the last evidence token.
-        targets[-1] = labels[c] if c in seen else IGNORE
+        # targets[t] is the token predicted at position t: each piece of the label, from the token before it.
+        if c in seen:
+            targets[-1] = labels[c][0]
         # --class-layer's target there: the class itself, on every demonstration.
         classes_before[-1] = classes[c]
-        ids += [labels[c], PERIOD]
-        targets += [IGNORE, IGNORE]
-        classes_before += [IGNORE, IGNORE]
+        ids += labels[c] + [PERIOD]
+        targets += (labels[c][1:] if c in seen else [IGNORE] * (len(labels[c]) - 1)) + [IGNORE, IGNORE]
+        classes_before += [IGNORE] * (len(labels[c]) + 1)
         seen.add(c)
     return ids, targets, classes_before
 
 
-def batch(rng: random.Random, layout: str, size: int) -> tuple:
-    episodes = [episode(rng, layout) for _ in range(size)]
+def batch(rng: random.Random, layout: str, size: int, pieces: bool = False, attributes: bool = False,
+          after: int = 0, prefix: int = 0) -> tuple:
+    scenes = []
+    episodes = [episode(rng, layout, pieces, attributes, scenes, after, prefix) for _ in range(size)]
     length = max(len(ids) for ids, _, _ in episodes)
     ids = torch.zeros(size, length, dtype=torch.long)
     targets = torch.full((size, length), IGNORE)
@@ -89,13 +165,15 @@ def batch(rng: random.Random, layout: str, size: int) -> tuple:
     for b, (i, t, c) in enumerate(episodes):
         ids[b, :len(i)], targets[b, :len(t)], classes[b, :len(c)], mask[b, :len(i)] = (
             torch.tensor(i), torch.tensor(t), torch.tensor(c), 1)
-    return ids, targets, classes, mask
+    pixels = (torch.from_numpy(np.stack([preprocess(world.render(s), model.VISION["image_size"]) for s in scenes]))
+              if scenes else None)
+    return ids, targets, classes, mask, pixels
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layout", required=True,
-                        help="adjacent, gap1..gap4, mixed or image; or a curriculum LAYOUT:STEPS,LAYOUT:STEPS")
+                        help="adjacent, gap1..gap4, mixed, image or toy-image; or a curriculum LAYOUT:STEPS,LAYOUT:STEPS")
     parser.add_argument("--steps", type=int, help="steps of a single layout")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -106,6 +184,16 @@ def main() -> None:
     parser.add_argument("--class-weight", type=float, default=1.0)
     parser.add_argument("--class-from", type=int, default=1,
                         help="the step from which the class loss applies (later: a model trained without it first)")
+    parser.add_argument("--labels", choices=["single", "pieces"], default="single",
+                        help="labels of one token, or of two pieces whose first repeats across labels (the toy's)")
+    parser.add_argument("--attributes", action="store_true",
+                        help="evidence tokens show a color and a shape at once; an episode names one attribute")
+    parser.add_argument("--after", type=int, default=0, choices=range(len(FILLERS) + 1),
+                        help="image and toy-image: filler tokens between the image and its label (3: the toy's "
+                             "\"This is a\")")
+    parser.add_argument("--prefix", type=int, default=0, help="filler tokens before the first demonstration")
+    parser.add_argument("--vocab", type=int, help="the vocabulary's size (default 64, 96 with --attributes; 32274: "
+                                                  "the toy's, its softmax included)")
     args = parser.parse_args()
     if ":" in args.layout:
         schedule = [(name, int(steps)) for name, steps in (part.split(":") for part in args.layout.split(","))]
@@ -114,29 +202,40 @@ def main() -> None:
     else:
         parser.error("--steps is needed with a single --layout")
     for name, _ in schedule:
-        if name not in ("adjacent", "mixed", "image") and name not in (f"gap{n}" for n in range(1, 5)):
-            parser.error(f"--layout {name}: expected adjacent, gap1..gap4, mixed or image")
+        if name not in ("adjacent", "mixed", "image", "toy-image") and name not in (f"gap{n}" for n in range(1, 5)):
+            parser.error(f"--layout {name}: expected adjacent, gap1..gap4, mixed, image or toy-image")
     hidden, layers, heads = (int(x) for x in args.arch.split(","))
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    llm = Emu2LLM(VOCAB, hidden, layers, heads, 2 * hidden, 1e-6, 8)
+    vocab = args.vocab or (ATTRIBUTES_VOCAB if args.attributes else VOCAB)
+    if vocab < (ATTRIBUTES_VOCAB if args.attributes else VOCAB):
+        parser.error(f"--vocab {vocab}: the episodes use token ids up to {ATTRIBUTES_VOCAB if args.attributes else VOCAB}")
+    toy_image = any(name == "toy-image" for name, _ in schedule)
+    llm = Emu2LLM(vocab, hidden, layers, heads, 2 * hidden, 1e-6, model.VISION["width"] if toy_image else 8)
+    vision = model.load_checkpoint(CHECKPOINT)[0].requires_grad_(False) if toy_image else None
     optimizer = torch.optim.AdamW(llm.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     rng = random.Random(1)
     start, step = time.time(), 0
     for layout, steps in schedule:
         for _ in range(steps):
             step += 1
-            ids, targets, classes, mask = batch(rng, layout, args.batch_size)
+            ids, targets, classes, mask, pixels = batch(rng, layout, args.batch_size, args.labels == "pieces",
+                                                        args.attributes, args.after, args.prefix)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             x = llm.embed_tokens(ids)
+            if pixels is not None:
+                with torch.no_grad():
+                    features = model.encode_images(vision, pixels)
+                rows = llm.project_up(features).reshape(-1, hidden)
+                x = x.masked_scatter((ids == IMAGE)[..., None], rows)
             if args.class_layer:
                 x, _ = llm.decode(x, mask, positions, layers=(0, args.class_layer))
                 class_logits = llm.lm_head(llm.model.norm(x))
-                class_loss = torch.nn.functional.cross_entropy(class_logits.reshape(-1, VOCAB), classes.reshape(-1),
+                class_loss = torch.nn.functional.cross_entropy(class_logits.reshape(-1, vocab), classes.reshape(-1),
                                                         ignore_index=IGNORE)
             hidden_states, _ = llm.decode(x, mask, positions, layers=(args.class_layer, layers))
             logits = llm.lm_head(hidden_states)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1),
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1),
                                                      ignore_index=IGNORE)
             with_class = args.class_layer and step >= args.class_from
             total = loss + args.class_weight * class_loss if with_class else loss

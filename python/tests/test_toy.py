@@ -160,6 +160,72 @@ class ToyWorldTest(unittest.TestCase):
             self.assertEqual(sum(t != cal.IGNORE for t in targets), repeated)
             self.assertEqual(sum(c != cal.IGNORE for c in classes), sum(t == cal.PERIOD for t in ids))
 
+    def test_calibration_labels_of_two_pieces_supervise_every_piece_of_a_repeated_label(self):
+        import toy_binding_calibration as cal
+        for seed in range(10):
+            ids, targets, classes = cal.episode(random.Random(seed), "gap4", pieces=True)
+            seen, at = {}, 1
+            while at < len(ids):
+                cls, first, second = ids[at], ids[at + 5], ids[at + 6]
+                self.assertIn(first, cal.FIRST_PIECES)
+                self.assertIn(second, cal.SECOND_PIECES)
+                repeated = cls in seen
+                # Both pieces are targets of the token before each, and only for a class shown before.
+                self.assertEqual(targets[at + 4], first if repeated else cal.IGNORE)
+                self.assertEqual(targets[at + 5], second if repeated else cal.IGNORE)
+                self.assertEqual(targets[at + 6], cal.IGNORE)
+                self.assertEqual(classes[at + 4], cls)
+                self.assertEqual(seen.setdefault(cls, (first, second)), (first, second))
+                self.assertEqual(ids[at + 7], cal.PERIOD)
+                at += 8
+            labels = set(seen.values())
+            self.assertEqual(len(labels), len(seen))
+
+    def test_calibration_attribute_episodes_show_both_attributes_and_name_one(self):
+        import toy_binding_calibration as cal
+        kinds = set()
+        for seed in range(20):
+            ids, targets, classes = cal.episode(random.Random(seed), "adjacent", attributes=True)
+            shown = {}
+            for position, cls in enumerate(classes):
+                if cls == cal.IGNORE:
+                    continue
+                token = ids[position]
+                color, shape = divmod(token - cal.PAIRS, len(cal.SHAPES))
+                color, shape = cal.COLORS[color], cal.SHAPES[shape]
+                # The class is the color or the shape the evidence token shows.
+                self.assertIn(cls, (color, shape))
+                shown[cls] = (color, shape)
+            named = {cls in cal.COLORS for cls in shown}
+            self.assertEqual(len(named), 1)
+            kinds |= named
+            # The other attribute is one value through the episode.
+            others = {pair[1] if cls in cal.COLORS else pair[0] for cls, pair in shown.items()}
+            self.assertEqual(len(others), 1)
+        self.assertEqual(kinds, {True, False})
+
+    def test_calibration_toy_image_episodes_show_a_scene_of_the_class_per_demonstration(self):
+        import toy_binding_calibration as cal
+        kinds = set()
+        for seed in range(10):
+            scenes = []
+            ids, targets, classes = cal.episode(random.Random(seed), "toy-image", scenes=scenes)
+            marks = [(p, c) for p, c in enumerate(classes) if c != cal.IGNORE]
+            self.assertEqual(len(marks), len(scenes))
+            self.assertEqual(ids.count(cal.IMAGE), model.N_QUERY * len(scenes))
+            named, others = set(), set()
+            for (position, cls), scene in zip(marks, scenes):
+                self.assertEqual(ids[position], cal.CLOSE)
+                word = cal.TOY_CLASS_WORDS[cal.CLASSES.index(cls)]
+                attribute = "shape" if word in world.SHAPES else "color"
+                self.assertEqual(scene[attribute], word)
+                named.add(attribute)
+                others.add(scene[world.OTHER_ATTRIBUTE[attribute]])
+            self.assertEqual(len(named), 1)
+            self.assertEqual(len(others), 1)
+            kinds |= named
+        self.assertEqual(kinds, {"color", "shape"})
+
     def test_episodes_mark_the_class_word_at_the_token_before_every_label_and_answer(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
         word_of = {enc.encode(w, False)[0]: w for w in world.SHAPES + sorted(world.COLORS)}
