@@ -230,13 +230,15 @@ def main() -> None:
                 x = x.masked_scatter((ids == IMAGE)[..., None], rows)
             if args.class_layer:
                 x, _ = llm.decode(x, mask, positions, layers=(0, args.class_layer))
-                class_logits = llm.lm_head(llm.model.norm(x))
-                class_loss = torch.nn.functional.cross_entropy(class_logits.reshape(-1, vocab), classes.reshape(-1),
-                                                        ignore_index=IGNORE)
+                marked = classes != IGNORE
+                class_logits = llm.lm_head(llm.model.norm(x[marked]))
+                class_loss = torch.nn.functional.cross_entropy(class_logits, classes[marked])
             hidden_states, _ = llm.decode(x, mask, positions, layers=(args.class_layer, layers))
-            logits = llm.lm_head(hidden_states)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1),
-                                                     ignore_index=IGNORE)
+            # Logits at the supervised positions only (as model.losses computes them): the same loss, and a 32k
+            # vocabulary's softmax stays affordable.
+            sel = targets != IGNORE
+            logits = llm.lm_head(hidden_states[sel])
+            loss = torch.nn.functional.cross_entropy(logits, targets[sel])
             with_class = args.class_layer and step >= args.class_from
             total = loss + args.class_weight * class_loss if with_class else loss
             optimizer.zero_grad()
@@ -244,8 +246,7 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)
             optimizer.step()
             if step % 250 == 0:
-                sel = targets != IGNORE
-                accuracy = (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
+                accuracy = (logits.argmax(-1) == targets[sel]).float().mean().item()
                 extra = f" class {class_loss.item():.3f}" if with_class else ""
                 print(f"layout {layout} step {step} loss {loss.item():.3f} accuracy {accuracy:.2f}{extra} "
                       f"{time.time() - start:.0f}s", flush=True)
