@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--prefix", type=int, default=0, help="filler tokens before the first demonstration")
     parser.add_argument("--vocab", type=int, help="the vocabulary's size (default 64, 96 with --attributes; 32274: "
                                                   "the toy's, its softmax included)")
+    parser.add_argument("--vocab-init-std", type=float,
+                        help="draw embed_tokens and lm_head from N(0, this) as emu2-toy's model.build does (0.02)")
     args = parser.parse_args()
     if ":" in args.layout:
         schedule = [(name, int(steps)) for name, steps in (part.split(":") for part in args.layout.split(","))]
@@ -213,6 +215,12 @@ def main() -> None:
     toy_image = any(name == "toy-image" for name, _ in schedule)
     llm = Emu2LLM(vocab, hidden, layers, heads, 2 * hidden, 1e-6, model.VISION["width"] if toy_image else 8)
     vision = model.load_checkpoint(CHECKPOINT)[0].requires_grad_(False) if toy_image else None
+    if args.vocab_init_std:
+        # The toy's own initialization of the vocabulary matrices (model.build), instead of PyTorch's defaults
+        # (embeddings N(0, 1), lm_head uniform within 1/sqrt(hidden)).
+        with torch.no_grad():
+            llm.model.embed_tokens.weight.normal_(0.0, args.vocab_init_std)
+            llm.lm_head.weight.normal_(0.0, args.vocab_init_std)
     optimizer = torch.optim.AdamW(llm.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     rng = random.Random(1)
     start, step = time.time(), 0
