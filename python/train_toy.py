@@ -164,13 +164,17 @@ def main() -> None:
                         help="train the output of this many LLM layers to name the class at the token before each "
                              "few-shot label (model.losses' class loss; 0: off)")
     parser.add_argument("--class-weight", type=float, default=1.0, help="weight of the class loss")
+    parser.add_argument("--embed-init-std", type=float, default=model.VOCAB_INIT_STD,
+                        help="a new LLM's embed_tokens drawn from N(0, this); 1.0 is PyTorch's own")
+    parser.add_argument("--head-init-std", type=float, default=model.VOCAB_INIT_STD,
+                        help="a new LLM's lm_head drawn from N(0, this); 0.072 is the spread of PyTorch's own")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
 
     enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
     pad_id = enc.tokenizer.added["[PAD]"]
-    vision, llm = model.build(args.seed)
+    vision, llm = model.build(args.seed, args.embed_init_std, args.head_init_std)
     trained_ids = trained_vocabulary(enc, args.seed)
     if args.init_from:
         start_vision, start_llm, start = model.load_checkpoint(args.init_from)

@@ -185,11 +185,14 @@ def episode_prompt(ep: dict, style: str = "this-is") -> str:
     return "".join(text for text, _ in episode_segments(ep, style))
 
 
-def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8), balanced: bool = True) -> dict:
+def fewshot_sample(enc: Encoder, rng: random.Random, shots_range: tuple = (1, 8), balanced: bool = True,
+                   style: str = None) -> dict:
+    """A plain few-shot episode in one user turn, its answer the query's label; `style` "this-is" or "vqa"
+    (episode_segments), else drawn per sample (60% "this-is")."""
     ways = rng.choice([2, 3, 4, 4])
     shots = rng.randint(*shots_range)
     ep = episode(rng, shots, ways, rng.choice(["shape", "color"]), balanced)
-    style = "this-is" if rng.random() < 0.6 else "vqa"
+    style = style or ("this-is" if rng.random() < 0.6 else "vqa")
     segments = episode_segments(ep, style)
     prompt = chat_text([("".join(text for text, _ in segments), None)])
     sample = enc.sample(prompt, ep["answer"], [s for s, _ in ep["demos"]] + [ep["query"]], "fewshot")
@@ -302,6 +305,9 @@ MIXES = {
     # Binding with the auxiliary class target (train_toy.py --class-layer; docs/emu2-toy/README.md, "Binding"):
     # episodes with each demonstration's class drawn on its own, as chats and as plain prompts, beside enough
     # captions, questions and text-to-image samples that those hold.
+    # The mix of the first run that bound labels (docs/emu2-toy/README.md, "Binding"): unbalanced plain episodes in
+    # the "This is a dax." style alone, on a fresh LLM with PyTorch's vocabulary initialization and the class loss.
+    "episodes-this-is": [(partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 1.0)],
     "binding-class": [(caption_sample, 0.1), (vqa_sample, 0.15), (t2i_sample, 0.1),
                       (partial(fewshot_chat_sample, balanced=False), 0.4),
                       (partial(fewshot_sample, shots_range=(4, 10), balanced=False), 0.25)],

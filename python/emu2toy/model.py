@@ -22,16 +22,18 @@ N_QUERY = 4
 VOCAB_INIT_STD = 0.02
 
 
-def build(seed: int):
+def build(seed: int, embed_init_std: float = VOCAB_INIT_STD, head_init_std: float = VOCAB_INIT_STD):
     """Seeded initial (vision, llm): PyTorch's default Linear/LayerNorm initialization drawn under torch.manual_seed,
-    then the vocabulary matrices, class token and position embeddings from their own generator."""
+    then the vocabulary matrices (embed_tokens from N(0, embed_init_std), lm_head from N(0, head_init_std)), class
+    token and position embeddings from their own generator. The committed checkpoint was trained from 0.02 for both;
+    binding nonsense labels came only from PyTorch's own scales, 1.0 and about 0.072 (docs/emu2-toy/README.md)."""
     torch.manual_seed(seed)
     vision = EvaViT(**VISION)
     llm = Emu2LLM(vocab_size=VOCAB_SIZE, vision_width=VISION["width"], **LLM)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        llm.model.embed_tokens.weight.copy_(torch.randn(VOCAB_SIZE, LLM["hidden_size"], generator=g) * VOCAB_INIT_STD)
-        llm.lm_head.weight.copy_(torch.randn(VOCAB_SIZE, LLM["hidden_size"], generator=g) * VOCAB_INIT_STD)
+        llm.model.embed_tokens.weight.copy_(torch.randn(VOCAB_SIZE, LLM["hidden_size"], generator=g) * embed_init_std)
+        llm.lm_head.weight.copy_(torch.randn(VOCAB_SIZE, LLM["hidden_size"], generator=g) * head_init_std)
         vision.cls_token.copy_(torch.randn(vision.cls_token.shape, generator=g) * 0.02)
         vision.pos_embed.copy_(torch.randn(vision.pos_embed.shape, generator=g) * 0.02)
     return vision, llm

@@ -8,6 +8,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
 from emu2toy import data, model, world  # noqa: E402
@@ -225,6 +226,34 @@ class ToyWorldTest(unittest.TestCase):
             self.assertEqual(len(others), 1)
             kinds |= named
         self.assertEqual(kinds, {"color", "shape"})
+
+    def test_build_draws_the_vocabulary_matrices_at_the_asked_scales(self):
+        _, default = model.build(3)
+        g = torch.Generator().manual_seed(4)
+        embed = torch.randn(model.VOCAB_SIZE, model.LLM["hidden_size"], generator=g)
+        head = torch.randn(model.VOCAB_SIZE, model.LLM["hidden_size"], generator=g)
+        # The committed checkpoint's draw: 0.02 for both, from the seed's own generator.
+        self.assertTrue(torch.equal(default.model.embed_tokens.weight, embed * model.VOCAB_INIT_STD))
+        self.assertTrue(torch.equal(default.lm_head.weight, head * model.VOCAB_INIT_STD))
+        _, scaled = model.build(3, embed_init_std=1.0, head_init_std=0.072)
+        self.assertTrue(torch.equal(scaled.model.embed_tokens.weight, embed * 1.0))
+        self.assertTrue(torch.equal(scaled.lm_head.weight, head * 0.072))
+        # Nothing else changes with the scales.
+        for name, value in default.state_dict().items():
+            if name not in model.VOCAB_PARAMS:
+                self.assertTrue(torch.equal(value, scaled.state_dict()[name]), name)
+
+    def test_fewshot_sample_takes_the_asked_style(self):
+        enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
+        styles = set()
+        for seed in range(12):
+            asked = data.fewshot_sample(enc, random.Random(seed), (4, 6), balanced=False, style="this-is")
+            text = enc.tokenizer.decode(asked["ids"])
+            self.assertIn("This is a", text)
+            self.assertNotIn("answer", text)
+            drawn = enc.tokenizer.decode(data.fewshot_sample(enc, random.Random(seed), (4, 6), balanced=False)["ids"])
+            styles.add("This is a" in drawn)
+        self.assertEqual(styles, {True, False})
 
     def test_episodes_mark_the_class_word_at_the_token_before_every_label_and_answer(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
