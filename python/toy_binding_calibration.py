@@ -43,12 +43,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from emu2ref.llama import Emu2LLM  # noqa: E402
-from emu2ref.preprocess import preprocess  # noqa: E402
 from emu2toy import model, world  # noqa: E402
+from train_toy import pixels_of  # noqa: E402
 
 # 64 tokens; --attributes adds the 25 color-and-shape tokens from PAIRS on.
 VOCAB, ATTRIBUTES_VOCAB = 64, 96
@@ -165,8 +164,7 @@ def batch(rng: random.Random, layout: str, size: int, pieces: bool = False, attr
     for b, (i, t, c) in enumerate(episodes):
         ids[b, :len(i)], targets[b, :len(t)], classes[b, :len(c)], mask[b, :len(i)] = (
             torch.tensor(i), torch.tensor(t), torch.tensor(c), 1)
-    pixels = (torch.from_numpy(np.stack([preprocess(world.render(s), model.VISION["image_size"]) for s in scenes]))
-              if scenes else None)
+    pixels = pixels_of(scenes) if scenes else None
     return ids, targets, classes, mask, pixels
 
 
@@ -209,9 +207,10 @@ def main() -> None:
     hidden, layers, heads = (int(x) for x in args.arch.split(","))
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    vocab = args.vocab or (ATTRIBUTES_VOCAB if args.attributes else VOCAB)
-    if vocab < (ATTRIBUTES_VOCAB if args.attributes else VOCAB):
-        parser.error(f"--vocab {vocab}: the episodes use token ids up to {ATTRIBUTES_VOCAB if args.attributes else VOCAB}")
+    needed = ATTRIBUTES_VOCAB if args.attributes else VOCAB
+    vocab = args.vocab or needed
+    if vocab < needed:
+        parser.error(f"--vocab {vocab}: the episodes use token ids up to {needed}")
     toy_image = any(name == "toy-image" for name, _ in schedule)
     llm = Emu2LLM(vocab, hidden, layers, heads, 2 * hidden, 1e-6, model.VISION["width"] if toy_image else 8)
     vision = model.load_checkpoint(CHECKPOINT)[0].requires_grad_(False) if toy_image else None
