@@ -75,7 +75,7 @@ def main() -> None:
             curve.append((step, f"{float(loss):.4f}", f"{accuracy['shape']:.4f}", f"{accuracy['color']:.4f}"))
     vision.eval()
     trained_ids = state["trained_ids"].tolist()
-    torch.save(model.checkpoint_state(vision, llm, state["seed"], trained_ids), args.out)
+    torch.save(model.checkpoint_state(vision, llm, state["seed"], trained_ids, *model.vocab_init_std(state)), args.out)
     with open(os.path.splitext(args.out)[0] + "-loss.csv", "w") as f:
         f.write("".join(",".join(map(str, row)) + "\n" for row in curve))
     print(f"wrote {args.out}", file=sys.stderr)

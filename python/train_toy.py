@@ -164,25 +164,38 @@ def main() -> None:
                         help="train the output of this many LLM layers to name the class at the token before each "
                              "few-shot label (model.losses' class loss; 0: off)")
     parser.add_argument("--class-weight", type=float, default=1.0, help="weight of the class loss")
-    parser.add_argument("--embed-init-std", type=float, default=model.VOCAB_INIT_STD,
-                        help="a new LLM's embed_tokens drawn from N(0, this); 1.0 is PyTorch's own")
-    parser.add_argument("--head-init-std", type=float, default=model.VOCAB_INIT_STD,
-                        help="a new LLM's lm_head drawn from N(0, this); 0.072 is the spread of PyTorch's own")
+    parser.add_argument("--embed-init-std", type=float,
+                        help=f"a new LLM's embed_tokens drawn from N(0, this), default {model.VOCAB_INIT_STD}; 1.0 is "
+                             "PyTorch's own")
+    parser.add_argument("--head-init-std", type=float,
+                        help=f"a new LLM's lm_head drawn from N(0, this), default {model.VOCAB_INIT_STD}; 0.072 is the "
+                             "spread of PyTorch's own")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
 
     enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
     pad_id = enc.tokenizer.added["[PAD]"]
-    vision, llm = model.build(args.seed, args.embed_init_std, args.head_init_std)
-    trained_ids = trained_vocabulary(enc, args.seed)
+    start_llm = None
     if args.init_from:
         start_vision, start_llm, start = model.load_checkpoint(args.init_from)
         if start["seed"] != args.seed:
             sys.exit(f"--init-from {args.init_from}: trained with --seed {start['seed']}, this run has {args.seed}")
+        if args.fresh_llm:
+            start_llm = None
+        elif args.embed_init_std is not None or args.head_init_std is not None:
+            sys.exit(f"--embed-init-std/--head-init-std: the LLM comes from --init-from {args.init_from}, drawn at "
+                     f"{model.vocab_init_std(start)}; they apply to a new LLM only (--fresh-llm or no --init-from)")
+    # The scales the LLM was drawn with: the committed checkpoint keeps only the trained vocabulary rows and rebuilds
+    # the others from the seed at these scales (model.checkpoint_state).
+    vocab_std = (model.vocab_init_std(start) if start_llm is not None else
+                 tuple(model.VOCAB_INIT_STD if std is None else std for std in (args.embed_init_std, args.head_init_std)))
+    vision, llm = model.build(args.seed, *vocab_std)
+    trained_ids = trained_vocabulary(enc, args.seed)
+    if args.init_from:
         vision.load_state_dict(start_vision.state_dict())
-        if not args.fresh_llm:
-            llm.load_state_dict(start_llm.state_dict())
+    if start_llm is not None:
+        llm.load_state_dict(start_llm.state_dict())
     if args.freeze_vision:
         vision.requires_grad_(False)
     frozen_rows = torch.ones(model.VOCAB_SIZE, 1)
@@ -272,7 +285,7 @@ def main() -> None:
     vision.eval()
     llm.eval()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    torch.save(model.checkpoint_state(vision, llm, args.seed, trained_ids), args.out)
+    torch.save(model.checkpoint_state(vision, llm, args.seed, trained_ids, *vocab_std), args.out)
     stem = os.path.splitext(args.out)[0]
     for name in ("loss.csv", "eval.csv"):
         with open(os.path.join(args.workdir, name)) as src, open(f"{stem}-{name}", "w") as dst:

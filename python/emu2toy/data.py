@@ -308,6 +308,10 @@ MIXES = {
     # The mix of the first run that bound labels (docs/emu2-toy/README.md, "Binding"): unbalanced plain episodes in
     # the "This is a dax." style alone, on a fresh LLM with PyTorch's vocabulary initialization and the class loss.
     "episodes-this-is": [(partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 1.0)],
+    # After "episodes-this-is" has bound labels: every task, the episodes kept at a third so the binding holds while
+    # the LLM learns to caption, answer and regress (docs/emu2-toy/README.md, "Recipe").
+    "everything-bound": [(caption_sample, 0.2), (vqa_sample, 0.25), (chat_sample, 0.05), (t2i_sample, 0.15),
+                         (partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 0.35)],
     "binding-class": [(caption_sample, 0.1), (vqa_sample, 0.15), (t2i_sample, 0.1),
                       (partial(fewshot_chat_sample, balanced=False), 0.4),
                       (partial(fewshot_sample, shots_range=(4, 10), balanced=False), 0.25)],

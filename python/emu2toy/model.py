@@ -42,19 +42,28 @@ def build(seed: int, embed_init_std: float = VOCAB_INIT_STD, head_init_std: floa
 VOCAB_PARAMS = ("model.embed_tokens.weight", "lm_head.weight")
 
 
-def checkpoint_state(vision, llm, seed: int, trained_ids: list) -> dict:
-    """The committed checkpoint: every parameter except the vocabulary matrices, whose trained rows are kept."""
+def checkpoint_state(vision, llm, seed: int, trained_ids: list, embed_init_std: float = VOCAB_INIT_STD,
+                     head_init_std: float = VOCAB_INIT_STD) -> dict:
+    """The committed checkpoint: every parameter except the vocabulary matrices, whose trained rows are kept; the
+    others are rebuilt from the seed at the scales the LLM was drawn with (build)."""
     ids = torch.tensor(sorted(trained_ids), dtype=torch.long)
     llm_state = {k: v.detach().clone() for k, v in llm.state_dict().items() if k not in VOCAB_PARAMS}
     rows = {k: dict(llm.named_parameters())[k].detach()[ids].clone() for k in VOCAB_PARAMS}
     return {"format": "emu2-toy-checkpoint/1", "seed": seed, "vision_config": VISION, "llm_config": LLM,
             "n_query": N_QUERY, "vision": {k: v.detach().clone() for k, v in vision.state_dict().items()},
-            "llm": llm_state, "trained_ids": ids, "vocab_rows": rows}
+            "llm": llm_state, "trained_ids": ids, "vocab_rows": rows,
+            "vocab_init_std": {"embed": embed_init_std, "head": head_init_std}}
+
+
+def vocab_init_std(state: dict) -> tuple:
+    """(embed, head) scales a checkpoint's LLM was drawn with; checkpoints from before the field drew both at 0.02."""
+    scales = state.get("vocab_init_std", {"embed": VOCAB_INIT_STD, "head": VOCAB_INIT_STD})
+    return scales["embed"], scales["head"]
 
 
 def load_checkpoint(path: str):
     state = torch.load(path)
-    vision, llm = build(state["seed"])
+    vision, llm = build(state["seed"], *vocab_init_std(state))
     vision.load_state_dict(state["vision"])
     missing, unexpected = llm.load_state_dict(state["llm"], strict=False)
     if sorted(missing) != sorted(VOCAB_PARAMS) or unexpected:

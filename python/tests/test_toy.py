@@ -243,6 +243,25 @@ class ToyWorldTest(unittest.TestCase):
             if name not in model.VOCAB_PARAMS:
                 self.assertTrue(torch.equal(value, scaled.state_dict()[name]), name)
 
+    def test_checkpoint_rebuilds_the_untrained_rows_at_the_scales_the_llm_was_drawn_with(self):
+        import tempfile
+        vision, llm = model.build(3, embed_init_std=1.0, head_init_std=0.072)
+        with torch.no_grad():
+            llm.model.embed_tokens.weight[[5, 9]] += 1.0  # the "trained" rows
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "toy.pt")
+            torch.save(model.checkpoint_state(vision, llm, 3, [5, 9], 1.0, 0.072), path)
+            _, loaded, state = model.load_checkpoint(path)
+            self.assertEqual(model.vocab_init_std(state), (1.0, 0.072))
+            for name, value in llm.state_dict().items():
+                self.assertTrue(torch.equal(value, loaded.state_dict()[name]), name)
+            # A checkpoint from before the field (the committed one) was drawn at 0.02.
+            del state["vocab_init_std"]
+            torch.save(state, path)
+            _, old, _ = model.load_checkpoint(path)
+            untrained = [i for i in range(model.VOCAB_SIZE) if i not in (5, 9)]
+            self.assertTrue(torch.equal(old.lm_head.weight[untrained], model.build(3)[1].lm_head.weight[untrained]))
+
     def test_fewshot_sample_takes_the_asked_style(self):
         enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
         styles = set()
