@@ -312,6 +312,9 @@ MIXES = {
     # the LLM learns to caption, answer and regress (docs/emu2-toy/README.md, "Recipe").
     "everything-bound": [(caption_sample, 0.2), (vqa_sample, 0.25), (chat_sample, 0.05), (t2i_sample, 0.15),
                          (partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 0.35)],
+    # Polishing after "everything-bound", questions weighted up (its held-out VQA stayed under 80%), episodes kept.
+    "polish-bound": [(caption_sample, 0.15), (vqa_sample, 0.45), (t2i_sample, 0.15),
+                     (partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 0.25)],
     "binding-class": [(caption_sample, 0.1), (vqa_sample, 0.15), (t2i_sample, 0.1),
                       (partial(fewshot_chat_sample, balanced=False), 0.4),
                       (partial(fewshot_sample, shots_range=(4, 10), balanced=False), 0.25)],
