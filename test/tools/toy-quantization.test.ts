@@ -3,9 +3,10 @@
 // project's exporter (python/export_toy.py: float32; int8 and int4 with the heads and the visual encoder quantized
 // too, the most the exporter quantizes), and each export runs the held-out captions and VQA questions
 // (fixtures/toy-eval) through the TypeScript runtime. Measured (float32 / int8 / int4): captions naming color and
-// shape 99 / 99 / 99 %, exact captions 98 / 98 / 99 %, VQA 81.0 / 80.0 / 80.5 % (96 / 96 / 98, 95 / 95 / 96 and
-// 78.5 / 78.5 / 79.0 on the checkpoint before its polishing steps). Broken quantizers fail it: int8 scales stored
-// a fifth too large give captions at 94 % (93 % on the earlier checkpoint); int4 nibbles packed high-first gave 4 %.
+// shape 99 / 99 / 99 %, exact captions 90 / 90 / 88 %, VQA 88.5 / 88.5 / 91.0 % (on the previous checkpoint, whose
+// LLM had learned no in-context binding: 99 / 99 / 99, 98 / 98 / 99 and 81.0 / 80.0 / 80.5). Broken quantizers fail
+// it: int8 scales stored a fifth too large gave captions at 94 % on the previous checkpoint; int4 nibbles packed
+// high-first gave 4 %.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -27,8 +28,8 @@ const EXPORTS: Record<string, string[]> = {
 };
 // Points (of 100) each quantization may lose or gain on every metric (the gate).
 const TOLERANCE: Record<string, number> = { int8: 1, int4: 3 };
-// float32 itself must work, or equal figures would mean nothing (measured: 99, 98, 81).
-const FLOOR: Record<string, number> = { "caption.color_and_shape": 90, "caption.exact": 90, "vqa.accuracy": 70 };
+// float32 itself must work, or equal figures would mean nothing (measured: 99, 90, 88.5).
+const FLOOR: Record<string, number> = { "caption.color_and_shape": 90, "caption.exact": 85, "vqa.accuracy": 75 };
 
 const scratch = mkdtempSync(join(tmpdir(), "emu2-toy-quantized-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
