@@ -38,8 +38,9 @@ DECODER_CHECKPOINT = os.path.join(ROOT, "fixtures", "checkpoints", "emu2-toy-dec
 PACKAGE = os.path.join(ROOT, "fixtures", "models", "emu2-toy")
 DTYPE = "float16"
 DESCRIPTION = ("emu2-toy, a miniature Emu2-Chat trained on a synthetic world of colored shapes "
-               "(python/emu2toy/world.py): it captions and answers questions about such images, draws them from "
-               "their captions, and knows nothing else")
+               "(python/emu2toy/world.py): it captions and answers questions about such images, learns new names "
+               "for their colors and shapes from examples in the prompt, draws them from their captions, and knows "
+               "nothing else")
 
 
 def toy_manifest(sections: dict, dtype: str = DTYPE) -> dict:
