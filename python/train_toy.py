@@ -176,16 +176,17 @@ def main() -> None:
 
     enc = data.Encoder(load_reference_tokenizer(TOKENIZER), model.N_QUERY)
     pad_id = enc.tokenizer.added["[PAD]"]
-    start_llm = None
+    start_llm = None  # the LLM this run continues (None: a new one from the seed)
     if args.init_from:
-        start_vision, start_llm, start = model.load_checkpoint(args.init_from)
+        start_vision, loaded_llm, start = model.load_checkpoint(args.init_from)
         if start["seed"] != args.seed:
             sys.exit(f"--init-from {args.init_from}: trained with --seed {start['seed']}, this run has {args.seed}")
-        if args.fresh_llm:
-            start_llm = None
-        elif args.embed_init_std is not None or args.head_init_std is not None:
-            sys.exit(f"--embed-init-std/--head-init-std: the LLM comes from --init-from {args.init_from}, drawn at "
-                     f"{model.vocab_init_std(start)}; they apply to a new LLM only (--fresh-llm or no --init-from)")
+        if not args.fresh_llm:
+            if args.embed_init_std is not None or args.head_init_std is not None:
+                sys.exit(f"--embed-init-std/--head-init-std: the LLM comes from --init-from {args.init_from}, drawn "
+                         f"at {model.vocab_init_std(start)}; they apply to a new LLM only (--fresh-llm or no "
+                         "--init-from)")
+            start_llm = loaded_llm
     # The scales the LLM was drawn with: the committed checkpoint keeps only the trained vocabulary rows and rebuilds
     # the others from the seed at these scales (model.checkpoint_state).
     vocab_std = (model.vocab_init_std(start) if start_llm is not None else

@@ -276,6 +276,10 @@ def t2i_sample(enc: Encoder, rng: random.Random) -> dict:
     return enc.image_sample(chat_text([(world.caption(scene), None)]), scene)
 
 
+# The episodes that bind nonsense labels, alone and kept in every later mix of the committed recipe: unbalanced, 4 to
+# 10 demonstrations, in the "This is a dax." style.
+THIS_IS_EPISODE = partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is")
+
 MIXES = {
     "all": [(caption_sample, 0.15), (vqa_sample, 0.2), (chat_sample, 0.05), (fewshot_sample, 0.5), (t2i_sample, 0.1)],
     # Grounding first: only texts that need the image. With few-shot episodes and text-to-image in the mix from the
@@ -305,19 +309,18 @@ MIXES = {
     # Binding with the auxiliary class target (train_toy.py --class-layer; docs/emu2-toy/README.md, "Binding"):
     # episodes with each demonstration's class drawn on its own, as chats and as plain prompts, beside enough
     # captions, questions and text-to-image samples that those hold.
-    # The mix of the first run that bound labels (docs/emu2-toy/README.md, "Binding"): unbalanced plain episodes in
-    # the "This is a dax." style alone, on a fresh LLM with PyTorch's vocabulary initialization and the class loss.
-    "episodes-this-is": [(partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 1.0)],
-    # After "episodes-this-is" has bound labels: every task, the episodes kept at a third so the binding holds while
-    # the LLM learns to caption, answer and regress (docs/emu2-toy/README.md, "Recipe").
-    "everything-bound": [(caption_sample, 0.2), (vqa_sample, 0.25), (chat_sample, 0.05), (t2i_sample, 0.15),
-                         (partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 0.35)],
-    # Polishing after "everything-bound", questions weighted up (its held-out VQA stayed under 80%), episodes kept.
-    "polish-bound": [(caption_sample, 0.15), (vqa_sample, 0.45), (t2i_sample, 0.15),
-                     (partial(fewshot_sample, shots_range=(4, 10), balanced=False, style="this-is"), 0.25)],
     "binding-class": [(caption_sample, 0.1), (vqa_sample, 0.15), (t2i_sample, 0.1),
                       (partial(fewshot_chat_sample, balanced=False), 0.4),
                       (partial(fewshot_sample, shots_range=(4, 10), balanced=False), 0.25)],
+    # The mix of the first run that bound labels (docs/emu2-toy/README.md, "Binding"): unbalanced plain episodes in
+    # the "This is a dax." style alone, on a fresh LLM with PyTorch's vocabulary initialization and the class loss.
+    "episodes-this-is": [(THIS_IS_EPISODE, 1.0)],
+    # After "episodes-this-is" has bound labels: every task, the episodes kept at a third so the binding holds while
+    # the LLM learns to caption, answer and regress (docs/emu2-toy/README.md, "Recipe").
+    "everything-bound": [(caption_sample, 0.2), (vqa_sample, 0.25), (chat_sample, 0.05), (t2i_sample, 0.15),
+                         (THIS_IS_EPISODE, 0.35)],
+    # Polishing after "everything-bound", questions weighted up (its held-out VQA stayed under 80%), episodes kept.
+    "polish-bound": [(caption_sample, 0.15), (vqa_sample, 0.45), (t2i_sample, 0.15), (THIS_IS_EPISODE, 0.25)],
 }
 
 
