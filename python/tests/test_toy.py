@@ -3,6 +3,7 @@
 import os
 import random
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -244,7 +245,6 @@ class ToyWorldTest(unittest.TestCase):
                 self.assertTrue(torch.equal(value, scaled.state_dict()[name]), name)
 
     def test_checkpoint_rebuilds_the_untrained_rows_at_the_scales_the_llm_was_drawn_with(self):
-        import tempfile
         vision, llm = model.build(3, embed_init_std=1.0, head_init_std=0.072)
         with torch.no_grad():
             llm.model.embed_tokens.weight[[5, 9]] += 1.0  # the "trained" rows

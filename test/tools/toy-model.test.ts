@@ -5,7 +5,7 @@
 // file), far above what a broken chain gives (a model blind to the image names the color and the shape
 // of about one scene in 24).
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -124,6 +124,7 @@ test("emu2-toy learns nonsense labels in context: 4 shots beat 0 shots on held-o
     dir,
     "--json",
   ]);
+  rmSync(dir, { recursive: true, force: true });
   assert.equal(r.status, 0, r.stderr);
   const results = JSON.parse(r.stdout) as { results: Record<string, Record<string, { mean: number }>> };
   for (const task of ["toy-nonsense-color", "toy-nonsense-shape"]) {
