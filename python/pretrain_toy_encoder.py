@@ -4,10 +4,11 @@ once but shape barely (a linear probe on its features: shape 51%, color 100%): t
 weakly, through the LLM. Here each of the encoder's visual embeddings (one per quadrant: the 4 pooled tokens) is
 classified directly as the shape and the color in its quadrant, or empty; the heads are discarded.
 
-    /usr/bin/python3 python/pretrain_toy_encoder.py --init-from /tmp/emu2-toy-a2.pt --out /tmp/emu2-toy-enc.pt
+    /usr/bin/python3 python/pretrain_toy_encoder.py --out /tmp/emu2-toy-enc.pt
 
---out is a small checkpoint equal to --init-from except the visual encoder, so train_toy.py can continue from it
-(with --freeze-vision, so the space the visual decoder is trained on stays put). Seeded, CPU; batch n is drawn from
+--out is a small checkpoint equal to --init-from (without it, model.build(--model-seed): the seeded initial encoder
+and LLM) except the visual encoder, so train_toy.py can continue from it (with --freeze-vision, so the space the
+visual decoder is trained on stays put). Seeded, CPU; batch n is drawn from
 random.Random(seed, n). Every 250 steps the held-out per-token accuracy goes to stderr and to <out>-loss.csv.
 """
 import argparse
@@ -41,7 +42,9 @@ def labelled_batch(rng: random.Random, size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init-from", required=True, help="small checkpoint whose encoder and LLM to start from")
+    parser.add_argument("--init-from", help="small checkpoint whose encoder and LLM to start from (default: new ones)")
+    parser.add_argument("--model-seed", type=int, default=2024,
+                        help="without --init-from: the seed of the new encoder and LLM (train_toy.py's --seed)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -52,7 +55,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    vision, llm, state = model.load_checkpoint(args.init_from)
+    if args.init_from:
+        vision, llm, state = model.load_checkpoint(args.init_from)
+        model_seed, trained_ids, vocab_std = state["seed"], state["trained_ids"].tolist(), model.vocab_init_std(state)
+    else:
+        vision, llm = model.build(args.model_seed)
+        model_seed, trained_ids, vocab_std = args.model_seed, [], (model.VOCAB_INIT_STD, model.VOCAB_INIT_STD)
     vision.train()
     width = model.VISION["width"]
     heads = torch.nn.ModuleDict({name: torch.nn.Linear(width, n) for name, n in HEADS.items()})
@@ -74,8 +82,7 @@ def main() -> None:
                   + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()), file=sys.stderr, flush=True)
             curve.append((step, f"{float(loss):.4f}", f"{accuracy['shape']:.4f}", f"{accuracy['color']:.4f}"))
     vision.eval()
-    trained_ids = state["trained_ids"].tolist()
-    torch.save(model.checkpoint_state(vision, llm, state["seed"], trained_ids, *model.vocab_init_std(state)), args.out)
+    torch.save(model.checkpoint_state(vision, llm, model_seed, trained_ids, *vocab_std), args.out)
     with open(os.path.splitext(args.out)[0] + "-loss.csv", "w") as f:
         f.write("".join(",".join(map(str, row)) + "\n" for row in curve))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -1,19 +1,18 @@
-"""Trains emu2-toy, a miniature Emu2-Chat for the toy world (python/emu2toy/world.py), in two phases
-(docs/emu2-toy/README.md has the runs and what they measured):
+"""Trains emu2-toy's LLM (and, from scratch, its visual encoder), a miniature Emu2-Chat for the toy world
+(python/emu2toy/world.py), one step of its recipe per run. python/make_toy.py runs the whole recipe in one command and
+lists the arguments of each step; docs/emu2-toy/README.md has the runs and what they measured. For example, the
+binding step (a new LLM beside a pretrained, frozen encoder, on nonsense-label episodes alone):
 
-    # 1. grounding: the visual encoder (at a tenth of the rate) and the LLM on captions and questions
-    /usr/bin/python3 python/train_toy.py --workdir /tmp/toy-a --mix grounding --vision-lr-scale 0.1 \
-        --steps 1500 --out /tmp/emu2-toy-a.pt
-    # 2. everything (few-shot episodes, chat, text-to-image regression) with the encoder frozen
-    /usr/bin/python3 python/train_toy.py --workdir /tmp/toy-b --init-from /tmp/emu2-toy-a.pt --freeze-vision \
-        --mix all --steps 3000 --lr 1.5e-3
-    /usr/bin/python3 python/export_toy.py          # fixtures/checkpoints/emu2-toy.pt -> fixtures/models/emu2-toy
+    /usr/bin/python3 python/train_toy.py --workdir /tmp/toy/bind --init-from /tmp/toy/enc.pt --fresh-llm \
+        --freeze-vision --mix episodes-this-is --class-layer 2 --lr 2e-3 --batch-size 16 --steps 2000 \
+        --embed-init-std 1.0 --head-init-std 0.072 --out /tmp/toy/bind.pt
 
 Each run resumes from WORKDIR/last.pt when present, writes WORKDIR/{last.pt,loss.csv,eval.csv}, and at its end the
-small checkpoint --out with its curves beside it (-loss.csv, -eval.csv, -loss.png). The encoder learns at a tenth of
-the text rate: Adam turns its small gradients into full-size steps, and at the text rate its features grew until the
-LLM's RMSNorm flattened their gradient and the LLM learned to ignore the image (the first recorded run). Freezing it
-in phase 2 fixes the space the visual decoder (python/train_toy_decoder.py) is trained on.
+small checkpoint --out with its curves beside it (-loss.csv, -eval.csv, -loss.png). Trained here beside the LLM, the
+encoder learns at --vision-lr-scale of the text rate: Adam turns its small gradients into full-size steps, and at the
+text rate its features grew until the LLM's RMSNorm flattened their gradient and the LLM learned to ignore the image
+(the first recorded run). The recipe pretrains it on the world's labels instead (python/pretrain_toy_encoder.py) and
+freezes it (--freeze-vision), which also fixes the space the visual decoder (python/train_toy_decoder.py) learns.
 
 CPU, seeded: batch number n is drawn from random.Random(seed, n), so a resumed run sees the same batches as an
 uninterrupted one. Objective: Emu2's unified autoregressive one at toy scale, text cross-entropy on the answers plus
