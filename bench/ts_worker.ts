@@ -218,8 +218,13 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
   // Plain greedy / beam search as the reference functions run them: no sampling, penalties, stop strings or
   // minimum length (min_new_tokens 0 on both sides).
   const plain: GenerationSettings = { ...PLAIN_GREEDY, maxNewTokens: 1 };
-  const timed = async (settings: GenerationSettings): Promise<{ ms: number; ids: number[] }> => {
-    for (let i = 0; i < job.warmup; i++) await llm.generateText([job.ids], null, settings);
+  const timed = async (settings: GenerationSettings): Promise<{ ms: number; ids: number[]; warmupMs: number[] }> => {
+    const warmupMs: number[] = [];
+    for (let i = 0; i < job.warmup; i++) {
+      const start = performance.now();
+      await llm.generateText([job.ids], null, settings);
+      warmupMs.push(performance.now() - start);
+    }
     const times: number[] = [];
     let ids: number[] | undefined;
     for (let i = 0; i < job.repeats; i++) {
@@ -228,7 +233,7 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
       times.push(performance.now() - start);
     }
     if (!ids) throw new RangeError("llm job: repeats must be at least 1");
-    return { ms: median(times), ids };
+    return { ms: median(times), ids, warmupMs };
   };
   const first = await timed(plain);
   const greedy = await timed({ ...plain, maxNewTokens: job.greedy_new_tokens });
@@ -247,6 +252,7 @@ async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
     first_token_ms: first.ms,
     first_token: first.ids[0],
     greedy_ms: greedy.ms,
+    greedy_warmup_ms: greedy.warmupMs,
     greedy_ids: greedy.ids,
     beam_ms: beam.ms,
     beam_ids: beam.ids,
