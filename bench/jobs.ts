@@ -150,6 +150,8 @@ export interface TsLlmFigures extends LlmFigures {
   /** Median ms per greedy token: emu2's whole step, and a bare loop of its three session runs (ts_worker.ts). */
   emu2_token_ms: number;
   bare_token_ms: number;
+  /** The median over rounds of emu2's median step / the bare loop's, the two taking turns (ts_worker.ts). */
+  emu2_bare_ratio: number;
   /** The greedy generation's warm-up runs, in order: the process's first greedy generations. */
   greedy_warmup_ms: number[];
 }

@@ -404,7 +404,7 @@ const llmStage: Stage = {
         ts,
         note:
           `bare loop ${fmtMs(ts.bare_token_ms)} ms (embed_tokens, decoder, lm_head on a ${ids.length}-token past), ` +
-          `emu2/bare ${(ts.emu2_token_ms / ts.bare_token_ms).toFixed(2)}x`,
+          `emu2/bare ${ts.emu2_bare_ratio.toFixed(2)}x (the median of the rounds' ratios, the two taking turns)`,
       },
       {
         stage: `beam search ${NUM_BEAMS} beams, ${BEAM_NEW_TOKENS} tokens, length penalty ${LENGTH_PENALTY}`,

@@ -157,17 +157,21 @@ async function runDiffusion(job: DiffusionJob): Promise<Record<string, unknown>>
   };
 }
 
+const OVERHEAD_ROUNDS = 100;
+
 /**
  * The generation overhead: emu2's time per greedy token (the period between the starts of consecutive decoder
  * runs, so everything of a step: embed_tokens, decoder, lm_head and the JS between them) against a bare loop of the
  * same three sessions on a fixed past of the prompt's length, fetching what emu2 fetches. The two take turns, so
- * that both see the machine in the same state.
+ * that both see the machine in the same state, for OVERHEAD_ROUNDS rounds after as many warm-up rounds (a round is
+ * cheap, and with ten this VM's drift moved the ratio between 1.16 and 1.29 from run to run); the ratio is the
+ * median of the rounds' ratios of median steps.
  */
 async function decodeOverhead(
   model: Emu2,
   job: LlmJob,
   greedy: () => Promise<void>,
-): Promise<{ bare_token_ms: number; emu2_token_ms: number }> {
+): Promise<{ bare_token_ms: number; emu2_token_ms: number; emu2_bare_ratio: number }> {
   const [embed, decoder, lmHead] = await Promise.all(
     (["embed_tokens", "decoder", "lm_head"] as const).map((role) => model.pkg.session(role)),
   );
@@ -191,7 +195,8 @@ async function decodeOverhead(
   }) as typeof decoder.run;
   const bare: number[] = [];
   const emu2: number[] = [];
-  for (let round = 0; round < job.warmup + job.repeats; round++) {
+  const ratios: number[] = [];
+  for (let round = 0; round < 2 * OVERHEAD_ROUNDS; round++) {
     const times = await bareSteps(job.greedy_new_tokens);
     starts.length = 0;
     decoder.run = timedRun;
@@ -200,12 +205,14 @@ async function decodeOverhead(
     } finally {
       decoder.run = run as typeof decoder.run;
     }
-    if (round < job.warmup) continue;
+    if (round < OVERHEAD_ROUNDS) continue;
     bare.push(...times);
     // starts[0] is the prefill; the first period after it is the first decode step on new shapes.
-    for (let i = 3; i < starts.length; i++) emu2.push(starts[i] - starts[i - 1]);
+    const steps = starts.slice(3).map((start, i) => start - starts[i + 2]);
+    emu2.push(...steps);
+    ratios.push(median(steps) / median(times));
   }
-  return { bare_token_ms: median(bare), emu2_token_ms: median(emu2) };
+  return { bare_token_ms: median(bare), emu2_token_ms: median(emu2), emu2_bare_ratio: median(ratios) };
 }
 
 async function runLlm(job: LlmJob): Promise<Record<string, unknown>> {
