@@ -36,6 +36,7 @@ import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js"
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
 import { bareDecodeLoop } from "./bare_decode.js";
+import { freeResultsFile } from "./results.js";
 import { median } from "./stats.js";
 import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
 
@@ -430,20 +431,6 @@ const tsWorker = (job: unknown, what: string) =>
   child([process.execPath, "--import", "tsx", "bench/real_width.ts", "--worker", JSON.stringify(job)], what);
 const torchWorker = (job: unknown, what: string) =>
   child([PYTHON, "bench/peer_torch.py", JSON.stringify(job)], what, torchEnv());
-
-/**
- * bench/results/<machine>-<date>.json, or -2, -3, ... when an earlier run of the day wrote that: a run (often of a
- * few rows) never overwrites another's figures.
- */
-function freeResultsFile(host: string, started: Date): string {
-  const resultsDir = join(ROOT, "bench", "results");
-  mkdirSync(resultsDir, { recursive: true });
-  const stem = join(resultsDir, `${host}-${started.toISOString().slice(0, 10)}`);
-  for (let n = 1; ; n++) {
-    const file = n === 1 ? `${stem}.json` : `${stem}-${n}.json`;
-    if (!existsSync(file)) return file;
-  }
-}
 
 function fileBytes(path: string): number {
   return statSync(path).size + (existsSync(`${path}_data`) ? statSync(`${path}_data`).size : 0);

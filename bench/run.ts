@@ -10,17 +10,8 @@
 // both sides and turns their figures into rows. A new stage adds an entry here, a case in ts_worker.ts and a job in
 // peer_torch.py.
 import { spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { availableParallelism, cpus, platform, arch, release, tmpdir, totalmem } from "node:os";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, platform, arch, hostname, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
@@ -45,6 +36,7 @@ import { readManifest, type Manifest } from "../src/model/manifest.js";
 import { Emu2Error } from "../src/util/errors.js";
 import { loadImage } from "../src/vision/image.js";
 import { preprocessImage } from "../src/vision/preprocess.js";
+import { freeResultsFile } from "./results.js";
 import { absDiffs } from "./stats.js";
 import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
 
@@ -653,6 +645,7 @@ function deviceKvTable(f: DeviceKvFigures): string {
 
 async function main(): Promise<void> {
   const started = performance.now();
+  const startedAt = new Date();
   checkNeeds();
   const manifest = readManifest(join(ROOT, PACKAGE_DIR, "manifest.yaml"));
   const versions = await nodeVersions();
@@ -686,6 +679,7 @@ async function main(): Promise<void> {
     }>({ kind: "probe" });
 
     const machine = {
+      host: hostname(),
       cpu: cpus()[0]?.model ?? "?",
       cores: availableParallelism(),
       memory_gb: +(totalmem() / 2 ** 30).toFixed(1),
@@ -757,9 +751,7 @@ async function main(): Promise<void> {
     console.log(`\n${deviceKvTable(deviceKv)}`);
 
     const wall = (performance.now() - started) / 1000;
-    const resultsDir = join(tmpdir(), "emu2-bench");
-    mkdirSync(resultsDir, { recursive: true });
-    const resultsFile = join(resultsDir, "latest.json");
+    const resultsFile = freeResultsFile(machine.host, startedAt, "-tiny");
     const summary = rows.map((r) => ({
       stage: r.stage,
       ts_ms: r.tsMs,
