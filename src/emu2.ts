@@ -260,9 +260,11 @@ export class Emu2 {
       } else caches.push(HostKvCache.factory(shape));
       first += count;
     }
-    const [embedTokens, projectUp, lmHead, projectDown] = await Promise.all(
-      (["embed_tokens", "project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
+    const [projectUp, lmHead, projectDown] = await Promise.all(
+      (["project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
     );
+    // The embedding graph is one lookup: its rows are read from the file when it is a plain one.
+    const embedTokens = this.pkg.lookupTable("embed_tokens") ?? (await this.pkg.session("embed_tokens"));
     // Beside lm_head, whose logits it reads.
     const logSoftmax = await this.pkg.builtSession("log_softmax", logSoftmaxGraph(), {}, "lm_head");
     const sessions = decoders.map((d) => d.session);

@@ -3,13 +3,15 @@
 // masks and positions as int64.
 import type { Dtype } from "../model/manifest.js";
 import { fromOrt, int64Feed, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
+import { LookupTable } from "../model/lookup-table.js";
 import type { Tensor } from "../model/tensor.js";
 import { writeOnnxModel } from "../model/onnx-writer.js";
 import type { KvCache } from "./kv-cache.js";
 import { logSoftmax } from "./processors.js";
 
 export interface LlmSessions {
-  embedTokens: Session;
+  /** The embedding graph's session, or its table read from the file (model/lookup-table.ts). */
+  embedTokens: Session | LookupTable;
   projectUp: Session;
   /** The decoder, or the parts of a split decoder in layer order (each may sit on its own device). */
   decoder: Session | readonly Session[];
@@ -74,6 +76,7 @@ export class LlmGraphs {
 
   /** embed_tokens of rectangular ids [B,T] -> [B,T,H]. */
   async embedTokens(ids: readonly (readonly number[])[]): Promise<Float32Array> {
+    if (this.sessions.embedTokens instanceof LookupTable) return this.sessions.embedTokens.rows(ids.flat());
     const out = await this.sessions.embedTokens.run({
       input_ids: int64Tensor(ids.flat(), [ids.length, ids[0]?.length ?? 0]),
     });

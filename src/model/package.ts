@@ -5,6 +5,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { PackageError, UsageError } from "../util/errors.js";
 import { readManifest, type Manifest } from "./manifest.js";
 import { OnnxFileError, readOnnxSummary } from "./onnx-file.js";
+import { LookupTable } from "./lookup-table.js";
 import type { Session } from "./ort.js";
 import {
   createSession,
@@ -165,6 +166,7 @@ export interface FileReport {
 export class ModelPackage {
   private readonly sessions = new Map<GraphRole, Promise<PlacedSession>>();
   private readonly built = new Map<string, Promise<PlacedSession>>();
+  private readonly tables = new Map<GraphRole, LookupTable | undefined>();
   private readonly placements = new Map<GraphRole, Placement>();
   private fellBackToCpu = false;
 
@@ -332,6 +334,18 @@ export class ModelPackage {
     return session;
   }
 
+  /**
+   * The table of a graph that only looks rows up (lookup-table.ts: the embedding graph), read from its file in
+   * place of a session; undefined for any other graph. Opened on first use.
+   */
+  lookupTable(role: GraphRole): LookupTable | undefined {
+    if (!this.tables.has(role)) {
+      const file = graphFiles(this.manifest)[role];
+      this.tables.set(role, file ? LookupTable.open(this.path(file)) : undefined);
+    }
+    return this.tables.get(role);
+  }
+
   /** The device a graph goes to: its --device-map placement, else the package-wide one. */
   placement(role: GraphRole): Device {
     return this.placements.get(role)?.device ?? this.sessionOptions.device;
@@ -383,6 +397,8 @@ export class ModelPackage {
   }
 
   async release(): Promise<void> {
+    for (const table of this.tables.values()) table?.close();
+    this.tables.clear();
     const open = [...this.sessions.values(), ...this.built.values()];
     this.sessions.clear();
     this.built.clear();

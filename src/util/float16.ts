@@ -40,8 +40,9 @@ export function toFloat16(values: Float32Array): Uint16Array {
   return out;
 }
 
-export function fromFloat16(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
+/** float16 bit patterns -> float32 values, into `out` when given (of the patterns' length). */
+export function fromFloat16(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
+  if (out.length !== bits.length) throw new RangeError(`fromFloat16: ${bits.length} values into ${out.length}`);
   for (let i = 0; i < bits.length; i++) {
     const h = bits[i];
     const sign = h & 0x8000 ? -1 : 1;

@@ -1,0 +1,120 @@
+// The embedding graph's rows read from its file equal what its session outputs, bit for bit, wherever the table
+// lies (inline, or at an offset of an external data file), and a graph that is not a plain lookup gets no table.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { LookupTable } from "../../src/model/lookup-table.js";
+import { readLookupTable } from "../../src/model/onnx-file.js";
+import { fromOrt, int64Tensor } from "../../src/model/ort.js";
+import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
+import { packageDir } from "../helpers/fixtures.js";
+
+const PYTHON = "/usr/bin/python3";
+const onnxPython = spawnSync(PYTHON, ["-c", "import onnx"], { encoding: "utf8" });
+const NO_ONNX = onnxPython.status === 0 ? false : `skipped: ${PYTHON} cannot import onnx, which writes these graphs`;
+
+/** First and last rows, repeats, and rows spread over the table. */
+function someIds(rows: number): number[] {
+  return [0, rows - 1, 7, 7, 1, Math.floor(rows / 2), rows - 2, 123, 31999 % rows];
+}
+
+/** The graph's own output for `ids`, as float32 (a float16 graph's values converted as the runtime does). */
+async function sessionRows(onnxPath: string, ids: number[]): Promise<Float32Array> {
+  const session = await createSession(onnxPath, { ...DEFAULT_SESSION_OPTIONS, threads: 1 });
+  try {
+    const out = await session.run({ [session.inputNames[0]]: int64Tensor(ids, [1, ids.length]) });
+    return fromOrt(out[session.outputNames[0]], "lookup").data;
+  } finally {
+    await session.release();
+  }
+}
+
+async function assertSameRows(onnxPath: string, expected: { rows: number; cols: number; dtype: string }) {
+  const table = LookupTable.open(onnxPath);
+  assert.ok(table, `${onnxPath}: a plain lookup graph gets a table`);
+  try {
+    assert.deepEqual({ rows: table.location.rows, cols: table.location.cols, dtype: table.location.dtype }, expected);
+    const ids = someIds(expected.rows);
+    const rows = table.rows(ids);
+    assert.equal(rows.length, ids.length * expected.cols);
+    assert.deepEqual(rows, await sessionRows(onnxPath, ids));
+    assert.throws(() => table.rows([expected.rows]), /token id 32\d+ is outside the embedding table \(32\d+ rows\)/);
+    assert.throws(() => table.rows([-1]), /token id -1 is outside/);
+  } finally {
+    table.close();
+  }
+}
+
+test("a float32 embedding graph's rows, read from the .onnx file, equal its session's output", async () => {
+  await assertSameRows(join(packageDir("emu2-tiny"), "embed_tokens.onnx"), { rows: 32272, cols: 32, dtype: "float32" });
+});
+
+test("a float16 embedding graph's rows are converted as the session's output is", async () => {
+  await assertSameRows(join(packageDir("emu2-toy"), "embed_tokens.onnx"), { rows: 32274, cols: 64, dtype: "float16" });
+});
+
+/** Runs a Python snippet with onnx that writes graphs into `dir` from emu2-tiny's embedding graph (`source`). */
+function writeGraphs(dir: string, code: string): void {
+  const source = join(packageDir("emu2-tiny"), "embed_tokens.onnx");
+  const prelude =
+    "import sys, onnx, numpy as np\n" +
+    "from onnx import helper, numpy_helper\n" +
+    "source, out = sys.argv[1], sys.argv[2]\n" +
+    "m = onnx.load(source)\n" +
+    "w = m.graph.initializer[0]\n";
+  const done = spawnSync(PYTHON, ["-c", prelude + code, source, dir], { encoding: "utf8" });
+  assert.equal(done.status, 0, done.stderr);
+}
+
+test("a table in an external data file is read from its offset there", { skip: NO_ONNX }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-lookup-"));
+  // 4,100 bytes of something else first, so that the table starts at an offset no row size divides.
+  writeGraphs(
+    dir,
+    "raw = numpy_helper.to_array(w).tobytes()\n" +
+      "open(out + '/weights.bin', 'wb').write(b'\\x7f' * 4100 + raw)\n" +
+      "onnx.external_data_helper.set_external_data(w, 'weights.bin', offset=4100, length=len(raw))\n" +
+      "w.ClearField('raw_data')\n" +
+      "w.data_location = onnx.TensorProto.EXTERNAL\n" +
+      "onnx.save(m, out + '/embed_tokens.onnx')\n",
+  );
+  await assertSameRows(join(dir, "embed_tokens.onnx"), { rows: 32272, cols: 32, dtype: "float32" });
+});
+
+test("a graph that is not one plain lookup gets no table", { skip: NO_ONNX }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-lookup-"));
+  writeGraphs(
+    dir,
+    "g = m.graph\n" +
+      "node = g.node[0]\n" +
+      // The same Gather along the other axis: rows of the transposed table, which a row read would not give.
+      "node.attribute.append(helper.make_attribute('axis', 1))\n" +
+      "onnx.save(m, out + '/axis1.onnx')\n" +
+      "del node.attribute[:]\n" +
+      // A lookup followed by another op (as a scaled or dequantized embedding would be).
+      "node.output[0] = 'gathered'\n" +
+      "g.node.append(helper.make_node('Relu', ['gathered'], [g.output[0].name]))\n" +
+      "onnx.save(m, out + '/two-nodes.onnx')\n" +
+      "del g.node[1:]\n" +
+      "node.output[0] = g.output[0].name\n" +
+      // Another op on the same inputs.
+      "node.op_type = 'GatherElements'\n" +
+      "onnx.save(m, out + '/other-op.onnx')\n" +
+      "node.op_type = 'Gather'\n" +
+      // Rows picked by fixed indices, not by the graph's input.
+      "g.initializer.append(numpy_helper.from_array(np.array([[1, 2]], np.int64), 'fixed_ids'))\n" +
+      "node.input[1] = 'fixed_ids'\n" +
+      "onnx.save(m, out + '/fixed-ids.onnx')\n" +
+      "node.input[1] = g.input[0].name\n" +
+      "del g.initializer[1:]\n" +
+      // An int8 table.
+      "w.CopyFrom(numpy_helper.from_array(np.zeros((4, 3), np.int8), w.name))\n" +
+      "onnx.save(m, out + '/int8.onnx')\n",
+  );
+  for (const name of ["axis1", "two-nodes", "other-op", "fixed-ids", "int8"])
+    assert.equal(readLookupTable(join(dir, `${name}.onnx`)), undefined, name);
+  assert.equal(LookupTable.open(join(packageDir("emu2-tiny"), "lm_head.onnx")), undefined, "lm_head (a MatMul)");
+});
