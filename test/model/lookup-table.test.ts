@@ -1,5 +1,6 @@
 // The embedding graph's rows read from its file equal what its session outputs, bit for bit, wherever the table
-// lies (inline, or at an offset of an external data file), and a graph that is not a plain lookup gets no table.
+// lies (inline, or at an offset of an external data file) and however it is read (whole, or a row at a time), and a
+// graph that is not a plain lookup gets no table.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
@@ -32,8 +33,18 @@ async function sessionRows(onnxPath: string, ids: number[]): Promise<Float32Arra
   }
 }
 
+/** Both ways of reading: the whole table at once (these are small), and a row at a time (as a large one is). */
 async function assertSameRows(onnxPath: string, expected: { rows: number; cols: number; dtype: string }) {
-  const table = LookupTable.open(onnxPath);
+  await assertSameRowsRead(onnxPath, expected, undefined);
+  await assertSameRowsRead(onnxPath, expected, 0);
+}
+
+async function assertSameRowsRead(
+  onnxPath: string,
+  expected: { rows: number; cols: number; dtype: string },
+  wholeBytes: number | undefined,
+) {
+  const table = LookupTable.open(onnxPath, wholeBytes);
   assert.ok(table, `${onnxPath}: a plain lookup graph gets a table`);
   try {
     assert.deepEqual({ rows: table.location.rows, cols: table.location.cols, dtype: table.location.dtype }, expected);
