@@ -1,13 +1,16 @@
 // The bare decode loop both benches hold emu2's generation against: one new token per row on a fixed synthetic past
-// of `context` tokens, nothing but the three session runs (embed_tokens, decoder, lm_head) and the feeds built once.
+// of `context` tokens, nothing but the embedding lookup (its session, or its table where emu2 reads that) and the
+// decoder and lm_head runs, the feeds built once.
 // It fetches what emu2's host cache fetches from the decoder: last_hidden_state and the new key/value rows, not the
 // presents (src/llm/kv-cache.ts).
 import { performance } from "node:perf_hooks";
+import { LookupTable } from "../src/model/lookup-table.js";
 import type { Dtype, LlmConfig } from "../src/model/manifest.js";
 import { int64Feed, toOrt, type OrtTensor, type Session } from "../src/model/ort.js";
 
 export interface BareDecodeSessions {
-  embed: Session;
+  /** The embedding graph's session, or its table when emu2 reads that instead (model/lookup-table.ts). */
+  embed: Session | LookupTable;
   decoder: Session;
   lmHead: Session;
 }
@@ -44,10 +47,12 @@ export async function bareDecodeLoop(
   for (const name of decoder.inputNames.filter((n) => n.startsWith("past_key_values.")))
     feeds[name] = toOrt({ data: values(rows * heads * context * headDim, 1), dims: pastDims }, dtype);
   const ids = int64Feed(new BigInt64Array(rows).fill(42n), [rows, 1]);
+  const idList = new Array<number>(rows).fill(42);
   const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
   return async () => {
     const start = performance.now();
-    await embed.run({ input_ids: ids });
+    if (embed instanceof LookupTable) embed.rows(idList);
+    else await embed.run({ input_ids: ids });
     const t0 = performance.now();
     const out = await decoder.run(feeds, fetched);
     const t1 = performance.now();

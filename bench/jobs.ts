@@ -152,7 +152,7 @@ export interface TsLlmFigures extends LlmFigures {
   bare_token_ms: number;
   /** The median over rounds of emu2's median step / the bare loop's, the two taking turns (ts_worker.ts). */
   emu2_bare_ratio: number;
-  /** The greedy generation's warm-up runs, in order: the process's first greedy generations. */
+  /** The process's first greedy generations, in order, run before any timed row (ts_worker.ts). */
   greedy_warmup_ms: number[];
 }
 

@@ -28,6 +28,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Emu2 } from "../src/emu2.js";
 import { PLAIN_GREEDY, type GenerationSettings } from "../src/llm/settings.js";
+import { LookupTable } from "../src/model/lookup-table.js";
 import { readManifest } from "../src/model/manifest.js";
 import { readOnnxSummary } from "../src/model/onnx-file.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
@@ -227,15 +228,14 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   const shape = manifest.llm;
   const loadStart = performance.now();
   const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
-  const [embed, decoder, lmHead, projectUp, projectDown] = await Promise.all(
-    [
-      shape.embed_tokens_file,
-      shape.decoder_file ?? "decoder.onnx",
-      shape.lm_head_file,
-      shape.project_up_file,
-      shape.project_down_file,
-    ].map((file) => createSession(join(dir, file), options)),
+  const [decoder, lmHead, projectUp, projectDown] = await Promise.all(
+    [shape.decoder_file ?? "decoder.onnx", shape.lm_head_file, shape.project_up_file, shape.project_down_file].map(
+      (file) => createSession(join(dir, file), options),
+    ),
   );
+  // The embeddings as Emu2.llm() gets them: read from the graph's file when it is a plain lookup.
+  const embedFile = join(dir, shape.embed_tokens_file);
+  const embed = LookupTable.open(embedFile) ?? (await createSession(embedFile, options));
   const loadMs = performance.now() - loadStart;
   const rows = spec.batch * spec.beams;
 

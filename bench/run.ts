@@ -320,8 +320,9 @@ const llmStage: Stage = {
     const job: LlmJob = {
       kind: "llm",
       threads: ctx.threads,
-      // Ten warm-up runs: a process's first greedy generations take up to twice as long (their logits land on
-      // heap pages touched for the first time; the greedy row's note gives them).
+      // Ten warm-up runs, and as many greedy generations before the first row: a process's first greedy
+      // generations take up to twice as long (their logits land on heap pages touched for the first time; the greedy
+      // row's note gives them).
       warmup: 10,
       repeats: 10,
       out_dir: ctx.workDir,
@@ -379,7 +380,7 @@ const llmStage: Stage = {
         torch,
         note:
           `same ids; ${tokensPerS(ts.greedy_ms)} vs ${tokensPerS(torch.greedy_ms)} tokens/s; the process's first ` +
-          `${ts.greedy_warmup_ms.length} (warm-up): ${ts.greedy_warmup_ms.map(fmtMs).join(", ")} ms`,
+          `${ts.greedy_warmup_ms.length} (process warm-up): ${ts.greedy_warmup_ms.map(fmtMs).join(", ")} ms`,
       },
       {
         stage: `greedy ${ts.greedy_ids.length} new tokens vs transformers.js, taking turns in one process`,
