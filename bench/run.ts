@@ -408,7 +408,7 @@ const llmStage: Stage = {
         note: `same ids (${ts.beam_ids.length} tokens)`,
       },
       {
-        stage: "  setup: Emu2.open(...).llm() (5 ORT sessions) / torch build",
+        stage: "  setup: Emu2.open(...).llm() (ORT sessions, embedding table) / torch build",
         tsMs: ts.session_ms,
         torchMs: torch.build_ms,
         ts,

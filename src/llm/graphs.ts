@@ -1,6 +1,6 @@
-// The five LLM graphs of a package (docs/package-format.md) as typed calls on host arrays: float32 in and out
-// whatever the package's activation type (the conversion happens at the ONNX Runtime boundary, model/ort.ts); ids,
-// masks and positions as int64.
+// The five LLM graphs of a package (docs/package-format.md; embed_tokens may be its table, read from the file) as
+// typed calls on host arrays: float32 in and out whatever the package's activation type (the conversion happens at
+// the ONNX Runtime boundary, model/ort.ts); ids, masks and positions as int64.
 import type { Dtype } from "../model/manifest.js";
 import { fromOrt, int64Feed, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
 import { LookupTable } from "../model/lookup-table.js";
