@@ -161,8 +161,8 @@ const OVERHEAD_ROUNDS = 100;
 
 /**
  * The generation overhead: emu2's time per greedy token (the period between the starts of consecutive decoder
- * runs, so everything of a step: embed_tokens, decoder, lm_head and the JS between them) against a bare loop of the
- * same three sessions on a fixed past of the prompt's length, fetching what emu2 fetches. The two take turns, so
+ * runs, so everything of a step: the embedding lookup, decoder, lm_head and the JS between them) against a bare loop
+ * of the same lookup and session runs on a fixed past of the prompt's length, fetching what emu2 fetches. The two take turns, so
  * that both see the machine in the same state, for OVERHEAD_ROUNDS rounds after as many warm-up rounds (a round is
  * cheap, and with ten this VM's drift moved the ratio between 1.16 and 1.29 from run to run); the ratio is the
  * median of the rounds' ratios of median steps.

@@ -58,10 +58,6 @@ export class LookupTable {
     }
   }
 
-  get cols(): number {
-    return this.location.cols;
-  }
-
   /** The rows of `ids`, in order, as float32 [ids.length, cols] (what the Gather outputs, as float32). */
   rows(ids: readonly number[]): Float32Array {
     if (this.fd === undefined && !this.whole) throw new Error("the lookup table was closed");
