@@ -3,9 +3,11 @@
 // tiny step (its call, the setImmediate hop onnxruntime-node takes, and the output's copy), and the session holds
 // the whole table in memory (852 MB at Emu2's width in float32). A small table is read whole once; a large one row
 // by row from its file (3 us a row here), which leaves it to the page cache.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readSync, realpathSync } from "node:fs";
 import { endianness } from "node:os";
+import { dirname } from "node:path";
 import { fromFloat16 } from "../util/float16.js";
+import { isInside } from "../util/paths.js";
 import { readLookupTable, type LookupTableLocation } from "./onnx-file.js";
 
 /**
@@ -38,7 +40,10 @@ export class LookupTable {
   static open(onnxPath: string, wholeBytes = WHOLE_TABLE_BYTES): LookupTable | undefined {
     if (endianness() !== "LE") return undefined;
     const location = readLookupTable(onnxPath);
-    if (!location) return undefined;
+    // A table file that is missing, or lies outside the graph's folder (an external location with .. or a link
+    // leading out), is left to the session, which reports it as it reports any graph's weights.
+    if (!location || !existsSync(location.file)) return undefined;
+    if (!isInside(dirname(realpathSync(onnxPath)), realpathSync(location.file))) return undefined;
     const fd = openSync(location.file, "r");
     const bytes = location.rows * location.cols * (location.dtype === "float32" ? 4 : 2);
     if (fstatSync(fd).size < location.offset + bytes) {

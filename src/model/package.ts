@@ -1,8 +1,9 @@
 // A model package on disk: its validated manifest, its tokenizer file and its graphs, whose sessions are created on
 // first use and then kept (re-creating sessions leaks memory in onnxruntime-node).
 import { existsSync, realpathSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PackageError, UsageError } from "../util/errors.js";
+import { isInside } from "../util/paths.js";
 import { readManifest, type Manifest } from "./manifest.js";
 import { OnnxFileError, readOnnxSummary } from "./onnx-file.js";
 import { LookupTable } from "./lookup-table.js";
@@ -94,12 +95,6 @@ const MANIFEST_FIELDS: Record<string, string> = {
 export function manifestField(role: string): string {
   const part = /^decoder_part(\d+)$/.exec(role);
   return part ? `llm.decoder_parts.${part[1]}.file` : (MANIFEST_FIELDS[role] ?? role);
-}
-
-/** Whether `path` is `folder` or lies below it (both already resolved). */
-function isInside(folder: string, path: string): boolean {
-  const rel = relative(folder, path);
-  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
 }
 
 /** The inputs the runtime feeds and the outputs it reads, by graph (docs/package-format.md, "Graph inputs and outputs"). */

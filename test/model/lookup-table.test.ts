@@ -3,7 +3,7 @@
 // graph that is not a plain lookup gets no table.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -128,4 +128,28 @@ test("a graph that is not one plain lookup gets no table", { skip: NO_ONNX }, ()
   for (const name of ["axis1", "two-nodes", "other-op", "fixed-ids", "int8"])
     assert.equal(readLookupTable(join(dir, `${name}.onnx`)), undefined, name);
   assert.equal(LookupTable.open(join(packageDir("emu2-tiny"), "lm_head.onnx")), undefined, "lm_head (a MatMul)");
+});
+
+test("a table outside the graph's folder, or missing, is left to the session", { skip: NO_ONNX }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "emu2-lookup-"));
+  mkdirSync(join(dir, "pkg"));
+  // The graph in pkg/ names its table as ../weights.bin: a lookup graph in every other way.
+  writeGraphs(
+    dir,
+    "raw = numpy_helper.to_array(w).tobytes()\n" +
+      "open(out + '/weights.bin', 'wb').write(raw)\n" +
+      "onnx.external_data_helper.set_external_data(w, '../weights.bin', offset=0, length=len(raw))\n" +
+      "w.ClearField('raw_data')\n" +
+      "w.data_location = onnx.TensorProto.EXTERNAL\n" +
+      "onnx.save(m, out + '/pkg/embed_tokens.onnx')\n" +
+      "next(e for e in w.external_data if e.key == 'location').value = 'weights.bin'\n" +
+      "onnx.save(m, out + '/embed_tokens.onnx')\n",
+  );
+  assert.ok(readLookupTable(join(dir, "pkg", "embed_tokens.onnx")), "the graph itself is a plain lookup");
+  assert.equal(LookupTable.open(join(dir, "pkg", "embed_tokens.onnx")), undefined, "../weights.bin");
+  const inside = LookupTable.open(join(dir, "embed_tokens.onnx"));
+  assert.ok(inside, "weights.bin beside its graph");
+  inside.close();
+  rmSync(join(dir, "weights.bin"));
+  assert.equal(LookupTable.open(join(dir, "embed_tokens.onnx")), undefined, "a missing weights.bin");
 });
