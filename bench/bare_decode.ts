@@ -1,8 +1,8 @@
 // The bare decode loop both benches hold emu2's generation against: one new token per row on a fixed synthetic past
 // of `context` tokens, nothing but the embedding lookup (its session, or its table where emu2 reads that) and the
 // decoder and lm_head runs, the feeds built once.
-// It fetches what emu2's host cache fetches from the decoder: last_hidden_state and the new key/value rows, not the
-// presents (src/llm/kv-cache.ts).
+// It fetches what emu2's host cache fetches from the decoder: last_hidden_state and the new key/value rows
+// (src/llm/kv-cache.ts).
 import { performance } from "node:perf_hooks";
 import { LookupTable } from "../src/model/lookup-table.js";
 import type { Dtype, LlmConfig } from "../src/model/manifest.js";

@@ -1,11 +1,19 @@
 // The device-KV rows of `npm run bench`, in a process of their own: per-token decode time on the WebGPU provider
-// with the KV cache in host memory (HostKvCache: every present comes back to the host and goes out again as the
-// next past) against the cache kept on the device (DeviceKvCache), at several context lengths, on emu2-tiny.
+// with the KV cache in host memory (HostKvCache: each step's new rows come back to the host, and the whole past goes
+// out again as the next one) against the cache kept on the device (DeviceKvCache), at several context lengths, on
+// emu2-tiny.
 // Each decode step is what generation does per token: embed one id, decoder, lm_head of the last row, argmax.
 // Prints one JSON object; {"skipped": "<why>"} where WebGPU is not available.
 import { performance } from "node:perf_hooks";
 import { Emu2 } from "../src/emu2.js";
-import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "../src/llm/device-kv-cache.js";
+import {
+  appendGraph,
+  appendedNames,
+  DeviceKvCache,
+  deviceCacheOutputs,
+  rowSelectionGraph,
+  selectedNames,
+} from "../src/llm/device-kv-cache.js";
 import { LlmGraphs } from "../src/llm/graphs.js";
 import { HostKvCache, type KvCache, type KvCacheFactory } from "../src/llm/kv-cache.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
@@ -34,18 +42,22 @@ async function main(): Promise<Record<string, unknown>> {
   if (!m.llm.decoder_file) throw new Error("emu2-tiny's decoder is expected whole, not split into parts");
   const decoderPath = model.pkg.path(m.llm.decoder_file);
   const hostDecoder = await createSession(decoderPath, options);
-  const deviceDecoder = await createSession(decoderPath, options, { deviceOutputs: presentNames(layers) });
+  const deviceDecoder = await createSession(decoderPath, options, {
+    deviceOutputs: deviceCacheOutputs(model.pkg.graphOutputs("decoder"), layers),
+  });
   const select = await createSession(rowSelectionGraph(shape), options, { deviceOutputs: selectedNames(layers) });
+  const append = await createSession(appendGraph(shape), options, { deviceOutputs: appendedNames(layers) });
   const strategies: { name: string; graphs: LlmGraphs; newCache: KvCacheFactory }[] = [
     {
       name: "host",
       graphs: new LlmGraphs({ ...common, decoder: hostDecoder }, m.dtype, hidden),
-      newCache: HostKvCache.factory(shape),
+      // One free slot in the empty past: the WebGPU decoder cannot run a zero-length one.
+      newCache: HostKvCache.factory(shape, 1),
     },
     {
       name: "device",
       graphs: new LlmGraphs({ ...common, decoder: deviceDecoder }, m.dtype, hidden),
-      newCache: DeviceKvCache.factory(shape, select),
+      newCache: DeviceKvCache.factory(shape, { select, append }),
     },
   ];
   const vocab = m.tokenizer.vocab_size;

@@ -382,10 +382,11 @@ function runStandinExport(args: string[]): void {
 /** Builds what is missing of the stand-in; the visual encoder only when `vision` (its trace is the long part). */
 function ensureStandin(vision: boolean): void {
   const decoder = join(PACKAGE, "decoder.onnx");
-  // A stand-in from before the decoder's new_key_values outputs is rebuilt (its decoder only: standin_package.py).
+  // A stand-in with an earlier export's decoder (presents, or no new_key_values) is rebuilt (its decoder only:
+  // standin_package.py).
+  const outputs = existsSync(join(PACKAGE, "manifest.yaml")) ? readOnnxSummary(decoder).outputs : [];
   const current =
-    existsSync(join(PACKAGE, "manifest.yaml")) &&
-    readOnnxSummary(decoder).outputs.some((name) => name.startsWith("new_key_values."));
+    outputs.some((name) => name.startsWith("new_key_values.")) && !outputs.some((name) => name.startsWith("present."));
   if (current && (!vision || existsSync(join(PACKAGE, "visual_encoder.onnx")))) return;
   checkBuildRoom("the real-width stand-in", PACKAGE, BUILD_DISK_GB, BUILD_MEMORY_GB);
   process.stderr.write(

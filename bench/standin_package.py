@@ -91,8 +91,8 @@ def export_int8(out: str, start: float) -> None:
     manifest_path = os.path.join(out, "manifest.yaml")
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
-            # One built with other quantization settings (an earlier block size) is built again.
-            if yaml.safe_load(f).get("quantization") == mf.quantization_section(INT8_PLAN):
+            # One built with other quantization settings (an earlier block size) or an earlier decoder is built again.
+            if yaml.safe_load(f).get("quantization") == mf.quantization_section(INT8_PLAN) and decoder_is_current(out):
                 return
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -104,9 +104,12 @@ def export_int8(out: str, start: float) -> None:
                       "export_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
-def decoder_has_new_rows(out: str) -> bool:
+def decoder_is_current(out: str) -> bool:
+    """Whether the decoder is the exporter's current form: new_key_values outputs and no presents."""
     graph = onnx.load(os.path.join(out, "decoder.onnx"), load_external_data=False)
-    return any(o.name.startswith("new_key_values.") for o in graph.graph.output)
+    outputs = [o.name for o in graph.graph.output]
+    return (any(o.startswith("new_key_values.") for o in outputs)
+            and not any(o.startswith("present.") for o in outputs))
 
 
 def main() -> None:
@@ -126,10 +129,10 @@ def main() -> None:
     if not os.path.exists(manifest_path):
         shutil.rmtree(args.out, ignore_errors=True)
         os.makedirs(args.out)
-    if os.path.exists(manifest_path) and not decoder_has_new_rows(args.out):
-        # A stand-in exported before the decoder gained its new_key_values outputs (docs/package-format.md): the
-        # same seeded weights give the same graph with them; the other graphs and the encoder stay.
-        print("re-exporting the stand-in's decoder (it predates new_key_values)", file=sys.stderr)
+    if os.path.exists(manifest_path) and not decoder_is_current(args.out):
+        # A stand-in exported with an earlier decoder (presents, no new_key_values: docs/package-format.md): the
+        # same seeded weights give the current graph; the other graphs and the encoder stay.
+        print("re-exporting the stand-in's decoder (an earlier export's)", file=sys.stderr)
         vision, llm = standin_modules()
         export_vision_llm(args.out, vision, llm, dtype="float32", only={"decoder"})
         del vision, llm

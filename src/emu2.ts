@@ -13,7 +13,14 @@ import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
 import type { ImageSlot } from "./prompt/render.js";
 import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
-import { DeviceKvCache, presentNames, rowSelectionGraph, selectedNames } from "./llm/device-kv-cache.js";
+import {
+  appendGraph,
+  appendedNames,
+  DeviceKvCache,
+  deviceCacheOutputs,
+  rowSelectionGraph,
+  selectedNames,
+} from "./llm/device-kv-cache.js";
 import { HostKvCache, PartCaches } from "./llm/kv-cache.js";
 import { logSoftmaxGraph } from "./llm/graphs.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
@@ -229,7 +236,7 @@ export class Emu2 {
 
   /**
    * The LLM graphs and the KV cache strategy that fits where the decoder runs: a decoder graph on WebGPU keeps its
-   * presents on the device (DeviceKvCache), one on the CPU in host memory (HostKvCache). A decoder split across
+   * cache on the device (DeviceKvCache), one on the CPU in host memory (HostKvCache). A decoder split across
    * devices has one cache per part (PartCaches), each on its part's device.
    */
   private async openLlm(): Promise<LlmStage> {
@@ -242,21 +249,26 @@ export class Emu2 {
       const count = split ? split[k].layers : layers;
       const shape = { layers: count, firstLayer: first, heads, headDim, dtype: this.manifest.dtype };
       const onGpu = this.pkg.placement(role) === "webgpu";
-      const decoder = await this.pkg.placedSession(role, onGpu ? { deviceOutputs: presentNames(count, first) } : {});
+      // On WebGPU the cache's outputs stay on the device: this run's rows, or a decoder's presents (older export).
+      const deviceOutputs = onGpu ? deviceCacheOutputs(this.pkg.graphOutputs(role), count, first) : [];
+      const appends = deviceOutputs.some((name) => name.startsWith("new_key_values."));
+      const decoder = await this.pkg.placedSession(role, onGpu ? { deviceOutputs } : {});
       decoders.push(decoder);
       // With --cpu-fallback, WebGPU may have failed on an earlier graph: then this part runs on the CPU.
       if (decoder.device === "webgpu") {
-        const select = await this.pkg.builtSession(
-          `kv_cache_select_rows_${role}`,
-          rowSelectionGraph(shape),
-          { deviceOutputs: selectedNames(count, first) },
-          role,
-        );
-        if (select.device !== "webgpu")
-          throw new Emu2Error(
-            `WebGPU failed for the KV cache of ${role} after the graph started on it: run with --device cpu`,
-          );
-        caches.push(DeviceKvCache.factory(shape, select.session));
+        const built = async (name: string, graph: Uint8Array, outputs: string[]) => {
+          const placed = await this.pkg.builtSession(`${name}_${role}`, graph, { deviceOutputs: outputs }, role);
+          if (placed.device !== "webgpu")
+            throw new Emu2Error(
+              `WebGPU failed for the KV cache of ${role} after the graph started on it: run with --device cpu`,
+            );
+          return placed.session;
+        };
+        const select = await built("kv_cache_select_rows", rowSelectionGraph(shape), selectedNames(count, first));
+        const append = appends
+          ? await built("kv_cache_append", appendGraph(shape), appendedNames(count, first))
+          : undefined;
+        caches.push(DeviceKvCache.factory(shape, { select, append }));
       } else caches.push(HostKvCache.factory(shape));
       first += count;
     }

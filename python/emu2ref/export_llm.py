@@ -68,35 +68,41 @@ class _Embed(nn.Module):
 
 class _Decoder(nn.Module):
     """Flat inputs/outputs: (inputs_embeds, attention_mask, position_ids, past.0.key, past.0.value, ...) ->
-    (last_hidden_state, present.0.key, present.0.value, ..., new_key_values.0.key, new_key_values.0.value, ...);
-    with layers = (start, stop), one part of a split decoder (Emu2LLM.decode).
+    (last_hidden_state, new_key_values.0.key, new_key_values.0.value, ...); with layers = (start, stop), one part of a
+    split decoder (Emu2LLM.decode).
 
-    new_key_values are the presents' last T rows (this run's own keys and values). A host-memory cache fetches only
-    those and appends them itself: onnxruntime-node copies every fetched output into a fresh JS buffer, and fetching
-    the presents copies the whole cache on every token (docs/package-format.md)."""
+    new_key_values are this run's own keys and values [B,h,T,d]; the cache appends them itself (a host cache into
+    free slots of its buffers, a WebGPU cache by a Concat on the device). The graph attends the past where it is fed
+    (Emu2LLM.decode's past_apart) and has no presents: ONNX Runtime runs every node of a graph whatever the caller
+    fetches, so a present output alone would copy the whole cache on every token (docs/package-format.md).
 
-    def __init__(self, llm, layers=None):
+    reference=True gives the reference's own outputs instead, (last_hidden_state, present.0.key, ...): the past and
+    new rows concatenated, attended as HF does (the parity goldens)."""
+
+    def __init__(self, llm, layers=None, reference=False):
         super().__init__()
         self.llm = llm
         self.layers = layers
+        self.reference = reference
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        hidden, presents = self.llm.decode(inputs_embeds, attention_mask, position_ids, pairs, self.layers)
-        new = inputs_embeds.shape[1]
-        flat = tuple(t for kv in presents for t in kv)
-        return (hidden,) + flat + tuple(t[:, :, t.shape[2] - new:] for t in flat)
+        hidden, presents = self.llm.decode(inputs_embeds, attention_mask, position_ids, pairs, self.layers,
+                                           past_apart=not self.reference)
+        return (hidden,) + tuple(t for kv in presents for t in kv)
 
 
 def decoder_names(layers: int, start: int = 0):
-    """past and present names of layers start .. layers-1 (global layer indices, also in a part's graph)."""
+    """past and present names of layers start .. layers-1 (global layer indices, also in a part's graph); presents
+    are the reference's outputs (the parity goldens), not the exported graph's."""
     past = [f"past_key_values.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
     present = [f"present.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
     return past, present
 
 
 def new_rows_names(layers: int, start: int = 0):
-    """The names of the decoder's new_key_values outputs (the presents' last T rows) of layers start .. layers-1."""
+    """The names of the decoder's new_key_values outputs (this run's rows: the presents' last T) of layers start ..
+    layers-1."""
     return [f"new_key_values.{i}.{kind}" for i in range(start, layers) for kind in ("key", "value")]
 
 
@@ -135,14 +141,13 @@ def _example_inputs(vision: EvaViT, llm: Emu2LLM) -> dict:
 
 def _decoder_spec(layers: int, part=None):
     start, stop = part or (0, layers)
-    past_names, present_names = decoder_names(stop, start)
+    past_names, _ = decoder_names(stop, start)
     axes = {"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "total"},
             "position_ids": {0: "batch", 1: "tokens"}, "last_hidden_state": {0: "batch", 1: "tokens"}}
     axes.update({n: {0: "batch", 2: "past"} for n in past_names})
-    axes.update({n: {0: "batch", 2: "total"} for n in present_names})
     new_names = new_rows_names(stop, start)
     axes.update({n: {0: "batch", 2: "tokens"} for n in new_names})
-    return (lambda v, m: _Decoder(m, part)), ["last_hidden_state"] + present_names + new_names, axes
+    return (lambda v, m: _Decoder(m, part)), ["last_hidden_state"] + new_names, axes
 
 
 def _graph_specs(layers: int, decoder_parts: int = 1) -> dict:
@@ -263,13 +268,17 @@ def _write_parity(parity_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str) -> 
     examples = _example_inputs(vision, llm)
     specs = _graph_specs(len(llm.model.layers))
     writer = GoldenWriter(parity_dir)
-    past_names, _ = decoder_names(len(llm.model.layers))
+    past_names, present_names = decoder_names(len(llm.model.layers))
     with torch.no_grad():
         for name, (wrap, outputs, _) in specs.items():
             cases = [(name, examples[name])]
             if name == "decoder":
                 cases.append(("decoder_first_step", _first_step(examples[name], past_names)))
                 cases.append(("decoder_one_token", _one_token(examples[name], past_names)))
+                # The reference's presents (HF's attention over the concatenated cache): the test checks the
+                # graph's new_key_values against their last rows, and its hidden state computed without them.
+                outputs = ["last_hidden_state"] + present_names
+                wrap = lambda v, m: _Decoder(m, reference=True)  # noqa: E731
             for case, feeds in cases:
                 result = wrap(vision, llm)(*feeds.values())
                 result = result if isinstance(result, tuple) else (result,)
@@ -277,9 +286,7 @@ def _write_parity(parity_dir: str, vision: EvaViT, llm: Emu2LLM, dtype: str) -> 
                 for input_name, value in feeds.items() if case != "visual_encoder" else ():
                     writer.add(f"{case}.{input_name}", value)
                 for output_name, value in zip(outputs, result):
-                    # new_key_values are the presents' last rows: the test reads them there, not from copies.
-                    if not output_name.startswith("new_key_values."):
-                        writer.add(f"{case}.{output_name}", value)
+                    writer.add(f"{case}.{output_name}", value)
     pixels = examples["visual_encoder"]["pixel_values"]
     writer.meta = {"dtype": dtype, "layers": len(llm.model.layers), "visual_encoder_pixel_seed": PIXEL_SEED,
                    "visual_encoder_pixel_shape": list(pixels.shape),

@@ -53,7 +53,9 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden, bias=False, device=device)
         self.o_proj = nn.Linear(hidden, hidden, bias=False, device=device)
 
-    def forward(self, x, cos, sin, mask, past):
+    def forward(self, x, cos, sin, mask, past, past_apart=False):
+        """-> (output, (key, value)): the past and this run's keys and values concatenated, as HF's presents; with
+        past_apart, this run's own rows only, and the past is attended where it lies (see below)."""
         b, t, _ = x.shape
         shape = (b, t, self.heads, self.head_dim)
         q = self.q_proj(x).view(shape).transpose(1, 2)
@@ -61,6 +63,17 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(shape).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if past_apart and past is not None:
+            # The same attention without concatenating the past: the scores of the past's keys and of the new ones
+            # side by side (one softmax over both), the weighted past values plus the weighted new ones. In an
+            # exported graph the Concat of the past and the new rows copied the whole cache on every token (2 x 41
+            # MB per layer at Emu2's width and 1,536 tokens); the sum only changes the order of float additions.
+            scale = self.head_dim ** 0.5
+            scores = torch.cat((q @ past[0].transpose(2, 3), q @ k.transpose(2, 3)), dim=-1) / scale + mask
+            probs = scores.to(torch.float32).softmax(dim=-1).to(q.dtype)
+            p = past[0].shape[2]
+            out = probs[..., :p] @ past[1] + probs[..., p:] @ v
+            return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
@@ -89,8 +102,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(hidden, eps, device)
         self.post_attention_layernorm = RMSNorm(hidden, eps, device)
 
-    def forward(self, x, cos, sin, mask, past):
-        attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)
+    def forward(self, x, cos, sin, mask, past, past_apart=False):
+        attn, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past, past_apart)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), present
 
@@ -135,10 +148,13 @@ class Emu2LLM(nn.Module):
     def embed_tokens(self, ids):
         return self.model.embed_tokens(ids)
 
-    def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None, layers=None):
+    def decode(self, inputs_embeds, attention_mask, position_ids, past_key_values=None, layers=None,
+               past_apart=False):
         """-> (last_hidden_state after the final norm, presents [(key, value) per layer, each [B,h,P+T,d]]).
         layers = (start, stop) runs only those consecutive layers (one part of a split decoder): past_key_values and
-        presents are theirs, and the final norm is applied only by the part that ends with the last layer."""
+        presents are theirs, and the final norm is applied only by the part that ends with the last layer.
+        past_apart: the presents are this run's rows only [B,h,T,d], the past attended without a copy (the
+        exported decoder's form, Attention.forward)."""
         start, stop = layers or (0, len(self.model.layers))
         mask = attention_mask_4d(attention_mask, inputs_embeds.shape[1], inputs_embeds.dtype)
         cos, sin = self.rotary(position_ids, inputs_embeds.dtype)
@@ -146,7 +162,7 @@ class Emu2LLM(nn.Module):
         presents = []
         for i, layer in enumerate(self.model.layers[start:stop]):
             past = past_key_values[i] if past_key_values else None
-            x, present = layer(x, cos, sin, mask, past)
+            x, present = layer(x, cos, sin, mask, past, past_apart)
             presents.append(present)
         return (self.model.norm(x) if stop == len(self.model.layers) else x), presents
 

@@ -70,6 +70,30 @@ class DecoderSemanticsTest(unittest.TestCase):
         torch.testing.assert_close(torch.cat([head, step5, step6], 1), full, rtol=1e-5, atol=1e-5)
         self.assertEqual(list(past[0][0].shape), [1, LLM["num_heads"], 6, 8])
 
+    def test_past_apart_equals_the_concatenated_cache(self):
+        """The exported decoder's form (Attention.forward's past_apart) against HF's concatenated cache: the same
+        hidden states and, as its presents, the concatenation's last rows; with a past and with an empty one (the
+        first step), over a left-padded batch."""
+        _, llm = tiny()
+        g = torch.Generator().manual_seed(2)
+        mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+        embeds = torch.randn(2, 5, LLM["hidden_size"], generator=g)
+        empty = [(torch.zeros(2, LLM["num_heads"], 0, 8),) * 2] * LLM["num_layers"]
+        with torch.no_grad():
+            first, past = llm.decode(embeds[:, :3], mask[:, :3], position_ids_for(mask[:, :3], 3), [])
+            first_apart, rows = llm.decode(embeds[:, :3], mask[:, :3], position_ids_for(mask[:, :3], 3), empty,
+                                           past_apart=True)
+            step, presents = llm.decode(embeds[:, 3:], mask, position_ids_for(mask, 2), past)
+            step_apart, new_rows = llm.decode(embeds[:, 3:], mask, position_ids_for(mask, 2), past, past_apart=True)
+        torch.testing.assert_close(first_apart, first, rtol=0, atol=1e-6)
+        torch.testing.assert_close(step_apart, step, rtol=0, atol=1e-6)
+        # Layer 0's rows are equal; a later layer's come from hidden states that differ in the last float bits.
+        for (k, v), (k_all, v_all), (k0, v0), (k0_all, v0_all) in zip(new_rows, presents, rows, past):
+            torch.testing.assert_close(k, k_all[:, :, 3:], rtol=0, atol=1e-6)
+            torch.testing.assert_close(v, v_all[:, :, 3:], rtol=0, atol=1e-6)
+            torch.testing.assert_close(k0, k0_all, rtol=0, atol=1e-6)
+            torch.testing.assert_close(v0, v0_all, rtol=0, atol=1e-6)
+
     def test_left_padding_does_not_change_the_real_tokens(self):
         _, llm = tiny()
         embeds = torch.randn(1, 4, LLM["hidden_size"], generator=torch.Generator().manual_seed(1))
@@ -192,6 +216,18 @@ class CheckpointExportTest(unittest.TestCase):
         with open(path, "w") as f:
             json.dump({"num_attention_heads": LLM["num_heads"], "rms_norm_eps": 1e-6}, f)
         return path
+
+    def test_the_decoder_attends_its_past_without_copying_it(self):
+        """No presents and no Concat of a past input: ONNX Runtime runs every node whatever is fetched, so either
+        would copy the whole cache on every token."""
+        model = onnx.load(os.path.join(self.reference, "decoder.onnx"), load_external_data=False)
+        self.assertEqual([o.name for o in model.graph.output],
+                         ["last_hidden_state"] + export_llm.new_rows_names(LLM["num_layers"]))
+        past = {i.name for i in model.graph.input if i.name.startswith("past_key_values.")}
+        self.assertEqual(len(past), 2 * LLM["num_layers"])
+        readers = [n.op_type for n in model.graph.node if past & set(n.input)]
+        self.assertGreater(len(readers), 0)
+        self.assertNotIn("Concat", readers)
 
     def test_hf_layout_in_sharded_bin_files(self):
         folder = os.path.join(self.tmp.name, "hf")

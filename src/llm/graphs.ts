@@ -140,7 +140,7 @@ export class LlmGraphs {
       Object.assign(outputs, out);
       hidden = out.last_hidden_state;
     }
-    cache.absorb(outputs);
+    await cache.absorb(outputs);
     return fromOrt(hidden, "decoder last_hidden_state").data;
   }
 

@@ -1,6 +1,6 @@
 // The decoder's key/value cache behind an interface: generation code only asks for the next step's feeds, hands
 // back the step's outputs, and rearranges batch rows (beam reordering, beam expansion, dropped rows). HostKvCache
-// keeps the present tensors in host memory; DeviceKvCache (device-kv-cache.ts) keeps them as WebGPU buffers and
+// keeps the past tensors in host memory; DeviceKvCache (device-kv-cache.ts) keeps them as WebGPU buffers and
 // implements the same operations on the device, without the generation code changing. A decoder split into parts
 // on different devices has one cache per part (PartCaches), each where its part runs.
 import type { Dtype } from "../model/manifest.js";
@@ -18,8 +18,11 @@ export interface KvCache {
    * only its own layers'): the runtime fetches only these, since onnxruntime-node copies every fetched output.
    */
   outputsToFetch(outputs: readonly string[]): readonly string[];
-  /** Takes the decoder's outputs (new_key_values.{i}.key/value rows, or present.{i}.key/value) as the new past. */
-  absorb(outputs: OrtFeeds): void;
+  /**
+   * Takes the decoder's outputs (new_key_values.{i}.key/value rows, or present.{i}.key/value) into the new past; a
+   * device cache appends on the device, a session run, so the caller awaits it.
+   */
+  absorb(outputs: OrtFeeds): void | Promise<void>;
   /**
    * Keeps batch rows `rows`, in that order: repeats expand a row (one prompt -> its beams), a permutation reorders
    * beams, a missing row is dropped.
@@ -120,14 +123,14 @@ export function capacityFor(needed: number, maxLength = Infinity): number {
 /**
  * The cache in host memory. With a decoder that has new_key_values outputs (this run's own key/value rows) it
  * fetches only those and writes them into free slots of its own buffers, [B,h,C,d] with C >= P: the decoder reads
- * all C slots, the attention mask marks the free ones as padding (graphs.ts), and nothing of the cache is copied
- * per token except by ONNX Runtime inside the graph. onnxruntime-node copies every fetched output into a newly
- * allocated JS buffer, so fetching the presents instead copies the whole cache on every token (720 ms against ONNX
- * Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam reordering moves rows within
- * the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2 layers at Emu2's width and 1,536
- * tokens), and a move between beams of one prompt copies only the slots after the prompt, which they share: the
- * tokens generated so far, not the whole context. A decoder exported before new_key_values existed gives its
- * presents, which become the past as they are.
+ * all C slots where they lie (its graph has no presents, so it concatenates nothing), the attention mask marks the
+ * free ones as padding (graphs.ts), and nothing of the cache is copied per token. onnxruntime-node copies every
+ * fetched output into a newly allocated JS buffer, so fetching presents would copy the whole cache on every token
+ * (720 ms against ONNX Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam
+ * reordering moves rows within the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2
+ * layers at Emu2's width and 1,536 tokens), and a move between beams of one prompt copies only the slots after the
+ * prompt, which they share: the tokens generated so far, not the whole context. A decoder exported before
+ * new_key_values existed gives its presents, which become the past as they are.
  */
 export class HostKvCache extends KvCacheEntries implements KvCache {
   private constructor(
@@ -155,16 +158,20 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
   /** Rows put aside during an in-place reorder (reorderInPlace). */
   private asides: (Float32Array | Uint16Array)[] = [];
 
-  static async empty(shape: KvCacheShape, batch: number, maxLength = Infinity): Promise<HostKvCache> {
+  /**
+   * `freeSlots`: slots the empty past has (masked, as any free slot): a decoder run on WebGPU needs at least one,
+   * since ONNX Runtime's WebGPU MatMul crashes on the empty past's inner dimension (device-kv-cache.ts).
+   */
+  static async empty(shape: KvCacheShape, batch: number, maxLength = Infinity, freeSlots = 0): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
-    for (const name of names) tensors.set(name, zeros(shape.dtype, [batch, shape.heads, 0, shape.headDim]));
+    for (const name of names) tensors.set(name, zeros(shape.dtype, [batch, shape.heads, freeSlots, shape.headDim]));
     const lineage = Array.from({ length: batch }, (_, row) => row);
     return new HostKvCache(loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength);
   }
 
-  static factory(shape: KvCacheShape): KvCacheFactory {
-    return (batch, maxLength) => HostKvCache.empty(shape, batch, maxLength);
+  static factory(shape: KvCacheShape, freeSlots = 0): KvCacheFactory {
+    return (batch, maxLength) => HostKvCache.empty(shape, batch, maxLength, freeSlots);
   }
 
   /** Filled slots only: the past fed to the decoder has `capacity` (free ones masked). */
@@ -413,9 +420,9 @@ export class PartCaches implements KvCache {
     return this.parts.flatMap((p) => p.outputsToFetch(outputs));
   }
 
-  absorb(outputs: OrtFeeds): void {
-    // Each part takes the presents of its own layers.
-    for (const p of this.parts) p.absorb(outputs);
+  async absorb(outputs: OrtFeeds): Promise<void> {
+    // Each part takes the outputs of its own layers.
+    for (const p of this.parts) await p.absorb(outputs);
   }
 
   async select(rows: readonly number[]): Promise<void> {

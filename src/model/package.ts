@@ -98,7 +98,10 @@ export function manifestField(role: string): string {
 }
 
 /** The inputs the runtime feeds and the outputs it reads, by graph (docs/package-format.md, "Graph inputs and outputs"). */
-export function graphInterface(manifest: Manifest, role: GraphRole): { inputs: string[]; outputs: string[] } {
+export function graphInterface(
+  manifest: Manifest,
+  role: GraphRole,
+): { inputs: string[]; outputs: string[]; formerOutputs?: string[] } {
   // A decoder part carries the past of its own layers, named by their index in the whole decoder.
   const part = /^decoder_part(\d+)$/.exec(role);
   const parts = manifest.llm.decoder_parts ?? [];
@@ -120,7 +123,12 @@ export function graphInterface(manifest: Manifest, role: GraphRole): { inputs: s
           "position_ids",
           ...layers.flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]),
         ],
-        outputs: ["last_hidden_state", ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])],
+        outputs: [
+          "last_hidden_state",
+          ...layers.flatMap((i) => [`new_key_values.${i}.key`, `new_key_values.${i}.value`]),
+        ],
+        // Earlier exports gave the presents (the past and new rows together), at first without new_key_values.
+        formerOutputs: ["last_hidden_state", ...layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])],
       };
     case "lm_head":
       return { inputs: ["hidden_states"], outputs: ["logits"] };
@@ -250,7 +258,9 @@ export class ModelPackage {
       const inputs = summary.inputs.filter((name) => !summary.initializers.has(name));
       const missingIn = expected.inputs.filter((name) => !inputs.includes(name));
       const extraIn = inputs.filter((name) => !expected.inputs.includes(name));
-      const missingOut = expected.outputs.filter((name) => !summary.outputs.includes(name));
+      const missing = (outputs: string[]) => outputs.filter((name) => !summary.outputs.includes(name));
+      const missingOut =
+        expected.formerOutputs && missing(expected.formerOutputs).length === 0 ? [] : missing(expected.outputs);
       if (missingIn.length > 0)
         report(`the ${role} graph lacks the input${missingIn.length > 1 ? "s" : ""} ${list(missingIn)}`);
       if (extraIn.length > 0)
@@ -327,6 +337,19 @@ export class ModelPackage {
       this.built.set(name, session);
     }
     return session;
+  }
+
+  /** The output names a graph of the package declares (read from its file; no session is created). */
+  graphOutputs(role: GraphRole): string[] {
+    const file = graphFiles(this.manifest)[role];
+    if (!file) throw new PackageError(`${this.dir}: package ${this.name} has no ${role} graph`);
+    try {
+      return readOnnxSummary(this.path(file)).outputs;
+    } catch (err) {
+      if (err instanceof OnnxFileError)
+        throw new PackageError(`${this.path(file)}: not a readable ONNX model: ${err.message}`);
+      throw err;
+    }
   }
 
   /**

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ModelPackage } from "../../src/model/package.js";
 import { readOnnxSummary } from "../../src/model/onnx-file.js";
+import { writeOnnxModel } from "../../src/model/onnx-writer.js";
 import { PackageError } from "../../src/util/errors.js";
 import { packageDir } from "../helpers/fixtures.js";
 
@@ -103,6 +104,38 @@ test("graph check: a truncated graph, a link to a non-ONNX file and a graph with
   assert.match(problems.get("project_down.onnx") ?? "", /the project_down graph lacks the output visual_embeds/);
 });
 
+test("graph check: a decoder with presents (an earlier export) passes; one with neither presents nor new_key_values is reported", () => {
+  const dir = copyPackage();
+  const past = ["0.key", "0.value", "1.key", "1.value"];
+  // Declarations are all the check reads: Identity nodes stand in for the layers.
+  const decoder = (outputs: string[]) =>
+    writeOnnxModel({
+      name: "decoder",
+      opset: 17,
+      inputs: [
+        { name: "inputs_embeds", type: "float32", dims: ["batch", "tokens", 32] },
+        { name: "attention_mask", type: "int64", dims: ["batch", "total"] },
+        { name: "position_ids", type: "int64", dims: ["batch", "tokens"] },
+        ...past.map((n) => ({ name: `past_key_values.${n}`, type: "float32" as const, dims: ["batch", 4, "past", 8] })),
+      ],
+      outputs: outputs.map((name) => ({ name, type: "float32" as const, dims: ["batch", 4, "total", 8] })),
+      nodes: outputs.map((name, i) => ({
+        op: "Identity",
+        inputs: [i === 0 ? "inputs_embeds" : `past_key_values.${past[i - 1]}`],
+        outputs: [name],
+      })),
+    });
+  writeFileSync(join(dir, "decoder.onnx"), decoder(["last_hidden_state", ...past.map((n) => `present.${n}`)]));
+  assert.deepEqual(ModelPackage.open(dir).checkGraphs(), []);
+  writeFileSync(join(dir, "decoder.onnx"), decoder(["last_hidden_state", "present.0.key", "new_key_values.0.key"]));
+  const [problem, ...rest] = ModelPackage.open(dir).checkGraphs();
+  assert.deepEqual(rest, []);
+  assert.equal(
+    problem.problem,
+    "the decoder graph lacks the outputs new_key_values.0.value, new_key_values.1.key, new_key_values.1.value",
+  );
+});
+
 test("the ONNX reader lists a graph's inputs and outputs without its weights", () => {
   const s = readOnnxSummary(join(source, "decoder.onnx"));
   assert.deepEqual(s.inputs.filter((n) => !s.initializers.has(n)).slice(0, 4), [
@@ -111,7 +144,7 @@ test("the ONNX reader lists a graph's inputs and outputs without its weights", (
     "position_ids",
     "past_key_values.0.key",
   ]);
-  assert.deepEqual(s.outputs.slice(0, 2), ["last_hidden_state", "present.0.key"]);
+  assert.deepEqual(s.outputs.slice(0, 2), ["last_hidden_state", "new_key_values.0.key"]);
   const empty = join(mkdtempSync(join(tmpdir(), "emu2-onnx-")), "empty.onnx");
   writeFileSync(empty, "");
   assert.throws(() => readOnnxSummary(empty), /the file is empty/);
