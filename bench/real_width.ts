@@ -67,6 +67,15 @@ const NEW_TOKENS = 16;
 const BARE_WARMUP = 2;
 const BARE_STEPS = 12;
 const PROMPT_SEED = 99;
+/**
+ * The context figure: the bare loop's step at CONTEXTS[1] tokens against CONTEXTS[0], the two taking turns step by
+ * step in one process (CONTEXT_ROUNDS after CONTEXT_WARMUP), the median of the rounds' ratios. Rows measured
+ * minutes apart compare the VM's moods as much as the contexts (one run's bare loop took 173 ms at 64 tokens and
+ * 184 at 1,536, the next 208 and 220, its floor moving from 166 to 209 ms).
+ */
+const CONTEXTS = [64, 1536] as const;
+const CONTEXT_WARMUP = 2;
+const CONTEXT_ROUNDS = 12;
 const IMAGES = 4;
 
 type Weights = "float32" | "int8";
@@ -124,6 +133,14 @@ interface ImagesOut {
   encoder_run_ms: Spread;
   prompt_tokens: number;
   prefill_ms: number;
+  rss_peak_kb: number;
+}
+
+interface ContextOut {
+  contexts: readonly number[];
+  short_ms: Spread;
+  long_ms: Spread;
+  ratio: Spread;
   rss_peak_kb: number;
 }
 
@@ -285,6 +302,40 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   result.bare = { total_ms: spread(bare.total), decoder_ms: spread(bare.decoder), lm_head_ms: spread(bare.lm_head) };
   result.rss_peak_kb = process.resourceUsage().maxRSS;
   return result;
+}
+
+/** The context figure of one package (CONTEXTS): its bare loop at both contexts, step by step in turns. */
+async function contextWorker(weights: Weights): Promise<Record<string, unknown>> {
+  const dir = packageOf(weights);
+  const shape = readManifest(join(dir, "manifest.yaml")).llm;
+  const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
+  const [decoder, lmHead] = await Promise.all(
+    [shape.decoder_file ?? "decoder.onnx", shape.lm_head_file].map((file) => createSession(join(dir, file), options)),
+  );
+  const embedFile = join(dir, shape.embed_tokens_file);
+  const embed = LookupTable.open(embedFile) ?? (await createSession(embedFile, options));
+  const loops = await Promise.all(
+    CONTEXTS.map((context) => bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", 1, context)),
+  );
+  const steps: [number[], number[]] = [[], []];
+  const ratios: number[] = [];
+  for (let round = 0; round < CONTEXT_WARMUP + CONTEXT_ROUNDS; round++) {
+    // Each round starts with the other context, so that a drift within a round favours neither.
+    const order = round % 2 ? [1, 0] : [0, 1];
+    const times = [0, 0];
+    for (const k of order) times[k] = (await loops[k]()).total;
+    if (round < CONTEXT_WARMUP) continue;
+    steps[0].push(times[0]);
+    steps[1].push(times[1]);
+    ratios.push(times[1] / times[0]);
+  }
+  return {
+    contexts: CONTEXTS,
+    short_ms: spread(steps[0]),
+    long_ms: spread(steps[1]),
+    ratio: spread(ratios),
+    rss_peak_kb: process.resourceUsage().maxRSS,
+  };
 }
 
 /** The visual encoder per image, then the LLM prefill of a prompt holding IMAGES images. */
@@ -516,14 +567,16 @@ function sameIds(what: string, ts: number[][], torch: number[][]): void {
 async function main(): Promise<void> {
   const at = process.argv.indexOf("--worker");
   if (at >= 0) {
-    const job = JSON.parse(process.argv[at + 1]) as { kind: string; spec?: RowSpec; index?: number };
+    const job = JSON.parse(process.argv[at + 1]) as { kind: string; spec?: RowSpec; index?: number; weights?: Weights };
     try {
       const out =
         job.kind === "limits"
           ? await limitsWorker()
           : job.kind === "images"
             ? await imagesWorker()
-            : await rowWorker(job.spec as RowSpec, job.index ?? 0);
+            : job.kind === "context"
+              ? await contextWorker(job.weights ?? "float32")
+              : await rowWorker(job.spec as RowSpec, job.index ?? 0);
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } catch (err) {
       process.stdout.write(`${JSON.stringify({ error: (err as Error).message.split("\n")[0] })}\n`);
@@ -547,12 +600,13 @@ async function main(): Promise<void> {
   const rows = wanted.length ? ROWS.filter((r) => wanted.some((w) => r.name.startsWith(w))) : ROWS;
   const runImages = wanted.length === 0 || wanted.includes("images");
   const runLayers = wanted.length === 0 || wanted.includes("layers");
-  if (rows.length + Number(runImages) + Number(runLayers) === 0)
+  const runContext = wanted.length === 0 || wanted.includes("context");
+  if (rows.length + Number(runImages) + Number(runLayers) + Number(runContext) === 0)
     throw new BenchError(
-      `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers`,
+      `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers, context`,
     );
   ensureStandin(runImages);
-  const int8Rows = rows.some((r) => r.weights === "int8");
+  const int8Rows = runContext || rows.some((r) => r.weights === "int8");
   if (int8Rows) ensureInt8Standin();
   const c = costs(PACKAGE);
   const c8 = int8Rows ? costs(INT8_PACKAGE) : undefined;
@@ -585,6 +639,7 @@ async function main(): Promise<void> {
   // Every finished row is written at once (bench/results), so that a long run stopped early keeps what it measured.
   let images: ImagesOut | undefined;
   const quantized: LayerOut[] = [];
+  const contextRatios: (ContextOut & { weights: Weights })[] = [];
   // Chosen once, at the first report: the run's partial reports and its final one go to the same file.
   let resultsFile: string | undefined;
   const report = (final: boolean): void => {
@@ -650,6 +705,13 @@ async function main(): Promise<void> {
     } else {
       lines.push("");
       lines.push("visual encoder: not selected");
+    }
+    for (const r of contextRatios) {
+      const [short, long] = r.contexts;
+      lines.push(
+        `context ${long} / ${short}, ${r.weights}: the bare loop ${range(r.long_ms)} against ${range(r.short_ms)} ms, ` +
+          `step by step in turns; ratio ${f2(r.ratio.median)} (${f2(r.ratio.min)}-${f2(r.ratio.max)}, median of ${r.ratio.n} rounds)`,
+      );
     }
     if (quantized.length) {
       lines.push("");
@@ -760,6 +822,7 @@ async function main(): Promise<void> {
           decode: decodeRows,
           images,
           one_layer: quantized,
+          context: contextRatios,
           prediction,
           table,
           complete: final,
@@ -794,6 +857,13 @@ async function main(): Promise<void> {
     }
     rowResults.push({ spec, ts, torch });
     report(false);
+  }
+  if (runContext) {
+    for (const weights of ["float32", "int8"] as const) {
+      const out = tsWorker({ kind: "context", weights }, `context ${CONTEXTS.join(" / ")} in turns, ${weights}`);
+      contextRatios.push({ weights, ...(out as unknown as ContextOut) });
+      report(false);
+    }
   }
   if (runImages) {
     images = tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as unknown as ImagesOut;
