@@ -1,7 +1,9 @@
 """The LLaMA text decoder of an emu2 package in the layout transformers.js loads (a Hugging Face ONNX folder), for
 `npm run bench`'s transformers.js peer: the package's embed_tokens, decoder and lm_head graphs joined into one
 onnx/model.onnx (input_ids, attention_mask, position_ids, past_key_values.* -> logits, present.*), with the
-config.json that names it a llama model. Same weights, same operators: only the graph boundaries go.
+config.json that names it a llama model. Same weights, same operators: only the graph boundaries go, and the
+presents transformers.js feeds back are made as Hugging Face's LLaMA makes them, each past concatenated with the
+decoder's new rows (new_key_values: an emu2 decoder gives only those, its cache appends them itself).
 
     /usr/bin/python3 bench/export_hf_layout.py fixtures/models/emu2-tiny /tmp/emu2-tiny-hf
 """
@@ -41,6 +43,13 @@ def main() -> None:
         for node in joined.graph.node:
             node.input[:] = [new_name if n == old_name else n for n in node.input]
             node.output[:] = [new_name if n == old_name else n for n in node.output]
+    for output in list(joined.graph.output):
+        if output.name.startswith("new_key_values."):
+            entry = output.name[len("new_key_values."):]
+            joined.graph.node.append(onnx.helper.make_node(
+                "Concat", [f"past_key_values.{entry}", output.name], [f"present.{entry}"], axis=2))
+            output.name = f"present.{entry}"
+            output.type.tensor_type.shape.dim[2].dim_param = "total"
     onnx.checker.check_model(joined)
     os.makedirs(os.path.join(args.out, "onnx"), exist_ok=True)
     onnx.save(joined, os.path.join(args.out, "onnx", "model.onnx"))
