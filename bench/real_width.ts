@@ -237,22 +237,30 @@ function timeRuns(session: Session): [number, number][] {
   return spans;
 }
 
-async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
-  // The LLM stage as Emu2.llm() builds it on the CPU, from the LLM graphs alone: the visual encoder may still be
-  // building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
-  const dir = packageOf(spec.weights);
+/**
+ * The sessions of a decode step as Emu2.llm() opens them on the CPU, from the LLM graphs alone: the visual encoder
+ * may still be building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
+ */
+async function decodeSessions(weights: Weights) {
+  const dir = packageOf(weights);
   const manifest = readManifest(join(dir, "manifest.yaml"));
   const shape = manifest.llm;
-  const loadStart = performance.now();
   const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
-  const [decoder, lmHead, projectUp, projectDown] = await Promise.all(
-    [shape.decoder_file ?? "decoder.onnx", shape.lm_head_file, shape.project_up_file, shape.project_down_file].map(
-      (file) => createSession(join(dir, file), options),
-    ),
-  );
+  const open = (file: string) => createSession(join(dir, file), options);
+  const decoder = await open(shape.decoder_file ?? "decoder.onnx");
+  const lmHead = await open(shape.lm_head_file);
   // The embeddings as Emu2.llm() gets them: read from the graph's file when it is a plain lookup.
   const embedFile = join(dir, shape.embed_tokens_file);
-  const embed = LookupTable.open(embedFile) ?? (await createSession(embedFile, options));
+  const embed = LookupTable.open(embedFile) ?? (await open(shape.embed_tokens_file));
+  return { manifest, shape, open, decoder, lmHead, embed };
+}
+
+async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
+  const loadStart = performance.now();
+  const { manifest, shape, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
+  const projectUp = await open(shape.project_up_file);
+  const projectDown = await open(shape.project_down_file);
+  const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
   const loadMs = performance.now() - loadStart;
   const rows = spec.batch * spec.beams;
 
@@ -306,14 +314,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
 
 /** The context figure of one package (CONTEXTS): its bare loop at both contexts, step by step in turns. */
 async function contextWorker(weights: Weights): Promise<Record<string, unknown>> {
-  const dir = packageOf(weights);
-  const shape = readManifest(join(dir, "manifest.yaml")).llm;
-  const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
-  const [decoder, lmHead] = await Promise.all(
-    [shape.decoder_file ?? "decoder.onnx", shape.lm_head_file].map((file) => createSession(join(dir, file), options)),
-  );
-  const embedFile = join(dir, shape.embed_tokens_file);
-  const embed = LookupTable.open(embedFile) ?? (await createSession(embedFile, options));
+  const { shape, decoder, lmHead, embed } = await decodeSessions(weights);
   const loops = await Promise.all(
     CONTEXTS.map((context) => bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", 1, context)),
   );

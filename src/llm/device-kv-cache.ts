@@ -127,9 +127,10 @@ export class DeviceKvCache extends KvCacheEntries implements KvCache {
     names: string[],
     tensors: Map<string, OrtTensor>,
     /**
-     * Whether the cache holds nothing yet. Its past is then one free slot of zeros, which the attention mask marks
-     * as padding, not a zero-length one (with a decoder giving new_key_values): ONNX Runtime 1.30's WebGPU MatMul crashes the process on an empty inner
-     * dimension, which the decoder's product of the past's attention weights and values has at P = 0.
+     * Whether the cache holds nothing yet. With a decoder giving new_key_values, its past is then one free slot of
+     * zeros, which the attention mask marks as padding, not a zero-length one: ONNX Runtime 1.30's WebGPU MatMul
+     * crashes the process on an empty inner dimension, which the decoder's product of the past's attention weights
+     * and values has at P = 0.
      */
     private empty = true,
   ) {
