@@ -22,9 +22,68 @@ class RMSNorm(nn.Module):
         return self.weight * (h * torch.rsqrt(variance + self.eps)).to(x.dtype)
 
 
-def rotate_half(x):
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+class _RotateHalf(torch.autograd.Function):
+    """(x1, x2) -> (-x2, x1) halving the last axis (of size head_dim). Exported as a Split of fixed sizes: slices at
+    x.shape[-1] // 2 trace the shape as a computation (Shape, Gather, Add, Div, Mul) on every use."""
+
+    @staticmethod
+    def forward(ctx, x, head_dim: int):
+        half = head_dim // 2
+        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+    @staticmethod
+    def symbolic(g, x, head_dim: int):
+        sizes = g.op("Constant", value_t=torch.tensor([head_dim // 2, head_dim // 2], dtype=torch.int64))
+        first, second = g.op("Split", x, sizes, axis_i=-1, outputs=2)
+        return g.op("Concat", g.op("Neg", second), first, axis_i=-1)
+
+
+class _SplitHeads(torch.autograd.Function):
+    """[B,T,h*d] -> [B,h,T,d]. Exported as a Reshape to the fixed shape (0, -1, h, d) (0 copies the input's
+    dimension, -1 is what remains): a view to (b, t, h, d) traces b and t as shape computations, five nodes per use,
+    each a fixed cost of every decoder run that on a small model outweighs the arithmetic."""
+
+    @staticmethod
+    def forward(ctx, x, heads: int, head_dim: int):
+        b, t, _ = x.shape
+        return x.view(b, t, heads, head_dim).transpose(1, 2)
+
+    @staticmethod
+    def symbolic(g, x, heads: int, head_dim: int):
+        shape = g.op("Constant", value_t=torch.tensor([0, -1, heads, head_dim], dtype=torch.int64))
+        return g.op("Transpose", g.op("Reshape", x, shape), perm_i=[0, 2, 1, 3])
+
+
+class _MergeHeads(torch.autograd.Function):
+    """[B,h,T,d] -> [B,T,h*d], exported as a Reshape to the fixed shape (0, 0, -1) (see _SplitHeads)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        b, _, t, _ = x.shape
+        return x.transpose(1, 2).reshape(b, t, -1)
+
+    @staticmethod
+    def symbolic(g, x):
+        shape = g.op("Constant", value_t=torch.tensor([0, 0, -1], dtype=torch.int64))
+        return g.op("Reshape", g.op("Transpose", x, perm_i=[0, 2, 1, 3]), shape)
+
+
+class _SplitAtPast(torch.autograd.Function):
+    """Attention weights [B,h,T,P+T] -> those of the past's P keys and of the T new ones. Exported as two Slices at
+    the past's length read once (Shape with start and end, opset 15), not a traced past.shape[2] (four nodes more)."""
+
+    @staticmethod
+    def forward(ctx, probs, past_key):
+        p = past_key.shape[2]
+        return probs[..., :p], probs[..., p:]
+
+    @staticmethod
+    def symbolic(g, probs, past_key):
+        p = g.op("Shape", past_key, start_i=2, end_i=3)
+        axis = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
+        zero = g.op("Constant", value_t=torch.tensor([0], dtype=torch.int64))
+        end = g.op("Constant", value_t=torch.tensor([torch.iinfo(torch.int64).max], dtype=torch.int64))
+        return g.op("Slice", probs, zero, p, axis), g.op("Slice", probs, p, end, axis)
 
 
 class Rotary(nn.Module):
@@ -56,13 +115,11 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, mask, past, past_apart=False):
         """-> (output, (key, value)): the past and this run's keys and values concatenated, as HF's presents; with
         past_apart, this run's own rows only, and the past is attended where it lies (see below)."""
-        b, t, _ = x.shape
-        shape = (b, t, self.heads, self.head_dim)
-        q = self.q_proj(x).view(shape).transpose(1, 2)
-        k = self.k_proj(x).view(shape).transpose(1, 2)
-        v = self.v_proj(x).view(shape).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = _SplitHeads.apply(self.q_proj(x), self.heads, self.head_dim)
+        k = _SplitHeads.apply(self.k_proj(x), self.heads, self.head_dim)
+        v = _SplitHeads.apply(self.v_proj(x), self.heads, self.head_dim)
+        q = q * cos + _RotateHalf.apply(q, self.head_dim) * sin
+        k = k * cos + _RotateHalf.apply(k, self.head_dim) * sin
         if past_apart and past is not None:
             # The same attention without concatenating the past: the scores of the past's keys and of the new ones
             # side by side (one softmax over both), the weighted past values plus the weighted new ones. In an
@@ -71,16 +128,16 @@ class Attention(nn.Module):
             scale = self.head_dim ** 0.5
             scores = torch.cat((q @ past[0].transpose(2, 3), q @ k.transpose(2, 3)), dim=-1) / scale + mask
             probs = scores.to(torch.float32).softmax(dim=-1).to(q.dtype)
-            p = past[0].shape[2]
-            out = probs[..., :p] @ past[1] + probs[..., p:] @ v
-            return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
+            probs_past, probs_new = _SplitAtPast.apply(probs, past[0])
+            out = probs_past @ past[1] + probs_new @ v
+            return self.o_proj(_MergeHeads.apply(out)), (k, v)
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
         scores = (q @ k.transpose(2, 3)) / (self.head_dim ** 0.5) + mask
         # softmax(dtype=float32) as HF; spelled as casts because the ONNX exporter casts after a Softmax instead.
         out = scores.to(torch.float32).softmax(dim=-1).to(q.dtype) @ v
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), (k, v)
+        return self.o_proj(_MergeHeads.apply(out)), (k, v)
 
 
 class Mlp(nn.Module):
@@ -124,10 +181,12 @@ def attention_mask_4d(attention_mask, new_tokens: int, dtype=torch.float32):
     row keeps finite entries (its own key is only padding-masked), so no row is all -inf and softmax stays finite."""
     total = attention_mask.shape[1]
     past = total - new_tokens
-    low = torch.finfo(dtype).min
-    padding = torch.zeros(attention_mask.shape, dtype=dtype).masked_fill(attention_mask == 0, low)[:, None, None, :]
+    # Where between two scalars, not zeros(shape).masked_fill: the same values without tracing the shapes.
+    low = torch.tensor(torch.finfo(dtype).min, dtype=dtype)
+    zero = torch.tensor(0.0, dtype=dtype)
+    padding = torch.where(attention_mask == 0, low, zero)[:, None, None, :]
     future = torch.arange(total)[None, :] > (torch.arange(new_tokens)[:, None] + past)
-    causal = torch.zeros(future.shape, dtype=dtype).masked_fill(future, low)[None, None]
+    causal = torch.where(future, low, zero)[None, None]
     return padding + causal
 
 

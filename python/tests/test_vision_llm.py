@@ -10,6 +10,7 @@ import struct
 import sys
 import tempfile
 import unittest
+from collections import Counter
 from unittest import mock
 
 import numpy as np
@@ -228,6 +229,23 @@ class CheckpointExportTest(unittest.TestCase):
         readers = [n.op_type for n in model.graph.node if past & set(n.input)]
         self.assertGreater(len(readers), 0)
         self.assertNotIn("Concat", readers)
+
+    def test_a_decoder_layer_computes_no_shapes(self):
+        """A layer's reshapes, rotation and split of the attention weights have fixed shapes (llama.py's _SplitHeads,
+        _MergeHeads, _RotateHalf, _SplitAtPast): a shape traced as a computation costs a handful of nodes per use,
+        a fixed cost of every decoder run that on a small model outweighs the arithmetic. One Shape per layer
+        remains, the length of its past. The nodes one more layer adds are the layer's."""
+        ops = {}
+        for layers in (1, 2):
+            vision, llm = build_vision_llm({"vision": VISION, "llm": {**LLM, "num_layers": layers}}, 3)
+            out = os.path.join(self.tmp.name, f"decoder-{layers}")
+            export_vision_llm(out, vision, llm, only={"decoder"})
+            graph = onnx.load(os.path.join(out, "decoder.onnx"), load_external_data=False).graph
+            ops[layers] = Counter(node.op_type for node in graph.node)
+        layer = ops[2] - ops[1]
+        self.assertEqual(layer["Shape"], 1)
+        self.assertEqual({op: layer[op] for op in ("Gather", "Unsqueeze", "ConstantOfShape", "Range", "Where")},
+                         {"Gather": 0, "Unsqueeze": 0, "ConstantOfShape": 0, "Range": 0, "Where": 0})
 
     def test_hf_layout_in_sharded_bin_files(self):
         folder = os.path.join(self.tmp.name, "hf")
