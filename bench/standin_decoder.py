@@ -2,7 +2,8 @@
 52 heads, intermediate 17920) with `--layers` layers of seeded random weights, exported by the package exporter as
 float32, int8 or int4 (MatMulNBits, block 32, asymmetric, the decoder's linear layers as `--quantize` does;
 -acc4: `--accuracy-level 4`). Prints
-one JSON line: the export's peak resident set (the streaming export should need about one float32 layer).
+one JSON line: the export's peak resident set (the streaming export should need about one float32 layer). A
+decoder already there in the exporter's current form (bench/export_form.py) is kept, and nothing printed.
 
     /usr/bin/python3 bench/standin_decoder.py ~/.cache/emu2-bench/int4 --variant int4 --layers 1
     /usr/bin/python3 bench/standin_decoder.py ~/.cache/emu2-bench --bandwidth   # the read-bandwidth probe graph
@@ -25,6 +26,7 @@ from emu2ref.eva_vit import EvaViT  # noqa: E402
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2ref.llama import Emu2LLM  # noqa: E402
 from emu2ref.quantize import Quantization  # noqa: E402
+from export_form import decoder_is_current  # noqa: E402
 
 WIDTH = {"hidden_size": 6656, "num_heads": 52, "intermediate_size": 17920}
 
@@ -48,6 +50,10 @@ def main() -> None:
     if args.bandwidth:
         bandwidth_graph(os.path.join(args.out, "read.onnx"))
         return
+    if decoder_is_current(os.path.join(args.out, "decoder.onnx"), args.layers):
+        return
+    if os.path.exists(os.path.join(args.out, "decoder.onnx")):
+        print(f"re-exporting {args.out}: its decoder is an earlier export's", file=sys.stderr)
     start = time.time()
     torch.manual_seed(0)
     # Random weights at 1/sqrt(fan_in), as build_vision_llm; the vision tower and vocabulary are token-sized (the

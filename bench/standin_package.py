@@ -10,12 +10,14 @@ with `standin_modules`. The LLM graphs and manifest.yaml come first; the visual 
 them.
 
     /usr/bin/python3 bench/standin_package.py ~/.cache/emu2-bench/real-width
+    /usr/bin/python3 bench/standin_package.py ~/.cache/emu2-bench/real-width --llm-only   # no visual encoder
     /usr/bin/python3 bench/standin_package.py ~/.cache/emu2-bench/real-width-int8 --int8
 
 --int8 writes the same seeded weights as an int8 package (`export_package.py --quantize int8 --quantize-heads
 --accuracy-level 4 --block-size 128`: the decoder's linear layers, lm_head, project_up and project_down as
 MatMulNBits, embed_tokens float32), LLM graphs only (2.3 GB): what bench:real's int8 rows decode with.
-Prints one JSON line: export seconds and the export's peak resident set.
+Prints one JSON line (export seconds and the export's peak resident set) when it exported anything. A package
+already there is kept, and its decoder exported again if an earlier exporter wrote it (bench/export_form.py).
 """
 import argparse
 import json
@@ -25,7 +27,6 @@ import shutil
 import sys
 import time
 
-import onnx
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,6 +37,7 @@ from emu2ref import manifest as mf  # noqa: E402
 from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.export_llm import export_vision_llm  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
+from export_form import decoder_is_current  # noqa: E402
 
 VARIANT = "emu2-chat"
 SEED = 2024
@@ -92,7 +94,8 @@ def export_int8(out: str, start: float) -> None:
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             # One built with other quantization settings (an earlier block size) or an earlier decoder is built again.
-            if yaml.safe_load(f).get("quantization") == mf.quantization_section(INT8_PLAN) and decoder_is_current(out):
+            if (yaml.safe_load(f).get("quantization") == mf.quantization_section(INT8_PLAN)
+                    and decoder_is_current(os.path.join(out, "decoder.onnx"), LLM["num_layers"])):
                 return
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -104,18 +107,12 @@ def export_int8(out: str, start: float) -> None:
                       "export_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
-def decoder_is_current(out: str) -> bool:
-    """Whether the decoder is the exporter's current form: new_key_values outputs and no presents."""
-    graph = onnx.load(os.path.join(out, "decoder.onnx"), load_external_data=False)
-    outputs = [o.name for o in graph.graph.output]
-    return (any(o.startswith("new_key_values.") for o in outputs)
-            and not any(o.startswith("present.") for o in outputs))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--int8", action="store_true", help="the int8 package of the same weights (LLM graphs only)")
+    parser.add_argument("--llm-only", action="store_true",
+                        help="stop once the LLM graphs are there and current, without the visual encoder")
     args = parser.parse_args()
     start = time.time()
     if args.int8:
@@ -129,14 +126,15 @@ def main() -> None:
     if not os.path.exists(manifest_path):
         shutil.rmtree(args.out, ignore_errors=True)
         os.makedirs(args.out)
-    if os.path.exists(manifest_path) and not decoder_is_current(args.out):
-        # A stand-in exported with an earlier decoder (presents, no new_key_values: docs/package-format.md): the
-        # same seeded weights give the current graph; the other graphs and the encoder stay.
+    if os.path.exists(manifest_path) and not decoder_is_current(os.path.join(args.out, "decoder.onnx"),
+                                                                LLM["num_layers"]):
+        # A stand-in exported with an earlier decoder (bench/export_form.py): the same seeded weights give the
+        # current graph; the other graphs and the encoder stay.
         print("re-exporting the stand-in's decoder (an earlier export's)", file=sys.stderr)
         vision, llm = standin_modules()
         export_vision_llm(args.out, vision, llm, dtype="float32", only={"decoder"})
         del vision, llm
-    if os.path.exists(manifest_path) and os.path.exists(vision_path):
+    if os.path.exists(manifest_path) and (args.llm_only or os.path.exists(vision_path)):
         return
     if not os.path.exists(manifest_path):
         vision, llm = standin_modules()
@@ -144,9 +142,11 @@ def main() -> None:
         sections = export_vision_llm(args.out, vision, llm, dtype="float32", only=LLM_GRAPHS)
         manifest = standin_manifest(sections, {})
         mf.dump_manifest(manifest, manifest_path)
+        del vision, llm
+        if args.llm_only:
+            return
         print(f"LLM graphs and manifest written ({time.time() - start:.0f} s); tracing the visual encoder",
               file=sys.stderr)
-        del vision, llm
     vision, llm = standin_modules(vision_only=True)
     scratch = os.path.join(args.out, ".visual-encoder-partial")
     shutil.rmtree(scratch, ignore_errors=True)
