@@ -11,7 +11,9 @@
 // - decode: a bare loop of session.run (embed_tokens, decoder, lm_head on a fixed synthetic past of the row's
 //   context) and emu2's own generation (LlmStage.generateText, greedy or beam 5) on a prompt of that length; the
 //   per-token time of generation is the period between consecutive decoder runs, so it holds everything emu2 does
-//   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens);
+//   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens); a bare step runs just before
+//   each of generation's decode runs (its time taken out of the period), and emu2 / bare is the median of these
+//   pairs' ratios (pairRuns);
 // - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
 // - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
 //   the bench stops;
@@ -35,7 +37,7 @@ import type { Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
-import { bareDecodeLoop } from "./bare_decode.js";
+import { bareDecodeLoop, type BareDecodeLoop } from "./bare_decode.js";
 import { freeResultsFile } from "./results.js";
 import { median } from "./stats.js";
 import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
@@ -236,6 +238,44 @@ function timeRuns(session: Session): [number, number][] {
   return spans;
 }
 
+/** One of emu2's decoder runs, and the bare step run just before it (NaN before the prefill). */
+interface PairedRun {
+  start: number;
+  end: number;
+  bareMs: number;
+}
+
+/**
+ * Times every decoder run of emu2's generation and runs one step of the bare loop just before each run after the
+ * first (the prefill), on the same session: every emu2 step is paired with a bare step adjacent in time, so their
+ * ratio is not the VM's drift between a generation and bare steps taken seconds before or after it (its step times
+ * move 10-15% from step to step, more over seconds). The bare step's time is taken out of emu2's period.
+ */
+function pairRuns(session: Session, bareStep: BareDecodeLoop): { runs: PairedRun[]; stop: () => void } {
+  const runs: PairedRun[] = [];
+  const original = session.run;
+  const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  let inBareStep = false;
+  session.run = (async (...args: unknown[]) => {
+    // The bare step's own decoder run goes straight through.
+    if (inBareStep) return run(...args);
+    let bareMs = NaN;
+    if (runs.length > 0) {
+      inBareStep = true;
+      try {
+        bareMs = (await bareStep()).total;
+      } finally {
+        inBareStep = false;
+      }
+    }
+    const start = performance.now();
+    const out = await run(...args);
+    runs.push({ start, end: performance.now(), bareMs });
+    return out;
+  }) as Session["run"];
+  return { runs, stop: () => (session.run = original) };
+}
+
 /**
  * The sessions of a decode step as Emu2.llm() opens them on the CPU, from the LLM graphs alone: the visual encoder
  * may still be building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
@@ -280,7 +320,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   const result: Record<string, unknown> = { session_load_ms: loadMs };
 
   if (spec.generate) {
-    const spans = timeRuns(decoder);
+    const { runs, stop } = pairRuns(decoder, bareStep);
     // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
     const logSoftmax = await createSession(logSoftmaxGraph(), options);
     const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax }, manifest);
@@ -295,13 +335,20 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
     const start = performance.now();
     const out = await llm.generateText(prompts, null, settings);
     const totalMs = performance.now() - start;
-    const periods = spans.slice(2).map(([s], i) => s - spans[i + 1][0]);
+    stop();
+    // emu2's step k: from decode run k to decode run k + 1, less the bare step run between them. The first step
+    // after the prefill is warm-up (new shapes); the rest are the samples.
+    const steps = runs
+      .slice(3)
+      .map((next, i) => ({ own: next.start - runs[i + 2].start - next.bareMs, bare: next.bareMs }));
     result.generation = {
-      total_ms: totalMs,
-      prefill_ms: spans[0][1] - spans[0][0],
+      // The paired bare steps taken out (there is none before the prefill).
+      total_ms: totalMs - runs.slice(1).reduce((sum, run) => sum + run.bareMs, 0),
+      prefill_ms: runs[0].end - runs[0].start,
       prefill_tokens: spec.batch * spec.context,
-      // The first period after the prefill is warm-up (new shapes); the rest are the samples.
-      per_token_ms: spread(periods.slice(1)),
+      per_token_ms: spread(steps.map((step) => step.own)),
+      paired_bare_ms: spread(steps.map((step) => step.bare)),
+      overhead: spread(steps.map((step) => step.own / step.bare)),
       ids: out.map((s) => s.ids),
     };
     await bareSteps(0, BARE_STEPS - bareBefore);
@@ -638,7 +685,14 @@ async function main(): Promise<void> {
 
   type RowOut = {
     bare: { total_ms: Spread; decoder_ms: Spread; lm_head_ms: Spread };
-    generation?: { per_token_ms: Spread; prefill_ms: number; prefill_tokens: number; ids: number[][] };
+    generation?: {
+      per_token_ms: Spread;
+      paired_bare_ms: Spread;
+      overhead: Spread;
+      prefill_ms: number;
+      prefill_tokens: number;
+      ids: number[][];
+    };
     rss_peak_kb: number;
   };
   // Every finished row is written at once (bench/results), so that a long run stopped early keeps what it measured.
@@ -673,7 +727,7 @@ async function main(): Promise<void> {
       const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
       lines.push(
         `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
-          `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${gen ? f2(gen.median / ts.bare.total_ms.median) : "-"} | ` +
+          `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${ts.generation ? f2(ts.generation.overhead.median) : "-"} | ` +
           `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
       );
       return { spec, floor_ms: floorMs, ts, torch };
