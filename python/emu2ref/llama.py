@@ -182,8 +182,8 @@ def attention_mask_4d(attention_mask, new_tokens: int, dtype=torch.float32):
     total = attention_mask.shape[1]
     past = total - new_tokens
     # Where between two scalars, not zeros(shape).masked_fill: the same values without tracing the shapes.
-    low = torch.tensor(torch.finfo(dtype).min, dtype=dtype)
-    zero = torch.tensor(0.0, dtype=dtype)
+    low = torch.full((), torch.finfo(dtype).min, dtype=dtype)
+    zero = torch.zeros((), dtype=dtype)
     padding = torch.where(attention_mask == 0, low, zero)[:, None, None, :]
     future = torch.arange(total)[None, :] > (torch.arange(new_tokens)[:, None] + past)
     causal = torch.where(future, low, zero)[None, None]

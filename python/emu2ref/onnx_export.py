@@ -1,6 +1,8 @@
 """ONNX export shared by every graph of a package: opset 17, float16 storage on request, external data past 2 GB."""
+import contextlib
 import os
 import tempfile
+import warnings
 
 import numpy as np
 import onnx
@@ -17,7 +19,7 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, dt
     name = os.path.basename(path)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = os.path.join(tmp, name)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_symbolics():
             torch.onnx.export(module, args, tmp_path, input_names=input_names, output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
         model = onnx.load(tmp_path)
@@ -29,6 +31,18 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, dt
                         size_threshold=1024)
     else:
         onnx.save_model(model, path)
+
+
+@contextlib.contextmanager
+def quiet_symbolics():
+    """torch.onnx.export without two warnings about llama.py's own symbolics (its fixed-shape reshapes): torch 1.13
+    hands an autograd.Function's symbolic a torch.Graph whose op() it calls deprecated (later versions hand it a
+    GraphContext with the same op()), and says it cannot infer the shape of the Constants they make (a Constant's
+    shape is its value's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*_graph_op' is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The shape inference of prim::Constant type is missing")
+        yield
 
 
 def store_float16(model) -> None:
