@@ -6,14 +6,7 @@
 // Prints one JSON object; {"skipped": "<why>"} where WebGPU is not available.
 import { performance } from "node:perf_hooks";
 import { Emu2 } from "../src/emu2.js";
-import {
-  appendGraph,
-  appendedNames,
-  DeviceKvCache,
-  deviceCacheOutputs,
-  rowSelectionGraph,
-  selectedNames,
-} from "../src/llm/device-kv-cache.js";
+import { DeviceKvCache, deviceCacheOutputs, deviceCacheSessions } from "../src/llm/device-kv-cache.js";
 import { LlmGraphs } from "../src/llm/graphs.js";
 import { HostKvCache, type KvCache, type KvCacheFactory } from "../src/llm/kv-cache.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
@@ -42,11 +35,11 @@ async function main(): Promise<Record<string, unknown>> {
   if (!m.llm.decoder_file) throw new Error("emu2-tiny's decoder is expected whole, not split into parts");
   const decoderPath = model.pkg.path(m.llm.decoder_file);
   const hostDecoder = await createSession(decoderPath, options);
-  const deviceDecoder = await createSession(decoderPath, options, {
-    deviceOutputs: deviceCacheOutputs(model.pkg.graphOutputs("decoder"), layers),
-  });
-  const select = await createSession(rowSelectionGraph(shape), options, { deviceOutputs: selectedNames(layers) });
-  const append = await createSession(appendGraph(shape), options, { deviceOutputs: appendedNames(layers) });
+  const deviceOutputs = deviceCacheOutputs(model.pkg.graphOutputs("decoder"), layers);
+  const deviceDecoder = await createSession(decoderPath, options, { deviceOutputs });
+  const cacheSessions = await deviceCacheSessions(shape, deviceOutputs, (_, graph, outputs) =>
+    createSession(graph, options, { deviceOutputs: outputs }),
+  );
   const strategies: { name: string; graphs: LlmGraphs; newCache: KvCacheFactory }[] = [
     {
       name: "host",
@@ -57,7 +50,7 @@ async function main(): Promise<Record<string, unknown>> {
     {
       name: "device",
       graphs: new LlmGraphs({ ...common, decoder: deviceDecoder }, m.dtype, hidden),
-      newCache: DeviceKvCache.factory(shape, { select, append }),
+      newCache: DeviceKvCache.factory(shape, cacheSessions),
     },
   ];
   const vocab = m.tokenizer.vocab_size;

@@ -291,15 +291,14 @@ async function decodeSessions(weights: Weights) {
   // The embeddings as Emu2.llm() gets them: read from the graph's file when it is a plain lookup.
   const embedFile = join(dir, shape.embed_tokens_file);
   const embed = LookupTable.open(embedFile) ?? (await open(shape.embed_tokens_file));
-  return { manifest, shape, open, decoder, lmHead, embed };
+  return { manifest, shape, options, open, decoder, lmHead, embed };
 }
 
 async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
   const loadStart = performance.now();
-  const { manifest, shape, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
+  const { manifest, shape, options, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
   const projectUp = await open(shape.project_up_file);
   const projectDown = await open(shape.project_down_file);
-  const options = { ...DEFAULT_SESSION_OPTIONS, threads: THREADS };
   const loadMs = performance.now() - loadStart;
   const rows = spec.batch * spec.beams;
 

@@ -13,14 +13,7 @@ import { renderPrompt, templateTokens, videoParts } from "./prompt/render.js";
 import type { ImageSlot } from "./prompt/render.js";
 import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
-import {
-  appendGraph,
-  appendedNames,
-  DeviceKvCache,
-  deviceCacheOutputs,
-  rowSelectionGraph,
-  selectedNames,
-} from "./llm/device-kv-cache.js";
+import { DeviceKvCache, deviceCacheOutputs, deviceCacheSessions } from "./llm/device-kv-cache.js";
 import { HostKvCache, PartCaches } from "./llm/kv-cache.js";
 import { logSoftmaxGraph } from "./llm/graphs.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
@@ -251,7 +244,6 @@ export class Emu2 {
       const onGpu = this.pkg.placement(role) === "webgpu";
       // On WebGPU the cache's outputs stay on the device: this run's rows, or a decoder's presents (older export).
       const deviceOutputs = onGpu ? deviceCacheOutputs(this.pkg.graphOutputs(role), count, first) : [];
-      const appends = deviceOutputs.some((name) => name.startsWith("new_key_values."));
       const decoder = await this.pkg.placedSession(role, onGpu ? { deviceOutputs } : {});
       decoders.push(decoder);
       // With --cpu-fallback, WebGPU may have failed on an earlier graph: then this part runs on the CPU.
@@ -264,11 +256,7 @@ export class Emu2 {
             );
           return placed.session;
         };
-        const select = await built("kv_cache_select_rows", rowSelectionGraph(shape), selectedNames(count, first));
-        const append = appends
-          ? await built("kv_cache_append", appendGraph(shape), appendedNames(count, first))
-          : undefined;
-        caches.push(DeviceKvCache.factory(shape, { select, append }));
+        caches.push(DeviceKvCache.factory(shape, await deviceCacheSessions(shape, deviceOutputs, built)));
       } else caches.push(HostKvCache.factory(shape));
       first += count;
     }

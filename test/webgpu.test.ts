@@ -4,14 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Emu2 } from "../src/emu2.js";
-import {
-  appendedNames,
-  appendGraph,
-  DeviceKvCache,
-  newRowNames,
-  rowSelectionGraph,
-  selectedNames,
-} from "../src/llm/device-kv-cache.js";
+import { DeviceKvCache, deviceCacheSessions, newRowNames, rowSelectionGraph } from "../src/llm/device-kv-cache.js";
 import { LlmGraphs, type LlmSessions } from "../src/llm/graphs.js";
 import { HostKvCache, type KvCache } from "../src/llm/kv-cache.js";
 import type { GenerationSettings } from "../src/llm/stage.js";
@@ -175,21 +168,18 @@ describe("WebGPU", { skip: NO_WEBGPU }, () => {
     };
     const cpuGraphs = new LlmGraphs(await sessions(gen.cpu), m.dtype, hidden);
     const gpuGraphs = new LlmGraphs(await sessions(gen.gpu), m.dtype, hidden);
-    const select = await gen.gpu.pkg.builtSession("kv_cache_select_rows", rowSelectionGraph(shape), {
-      deviceOutputs: selectedNames(layers),
-    });
-    const append = await gen.gpu.pkg.builtSession("kv_cache_append", appendGraph(shape), {
-      deviceOutputs: appendedNames(layers),
-    });
+    const cacheSessions = await deviceCacheSessions(
+      shape,
+      newRowNames(layers),
+      async (name, graph, outputs) => (await gen.gpu.pkg.builtSession(name, graph, { deviceOutputs: outputs })).session,
+    );
     // The same row-selection graph with its outputs in host memory reads the device cache back, for comparison only.
     const readBack: Session = await createSession(rowSelectionGraph(shape), {
       ...DEFAULT_SESSION_OPTIONS,
       device: "webgpu",
     });
     const host = await HostKvCache.empty(shape, 2);
-    const device = (await DeviceKvCache.factory(shape, { select: select.session, append: append.session })(
-      2,
-    )) as DeviceKvCache;
+    const device = (await DeviceKvCache.factory(shape, cacheSessions)(2)) as DeviceKvCache;
     // Positions that are left padding are compared nowhere: an empty device cache feeds one free, masked slot (a
     // WebGPU MatMul cannot take a zero-length past), which a padded query, all of whose keys are masked alike,
     // attends to as well; what a pad computes is never read (masked in every later step).

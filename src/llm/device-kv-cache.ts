@@ -119,6 +119,25 @@ export interface DeviceCacheSessions {
   append?: Session;
 }
 
+/**
+ * The sessions a DeviceKvCache of `shape` runs beside a decoder that keeps `decoderOutputs` on the device
+ * (deviceCacheOutputs): the row selection, and the append when those outputs are new rows (presents need none).
+ * `build` makes a session of a built graph (its name, bytes, and the outputs to keep on the device).
+ */
+export async function deviceCacheSessions(
+  shape: KvCacheShape,
+  decoderOutputs: readonly string[],
+  build: (name: string, graph: Uint8Array, deviceOutputs: string[]) => Promise<Session>,
+): Promise<DeviceCacheSessions> {
+  const { layers, firstLayer } = shape;
+  const select = await build("kv_cache_select_rows", rowSelectionGraph(shape), selectedNames(layers, firstLayer));
+  const appends = decoderOutputs.some((name) => name.startsWith("new_key_values."));
+  const append = appends
+    ? await build("kv_cache_append", appendGraph(shape), appendedNames(layers, firstLayer))
+    : undefined;
+  return { select, append };
+}
+
 export class DeviceKvCache extends KvCacheEntries implements KvCache {
   private constructor(
     private readonly shape: KvCacheShape,
