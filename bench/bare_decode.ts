@@ -22,7 +22,11 @@ export interface BareStepTimes {
   lmHead: number;
 }
 
-export type BareDecodeLoop = () => Promise<BareStepTimes>;
+/**
+ * Runs and times one step. `decoderFeeds`, when given, are the decoder's feeds in place of the loop's own: a step on
+ * the very past (and mask and positions) a generation feeds its next run, in the memory that generation holds it in.
+ */
+export type BareDecodeLoop = (decoderFeeds?: Record<string, OrtTensor>) => Promise<BareStepTimes>;
 
 /** Builds the feeds of `rows` rows on a `context`-token past; each call of the loop runs and times one step. */
 export async function bareDecodeLoop(
@@ -49,12 +53,12 @@ export async function bareDecodeLoop(
   const ids = int64Feed(new BigInt64Array(rows).fill(42n), [rows, 1]);
   const idList = new Array<number>(rows).fill(42);
   const fetched = decoder.outputNames.filter((n) => n === "last_hidden_state" || n.startsWith("new_key_values."));
-  return async () => {
+  return async (decoderFeeds = feeds) => {
     const start = performance.now();
     if (embed instanceof LookupTable) embed.rows(idList);
     else await embed.run({ input_ids: ids });
     const t0 = performance.now();
-    const out = await decoder.run(feeds, fetched);
+    const out = await decoder.run(decoderFeeds, fetched);
     const t1 = performance.now();
     await lmHead.run({ hidden_states: out.last_hidden_state });
     const end = performance.now();

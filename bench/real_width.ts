@@ -12,8 +12,8 @@
 //   context) and emu2's own generation (LlmStage.generateText, greedy or beam 5) on a prompt of that length; the
 //   per-token time of generation is the period between consecutive decoder runs, so it holds everything emu2 does
 //   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens); a bare step runs just before
-//   each of generation's decode runs (its time taken out of the period), and emu2 / bare is the median of these
-//   pairs' ratios (pairRuns);
+//   each of generation's decode runs (its time taken out of the period), on the loop's own past or, in turns, on the
+//   past that run is about to read, and emu2 / bare is the median of these pairs' ratios, for each past (pairRuns);
 // - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
 // - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
 //   the bench stops;
@@ -33,7 +33,7 @@ import { PLAIN_GREEDY, type GenerationSettings } from "../src/llm/settings.js";
 import { LookupTable } from "../src/model/lookup-table.js";
 import { readManifest } from "../src/model/manifest.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
-import type { Session } from "../src/model/ort.js";
+import type { OrtTensor, Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
@@ -60,11 +60,11 @@ const RUN_MEMORY_GB = 9;
 const GEMM = { m: 128, k: 6656, n: 6656 };
 const READ_FLOATS = 1 << 28;
 /**
- * New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples. This
- * VM's step times vary by 10-15% from step to step and drift over seconds, so each side takes a dozen samples and
- * the bare loop runs both before and after the generation (half its samples each).
+ * New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples, 14-15
+ * for each of the two pairings (pairRuns). This VM's step times vary by 10-15% from step to step and drift over
+ * seconds, so the bare loop's own figure runs both before and after the generation (half its samples each).
  */
-const NEW_TOKENS = 16;
+const NEW_TOKENS = 32;
 const BARE_WARMUP = 2;
 const BARE_STEPS = 12;
 const PROMPT_SEED = 99;
@@ -77,6 +77,13 @@ const PROMPT_SEED = 99;
 const CONTEXTS = [64, 1536] as const;
 const CONTEXT_WARMUP = 2;
 const CONTEXT_ROUNDS = 12;
+/**
+ * The placement figure: PLACEMENT_PASTS bare loops at CONTEXTS[1] tokens, each on a past allocated on its own, and
+ * the first loop's past a second time (the control), taking turns step by step for PLACEMENT_ROUNDS rounds. Where a
+ * past lies in memory moves the step at long contexts, which the same past read twice does not show.
+ */
+const PLACEMENT_PASTS = 3;
+const PLACEMENT_ROUNDS = 40;
 const IMAGES = 4;
 
 type Weights = "float32" | "int8";
@@ -142,6 +149,14 @@ interface ContextOut {
   short_ms: Spread;
   long_ms: Spread;
   ratio: Spread;
+  placement: {
+    /** The step on each separately allocated past, then on the first past again (the control). */
+    separate_pasts_ms: Spread[];
+    same_past_ms: Spread;
+    /** Slowest over fastest median among the separate pasts, and the control's median over the first past's. */
+    separate_ratio: number;
+    same_ratio: number;
+  };
   rss_peak_kb: number;
 }
 
@@ -238,11 +253,18 @@ function timeRuns(session: Session): [number, number][] {
   return spans;
 }
 
-/** One of emu2's decoder runs, and the bare step run just before it (NaN before the prefill). */
+/**
+ * Whose past the bare step paired with an emu2 run read: the bare loop's own (its buffers, allocated once before the
+ * generation), or the past emu2's run is about to read (the feeds of that run, in the memory its cache holds them).
+ */
+type PairedPast = "own" | "same";
+
+/** One of emu2's decoder runs, and the bare step run just before it (none before the prefill). */
 interface PairedRun {
   start: number;
   end: number;
   bareMs: number;
+  past?: PairedPast;
 }
 
 /**
@@ -250,6 +272,13 @@ interface PairedRun {
  * first (the prefill), on the same session: every emu2 step is paired with a bare step adjacent in time, so their
  * ratio is not the VM's drift between a generation and bare steps taken seconds before or after it (its step times
  * move 10-15% from step to step, more over seconds). The bare step's time is taken out of emu2's period.
+ *
+ * The paired bare steps take turns between the loop's own past and the past emu2's run is about to read. Where a
+ * past lies in memory moves the decoder's time at long contexts: bare loops on separately allocated pasts of 1,536
+ * tokens differ by up to 3% among themselves with 48 steps each (int8, taking turns; the same past fed to each: at
+ * most 1.1%), and one generation's cache, allocated anew, ran 0.96x to 1.08x the bare loop's own past over 61 steps
+ * each in four generations of one process. The same-past pairing leaves that placement out: what it measures is what
+ * emu2 does per token beyond session.run.
  */
 function pairRuns(session: Session, bareStep: BareDecodeLoop): { runs: PairedRun[]; stop: () => void } {
   const runs: PairedRun[] = [];
@@ -260,17 +289,19 @@ function pairRuns(session: Session, bareStep: BareDecodeLoop): { runs: PairedRun
     // The bare step's own decoder run goes straight through.
     if (inBareStep) return run(...args);
     let bareMs = NaN;
+    let past: PairedPast | undefined;
     if (runs.length > 0) {
+      past = runs.length % 2 ? "own" : "same";
       inBareStep = true;
       try {
-        bareMs = (await bareStep()).total;
+        bareMs = (await bareStep(past === "same" ? (args[0] as Record<string, OrtTensor>) : undefined)).total;
       } finally {
         inBareStep = false;
       }
     }
     const start = performance.now();
     const out = await run(...args);
-    runs.push({ start, end: performance.now(), bareMs });
+    runs.push({ start, end: performance.now(), bareMs, past });
     return out;
   }) as Session["run"];
   return { runs, stop: () => (session.run = original) };
@@ -339,15 +370,18 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
     // after the prefill is warm-up (new shapes); the rest are the samples.
     const steps = runs
       .slice(3)
-      .map((next, i) => ({ own: next.start - runs[i + 2].start - next.bareMs, bare: next.bareMs }));
+      .map((next, i) => ({ own: next.start - runs[i + 2].start - next.bareMs, bare: next.bareMs, past: next.past }));
+    const pairedOn = (past: PairedPast) => steps.filter((step) => step.past === past);
     result.generation = {
       // The paired bare steps taken out (there is none before the prefill).
       total_ms: totalMs - runs.slice(1).reduce((sum, run) => sum + run.bareMs, 0),
       prefill_ms: runs[0].end - runs[0].start,
       prefill_tokens: spec.batch * spec.context,
       per_token_ms: spread(steps.map((step) => step.own)),
-      paired_bare_ms: spread(steps.map((step) => step.bare)),
-      overhead: spread(steps.map((step) => step.own / step.bare)),
+      paired_bare_ms: spread(pairedOn("own").map((step) => step.bare)),
+      overhead: spread(pairedOn("own").map((step) => step.own / step.bare)),
+      paired_bare_same_past_ms: spread(pairedOn("same").map((step) => step.bare)),
+      overhead_same_past: spread(pairedOn("same").map((step) => step.own / step.bare)),
       ids: out.map((s) => s.ids),
     };
     await bareSteps(0, BARE_STEPS - bareBefore);
@@ -357,29 +391,50 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   return result;
 }
 
-/** The context figure of one package (CONTEXTS): its bare loop at both contexts, step by step in turns. */
+/**
+ * Bare loops stepped in turns, each round in the other order so that a drift within a round favours none; the
+ * step times of each loop after the warm-up rounds.
+ */
+async function inTurns(loops: (() => Promise<number>)[], warmup: number, rounds: number): Promise<number[][]> {
+  const steps = loops.map((): number[] => []);
+  for (let round = 0; round < warmup + rounds; round++) {
+    const order = [...loops.keys()];
+    if (round % 2) order.reverse();
+    for (const k of order) {
+      const ms = await loops[k]();
+      if (round >= warmup) steps[k].push(ms);
+    }
+  }
+  return steps;
+}
+
+/**
+ * The context figure of one package (CONTEXTS): its bare loop at both contexts, step by step in turns; then the
+ * placement figure at the longer context (PLACEMENT_PASTS).
+ */
 async function contextWorker(weights: Weights): Promise<Record<string, unknown>> {
   const { shape, decoder, lmHead, embed } = await decodeSessions(weights);
-  const loops = await Promise.all(
-    CONTEXTS.map((context) => bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", 1, context)),
-  );
-  const steps: [number[], number[]] = [[], []];
-  const ratios: number[] = [];
-  for (let round = 0; round < CONTEXT_WARMUP + CONTEXT_ROUNDS; round++) {
-    // Each round starts with the other context, so that a drift within a round favours neither.
-    const order = round % 2 ? [1, 0] : [0, 1];
-    const times = [0, 0];
-    for (const k of order) times[k] = (await loops[k]()).total;
-    if (round < CONTEXT_WARMUP) continue;
-    steps[0].push(times[0]);
-    steps[1].push(times[1]);
-    ratios.push(times[1] / times[0]);
-  }
+  const loopAt = (context: number) => bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", 1, context);
+  const stepOf = (loop: BareDecodeLoop) => async () => (await loop()).total;
+  const loops = await Promise.all(CONTEXTS.map(loopAt));
+  const [short, long] = await inTurns(loops.map(stepOf), CONTEXT_WARMUP, CONTEXT_ROUNDS);
+
+  const pasts = [loops[1]];
+  while (pasts.length < PLACEMENT_PASTS) pasts.push(await loopAt(CONTEXTS[1]));
+  const placed = await inTurns([...pasts, pasts[0]].map(stepOf), CONTEXT_WARMUP, PLACEMENT_ROUNDS);
+  const medians = placed.map(median);
+  const separate = medians.slice(0, PLACEMENT_PASTS);
   return {
     contexts: CONTEXTS,
-    short_ms: spread(steps[0]),
-    long_ms: spread(steps[1]),
-    ratio: spread(ratios),
+    short_ms: spread(short),
+    long_ms: spread(long),
+    ratio: spread(long.map((ms, i) => ms / short[i])),
+    placement: {
+      separate_pasts_ms: placed.slice(0, PLACEMENT_PASTS).map(spread),
+      same_past_ms: spread(placed[PLACEMENT_PASTS]),
+      separate_ratio: Math.max(...separate) / Math.min(...separate),
+      same_ratio: medians[PLACEMENT_PASTS] / medians[0],
+    },
     rss_peak_kb: process.resourceUsage().maxRSS,
   };
 }
@@ -604,6 +659,7 @@ function visionLayerFlops(c: Costs): number {
 
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
+const f3 = (x: number) => x.toFixed(3);
 const fms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const range = (s: Spread) => `${fms(s.median)} (${fms(s.min)}-${fms(s.max)})`;
 
@@ -688,6 +744,8 @@ async function main(): Promise<void> {
       per_token_ms: Spread;
       paired_bare_ms: Spread;
       overhead: Spread;
+      paired_bare_same_past_ms: Spread;
+      overhead_same_past: Spread;
       prefill_ms: number;
       prefill_tokens: number;
       ids: number[][];
@@ -715,9 +773,9 @@ async function main(): Promise<void> {
     );
     lines.push("");
     lines.push(
-      "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
+      "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare, own past | emu2 / bare, same past | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
     );
-    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     const decodeRows = rowResults.map(({ spec, ts, torch }) => {
       const rows = spec.batch * spec.beams;
       const rc = costsOf(spec.weights);
@@ -727,6 +785,7 @@ async function main(): Promise<void> {
       lines.push(
         `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
           `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${ts.generation ? f2(ts.generation.overhead.median) : "-"} | ` +
+          `${ts.generation ? f2(ts.generation.overhead_same_past.median) : "-"} | ` +
           `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
       );
       return { spec, floor_ms: floorMs, ts, torch };
@@ -769,6 +828,12 @@ async function main(): Promise<void> {
       lines.push(
         `context ${long} / ${short}, ${r.weights}: the bare loop ${range(r.long_ms)} against ${range(r.short_ms)} ms, ` +
           `step by step in turns; ratio ${f2(r.ratio.median)} (${f2(r.ratio.min)}-${f2(r.ratio.max)}, median of ${r.ratio.n} rounds)`,
+      );
+      const p = r.placement;
+      lines.push(
+        `placement at ${long} tokens, ${r.weights}: the bare loop on ${p.separate_pasts_ms.length} separately allocated pasts ` +
+          `${p.separate_pasts_ms.map((ms) => fms(ms.median)).join(", ")} ms, slowest / fastest ${f3(p.separate_ratio)}; ` +
+          `the first past again ${fms(p.same_past_ms.median)} ms, ${f3(p.same_ratio)} (medians of ${p.same_past_ms.n} rounds in turns)`,
       );
     }
     if (quantized.length) {
