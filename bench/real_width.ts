@@ -12,8 +12,9 @@
 //   context) and emu2's own generation (LlmStage.generateText, greedy or beam 5) on a prompt of that length; the
 //   per-token time of generation is the period between consecutive decoder runs, so it holds everything emu2 does
 //   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens); a bare step runs just before
-//   each of generation's decode runs (its time taken out of the period), on the loop's own past or, in turns, on the
-//   past that run is about to read, and emu2 / bare is the median of these pairs' ratios, for each past (pairRuns);
+//   each of generation's decode runs on the loop's own past, and one on the past that run is about to read (their
+//   time taken out of the period); emu2 / bare is the median of these pairs' ratios, for each past, and the share of
+//   emu2's period spent outside its own session runs is a third figure (pairRuns);
 // - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
 // - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
 //   the bench stops;
@@ -60,9 +61,9 @@ const RUN_MEMORY_GB = 9;
 const GEMM = { m: 128, k: 6656, n: 6656 };
 const READ_FLOATS = 1 << 28;
 /**
- * New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples, 14-15
- * for each of the two pairings (pairRuns). This VM's step times vary by 10-15% from step to step and drift over
- * seconds, so the bare loop's own figure runs both before and after the generation (half its samples each).
+ * New tokens per generation row: the periods between decoder runs, less the first (warm-up), are its samples (29).
+ * This VM's step times vary by 10-15% from step to step and drift over seconds, so emu2's steps are paired with bare
+ * steps (pairRuns), and the bare loop's own figure runs both before and after the generation (half its samples each).
  */
 const NEW_TOKENS = 32;
 const BARE_WARMUP = 2;
@@ -253,58 +254,74 @@ function timeRuns(session: Session): [number, number][] {
   return spans;
 }
 
-/**
- * Whose past the bare step paired with an emu2 run read: the bare loop's own (its buffers, allocated once before the
- * generation), or the past emu2's run is about to read (the feeds of that run, in the memory its cache holds them).
- */
-type PairedPast = "own" | "same";
-
-/** One of emu2's decoder runs, and the bare step run just before it (none before the prefill). */
+/** One of emu2's decoder runs, and the bare steps run just before it (NaN before the prefill). */
 interface PairedRun {
   start: number;
-  end: number;
-  bareMs: number;
-  past?: PairedPast;
+  /** Bare step on the loop's own past (its buffers, allocated once before the generation). */
+  bareOwnMs: number;
+  /** Bare step on the past this run is about to read: the run's own feeds, in the memory emu2's cache holds them. */
+  bareSameMs: number;
+  /** emu2's own session runs (decoder, lm_head, log_softmax) from the first decoder run to this one's start. */
+  sessionMsBefore: number;
+  /** This run's own time. */
+  ms: number;
 }
 
 /**
- * Times every decoder run of emu2's generation and runs one step of the bare loop just before each run after the
- * first (the prefill), on the same session: every emu2 step is paired with a bare step adjacent in time, so their
- * ratio is not the VM's drift between a generation and bare steps taken seconds before or after it (its step times
- * move 10-15% from step to step, more over seconds). The bare step's time is taken out of emu2's period.
+ * Times every decoder run of emu2's generation and, before each run after the first (the prefill), runs two steps
+ * of the bare loop on the same sessions, in an order that alternates: one on the loop's own past, one on the past
+ * emu2's run is about to read. Every emu2 step is paired with bare steps adjacent in time, so their ratio is not the
+ * VM's drift between a generation and bare steps taken seconds before or after it (its step times move 10-15% from
+ * step to step, more over seconds). The bare steps' time is taken out of emu2's period.
  *
- * The paired bare steps take turns between the loop's own past and the past emu2's run is about to read. Where a
- * past lies in memory moves the decoder's time at long contexts: bare loops on separately allocated pasts of 1,536
- * tokens differ by up to 3% among themselves with 48 steps each (int8, taking turns; the same past fed to each: at
- * most 1.1%), and one generation's cache, allocated anew, ran 0.96x to 1.08x the bare loop's own past over 61 steps
- * each in four generations of one process. The same-past pairing leaves that placement out: what it measures is what
- * emu2 does per token beyond session.run.
+ * Where a past lies in memory moves the decoder's time at long contexts: the context worker's placement figure (bare
+ * loops on separately allocated pasts, against the same past read twice), and by hand, four int8 generations of
+ * 1,536 tokens in one process ran 0.96x to 1.08x the bare loop's own past over 61 steps each. The same-past pairing
+ * leaves placement out. The time emu2 spends outside its own session runs (its share of the period) is a third
+ * figure, the one no other run's noise enters.
  */
-function pairRuns(session: Session, bareStep: BareDecodeLoop): { runs: PairedRun[]; stop: () => void } {
+function pairRuns(
+  decoder: Session,
+  others: Session[],
+  bareStep: BareDecodeLoop,
+): { runs: PairedRun[]; stop: () => void } {
   const runs: PairedRun[] = [];
-  const original = session.run;
-  const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  let sessionMs = 0;
   let inBareStep = false;
-  session.run = (async (...args: unknown[]) => {
-    // The bare step's own decoder run goes straight through.
+  const originals = [decoder, ...others].map((session) => ({ session, run: session.run }));
+  // emu2's other runs count towards its session time; the bare step's go straight through.
+  for (const session of others) {
+    const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+    session.run = (async (...args: unknown[]) => {
+      if (inBareStep) return run(...args);
+      const start = performance.now();
+      const out = await run(...args);
+      sessionMs += performance.now() - start;
+      return out;
+    }) as Session["run"];
+  }
+  const run = decoder.run.bind(decoder) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  decoder.run = (async (...args: unknown[]) => {
     if (inBareStep) return run(...args);
-    let bareMs = NaN;
-    let past: PairedPast | undefined;
+    const times = { own: NaN, same: NaN };
     if (runs.length > 0) {
-      past = runs.length % 2 ? "own" : "same";
+      const feeds = args[0] as Record<string, OrtTensor>;
       inBareStep = true;
       try {
-        bareMs = (await bareStep(past === "same" ? (args[0] as Record<string, OrtTensor>) : undefined)).total;
+        for (const past of runs.length % 2 ? (["own", "same"] as const) : (["same", "own"] as const))
+          times[past] = (await bareStep(past === "same" ? feeds : undefined)).total;
       } finally {
         inBareStep = false;
       }
     }
     const start = performance.now();
     const out = await run(...args);
-    runs.push({ start, end: performance.now(), bareMs, past });
+    const ms = performance.now() - start;
+    runs.push({ start, bareOwnMs: times.own, bareSameMs: times.same, sessionMsBefore: sessionMs, ms });
+    sessionMs += ms;
     return out;
   }) as Session["run"];
-  return { runs, stop: () => (session.run = original) };
+  return { runs, stop: () => originals.forEach(({ session, run }) => (session.run = run)) };
 }
 
 /**
@@ -350,9 +367,9 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   const result: Record<string, unknown> = { session_load_ms: loadMs };
 
   if (spec.generate) {
-    const { runs, stop } = pairRuns(decoder, bareStep);
     // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
     const logSoftmax = await createSession(logSoftmaxGraph(), options);
+    const { runs, stop } = pairRuns(decoder, [lmHead, logSoftmax], bareStep);
     const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax }, manifest);
     const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
     const settings: GenerationSettings = {
@@ -366,22 +383,24 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
     const out = await llm.generateText(prompts, null, settings);
     const totalMs = performance.now() - start;
     stop();
-    // emu2's step k: from decode run k to decode run k + 1, less the bare step run between them. The first step
+    const bareMs = (run: PairedRun) => (run.bareOwnMs || 0) + (run.bareSameMs || 0);
+    // emu2's step k: from decode run k to decode run k + 1, less the bare steps run between them. The first step
     // after the prefill is warm-up (new shapes); the rest are the samples.
-    const steps = runs
-      .slice(3)
-      .map((next, i) => ({ own: next.start - runs[i + 2].start - next.bareMs, bare: next.bareMs, past: next.past }));
-    const pairedOn = (past: PairedPast) => steps.filter((step) => step.past === past);
+    const steps = runs.slice(3).map((next, i) => {
+      const own = next.start - runs[i + 2].start - bareMs(next);
+      return { own, next, sessions: next.sessionMsBefore - runs[i + 2].sessionMsBefore };
+    });
     result.generation = {
-      // The paired bare steps taken out (there is none before the prefill).
-      total_ms: totalMs - runs.slice(1).reduce((sum, run) => sum + run.bareMs, 0),
-      prefill_ms: runs[0].end - runs[0].start,
+      // The paired bare steps taken out (there are none before the prefill).
+      total_ms: totalMs - runs.reduce((sum, run) => sum + bareMs(run), 0),
+      prefill_ms: runs[0].ms,
       prefill_tokens: spec.batch * spec.context,
       per_token_ms: spread(steps.map((step) => step.own)),
-      paired_bare_ms: spread(pairedOn("own").map((step) => step.bare)),
-      overhead: spread(pairedOn("own").map((step) => step.own / step.bare)),
-      paired_bare_same_past_ms: spread(pairedOn("same").map((step) => step.bare)),
-      overhead_same_past: spread(pairedOn("same").map((step) => step.own / step.bare)),
+      paired_bare_ms: spread(steps.map((step) => step.next.bareOwnMs)),
+      overhead: spread(steps.map((step) => step.own / step.next.bareOwnMs)),
+      paired_bare_same_past_ms: spread(steps.map((step) => step.next.bareSameMs)),
+      overhead_same_past: spread(steps.map((step) => step.own / step.next.bareSameMs)),
+      outside_runs: spread(steps.map((step) => (step.own - step.sessions) / step.own)),
       ids: out.map((s) => s.ids),
     };
     await bareSteps(0, BARE_STEPS - bareBefore);
@@ -660,6 +679,7 @@ function visionLayerFlops(c: Costs): number {
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 const f3 = (x: number) => x.toFixed(3);
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const fms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const range = (s: Spread) => `${fms(s.median)} (${fms(s.min)}-${fms(s.max)})`;
 
@@ -746,6 +766,7 @@ async function main(): Promise<void> {
       overhead: Spread;
       paired_bare_same_past_ms: Spread;
       overhead_same_past: Spread;
+      outside_runs: Spread;
       prefill_ms: number;
       prefill_tokens: number;
       ids: number[][];
@@ -773,9 +794,9 @@ async function main(): Promise<void> {
     );
     lines.push("");
     lines.push(
-      "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare, own past | emu2 / bare, same past | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
+      "| decode row | rows | floor ms | bare loop ms/token | emu2 ms/token (min-max) | floor / emu2 | emu2 / bare, own past | emu2 / bare, same past | emu2 outside runs | PyTorch ms/token | emu2 / PyTorch | peak RSS MB |",
     );
-    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     const decodeRows = rowResults.map(({ spec, ts, torch }) => {
       const rows = spec.batch * spec.beams;
       const rc = costsOf(spec.weights);
@@ -786,6 +807,7 @@ async function main(): Promise<void> {
         `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
           `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${ts.generation ? f2(ts.generation.overhead.median) : "-"} | ` +
           `${ts.generation ? f2(ts.generation.overhead_same_past.median) : "-"} | ` +
+          `${ts.generation ? pct(ts.generation.outside_runs.median) : "-"} | ` +
           `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
       );
       return { spec, floor_ms: floorMs, ts, torch };
