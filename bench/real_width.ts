@@ -14,7 +14,9 @@
 //   per token (scores, beam bookkeeping, KV reorder, embedding of the chosen tokens); a bare step runs just before
 //   each of generation's decode runs on the loop's own past, and one on the past that run is about to read (their
 //   time taken out of the period); emu2 / bare is the median of these pairs' ratios, for each past, and the share of
-//   emu2's period spent outside its own session runs is a third figure (pairRuns);
+//   emu2's period spent outside its own session runs is a third figure (pairRuns); the decode floor of each step is
+//   its bytes at the bandwidth of a read probe run just before it, in the row's own process (the VM's bandwidth
+//   moved between 26.8 and 35.2 GB/s from run to run);
 // - prefill (the first decoder run of generation) and the visual encoder, against FLOPs / GEMM peak;
 // - the PyTorch reference (python/emu2ref) on the same weights for batch-1 rows: it must produce the same tokens, or
 //   the bench stops;
@@ -55,8 +57,11 @@ const BUILD_MEMORY_GB = 10;
 /** The int8 package: its LLM graphs (2.3 GB); the export holds the float32 modules and the quantized weights (12.7 GB measured). */
 const BUILD_INT8_DISK_GB = 3;
 const BUILD_INT8_MEMORY_GB = 14;
-/** Memory a row needs at most (the weights, once, plus a 1,536-token KV cache of 5 rows and its reordered copy). */
-const RUN_MEMORY_GB = 9;
+/**
+ * Memory a row needs at most (the weights, once, plus a 1,536-token KV cache of 5 rows and its reordered copy, and
+ * the bandwidth probe's 1 GiB).
+ */
+const RUN_MEMORY_GB = 10;
 /** The GEMM of the peak: 128 rows through a 6656x6656 weight (a prefill chunk through q_proj). */
 const GEMM = { m: 128, k: 6656, n: 6656 };
 const READ_FLOATS = 1 << 28;
@@ -181,9 +186,15 @@ function promptIds(length: number, row: number): number[] {
   });
 }
 
-async function limitsWorker(): Promise<Record<string, unknown>> {
+const LIMIT_SESSION_OPTIONS = {
+  intraOpNumThreads: THREADS,
+  interOpNumThreads: 1,
+  executionMode: "sequential" as const,
+};
+
+/** The bandwidth probe: each call reads READ_FLOATS floats (ReduceSum through ONNX Runtime) and returns its ms. */
+async function readProbe(): Promise<() => Promise<number>> {
   const ort = await import("onnxruntime-node");
-  const options = { intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: "sequential" as const };
   const read = await ort.InferenceSession.create(
     writeOnnxModel({
       name: "read",
@@ -192,14 +203,29 @@ async function limitsWorker(): Promise<Record<string, unknown>> {
       outputs: [{ name: "y", type: "float32", dims: [] }],
       nodes: [{ op: "ReduceSum", inputs: ["x"], outputs: ["y"], ints: { keepdims: 0 } }],
     }),
-    options,
+    LIMIT_SESSION_OPTIONS,
   );
   const x = new ort.Tensor("float32", new Float32Array(READ_FLOATS).fill(1), [READ_FLOATS]);
-  const readMs: number[] = [];
-  for (let i = 0; i < 7; i++) {
+  return async () => {
     const start = performance.now();
     await read.run({ x });
-    if (i >= 2) readMs.push(performance.now() - start);
+    return performance.now() - start;
+  };
+}
+
+/** The floor of a step that reads `bytes`, ms, at the bandwidth of a read that took `readMs`. */
+function floorMs(bytes: number, readMs: number): number {
+  return (bytes / (READ_FLOATS * 4)) * readMs;
+}
+
+async function limitsWorker(): Promise<Record<string, unknown>> {
+  const ort = await import("onnxruntime-node");
+  const options = LIMIT_SESSION_OPTIONS;
+  const read = await readProbe();
+  const readMs: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const ms = await read();
+    if (i >= 2) readMs.push(ms);
   }
   const { m, k, n } = GEMM;
   const gemm = await ort.InferenceSession.create(
@@ -265,6 +291,8 @@ interface PairedRun {
   sessionMsBefore: number;
   /** This run's own time. */
   ms: number;
+  /** The bandwidth probe run just before the bare steps (readProbe). */
+  readMs: number;
 }
 
 /**
@@ -272,7 +300,8 @@ interface PairedRun {
  * of the bare loop on the same sessions, in an order that alternates: one on the loop's own past, one on the past
  * emu2's run is about to read. Every emu2 step is paired with bare steps adjacent in time, so their ratio is not the
  * VM's drift between a generation and bare steps taken seconds before or after it (its step times move 10-15% from
- * step to step, more over seconds). The bare steps' time is taken out of emu2's period.
+ * step to step, more over seconds). Before them the bandwidth probe runs, so each step has its own floor. The bare
+ * steps' and the probe's time is taken out of emu2's period.
  *
  * Where a past lies in memory moves the decoder's time at long contexts: the context worker's placement figure (bare
  * loops on separately allocated pasts, against the same past read twice), and by hand, four int8 generations of
@@ -284,6 +313,7 @@ function pairRuns(
   decoder: Session,
   others: Session[],
   bareStep: BareDecodeLoop,
+  read: () => Promise<number>,
 ): { runs: PairedRun[]; stop: () => void } {
   const runs: PairedRun[] = [];
   let sessionMs = 0;
@@ -304,8 +334,10 @@ function pairRuns(
   decoder.run = (async (...args: unknown[]) => {
     if (inBareStep) return run(...args);
     const times = { own: NaN, same: NaN };
+    let readMs = NaN;
     if (runs.length > 0) {
       const feeds = args[0] as Record<string, OrtTensor>;
+      readMs = await read();
       inBareStep = true;
       try {
         for (const past of runs.length % 2 ? (["own", "same"] as const) : (["same", "own"] as const))
@@ -317,7 +349,7 @@ function pairRuns(
     const start = performance.now();
     const out = await run(...args);
     const ms = performance.now() - start;
-    runs.push({ start, bareOwnMs: times.own, bareSameMs: times.same, sessionMsBefore: sessionMs, ms });
+    runs.push({ start, bareOwnMs: times.own, bareSameMs: times.same, sessionMsBefore: sessionMs, ms, readMs });
     sessionMs += ms;
     return out;
   }) as Session["run"];
@@ -342,7 +374,11 @@ async function decodeSessions(weights: Weights) {
   return { manifest, shape, options, open, decoder, lmHead, embed };
 }
 
-async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string, unknown>> {
+/**
+ * One decode row: the bare loop, and emu2's generation when the row has one. `floorBytes`: what a step reads (the
+ * weights and the row's KV cache), whose time at the bandwidth a probe just before the step measured is its floor.
+ */
+async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): Promise<Record<string, unknown>> {
   const loadStart = performance.now();
   const { manifest, shape, options, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
   const projectUp = await open(shape.project_up_file);
@@ -351,14 +387,17 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   const rows = spec.batch * spec.beams;
 
   const bareStep = await bareDecodeLoop({ embed, decoder, lmHead }, shape, "float32", rows, spec.context);
-  const bare = { total: [] as number[], decoder: [] as number[], lm_head: [] as number[] };
+  const read = await readProbe();
+  const bare = { total: [] as number[], decoder: [] as number[], lm_head: [] as number[], floor: [] as number[] };
   const bareSteps = async (warmup: number, steps: number) => {
     for (let i = 0; i < warmup + steps; i++) {
+      const readMs = await read();
       const times = await bareStep();
       if (i < warmup) continue;
       bare.total.push(times.total);
       bare.decoder.push(times.decoder);
       bare.lm_head.push(times.lmHead);
+      bare.floor.push(floorMs(floorBytes, readMs));
     }
   };
   // Without a generation the bare loop takes all its samples at once.
@@ -369,7 +408,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
   if (spec.generate) {
     // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
     const logSoftmax = await createSession(logSoftmaxGraph(), options);
-    const { runs, stop } = pairRuns(decoder, [lmHead, logSoftmax], bareStep);
+    const { runs, stop } = pairRuns(decoder, [lmHead, logSoftmax], bareStep, read);
     const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax }, manifest);
     const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
     const settings: GenerationSettings = {
@@ -383,7 +422,8 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
     const out = await llm.generateText(prompts, null, settings);
     const totalMs = performance.now() - start;
     stop();
-    const bareMs = (run: PairedRun) => (run.bareOwnMs || 0) + (run.bareSameMs || 0);
+    // What ran between two of emu2's decoder runs that is not emu2's (none before the prefill).
+    const bareMs = (run: PairedRun) => (run.readMs || 0) + (run.bareOwnMs || 0) + (run.bareSameMs || 0);
     // emu2's step k: from decode run k to decode run k + 1, less the bare steps run between them. The first step
     // after the prefill is warm-up (new shapes); the rest are the samples.
     const steps = runs.slice(3).map((next, i) => {
@@ -401,11 +441,19 @@ async function rowWorker(spec: RowSpec, rowIndex: number): Promise<Record<string
       paired_bare_same_past_ms: spread(steps.map((step) => step.next.bareSameMs)),
       overhead_same_past: spread(steps.map((step) => step.own / step.next.bareSameMs)),
       outside_runs: spread(steps.map((step) => (step.own - step.sessions) / step.own)),
+      floor_ms: spread(steps.map((step) => floorMs(floorBytes, step.next.readMs))),
+      floor_ratio: spread(steps.map((step) => floorMs(floorBytes, step.next.readMs) / step.own)),
       ids: out.map((s) => s.ids),
     };
     await bareSteps(0, BARE_STEPS - bareBefore);
   }
-  result.bare = { total_ms: spread(bare.total), decoder_ms: spread(bare.decoder), lm_head_ms: spread(bare.lm_head) };
+  result.bare = {
+    total_ms: spread(bare.total),
+    decoder_ms: spread(bare.decoder),
+    lm_head_ms: spread(bare.lm_head),
+    floor_ms: spread(bare.floor),
+    floor_ratio: spread(bare.floor.map((ms, i) => ms / bare.total[i])),
+  };
   result.rss_peak_kb = process.resourceUsage().maxRSS;
   return result;
 }
@@ -694,7 +742,13 @@ function sameIds(what: string, ts: number[][], torch: number[][]): void {
 async function main(): Promise<void> {
   const at = process.argv.indexOf("--worker");
   if (at >= 0) {
-    const job = JSON.parse(process.argv[at + 1]) as { kind: string; spec?: RowSpec; index?: number; weights?: Weights };
+    const job = JSON.parse(process.argv[at + 1]) as {
+      kind: string;
+      spec?: RowSpec;
+      index?: number;
+      weights?: Weights;
+      floorBytes?: number;
+    };
     try {
       const out =
         job.kind === "limits"
@@ -703,7 +757,7 @@ async function main(): Promise<void> {
             ? await imagesWorker()
             : job.kind === "context"
               ? await contextWorker(job.weights ?? "float32")
-              : await rowWorker(job.spec as RowSpec, job.index ?? 0);
+              : await rowWorker(job.spec as RowSpec, job.index ?? 0, job.floorBytes ?? NaN);
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } catch (err) {
       process.stdout.write(`${JSON.stringify({ error: (err as Error).message.split("\n")[0] })}\n`);
@@ -759,7 +813,7 @@ async function main(): Promise<void> {
   const peak = limits.gemm_gflops * 1e9;
 
   type RowOut = {
-    bare: { total_ms: Spread; decoder_ms: Spread; lm_head_ms: Spread };
+    bare: { total_ms: Spread; decoder_ms: Spread; lm_head_ms: Spread; floor_ms: Spread; floor_ratio: Spread };
     generation?: {
       per_token_ms: Spread;
       paired_bare_ms: Spread;
@@ -767,6 +821,8 @@ async function main(): Promise<void> {
       paired_bare_same_past_ms: Spread;
       overhead_same_past: Spread;
       outside_runs: Spread;
+      floor_ms: Spread;
+      floor_ratio: Spread;
       prefill_ms: number;
       prefill_tokens: number;
       ids: number[][];
@@ -799,18 +855,18 @@ async function main(): Promise<void> {
     lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     const decodeRows = rowResults.map(({ spec, ts, torch }) => {
       const rows = spec.batch * spec.beams;
-      const rc = costsOf(spec.weights);
-      const floorMs = ((rc.decodeWeightBytes + kvBytes(rc, rows, spec.context)) / bandwidth) * 1000;
-      const gen = ts.generation?.per_token_ms;
+      const g = ts.generation;
+      // The floor at each step's own probe (rowWorker); floor / emu2 is the median of the steps' ratios.
+      const floor = g ? g.floor_ms : ts.bare.floor_ms;
+      const floorRatio = g ? g.floor_ratio : ts.bare.floor_ratio;
       const torchStep = torch ? (torch.per_token_ms as Spread) : undefined;
       lines.push(
-        `| ${spec.name} | ${rows} | ${fms(floorMs)} | ${range(ts.bare.total_ms)} | ${gen ? range(gen) : "-"} | ` +
-          `${f2(floorMs / (gen ?? ts.bare.total_ms).median)}${gen ? "" : " (bare)"} | ${ts.generation ? f2(ts.generation.overhead.median) : "-"} | ` +
-          `${ts.generation ? f2(ts.generation.overhead_same_past.median) : "-"} | ` +
-          `${ts.generation ? pct(ts.generation.outside_runs.median) : "-"} | ` +
-          `${torchStep ? range(torchStep) : "-"} | ${gen && torchStep ? f2(gen.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
+        `| ${spec.name} | ${rows} | ${fms(floor.median)} | ${range(ts.bare.total_ms)} | ${g ? range(g.per_token_ms) : "-"} | ` +
+          `${f2(floorRatio.median)}${g ? "" : " (bare)"} | ${g ? f2(g.overhead.median) : "-"} | ` +
+          `${g ? f2(g.overhead_same_past.median) : "-"} | ${g ? pct(g.outside_runs.median) : "-"} | ` +
+          `${torchStep ? range(torchStep) : "-"} | ${g && torchStep ? f2(g.per_token_ms.median / torchStep.median) : "-"} | ${mb(ts.rss_peak_kb)} |`,
       );
-      return { spec, floor_ms: floorMs, ts, torch };
+      return { spec, floor_ms: floor.median, ts, torch };
     });
     lines.push("");
     lines.push(
@@ -983,7 +1039,9 @@ async function main(): Promise<void> {
   for (const chosen of rows) {
     const index = ROWS.indexOf(chosen);
     const spec = { ...chosen, generate: chosen.generate && chosen.batch * chosen.context <= maxPrefill };
-    const ts = tsWorker({ kind: "row", spec, index }, `row ${spec.name}`) as unknown as RowOut;
+    const rc = costsOf(spec.weights);
+    const floorBytes = rc.decodeWeightBytes + kvBytes(rc, spec.batch * spec.beams, spec.context);
+    const ts = tsWorker({ kind: "row", spec, index, floorBytes }, `row ${spec.name}`) as unknown as RowOut;
     let torch: Record<string, unknown> | undefined;
     if (spec.torch && ts.generation && !withoutTorch) {
       torch = torchWorker(

@@ -35,7 +35,7 @@ from .eva_vit import EvaViT
 from .golden import GoldenWriter
 from .llama import Emu2LLM, position_ids_for
 from .noise import normals
-from .onnx_export import OPSET, TWO_GB, quiet_symbolics, remove_previous_export
+from .onnx_export import OPSET, TWO_GB, quiet_export, remove_previous_export
 from . import quantize as qz
 
 # Headroom under protobuf's 2 GB limit for the graph itself.
@@ -330,7 +330,7 @@ def export_streamed(module: nn.Module, inputs: dict, path: str, output_names: li
         # Plain tensors, not Parameters: the exporter deep-copies its arguments, and a Parameter's deepcopy clones
         # the full tensor where a plain tensor's copies its storage (one element for a stride-0 placeholder).
         args = tuple(inputs.values()) + tuple(w.detach() for w in weights.values())
-        with torch.no_grad(), quiet_symbolics():
+        with torch.no_grad(), quiet_export():
             # Traced with torch.jit.trace first: torch.onnx.export's own tracer clones every input, which would
             # materialize the placeholders (all 74 GB of them for the real model).
             script = torch.jit.trace(_WeightsAsInputs(module, list(weights)), args, check_trace=False)

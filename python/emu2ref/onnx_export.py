@@ -19,7 +19,7 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, dt
     name = os.path.basename(path)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = os.path.join(tmp, name)
-        with torch.no_grad(), quiet_symbolics():
+        with torch.no_grad(), quiet_export():
             torch.onnx.export(module, args, tmp_path, input_names=input_names, output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
         model = onnx.load(tmp_path)
@@ -34,14 +34,17 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, dt
 
 
 @contextlib.contextmanager
-def quiet_symbolics():
-    """torch.onnx.export without two warnings about llama.py's own symbolics (its fixed-shape reshapes): torch 1.13
-    hands an autograd.Function's symbolic a torch.Graph whose op() it calls deprecated (later versions hand it a
-    GraphContext with the same op()), and says it cannot infer the shape of the Constants they make (a Constant's
-    shape is its value's)."""
+def quiet_export():
+    """torch.onnx.export without three warnings that say nothing about the graph. Two are about llama.py's own
+    symbolics (its fixed-shape reshapes): torch 1.13 hands an autograd.Function's symbolic a torch.Graph whose op()
+    it calls deprecated (later versions hand it a GraphContext with the same op()), and says it cannot infer the
+    shape of the Constants they make (a Constant's shape is its value's). The third comes with a module traced first
+    (export_llm.py's streamed export): a ScriptMethod has no Python signature to match the args against, which are
+    positional already."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*_graph_op' is deprecated", category=FutureWarning)
         warnings.filterwarnings("ignore", message="The shape inference of prim::Constant type is missing")
+        warnings.filterwarnings("ignore", message="no signature found for <torch.ScriptMethod")
         yield
 
 
