@@ -220,7 +220,6 @@ function floorMs(bytes: number, readMs: number): number {
 
 async function limitsWorker(): Promise<Record<string, unknown>> {
   const ort = await import("onnxruntime-node");
-  const options = LIMIT_SESSION_OPTIONS;
   const read = await readProbe();
   const readMs: number[] = [];
   for (let i = 0; i < 7; i++) {
@@ -239,7 +238,7 @@ async function limitsWorker(): Promise<Record<string, unknown>> {
       outputs: [{ name: "y", type: "float32", dims: [m, n] }],
       nodes: [{ op: "MatMul", inputs: ["a", "b"], outputs: ["y"] }],
     }),
-    options,
+    LIMIT_SESSION_OPTIONS,
   );
   const a = new ort.Tensor(
     "float32",
@@ -428,7 +427,8 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
     // after the prefill is warm-up (new shapes); the rest are the samples.
     const steps = runs.slice(3).map((next, i) => {
       const own = next.start - runs[i + 2].start - bareMs(next);
-      return { own, next, sessions: next.sessionMsBefore - runs[i + 2].sessionMsBefore };
+      const floor = floorMs(floorBytes, next.readMs);
+      return { own, next, floor, sessions: next.sessionMsBefore - runs[i + 2].sessionMsBefore };
     });
     result.generation = {
       // The paired bare steps taken out (there are none before the prefill).
@@ -441,8 +441,8 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
       paired_bare_same_past_ms: spread(steps.map((step) => step.next.bareSameMs)),
       overhead_same_past: spread(steps.map((step) => step.own / step.next.bareSameMs)),
       outside_runs: spread(steps.map((step) => (step.own - step.sessions) / step.own)),
-      floor_ms: spread(steps.map((step) => floorMs(floorBytes, step.next.readMs))),
-      floor_ratio: spread(steps.map((step) => floorMs(floorBytes, step.next.readMs) / step.own)),
+      floor_ms: spread(steps.map((step) => step.floor)),
+      floor_ratio: spread(steps.map((step) => step.floor / step.own)),
       ids: out.map((s) => s.ids),
     };
     await bareSteps(0, BARE_STEPS - bareBefore);
@@ -921,9 +921,9 @@ async function main(): Promise<void> {
       );
       lines.push("| --- | ---: | ---: | ---: | ---: | ---: |");
       for (const q of quantized) {
-        const floorMs = (q.weight_bytes / bandwidth) * 1000;
+        const layerFloorMs = (q.weight_bytes / bandwidth) * 1000;
         lines.push(
-          `| ${q.variant} | ${(q.weight_bytes / 1e6).toFixed(0)} | ${fms(q.ms_per_token)} | ${fms(floorMs)} | ${f2(floorMs / q.ms_per_token)} | ${mb(q.rss_peak_kb)} |`,
+          `| ${q.variant} | ${(q.weight_bytes / 1e6).toFixed(0)} | ${fms(q.ms_per_token)} | ${fms(layerFloorMs)} | ${f2(layerFloorMs / q.ms_per_token)} | ${mb(q.rss_peak_kb)} |`,
         );
       }
     }
