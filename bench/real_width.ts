@@ -23,6 +23,8 @@
 // - decode with the same weights stored as int8 (`int8 ...` rows: the stand-in's LLM graphs quantized as
 //   `export_package.py --quantize int8 --quantize-heads --accuracy-level 4` does, built into real-width-int8);
 // - decode of one stand-in layer stored as float32 / int8 / int4 (bench/quantized.ts's stand-ins);
+// - one step's attention over a 1,536-token past in the decoder's form and in ONNX Runtime's MultiHeadAttention and
+//   GroupQueryAttention, against the read probe over the same bytes (bench/attention_forms.ts);
 // - a prediction for the full Emu2-Chat from the per-layer figures.
 // Each row runs in a process of its own, so its peak resident set is its own. Results: bench/results/.
 import { spawnSync } from "node:child_process";
@@ -40,9 +42,10 @@ import type { OrtTensor, Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { LlmStage } from "../src/llm/stage.js";
+import { attentionWorker, type AttentionOut } from "./attention_forms.js";
 import { bareDecodeLoop, type BareDecodeLoop } from "./bare_decode.js";
 import { freeResultsFile } from "./results.js";
-import { median } from "./stats.js";
+import { median, spread, type Spread } from "./stats.js";
 import { NETLIB_WARNING, torchEnv } from "./torch_env.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -50,6 +53,8 @@ const PYTHON = "/usr/bin/python3";
 const DIR = process.env.EMU2_BENCH_DIR ?? join(homedir(), ".cache", "emu2-bench");
 const PACKAGE = join(DIR, "real-width");
 const INT8_PACKAGE = join(DIR, "real-width-int8");
+/** bench/attention_forms.py's graphs (the attention section). */
+const ATTENTION_DIR = join(DIR, "attention");
 const THREADS = Number(process.env.EMU2_BENCH_THREADS ?? availableParallelism());
 /** What building the stand-in needs (bench/standin_package.py's docstring): disk for the package, memory to export. */
 const BUILD_DISK_GB = 7.5;
@@ -91,6 +96,12 @@ const CONTEXT_ROUNDS = 12;
 const PLACEMENT_PASTS = 3;
 const PLACEMENT_ROUNDS = 40;
 const IMAGES = 4;
+/**
+ * The most an attention form's output may differ from the decoder form's: the kernels sum in other orders (measured
+ * 1e-8 to 5e-8 at 64 and 1,536 tokens); one slot too many or too few (a free slot left open, the step's own row
+ * missing) moves the output by about 1e-4.
+ */
+const ATTENTION_AGREEMENT = 2e-7;
 
 type Weights = "float32" | "int8";
 
@@ -127,17 +138,6 @@ const ROWS: RowSpec[] = [
 
 function packageOf(weights: Weights): string {
   return weights === "int8" ? INT8_PACKAGE : PACKAGE;
-}
-
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-  n: number;
-}
-
-function spread(samples: readonly number[]): Spread {
-  return { median: median(samples), min: Math.min(...samples), max: Math.max(...samples), n: samples.length };
 }
 
 class BenchError extends Error {}
@@ -748,6 +748,7 @@ async function main(): Promise<void> {
       index?: number;
       weights?: Weights;
       floorBytes?: number;
+      shape?: { heads: number; headDim: number; layers: number; context: number };
     };
     try {
       const out =
@@ -757,7 +758,9 @@ async function main(): Promise<void> {
             ? await imagesWorker()
             : job.kind === "context"
               ? await contextWorker(job.weights ?? "float32")
-              : await rowWorker(job.spec as RowSpec, job.index ?? 0, job.floorBytes ?? NaN);
+              : job.kind === "attention" && job.shape
+                ? await attentionWorker(ATTENTION_DIR, job.shape, LIMIT_SESSION_OPTIONS)
+                : await rowWorker(job.spec as RowSpec, job.index ?? 0, job.floorBytes ?? NaN);
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } catch (err) {
       process.stdout.write(`${JSON.stringify({ error: (err as Error).message.split("\n")[0] })}\n`);
@@ -782,9 +785,10 @@ async function main(): Promise<void> {
   const runImages = wanted.length === 0 || wanted.includes("images");
   const runLayers = wanted.length === 0 || wanted.includes("layers");
   const runContext = wanted.length === 0 || wanted.includes("context");
-  if (rows.length + Number(runImages) + Number(runLayers) + Number(runContext) === 0)
+  const runAttention = wanted.length === 0 || wanted.includes("attention");
+  if (rows.length + Number(runImages) + Number(runLayers) + Number(runContext) + Number(runAttention) === 0)
     throw new BenchError(
-      `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers, context`,
+      `nothing matches ${wanted.join(", ")}: rows are ${ROWS.map((r) => r.name).join(", ")}, images, layers, context, attention`,
     );
   ensureStandin(runImages);
   const int8Rows = runContext || rows.some((r) => r.weights === "int8");
@@ -833,6 +837,7 @@ async function main(): Promise<void> {
   let images: ImagesOut | undefined;
   const quantized: LayerOut[] = [];
   const contextRatios: (ContextOut & { weights: Weights })[] = [];
+  let attention: AttentionOut | undefined;
   // Chosen once, at the first report: the run's partial reports and its final one go to the same file.
   let resultsFile: string | undefined;
   const report = (final: boolean): void => {
@@ -913,6 +918,26 @@ async function main(): Promise<void> {
           `${p.separate_pasts_ms.map((ms) => fms(ms.median)).join(", ")} ms, slowest / fastest ${f3(p.separate_ratio)}; ` +
           `the first past again ${fms(p.same_past_ms.median)} ms, ${f3(p.same_ratio)} (medians of ${p.same_past_ms.n} rounds in turns)`,
       );
+    }
+    if (attention) {
+      const a = attention;
+      lines.push("");
+      lines.push(
+        `| attention of one step, ${a.context}-token past, ${a.heads}x${a.head_dim}, ${a.layers} layers (${(a.bytes / 1e6).toFixed(0)} MB) | ms | GB/s | read / form | max abs diff from the decoder's |`,
+      );
+      lines.push("| --- | ---: | ---: | ---: | ---: |");
+      const names: Record<string, string> = {
+        decoder: "the package decoder's form (MatMuls, the past where it lies)",
+        mha: "com.microsoft MultiHeadAttention",
+        gqa: "com.microsoft GroupQueryAttention, shared past/present buffer",
+        read: "read probe (ReduceSum over the same bytes)",
+      };
+      for (const [form, f] of Object.entries(a.forms)) {
+        const diff = a.max_abs_diff[form];
+        lines.push(
+          `| ${names[form] ?? form} | ${range(f.ms)} | ${f1(f.gb_s)} | ${f2(f.read_ratio)} | ${diff === undefined ? "-" : diff.toExponential(1)} |`,
+        );
+      }
     }
     if (quantized.length) {
       lines.push("");
@@ -1024,6 +1049,7 @@ async function main(): Promise<void> {
           images,
           one_layer: quantized,
           context: contextRatios,
+          attention,
           prediction,
           table,
           complete: final,
@@ -1067,6 +1093,22 @@ async function main(): Promise<void> {
       contextRatios.push({ weights, ...(out as unknown as ContextOut) });
       report(false);
     }
+  }
+  if (runAttention) {
+    const made = spawnSync(
+      PYTHON,
+      ["bench/attention_forms.py", ATTENTION_DIR, "--heads", String(c.heads), "--head-dim", String(c.headDim)],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] },
+    );
+    if (made.status !== 0) throw new BenchError("bench/attention_forms.py failed (its error is above)");
+    const shape = { heads: c.heads, headDim: c.headDim, layers: c.layers, context: CONTEXTS[1] };
+    attention = tsWorker({ kind: "attention", shape }, "attention forms") as unknown as AttentionOut;
+    const disagree = Object.entries(attention.max_abs_diff).find(([, diff]) => !(diff <= ATTENTION_AGREEMENT));
+    if (disagree)
+      throw new BenchError(
+        `attention: ${disagree[0]} differs from the decoder's form by ${disagree[1]} (more than ${ATTENTION_AGREEMENT}): the forms compute different things`,
+      );
+    report(false);
   }
   if (runImages) {
     images = tsWorker({ kind: "images" }, `visual encoder and ${IMAGES}-image prefill`) as unknown as ImagesOut;

@@ -5,6 +5,17 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function spread(samples: readonly number[]): Spread {
+  return { median: median(samples), min: Math.min(...samples), max: Math.max(...samples), n: samples.length };
+}
+
 export function absDiffs(a: Float32Array, b: Float32Array): { mean: number; max: number } {
   if (a.length !== b.length) throw new RangeError(`cannot compare ${a.length} values with ${b.length}`);
   let sum = 0;

@@ -100,6 +100,20 @@ class Rotary(nn.Module):
         return emb.cos()[:, None].to(dtype), emb.sin()[:, None].to(dtype)
 
 
+def attend_past_apart(q, k, v, mask, past_key, past_value, head_dim: int):
+    """Attention of q [B,h,T,d] over the past's keys and values [B,h,P,d] and this run's own [B,h,T,d], without
+    concatenating them: the scores of the past's keys and of the new ones side by side (one softmax over both), the
+    weighted past values plus the weighted new ones. In an exported graph the Concat of the past and the new rows
+    copied the whole cache on every token (2 x 41 MB per layer at Emu2's width and 1,536 tokens); the sum only
+    changes the order of float additions. mask [B,1,T,P+T] is added to the scores. head_dim is a Python int (a
+    traced q.shape[-1] would export as shape nodes)."""
+    scale = head_dim ** 0.5
+    scores = torch.cat((q @ past_key.transpose(2, 3), q @ k.transpose(2, 3)), dim=-1) / scale + mask
+    probs = scores.to(torch.float32).softmax(dim=-1).to(q.dtype)
+    probs_past, probs_new = _SplitAtPast.apply(probs, past_key)
+    return probs_past @ past_value + probs_new @ v
+
+
 class Attention(nn.Module):
     def __init__(self, hidden: int, heads: int, device=None):
         super().__init__()
@@ -114,22 +128,14 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, mask, past, past_apart=False):
         """-> (output, (key, value)): the past and this run's keys and values concatenated, as HF's presents; with
-        past_apart, this run's own rows only, and the past is attended where it lies (see below)."""
+        past_apart, this run's own rows only, and the past is attended where it lies (attend_past_apart)."""
         q = _SplitHeads.apply(self.q_proj(x), self.heads, self.head_dim)
         k = _SplitHeads.apply(self.k_proj(x), self.heads, self.head_dim)
         v = _SplitHeads.apply(self.v_proj(x), self.heads, self.head_dim)
         q = q * cos + _RotateHalf.apply(q, self.head_dim) * sin
         k = k * cos + _RotateHalf.apply(k, self.head_dim) * sin
         if past_apart and past is not None:
-            # The same attention without concatenating the past: the scores of the past's keys and of the new ones
-            # side by side (one softmax over both), the weighted past values plus the weighted new ones. In an
-            # exported graph the Concat of the past and the new rows copied the whole cache on every token (2 x 41
-            # MB per layer at Emu2's width and 1,536 tokens); the sum only changes the order of float additions.
-            scale = self.head_dim ** 0.5
-            scores = torch.cat((q @ past[0].transpose(2, 3), q @ k.transpose(2, 3)), dim=-1) / scale + mask
-            probs = scores.to(torch.float32).softmax(dim=-1).to(q.dtype)
-            probs_past, probs_new = _SplitAtPast.apply(probs, past[0])
-            out = probs_past @ past[1] + probs_new @ v
+            out = attend_past_apart(q, k, v, mask, past[0], past[1], self.head_dim)
             return self.o_proj(_MergeHeads.apply(out)), (k, v)
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
