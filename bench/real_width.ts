@@ -292,6 +292,11 @@ interface PairedRun {
   ms: number;
   /** The bandwidth probe run just before the bare steps (readProbe). */
   readMs: number;
+  /**
+   * The whole of what the bench ran before this run: from the probe's start to the last bare step's end, the gaps
+   * between them included (promise settling, and whatever the collector does there).
+   */
+  benchMs: number;
 }
 
 /**
@@ -334,8 +339,10 @@ function pairRuns(
     if (inBareStep) return run(...args);
     const times = { own: NaN, same: NaN };
     let readMs = NaN;
+    let benchMs = 0;
     if (runs.length > 0) {
       const feeds = args[0] as Record<string, OrtTensor>;
+      const benchStart = performance.now();
       readMs = await read();
       inBareStep = true;
       try {
@@ -344,11 +351,12 @@ function pairRuns(
       } finally {
         inBareStep = false;
       }
+      benchMs = performance.now() - benchStart;
     }
     const start = performance.now();
     const out = await run(...args);
     const ms = performance.now() - start;
-    runs.push({ start, bareOwnMs: times.own, bareSameMs: times.same, sessionMsBefore: sessionMs, ms, readMs });
+    runs.push({ start, bareOwnMs: times.own, bareSameMs: times.same, sessionMsBefore: sessionMs, ms, readMs, benchMs });
     sessionMs += ms;
     return out;
   }) as Session["run"];
@@ -422,7 +430,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
     const totalMs = performance.now() - start;
     stop();
     // What ran between two of emu2's decoder runs that is not emu2's (none before the prefill).
-    const bareMs = (run: PairedRun) => (run.readMs || 0) + (run.bareOwnMs || 0) + (run.bareSameMs || 0);
+    const bareMs = (run: PairedRun) => run.benchMs;
     // emu2's step k: from decode run k to decode run k + 1, less the bare steps run between them. The first step
     // after the prefill is warm-up (new shapes); the rest are the samples.
     const steps = runs.slice(3).map((next, i) => {
@@ -441,6 +449,8 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
       paired_bare_same_past_ms: spread(steps.map((step) => step.next.bareSameMs)),
       overhead_same_past: spread(steps.map((step) => step.own / step.next.bareSameMs)),
       outside_runs: spread(steps.map((step) => (step.own - step.sessions) / step.own)),
+      // The bench's own time around its probe and bare steps, taken out of emu2's periods with them.
+      bench_gap_ms: spread(steps.map(({ next }) => next.benchMs - next.readMs - next.bareOwnMs - next.bareSameMs)),
       floor_ms: spread(steps.map((step) => step.floor)),
       floor_ratio: spread(steps.map((step) => step.floor / step.own)),
       ids: out.map((s) => s.ids),
