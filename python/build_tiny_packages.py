@@ -27,6 +27,7 @@ from emu2ref.golden_video import write_video_goldens  # noqa: E402
 from emu2ref.eva_vit import pool_visual_features  # noqa: E402
 from emu2ref.llama import build_vision_llm  # noqa: E402
 from emu2ref.preprocess import load_rgb, preprocess  # noqa: E402
+from emu2ref.reference_blas import require_reference_blas  # noqa: E402
 from emu2ref import quantize as qz  # noqa: E402
 from emu2ref.tokenizer import load_reference_tokenizer  # noqa: E402
 
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--out", help="write DIR/models and DIR/golden instead of fixtures/")
     parser.add_argument("--only", choices=sorted(PACKAGES), help="build one package")
     args = parser.parse_args()
+    require_reference_blas("build_tiny_packages.py")
     base = args.out or os.path.join(ROOT, "fixtures")
     for name, spec in PACKAGES.items():
         if args.only and name != args.only:
