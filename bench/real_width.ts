@@ -429,18 +429,16 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
     const out = await llm.generateText(prompts, null, settings);
     const totalMs = performance.now() - start;
     stop();
-    // What ran between two of emu2's decoder runs that is not emu2's (none before the prefill).
-    const bareMs = (run: PairedRun) => run.benchMs;
-    // emu2's step k: from decode run k to decode run k + 1, less the bare steps run between them. The first step
-    // after the prefill is warm-up (new shapes); the rest are the samples.
+    // emu2's step k: from decode run k to decode run k + 1, less what the bench ran between them (benchMs). The first
+    // step after the prefill is warm-up (new shapes); the rest are the samples.
     const steps = runs.slice(3).map((next, i) => {
-      const own = next.start - runs[i + 2].start - bareMs(next);
+      const own = next.start - runs[i + 2].start - next.benchMs;
       const floor = floorMs(floorBytes, next.readMs);
       return { own, next, floor, sessions: next.sessionMsBefore - runs[i + 2].sessionMsBefore };
     });
     result.generation = {
       // The paired bare steps taken out (there are none before the prefill).
-      total_ms: totalMs - runs.reduce((sum, run) => sum + bareMs(run), 0),
+      total_ms: totalMs - runs.reduce((sum, run) => sum + run.benchMs, 0),
       prefill_ms: runs[0].ms,
       prefill_tokens: spec.batch * spec.context,
       per_token_ms: spread(steps.map((step) => step.own)),
@@ -599,20 +597,20 @@ function checkBuildRoom(what: string, dir: string, diskGb: number, memoryGb: num
   }
 }
 
-/** Runs bench/standin_package.py with `args` (its progress and errors on stderr). */
+/** Runs a bench Python script (`args`: the script, then its arguments), niced; its progress and errors on stderr. */
+function runBenchPython(args: string[]): void {
+  const r = spawnSync("nice", ["-n", "10", PYTHON, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  if (r.status !== 0) throw new BenchError(`${args.join(" ")} failed (its error is above)`);
+}
+
+/** Runs bench/standin_package.py with `args`. */
 function runStandinExport(args: string[]): void {
-  const r = spawnSync("nice", ["-n", "10", PYTHON, "bench/standin_package.py", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  if (r.status !== 0) throw new BenchError(`bench/standin_package.py ${args.join(" ")} failed (its error is above)`);
+  runBenchPython(["bench/standin_package.py", ...args]);
 }
 
 /** Exports bench:quantized's one-layer stand-in of `variant` again when an earlier exporter wrote it. */
 function refreshLayerStandin(variant: string): void {
-  const args = ["bench/standin_decoder.py", join(DIR, variant), "--variant", variant];
-  const r = spawnSync("nice", ["-n", "10", PYTHON, ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
-  if (r.status !== 0) throw new BenchError(`${args.join(" ")} failed (its error is above)`);
+  runBenchPython(["bench/standin_decoder.py", join(DIR, variant), "--variant", variant]);
 }
 
 /**
@@ -1105,12 +1103,14 @@ async function main(): Promise<void> {
     }
   }
   if (runAttention) {
-    const made = spawnSync(
-      PYTHON,
-      ["bench/attention_forms.py", ATTENTION_DIR, "--heads", String(c.heads), "--head-dim", String(c.headDim)],
-      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] },
-    );
-    if (made.status !== 0) throw new BenchError("bench/attention_forms.py failed (its error is above)");
+    runBenchPython([
+      "bench/attention_forms.py",
+      ATTENTION_DIR,
+      "--heads",
+      String(c.heads),
+      "--head-dim",
+      String(c.headDim),
+    ]);
     const shape = { heads: c.heads, headDim: c.headDim, layers: c.layers, context: CONTEXTS[1] };
     attention = tsWorker({ kind: "attention", shape }, "attention forms") as unknown as AttentionOut;
     const disagree = Object.entries(attention.max_abs_diff).find(([, diff]) => !(diff <= ATTENTION_AGREEMENT));
