@@ -378,6 +378,9 @@ async function decodeSessions(weights: Weights) {
   // The embeddings as Emu2.llm() gets them: read from the graph's file when it is a plain lookup.
   const embedFile = join(dir, shape.embed_tokens_file);
   const embed = LookupTable.open(embedFile) ?? (await open(shape.embed_tokens_file));
+  // The rows come from the file until the table's background read ends (seconds: this VM's page cache drops the
+  // file): the rows measure decode after that, as any generation but the first seconds' sees it.
+  if (embed instanceof LookupTable) await embed.whenRead();
   return { manifest, shape, options, open, decoder, lmHead, embed };
 }
 

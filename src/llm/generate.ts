@@ -95,8 +95,7 @@ async function step(
   mask: number[][],
   cache: KvCache,
 ): Promise<Float32Array> {
-  const embeds = await ctx.graphs.embedTokens(tokens.map((id) => [id]));
-  const hidden = await ctx.graphs.decoder(embeds, mask, cache);
+  const hidden = await ctx.graphs.decoder(await ctx.graphs.embedStep(tokens), mask, cache);
   return ctx.graphs.lastRows(hidden, tokens.length);
 }
 

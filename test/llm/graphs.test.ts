@@ -59,6 +59,25 @@ test("a host-memory cache has the decoder return only this run's key/value rows,
   }
 });
 
+test("a decode step's embeddings are the table's rows, in one buffer from step to step", async () => {
+  const model = Emu2.open(packageDir("emu2-tiny"));
+  try {
+    const table = model.pkg.lookupTable("embed_tokens");
+    assert.ok(table, "emu2-tiny's embedding graph is a plain lookup");
+    const graphs = new LlmGraphs({ embedTokens: table } as unknown as LlmSessions, "float32", 32);
+    const first = await graphs.embedStep([5, 450, 5]);
+    assert.deepEqual(first, table.rows([5, 450, 5]));
+    const second = await graphs.embedStep([263, 1, 32000]);
+    assert.equal(second, first, "the next step's rows go into the same buffer");
+    assert.deepEqual(second, table.rows([263, 1, 32000]));
+    const fewer = await graphs.embedStep([7, 8]);
+    assert.equal(fewer.length, 2 * 32);
+    assert.deepEqual(fewer, table.rows([7, 8]));
+  } finally {
+    await model.release();
+  }
+});
+
 test("log_softmax through its ONNX Runtime graph equals the JS rows within float32 rounding", async () => {
   const session = await createSession(logSoftmaxGraph(), { ...DEFAULT_SESSION_OPTIONS, threads: 1 });
   const withGraph = new LlmGraphs({ logSoftmax: session } as unknown as LlmSessions, "float32", 8);

@@ -1,9 +1,9 @@
 // The embedding graph's rows read from its file equal what its session outputs, bit for bit, wherever the table
-// lies (inline, or at an offset of an external data file) and however it is read (whole, or a row at a time), and a
-// graph that is not a plain lookup gets no table.
+// lies (inline, or at an offset of an external data file) and however it is read (whole, a row at a time, or a row
+// at a time until a background read holds it whole), and a graph that is not a plain lookup gets no table.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -33,30 +33,75 @@ async function sessionRows(onnxPath: string, ids: number[]): Promise<Float32Arra
   }
 }
 
-/** Both ways of reading: the whole table at once (these are small), and a row at a time (as a large one is). */
-async function assertSameRows(onnxPath: string, expected: { rows: number; cols: number; dtype: string }) {
-  await assertSameRowsRead(onnxPath, expected, undefined);
-  await assertSameRowsRead(onnxPath, expected, 0);
+/** Files this process holds open. */
+function openFiles(): number {
+  return readdirSync("/proc/self/fd").length;
 }
 
-async function assertSameRowsRead(
+/**
+ * Every way of reading: the whole table when it opens (these are small), a row at a time from the file (a table
+ * too large to hold), and from the file until the background read has the table in memory (a large one).
+ */
+async function assertSameRows(onnxPath: string, expected: { rows: number; cols: number; dtype: string }) {
+  const ids = someIds(expected.rows);
+  const want = await sessionRows(onnxPath, ids);
+  const filesBefore = openFiles();
+  const whole = openTable(onnxPath, expected);
+  assert.ok(whole.inMemory, "a small table is read when it opens");
+  assert.equal(openFiles(), filesBefore, "a table read when it opens keeps no file open");
+  assertRows(whole, ids, want);
+  whole.close();
+
+  const fromFile = openTable(onnxPath, expected, 0, 0);
+  assertRows(fromFile, ids, want);
+  await fromFile.whenRead();
+  assert.equal(fromFile.inMemory, false, "a table larger than heldBytes stays in its file");
+  assertRows(fromFile, ids, want);
+  fromFile.close();
+  assert.throws(() => fromFile.rows([0]), /the lookup table was closed/);
+
+  const background = openTable(onnxPath, expected, 0);
+  assert.equal(background.inMemory, false, "the background read has not returned yet");
+  assertRows(background, ids, want);
+  await background.whenRead();
+  assert.ok(background.inMemory, "the background read holds the table");
+  assert.equal(openFiles(), filesBefore, "a table held in memory keeps no file open");
+  assertRows(background, ids, want);
+  background.close();
+  assert.throws(() => background.rows([0]), /the lookup table was closed/);
+
+  // Closed while its background read runs: the read stops, and the file closes once its last chunk returns.
+  const closedEarly = openTable(onnxPath, expected, 0);
+  closedEarly.close();
+  await closedEarly.whenRead();
+  assert.equal(closedEarly.inMemory, false);
+  assert.equal(openFiles(), filesBefore, "the file of a table closed while it was read");
+}
+
+function openTable(
   onnxPath: string,
   expected: { rows: number; cols: number; dtype: string },
-  wholeBytes: number | undefined,
-) {
-  const table = LookupTable.open(onnxPath, wholeBytes);
+  wholeBytes?: number,
+  heldBytes?: number,
+): LookupTable {
+  const table = LookupTable.open(onnxPath, wholeBytes, heldBytes);
   assert.ok(table, `${onnxPath}: a plain lookup graph gets a table`);
-  try {
-    assert.deepEqual({ rows: table.location.rows, cols: table.location.cols, dtype: table.location.dtype }, expected);
-    const ids = someIds(expected.rows);
-    const rows = table.rows(ids);
-    assert.equal(rows.length, ids.length * expected.cols);
-    assert.deepEqual(rows, await sessionRows(onnxPath, ids));
-    assert.throws(() => table.rows([expected.rows]), /token id 32\d+ is outside the embedding table \(32\d+ rows\)/);
-    assert.throws(() => table.rows([-1]), /token id -1 is outside/);
-  } finally {
-    table.close();
-  }
+  assert.deepEqual({ rows: table.location.rows, cols: table.location.cols, dtype: table.location.dtype }, expected);
+  return table;
+}
+
+function assertRows(table: LookupTable, ids: number[], want: Float32Array): void {
+  assert.deepEqual(table.rows(ids), want);
+  const into = new Float32Array(want.length).fill(Number.NaN);
+  assert.equal(table.rows(ids, into), into, "rows go into the array given");
+  assert.deepEqual(into, want);
+  assert.throws(() => table.rows(ids, new Float32Array(want.length + 1)), /rows of \d+ values into an array of/);
+  const rows = table.location.rows;
+  assert.throws(
+    () => table.rows([rows]),
+    new RegExp(`token id ${rows} is outside the embedding table \\(${rows} rows\\)`),
+  );
+  assert.throws(() => table.rows([-1]), /token id -1 is outside/);
 }
 
 test("a float32 embedding graph's rows, read from the .onnx file, equal its session's output", async () => {
