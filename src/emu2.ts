@@ -14,7 +14,7 @@ import type { ImageSlot } from "./prompt/render.js";
 import { describeSource, type ImageSource, type PromptInput } from "./prompt/types.js";
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, deviceCacheOutputs, deviceCacheSessions } from "./llm/device-kv-cache.js";
-import { HostKvCache, PartCaches } from "./llm/kv-cache.js";
+import { HostKvCache, PartCaches, type KvCacheShape } from "./llm/kv-cache.js";
 import { logSoftmaxGraph } from "./llm/graphs.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { StopStrings } from "./llm/stop-strings.js";
@@ -236,7 +236,8 @@ export class Emu2 {
     const { num_layers: layers, num_heads: heads, head_dim: headDim, decoder_parts: split } = this.manifest.llm;
     const roles = decoderRoles(this.manifest);
     const decoders = [];
-    const caches: KvCacheFactory[] = [];
+    // Each part's device cache, or the shape of its host cache, made once every part is placed.
+    const caches: (KvCacheFactory | KvCacheShape)[] = [];
     let first = 0;
     for (const [k, role] of roles.entries()) {
       const count = split ? split[k].layers : layers;
@@ -257,9 +258,13 @@ export class Emu2 {
           return placed.session;
         };
         caches.push(DeviceKvCache.factory(shape, await deviceCacheSessions(shape, deviceOutputs, built)));
-      } else caches.push(HostKvCache.factory(shape));
+      } else caches.push(shape);
       first += count;
     }
+    // Host caches leave beams in the batch rows they lie in (HostKvCache.feedOrder); a device cache moves its rows,
+    // so beside one, a host part's rows move too: every part feeds its rows in one order.
+    const rankOrder = caches.some((c) => typeof c === "function");
+    const factories = caches.map((c) => (typeof c === "function" ? c : HostKvCache.factory(c, 0, rankOrder)));
     const [projectUp, lmHead, projectDown] = await Promise.all(
       (["project_up", "lm_head", "project_down"] as const).map((role) => this.pkg.session(role)),
     );
@@ -278,7 +283,7 @@ export class Emu2 {
         logSoftmax: logSoftmax.session,
       },
       this.manifest,
-      caches.length === 1 ? caches[0] : PartCaches.factory(caches),
+      factories.length === 1 ? factories[0] : PartCaches.factory(factories),
     );
   }
 

@@ -63,6 +63,31 @@ export function newPositionIds(mask: readonly (readonly number[])[], t: number):
   return out;
 }
 
+/**
+ * Rows of `data` (`size` values each) from a cache's feed order into select()'s, in place: batch row b holds row
+ * order[b]. Each cycle of the permutation moves through two row buffers.
+ */
+export function toSelectOrder(data: Float32Array, order: readonly number[], size: number): void {
+  const row = (b: number) => data.subarray(b * size, (b + 1) * size);
+  const placed = new Uint8Array(order.length);
+  let carry = new Float32Array(size);
+  let swap = new Float32Array(size);
+  for (let start = 0; start < order.length; start++) {
+    if (placed[start] || order[start] === start) continue;
+    carry.set(row(start));
+    for (let b = order[start]; ; b = order[b]) {
+      placed[b] = 1;
+      if (b === start) {
+        row(b).set(carry);
+        break;
+      }
+      swap.set(row(b));
+      row(b).set(carry);
+      [carry, swap] = [swap, carry];
+    }
+  }
+}
+
 export class LlmGraphs {
   constructor(
     private readonly sessions: LlmSessions,
@@ -105,17 +130,35 @@ export class LlmGraphs {
     return fromOrt(out.image_embeds, "project_up image_embeds").data;
   }
 
+  /** The buffer the embeddings go into in the cache's feed order, kept from run to run. */
+  private feedRows?: Float32Array;
+
   /**
    * One decoder run on the new tokens' embeddings [B,T,H] with the full mask [B,P+T] (P = the cache's length);
-   * the cache absorbs its outputs; returns the final hidden states [B,T,H].
+   * the cache absorbs its outputs; returns the final hidden states [B,T,H]. The rows are the cache's rows as
+   * select() numbers them; where the cache holds them in another order (feedOrder) the inputs go in that order and
+   * the hidden states come back in this one.
    */
-  async decoder(embeds: Float32Array, mask: readonly (readonly number[])[], cache: KvCache): Promise<Float32Array> {
-    const batch = mask.length;
+  async decoder(
+    embeds: Float32Array,
+    selectMask: readonly (readonly number[])[],
+    cache: KvCache,
+  ): Promise<Float32Array> {
+    const batch = selectMask.length;
     const t = embeds.length / (batch * this.hidden);
-    if (!Number.isInteger(t) || mask[0].length !== cache.length + t || cache.batch !== batch) {
+    if (!Number.isInteger(t) || selectMask[0].length !== cache.length + t || cache.batch !== batch) {
       throw new Error(
-        `decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${mask[0].length}], cache [${cache.batch}, P=${cache.length}]`,
+        `decoder feeds disagree: ${embeds.length} embedding values, mask [${batch},${selectMask[0].length}], cache [${cache.batch}, P=${cache.length}]`,
       );
+    }
+    const order = cache.feedOrder();
+    const mask = order ? order.map((row) => selectMask[row]) : selectMask;
+    const rowSize = t * this.hidden;
+    if (order) {
+      if (this.feedRows?.length !== embeds.length) this.feedRows = new Float32Array(embeds.length);
+      const rows = this.feedRows;
+      order.forEach((row, b) => rows.set(embeds.subarray(row * rowSize, (row + 1) * rowSize), b * rowSize));
+      embeds = rows;
     }
     const positionIdsFeed = int64Feed(newPositionIds(mask, t), [batch, t]);
     // The past may have free slots after its P filled ones (a host cache's room to grow: kv-cache.ts): the mask
@@ -157,7 +200,9 @@ export class LlmGraphs {
       hidden = out.last_hidden_state;
     }
     await cache.absorb(outputs);
-    return fromOrt(hidden, "decoder last_hidden_state").data;
+    const states = fromOrt(hidden, "decoder last_hidden_state").data;
+    if (order) toSelectOrder(states, order, rowSize);
+    return states;
   }
 
   /** lm_head of hidden states [B,T,H] -> logits [B,T,V]. */

@@ -14,6 +14,12 @@ export interface KvCache {
   /** The past_key_values.{i}.key/value feeds for the next decoder run. */
   feeds(): OrtFeeds;
   /**
+   * The row, as select() numbers rows, that each batch row of the feeds holds, when that is not row i in batch row
+   * i: a cache may leave a beam where it lies rather than move it to its rank's row. The decoder's other inputs
+   * (embeddings, mask, positions) go in this order, and its outputs (absorb's too) come back in it.
+   */
+  feedOrder(): readonly number[] | undefined;
+  /**
    * The decoder outputs this cache needs from a graph whose outputs are `outputs` (a part of a split decoder has
    * only its own layers'): the runtime fetches only these, since onnxruntime-node copies every fetched output.
    */
@@ -24,8 +30,8 @@ export interface KvCache {
    */
   absorb(outputs: OrtFeeds): void | Promise<void>;
   /**
-   * Keeps batch rows `rows`, in that order: repeats expand a row (one prompt -> its beams), a permutation reorders
-   * beams, a missing row is dropped.
+   * Keeps rows `rows`, in that order (row i becomes what row rows[i] was): repeats expand a row (one prompt -> its
+   * beams), a permutation reorders beams, a missing row is dropped.
    */
   select(rows: readonly number[]): Promise<void>;
   /** An independent cache that starts from this one's contents (a context shared by several continuations). */
@@ -94,6 +100,11 @@ export abstract class KvCacheEntries {
     return this.names.map((n) => this.entry(n).location);
   }
 
+  /** Row i in batch row i: a cache that moves rows where select() puts them. */
+  feedOrder(): readonly number[] | undefined {
+    return undefined;
+  }
+
   /** select()'s rows must name rows the cache holds. */
   protected checkRows(rows: readonly number[]): void {
     const batch = this.batch;
@@ -127,9 +138,11 @@ export function capacityFor(needed: number, maxLength = Infinity): number {
  * free ones as padding (graphs.ts), and nothing of the cache is copied per token. onnxruntime-node copies every
  * fetched output into a newly allocated JS buffer, so fetching presents would copy the whole cache on every token
  * (720 ms against ONNX Runtime's own 175 ms at Emu2's width, 2 layers and 1,536 tokens: bench:real). Beam
- * reordering moves rows within the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2
- * layers at Emu2's width and 1,536 tokens), and a move between beams of one prompt copies only the slots after the
- * prompt, which they share: the tokens generated so far, not the whole context. A decoder exported before
+ * reordering works within the same buffer, so 5 beams never hold a second copy of their cache (0.9 GB per 2
+ * layers at Emu2's width and 1,536 tokens): a beam stays in the batch row it lies in whatever its new rank
+ * (feedOrder), only a beam that two new beams continue is copied, into the row of one that none continues, and a
+ * copy between beams of one prompt takes only the slots after the prompt, which they share: the tokens generated
+ * so far, not the whole context. A decoder exported before
  * new_key_values existed gives its presents, which become the past as they are.
  */
 export class HostKvCache extends KvCacheEntries implements KvCache {
@@ -144,13 +157,20 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     /** Filled slots (P), the same in every entry; the rest of the C slots are free. */
     private valid: number,
     /**
-     * Rows of one lineage hold the same first `sharedSlots` slots: beams copied from one prompt's row, which share
-     * that prompt. Moving a row to another of its lineage copies only the slots after those.
+     * Batch rows of one lineage hold the same first `sharedSlots` slots: beams copied from one prompt's row, which
+     * share that prompt. Copying a row to another of its lineage copies only the slots after those.
      */
     private lineage: number[],
     private sharedSlots: number,
     /** The most tokens this cache will hold (the generation's bound), or Infinity. */
     private readonly maxLength: number,
+    /**
+     * Whether row i stays in batch row i (rows move on select): the host part of a decoder split across devices,
+     * whose other parts' caches move theirs.
+     */
+    private readonly rankOrder: boolean,
+    /** The row (select()'s numbering) each batch row holds; undefined while row i is in batch row i. */
+    private held: number[] | undefined,
   ) {
     super(names, tensors);
   }
@@ -162,16 +182,27 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
    * `freeSlots`: slots the empty past has (masked, as any free slot): a decoder run on WebGPU needs at least one,
    * since ONNX Runtime's WebGPU MatMul crashes on the empty past's inner dimension (device-kv-cache.ts).
    */
-  static async empty(shape: KvCacheShape, batch: number, maxLength = Infinity, freeSlots = 0): Promise<HostKvCache> {
+  static async empty(
+    shape: KvCacheShape,
+    batch: number,
+    maxLength = Infinity,
+    freeSlots = 0,
+    rankOrder = false,
+  ): Promise<HostKvCache> {
     const names = entryNames(shape.layers, shape.firstLayer);
     const tensors = new Map<string, OrtTensor>();
     for (const name of names) tensors.set(name, zeros(shape.dtype, [batch, shape.heads, freeSlots, shape.headDim]));
     const lineage = Array.from({ length: batch }, (_, row) => row);
-    return new HostKvCache(loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength);
+    return new HostKvCache(loadOrt(), shape, names, tensors, new Map(), 0, lineage, 0, maxLength, rankOrder, undefined);
   }
 
-  static factory(shape: KvCacheShape, freeSlots = 0): KvCacheFactory {
-    return (batch, maxLength) => HostKvCache.empty(shape, batch, maxLength, freeSlots);
+  static factory(shape: KvCacheShape, freeSlots = 0, rankOrder = false): KvCacheFactory {
+    return (batch, maxLength) => HostKvCache.empty(shape, batch, maxLength, freeSlots, rankOrder);
+  }
+
+  override feedOrder(): readonly number[] | undefined {
+    this.entry(this.names[0]);
+    return this.held;
   }
 
   /** Filled slots only: the past fed to the decoder has `capacity` (free ones masked). */
@@ -281,20 +312,78 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     this.checkRows(rows);
     const buffers = this.names.map((n) => this.holding.get(n));
     if (rows.length === this.batch && buffers.every((b) => b && !b.shared)) {
+      const data = buffers.map((b) => (b as HostBuffer).data);
+      if (!this.rankOrder) {
+        this.placeInPlace(rows, data);
+        return;
+      }
       // Slots [0, start) of row `to` already hold what row `from` holds there.
       const start = (to: number, from: number) => (this.lineage[to] === this.lineage[from] ? this.sharedSlots : 0);
-      this.names.forEach((n, i) => this.reorderInPlace(n, (buffers[i] as HostBuffer).data, rows, start));
+      this.names.forEach((n, i) => this.reorderInPlace(n, data[i], rows, start));
       this.lineage = rows.map((from) => this.lineage[from]);
     } else {
-      for (const n of this.names) this.selectIntoNew(n, rows);
+      // The new buffer holds the rows in select()'s order.
+      const batchRows = rows.map((row) => this.batchRowOf(row));
+      for (const n of this.names) this.selectIntoNew(n, batchRows);
       // Rows copied from one row hold the same filled slots (beam expansion: a prompt's beams share it whole).
-      this.lineage = [...rows];
+      this.lineage = batchRows;
       this.sharedSlots = this.valid;
+      this.held = undefined;
     }
   }
 
+  /** The batch row that holds `row` (select()'s numbering). */
+  private batchRowOf(row: number): number {
+    return this.held ? this.held.indexOf(row) : row;
+  }
+
   /**
-   * Row r becomes row rows[r] within the buffer. Only the rows that change are written, each after every row that
+   * select() without moving rows: row i of the new order stays in the batch row of the row it continues; when
+   * several continue one row, the first stays and each other is copied into the batch row of a row that none
+   * continues (one of the same lineage when there is one: it holds the shared slots already). The copies read rows
+   * that stay and write rows that no one reads, so their order does not matter. Beam 5 at batch 4 on Emu2's
+   * stand-in moved 13.5 of its 20 rows a step in rank order; 4.5 a step are copies.
+   */
+  private placeInPlace(rows: readonly number[], data: (Float32Array | Uint16Array)[]): void {
+    const held = this.held ?? rows.map((_, b) => b);
+    const batchRow: number[] = [];
+    held.forEach((row, b) => (batchRow[row] = b));
+    const continued = new Set(rows);
+    const unread = held.flatMap((row, b) => (continued.has(row) ? [] : [b]));
+    const next = new Array<number>(rows.length);
+    const stays = new Set<number>();
+    rows.forEach((source, i) => {
+      const from = batchRow[source];
+      if (!stays.has(source)) {
+        stays.add(source);
+        next[from] = i;
+        return;
+      }
+      const k = unread.findIndex((b) => this.lineage[b] === this.lineage[from]);
+      const [to] = unread.splice(Math.max(k, 0), 1);
+      this.copyRow(data, from, to);
+      next[to] = i;
+    });
+    this.held = next.every((row, b) => row === b) ? undefined : next;
+  }
+
+  /** Batch row `from` copied over batch row `to` in every entry: the slots after those they share. */
+  private copyRow(data: (Float32Array | Uint16Array)[], from: number, to: number): void {
+    const [, heads, capacity, d] = this.entry(this.names[0]).dims.map(Number);
+    const start = (this.lineage[to] === this.lineage[from] ? this.sharedSlots : 0) * d;
+    const end = this.valid * d;
+    for (const entry of data) {
+      for (let h = 0; h < heads; h++) {
+        const at = (row: number) => (row * heads + h) * capacity * d;
+        // copyWithin: set() from a view of the same buffer would clone the source first.
+        entry.copyWithin(at(to) + start, at(from) + start, at(from) + end);
+      }
+    }
+    this.lineage[to] = this.lineage[from];
+  }
+
+  /**
+   * Rank order (rankOrder): row r becomes row rows[r] within the buffer. Only the rows that change are written, each after every row that
    * reads its old contents has been written, so a chain of moves (what beam search mostly does) needs no copy
    * aside; rows that read each other in a cycle (two beams swapping ranks) put one row aside to break it. Each move
    * copies slots [start(to, from), P) of every head: the free slots are masked whatever they hold, and the first
@@ -347,7 +436,10 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     return this.asides[index];
   }
 
-  /** Selected rows copied into a new buffer: the batch changes (beam expansion), or a fork still reads the old one. */
+  /**
+   * Batch rows `rows` copied into a new buffer, in that order: the batch changes (beam expansion), or a fork still
+   * reads the old one.
+   */
   private selectIntoNew(name: string, rows: readonly number[]): void {
     const past = this.entry(name);
     const [, heads, capacity, d] = past.dims.map(Number);
@@ -378,6 +470,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       this.sharedSlots,
       // A fork continues past what this cache was bounded by (a candidate after a scored context): no bound.
       Infinity,
+      this.rankOrder,
+      this.held && [...this.held],
     );
   }
 
@@ -414,6 +508,15 @@ export class PartCaches implements KvCache {
 
   feeds(): OrtFeeds {
     return Object.assign({}, ...this.parts.map((p) => p.feeds()));
+  }
+
+  /** The parts' common order: one part's last_hidden_state is the next part's input, row for row. */
+  feedOrder(): readonly number[] | undefined {
+    const [first, ...rest] = this.parts.map((p) => p.feedOrder());
+    const same = (o: readonly number[] | undefined) =>
+      o === first || (o !== undefined && first !== undefined && o.every((row, b) => row === first[b]));
+    if (!rest.every(same)) throw new Error("the parts of a split decoder's cache hold their rows in different orders");
+    return first;
   }
 
   outputsToFetch(outputs: readonly string[]): readonly string[] {

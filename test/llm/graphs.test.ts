@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Emu2 } from "../../src/emu2.js";
-import { LlmGraphs, logSoftmaxGraph, newPositionIds, positionIds, type LlmSessions } from "../../src/llm/graphs.js";
+import {
+  LlmGraphs,
+  logSoftmaxGraph,
+  newPositionIds,
+  positionIds,
+  toSelectOrder,
+  type LlmSessions,
+} from "../../src/llm/graphs.js";
 import { HostKvCache } from "../../src/llm/kv-cache.js";
 import type { OrtFeeds, Session } from "../../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../../src/model/session.js";
@@ -56,6 +63,25 @@ test("a host-memory cache has the decoder return only this run's key/value rows,
     cache.release();
   } finally {
     await model.release();
+  }
+});
+
+test("rows in a cache's feed order go back into select()'s order in place, whatever the cycles", () => {
+  const orders = [
+    [0],
+    [1, 0],
+    [2, 0, 1],
+    [1, 2, 0],
+    [0, 2, 1, 3],
+    [3, 4, 0, 1, 2, 5],
+    [4, 3, 2, 1, 0],
+    [5, 0, 1, 4, 3, 2],
+  ];
+  for (const order of orders) {
+    // Batch row b holds row order[b]: its 3 values say so.
+    const data = Float32Array.from(order.flatMap((row) => [row, row + 0.25, row + 0.5]));
+    toSelectOrder(data, order, 3);
+    assert.deepEqual(Array.from(data), order.map((_, row) => [row, row + 0.25, row + 0.5]).flat(), `${order}`);
   }
 });
 

@@ -5,11 +5,11 @@ import { Emu2 } from "../../src/emu2.js";
 import { generateText, prefill } from "../../src/llm/generate.js";
 import { regressImage } from "../../src/llm/regress.js";
 import { LlmGraphs } from "../../src/llm/graphs.js";
-import { capacityFor, HostKvCache, type KvCacheFactory } from "../../src/llm/kv-cache.js";
+import { capacityFor, HostKvCache, PartCaches, type KvCache, type KvCacheFactory } from "../../src/llm/kv-cache.js";
 import { loadOrt } from "../../src/model/ort.js";
 import { packageDir } from "../helpers/fixtures.js";
 import { maxAbsDiff } from "../helpers/golden.js";
-import { filledSlots } from "../helpers/kv.js";
+import { filledSlots, inFeedOrder } from "../helpers/kv.js";
 import { GREEDY } from "../helpers/settings.js";
 import { LlmGoldens } from "./goldens.js";
 
@@ -110,17 +110,23 @@ test("new_key_values rows go into the free slots of every batch row and head; th
   );
 });
 
-test("row selection reorders rows within the buffer, rows both overwritten and read taken aside first", async () => {
+/** A one-entry cache of `batch` rows whose slots say where they came from: 10 * row + head (2 heads). */
+async function labelledCache(batch: number, rankOrder: boolean): Promise<HostKvCache> {
   const ort = loadOrt();
-  const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, 3);
-  // Value = 10 * batch row + head: each filled slot says where it came from.
-  const rows = Float32Array.from({ length: 6 }, (_, i) => 10 * Math.floor(i / 2) + (i % 2));
+  const cache = await HostKvCache.empty({ layers: 1, heads: 2, headDim: 1, dtype: "float32" }, batch, 8, 0, rankOrder);
+  const rows = Float32Array.from({ length: 2 * batch }, (_, i) => 10 * Math.floor(i / 2) + (i % 2));
   cache.absorb({
-    "new_key_values.0.key": new ort.Tensor("float32", rows, [3, 2, 1, 1]),
-    "new_key_values.0.value": new ort.Tensor("float32", rows, [3, 2, 1, 1]),
+    "new_key_values.0.key": new ort.Tensor("float32", rows, [batch, 2, 1, 1]),
+    "new_key_values.0.value": new ort.Tensor("float32", rows, [batch, 2, 1, 1]),
   });
-  const buffer = () => (cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer;
-  const first = buffer();
+  return cache;
+}
+
+const bufferOf = (cache: HostKvCache) => (cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer;
+
+test("rank order: row selection moves rows within the buffer, rows both overwritten and read taken aside first", async () => {
+  const cache = await labelledCache(3, true);
+  const first = bufferOf(cache);
   // A swap: rows 0 and 1 each read the other before it is overwritten (a cycle: one row goes aside).
   await cache.select([1, 0, 2]);
   assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 20, 21]);
@@ -133,34 +139,79 @@ test("row selection reorders rows within the buffer, rows both overwritten and r
   // Duplicates and drops, as beam search picks: rows 0 and 1 both read row 2, row 2 reads row 0.
   await cache.select([2, 2, 0]);
   assert.deepEqual(filledSlots(cache, "0.value"), [10, 11, 10, 11, 0, 1]);
+  assert.equal(cache.feedOrder(), undefined, "row i stays in batch row i");
   // Every reorder wrote the same buffer: 5 beams never hold two copies of their cache.
-  assert.equal(buffer(), first);
+  assert.equal(bufferOf(cache), first);
 });
 
-test("beams of one prompt share its slots: moves between them and across prompts both give whole rows", async () => {
-  const ort = loadOrt();
-  const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float32" }, 2);
-  const absorb = (values: number[], t: number) => {
-    const rows = new ort.Tensor("float32", Float32Array.from(values), [values.length / t, 1, t, 1]);
-    cache.absorb({ "new_key_values.0.key": rows, "new_key_values.0.value": rows });
-  };
-  // Two prompts of two slots, then two beams each (rows 0-1 prompt 0's, 2-3 prompt 1's), each beam a token of its own.
-  absorb([1, 2, 3, 4], 2);
-  await cache.select([0, 0, 1, 1]);
-  absorb([10, 11, 12, 13], 1);
-  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 10, 1, 2, 11, 3, 4, 12, 3, 4, 13]);
-  // Within each prompt's beams (what beam search does).
-  await cache.select([1, 1, 3, 2]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 11, 1, 2, 11, 3, 4, 13, 3, 4, 12]);
-  // Across prompts: the rows' prompt slots differ and must move too.
-  await cache.select([2, 3, 0, 0]);
-  assert.deepEqual(filledSlots(cache, "0.value"), [3, 4, 13, 3, 4, 12, 1, 2, 11, 1, 2, 11]);
-  // A row that came from the other prompt shares that prompt's slots from then on (and no longer its old one's).
-  await cache.select([0, 1, 0, 3]);
-  absorb([20, 21, 22, 23], 1);
-  await cache.select([0, 1, 3, 3]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [3, 4, 13, 20, 3, 4, 12, 21, 1, 2, 11, 23, 1, 2, 11, 23]);
+test("row selection leaves rows where they lie and copies only a row two rows continue", async () => {
+  const cache = await labelledCache(3, false);
+  const first = bufferOf(cache);
+  const raw = () =>
+    Array.from(cache.feeds()["past_key_values.0.key"].data as Float32Array).filter((_, i) => i % 16 === 0);
+  // A swap moves nothing: batch rows 0 and 1 now hold rows 1 and 0.
+  await cache.select([1, 0, 2]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 20, 21]);
+  assert.deepEqual(cache.feedOrder(), [1, 0, 2]);
+  assert.deepEqual(raw(), [0, 10, 20], "no batch row was written");
+  // Row 0 (batch row 1) continued twice: the first stays, the second is copied over row 2's batch row, which
+  // none continues; row 1 (batch row 0) is row 2 now.
+  await cache.select([0, 0, 1]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 10, 11, 0, 1]);
+  assert.deepEqual(cache.feedOrder(), [2, 0, 1]);
+  assert.deepEqual(raw(), [0, 10, 10]);
+  await cache.select([2, 1, 0]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
+  await cache.select([2, 2, 0]);
+  assert.deepEqual(filledSlots(cache, "0.value"), [10, 11, 10, 11, 0, 1]);
+  // Back in rank order: batch row i holds row i again.
+  await cache.select([2, 0, 1]);
+  assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
+  assert.equal(bufferOf(cache), first);
+  // A fork keeps the order; a batch change (beam expansion) copies into rank order.
+  const fork = cache.fork();
+  await cache.select([1, 0, 2]);
+  assert.deepEqual(filledSlots(fork, "0.key"), [0, 1, 10, 11, 10, 11]);
+  await fork.select([2, 0]);
+  assert.deepEqual(filledSlots(fork, "0.key"), [10, 11, 0, 1]);
+  assert.equal(fork.feedOrder(), undefined);
+  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 10, 11]);
 });
+
+for (const rankOrder of [false, true]) {
+  test(`beams of one prompt share its slots: moves between them and across prompts both give whole rows${rankOrder ? " (rank order)" : ""}`, async () => {
+    const ort = loadOrt();
+    const cache = await HostKvCache.empty({ layers: 1, heads: 1, headDim: 1, dtype: "float32" }, 2, 8, 0, rankOrder);
+    // The decoder's new rows come in the cache's feed order.
+    const absorb = (values: number[], t: number) => {
+      const fed = inFeedOrder(cache, values, t);
+      const rows = new ort.Tensor("float32", Float32Array.from(fed), [values.length / t, 1, t, 1]);
+      cache.absorb({ "new_key_values.0.key": rows, "new_key_values.0.value": rows });
+    };
+    // Two prompts of two slots, then two beams each (rows 0-1 prompt 0's, 2-3 prompt 1's), each beam a token of its own.
+    absorb([1, 2, 3, 4], 2);
+    await cache.select([0, 0, 1, 1]);
+    absorb([10, 11, 12, 13], 1);
+    assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 10, 1, 2, 11, 3, 4, 12, 3, 4, 13]);
+    // Within each prompt's beams (what beam search does).
+    await cache.select([1, 1, 3, 2]);
+    assert.deepEqual(filledSlots(cache, "0.key"), [1, 2, 11, 1, 2, 11, 3, 4, 13, 3, 4, 12]);
+    // Across prompts: the rows' prompt slots differ and must move too.
+    await cache.select([2, 3, 0, 0]);
+    assert.deepEqual(filledSlots(cache, "0.value"), [3, 4, 13, 3, 4, 12, 1, 2, 11, 1, 2, 11]);
+    // A row that came from the other prompt shares that prompt's slots from then on (and no longer its old one's).
+    await cache.select([0, 1, 0, 3]);
+    absorb([20, 21, 22, 23], 1);
+    await cache.select([0, 1, 3, 3]);
+    assert.deepEqual(filledSlots(cache, "0.key"), [3, 4, 13, 20, 3, 4, 12, 21, 1, 2, 11, 23, 1, 2, 11, 23]);
+    await cache.select([3, 0, 2, 1]);
+    absorb([30, 31, 32, 33], 1);
+    assert.deepEqual(
+      filledSlots(cache, "0.key"),
+      [1, 2, 11, 23, 30, 3, 4, 13, 20, 31, 1, 2, 11, 23, 32, 3, 4, 12, 21, 33],
+    );
+  });
+}
 
 test("row selection never writes a buffer a fork still reads", async () => {
   const ort = loadOrt();
@@ -343,4 +394,37 @@ test("decoding on the cache, with beam-style row expansion and reordering, gives
     cache.release();
     await model.release();
   }
+});
+
+test("the parts of a split decoder's cache feed their rows in one order, or say they do not", async () => {
+  const ort = loadOrt();
+  const parts = (rankOrder: boolean[]) =>
+    PartCaches.factory(
+      rankOrder.map((rank, k) =>
+        HostKvCache.factory({ layers: 1, firstLayer: k, heads: 1, headDim: 1, dtype: "float32" }, 0, rank),
+      ),
+    )(3);
+  const fill = (cache: KvCache) => {
+    const rows = new ort.Tensor("float32", Float32Array.from([0, 10, 20]), [3, 1, 1, 1]);
+    cache.absorb({
+      "new_key_values.0.key": rows,
+      "new_key_values.0.value": rows,
+      "new_key_values.1.key": rows,
+      "new_key_values.1.value": rows,
+    });
+  };
+  const hosts = await parts([false, false]);
+  await fill(hosts);
+  await hosts.select([1, 0, 0]);
+  assert.deepEqual(hosts.feedOrder(), [1, 0, 2]);
+  assert.deepEqual(filledSlots(hosts, "1.key"), [10, 0, 0]);
+  const mixed = await parts([true, false]);
+  await fill(mixed);
+  await mixed.select([1, 0, 0]);
+  assert.throws(() => mixed.feedOrder(), /hold their rows in different orders/);
+  const ranked = await parts([true, true]);
+  await fill(ranked);
+  await ranked.select([1, 0, 0]);
+  assert.equal(ranked.feedOrder(), undefined);
+  assert.deepEqual(filledSlots(ranked, "0.key"), [10, 0, 0]);
 });
