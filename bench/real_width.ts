@@ -41,6 +41,7 @@ import { writeOnnxModel } from "../src/model/onnx-writer.js";
 import type { OrtTensor, Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
 import { logSoftmaxGraph } from "../src/llm/graphs.js";
+import { HostKvCache, type KvCacheFactory, type KvCacheShape } from "../src/llm/kv-cache.js";
 import { LlmStage } from "../src/llm/stage.js";
 import { attentionWorker, type AttentionOut } from "./attention_forms.js";
 import { bareDecodeLoop, type BareDecodeLoop } from "./bare_decode.js";
@@ -363,6 +364,96 @@ function pairRuns(
   return { runs, stop: () => originals.forEach(({ session, run }) => (session.run = run)) };
 }
 
+/** One select() of a generation's cache: the rows it kept, and its time. */
+interface Selection {
+  rows: number[];
+  ms: number;
+}
+
+/** The beam reorders of a beam row (the selections after the beams' expansion), timed (ms a step). */
+interface ReorderOut {
+  /** select() in the generation, leaving beams where they lie (HostKvCache's way). */
+  generation_ms: Spread;
+  /** The same selections replayed on caches of the same shape, that way and in rank order (the way before it). */
+  replay_ms: Spread;
+  replay_rank_order_ms: Spread;
+  /** Rows a step copies that way (a row two beams continue), and rows a step moves in rank order. */
+  copied_rows: number;
+  moved_rows: number;
+}
+
+/** The host cache emu2's generation makes (HostKvCache.factory, as LlmStage's default), its select() calls recorded. */
+function recordingCache(shape: KvCacheShape, selections: Selection[]): KvCacheFactory {
+  const make = HostKvCache.factory(shape);
+  return async (batch, maxLength) => {
+    const cache = await make(batch, maxLength);
+    const select = cache.select.bind(cache);
+    cache.select = async (rows) => {
+      const start = performance.now();
+      await select(rows);
+      selections.push({ rows: [...rows], ms: performance.now() - start });
+    };
+    return cache;
+  };
+}
+
+/**
+ * The reorder figures of a beam row from its recorded selections: the first (the expansion of each prompt into its
+ * beams) is left out, as is the warm-up step's. The replay absorbs the prompt, and one token after each selection,
+ * as the generation did, on synthetic values; the two ways take turns selection by selection.
+ */
+async function reorderFigures(
+  shape: KvCacheShape,
+  batch: number,
+  context: number,
+  selections: Selection[],
+): Promise<ReorderOut> {
+  const ort = await import("onnxruntime-node");
+  const [expansion, ...steps] = selections;
+  const maxLength = context + steps.length + 1;
+  const caches = await Promise.all(
+    [false, true].map((rankOrder) => HostKvCache.empty(shape, batch, maxLength, 0, rankOrder)),
+  );
+  const rows = (b: number, t: number) => {
+    const outputs: Record<string, OrtTensor> = {};
+    for (let layer = 0; layer < shape.layers; layer++) {
+      for (const kind of ["key", "value"]) {
+        const values = Float32Array.from({ length: b * shape.heads * t * shape.headDim }, (_, i) => (i % 1013) / 1013);
+        outputs[`new_key_values.${layer}.${kind}`] = new ort.Tensor("float32", values, [
+          b,
+          shape.heads,
+          t,
+          shape.headDim,
+        ]);
+      }
+    }
+    return outputs;
+  };
+  const times = [[], []] as number[][];
+  for (const cache of caches) {
+    cache.absorb(rows(batch, context));
+    await cache.select(expansion.rows);
+  }
+  const next = rows(expansion.rows.length, 1);
+  for (const [k, { rows: kept }] of steps.entries()) {
+    for (const [way, cache] of k % 2 ? [...caches.entries()].reverse() : [...caches.entries()]) {
+      const start = performance.now();
+      await cache.select(kept);
+      times[way].push(performance.now() - start);
+      cache.absorb(next);
+    }
+  }
+  for (const cache of caches) cache.release();
+  const timed = steps.slice(1);
+  return {
+    generation_ms: spread(timed.map((s) => s.ms)),
+    replay_ms: spread(times[0].slice(1)),
+    replay_rank_order_ms: spread(times[1].slice(1)),
+    copied_rows: median(timed.map((s) => s.rows.length - new Set(s.rows).size)),
+    moved_rows: median(timed.map((s) => s.rows.filter((row, i) => row !== i).length)),
+  };
+}
+
 /**
  * The sessions of a decode step as Emu2.llm() opens them on the CPU, from the LLM graphs alone: the visual encoder
  * may still be building (bench/standin_package.py writes it last), and Emu2.open wants every file of the package.
@@ -419,7 +510,18 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
     // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
     const logSoftmax = await createSession(logSoftmaxGraph(), options);
     const { runs, stop } = pairRuns(decoder, [lmHead, logSoftmax], bareStep, read);
-    const llm = new LlmStage({ embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax }, manifest);
+    const cacheShape = {
+      layers: shape.num_layers,
+      heads: shape.num_heads,
+      headDim: shape.head_dim,
+      dtype: manifest.dtype,
+    };
+    const selections: Selection[] = [];
+    const llm = new LlmStage(
+      { embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax },
+      manifest,
+      recordingCache(cacheShape, selections),
+    );
     const prompts = Array.from({ length: spec.batch }, (_, b) => promptIds(spec.context, rowIndex * 10 + b));
     const settings: GenerationSettings = {
       ...PLAIN_GREEDY,
@@ -456,6 +558,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
       floor_ratio: spread(steps.map((step) => step.floor / step.own)),
       ids: out.map((s) => s.ids),
     };
+    if (spec.beams > 1) result.reorder = await reorderFigures(cacheShape, spec.batch, spec.context, selections);
     await bareSteps(0, BARE_STEPS - bareBefore);
   }
   result.bare = {
@@ -842,6 +945,7 @@ async function main(): Promise<void> {
       prefill_tokens: number;
       ids: number[][];
     };
+    reorder?: ReorderOut;
     rss_peak_kb: number;
   };
   // Every finished row is written at once (bench/results), so that a long run stopped early keeps what it measured.
@@ -884,6 +988,16 @@ async function main(): Promise<void> {
       );
       return { spec, floor_ms: floor.median, ts, torch };
     });
+    for (const { spec, ts } of rowResults) {
+      const r = ts.reorder;
+      if (!r) continue;
+      lines.push("");
+      lines.push(
+        `beam reorder, ${spec.name}: ${range(r.generation_ms)} ms a step in the generation, beams left where they lie ` +
+          `(${f1(r.copied_rows)} rows copied a step); replayed on the same selections ${range(r.replay_ms)} ms, ` +
+          `and ${range(r.replay_rank_order_ms)} ms moving rows into rank order (${f1(r.moved_rows)} rows a step)`,
+      );
+    }
     lines.push("");
     lines.push(
       "| prefill | tokens | floor ms (FLOPs / GEMM peak) | emu2 ms | tokens/s | floor / emu2 | PyTorch ms | peak RSS MB |",
