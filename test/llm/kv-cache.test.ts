@@ -124,59 +124,64 @@ async function labelledCache(batch: number, rankOrder: boolean): Promise<HostKvC
 
 const bufferOf = (cache: HostKvCache) => (cache.feeds()["past_key_values.0.key"].data as Float32Array).buffer;
 
-test("rank order: row selection moves rows within the buffer, rows both overwritten and read taken aside first", async () => {
-  const cache = await labelledCache(3, true);
-  const first = bufferOf(cache);
-  // A swap: rows 0 and 1 each read the other before it is overwritten (a cycle: one row goes aside).
-  await cache.select([1, 0, 2]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 20, 21]);
-  // A chain, as when a beam drops out and the rest shift: row 2 must take row 1 before row 1 takes row 0.
-  await cache.select([0, 0, 1]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 10, 11, 0, 1]);
+/**
+ * Selections of a 3-row labelledCache, each with the filled slots it leaves in select()'s order (which way the cache
+ * keeps its rows does not show in them).
+ */
+const SELECTIONS = [
+  // A swap: rows 0 and 1 each read the other (in rank order, a cycle: one row goes aside).
+  { rows: [1, 0, 2], slots: [10, 11, 0, 1, 20, 21] },
+  // A chain, as when a beam drops out and the rest shift: row 2 takes row 1 and row 1 takes row 0.
+  { rows: [0, 0, 1], slots: [10, 11, 10, 11, 0, 1] },
   // Rows 0 and 2 swap around row 1, which stays.
-  await cache.select([2, 1, 0]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
+  { rows: [2, 1, 0], slots: [0, 1, 10, 11, 10, 11] },
   // Duplicates and drops, as beam search picks: rows 0 and 1 both read row 2, row 2 reads row 0.
-  await cache.select([2, 2, 0]);
-  assert.deepEqual(filledSlots(cache, "0.value"), [10, 11, 10, 11, 0, 1]);
-  assert.equal(cache.feedOrder(), undefined, "row i stays in batch row i");
-  // Every reorder wrote the same buffer: 5 beams never hold two copies of their cache.
-  assert.equal(bufferOf(cache), first);
-});
+  { rows: [2, 2, 0], slots: [10, 11, 10, 11, 0, 1] },
+];
 
-test("row selection leaves rows where they lie and copies only a row two rows continue", async () => {
-  const cache = await labelledCache(3, false);
-  const first = bufferOf(cache);
-  const raw = () =>
-    Array.from(cache.feeds()["past_key_values.0.key"].data as Float32Array).filter((_, i) => i % 16 === 0);
-  // A swap moves nothing: batch rows 0 and 1 now hold rows 1 and 0.
-  await cache.select([1, 0, 2]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 20, 21]);
-  assert.deepEqual(cache.feedOrder(), [1, 0, 2]);
-  assert.deepEqual(raw(), [0, 10, 20], "no batch row was written");
-  // Row 0 (batch row 1) continued twice: the first stays, the second is copied over row 2's batch row, which
-  // none continues; row 1 (batch row 0) is row 2 now.
-  await cache.select([0, 0, 1]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 10, 11, 0, 1]);
-  assert.deepEqual(cache.feedOrder(), [2, 0, 1]);
-  assert.deepEqual(raw(), [0, 10, 10]);
-  await cache.select([2, 1, 0]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
-  await cache.select([2, 2, 0]);
-  assert.deepEqual(filledSlots(cache, "0.value"), [10, 11, 10, 11, 0, 1]);
-  // Back in rank order: batch row i holds row i again.
-  await cache.select([2, 0, 1]);
-  assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
-  assert.equal(bufferOf(cache), first);
-  // A fork keeps the order; a batch change (beam expansion) copies into rank order.
-  const fork = cache.fork();
-  await cache.select([1, 0, 2]);
-  assert.deepEqual(filledSlots(fork, "0.key"), [0, 1, 10, 11, 10, 11]);
-  await fork.select([2, 0]);
-  assert.deepEqual(filledSlots(fork, "0.key"), [10, 11, 0, 1]);
-  assert.equal(fork.feedOrder(), undefined);
-  assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 10, 11]);
-});
+for (const rankOrder of [true, false]) {
+  test(`row selection keeps whole rows in one buffer${rankOrder ? ", moving them into rank order" : ", leaving them where they lie"}`, async () => {
+    const cache = await labelledCache(3, rankOrder);
+    const first = bufferOf(cache);
+    // The first head's first slot of each batch row, as the buffer holds them.
+    const raw = () =>
+      Array.from(cache.feeds()["past_key_values.0.key"].data as Float32Array).filter((_, i) => i % 16 === 0);
+    // Left where they lie: the swap writes no row, and the chain copies one row, over the one no row reads.
+    const feedOrders = [
+      [1, 0, 2],
+      [2, 0, 1],
+    ];
+    const raws = [
+      [0, 10, 20],
+      [0, 10, 10],
+    ];
+    for (const [k, { rows, slots }] of SELECTIONS.entries()) {
+      await cache.select(rows);
+      assert.deepEqual(filledSlots(cache, k % 2 ? "0.value" : "0.key"), slots, `select([${rows}])`);
+      if (rankOrder) assert.equal(cache.feedOrder(), undefined, "row i stays in batch row i");
+      else if (k < feedOrders.length) {
+        assert.deepEqual(cache.feedOrder(), feedOrders[k]);
+        assert.deepEqual(raw(), raws[k]);
+      }
+    }
+    // Every reorder wrote the same buffer: 5 beams never hold two copies of their cache.
+    assert.equal(bufferOf(cache), first);
+    if (rankOrder) return;
+    // A permutation that puts every row back in its rank's batch row.
+    await cache.select([2, 0, 1]);
+    assert.deepEqual(filledSlots(cache, "0.key"), [0, 1, 10, 11, 10, 11]);
+    assert.equal(cache.feedOrder(), undefined, "batch row i holds row i again");
+    assert.equal(bufferOf(cache), first);
+    // A fork keeps the order; a batch change (beam expansion) copies into rank order.
+    const fork = cache.fork();
+    await cache.select([1, 0, 2]);
+    assert.deepEqual(filledSlots(fork, "0.key"), [0, 1, 10, 11, 10, 11]);
+    await fork.select([2, 0]);
+    assert.deepEqual(filledSlots(fork, "0.key"), [10, 11, 0, 1]);
+    assert.equal(fork.feedOrder(), undefined);
+    assert.deepEqual(filledSlots(cache, "0.key"), [10, 11, 0, 1, 10, 11]);
+  });
+}
 
 for (const rankOrder of [false, true]) {
   test(`beams of one prompt share its slots: moves between them and across prompts both give whole rows${rankOrder ? " (rank order)" : ""}`, async () => {
