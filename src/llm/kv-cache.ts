@@ -323,7 +323,8 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
       this.lineage = rows.map((from) => this.lineage[from]);
     } else {
       // The new buffer holds the rows in select()'s order.
-      const batchRows = rows.map((row) => this.batchRowOf(row));
+      const batchRowOf = this.batchRows();
+      const batchRows = rows.map((row) => batchRowOf[row]);
       for (const n of this.names) this.selectIntoNew(n, batchRows);
       // Rows copied from one row hold the same filled slots (beam expansion: a prompt's beams share it whole).
       this.lineage = batchRows;
@@ -332,9 +333,11 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
     }
   }
 
-  /** The batch row that holds `row` (select()'s numbering). */
-  private batchRowOf(row: number): number {
-    return this.held ? this.held.indexOf(row) : row;
+  /** The batch row that holds each row (select()'s numbering): feedOrder's inverse. */
+  private batchRows(): number[] {
+    const batchRowOf = Array.from({ length: this.batch }, (_, row) => row);
+    this.held?.forEach((row, b) => (batchRowOf[row] = b));
+    return batchRowOf;
   }
 
   /**
@@ -345,11 +348,10 @@ export class HostKvCache extends KvCacheEntries implements KvCache {
    * stand-in moved 13.5 of its 20 rows a step in rank order; 4.5 a step are copies.
    */
   private placeInPlace(rows: readonly number[], data: (Float32Array | Uint16Array)[]): void {
-    const held = this.held ?? rows.map((_, b) => b);
-    const batchRow: number[] = [];
-    held.forEach((row, b) => (batchRow[row] = b));
+    const batchRow = this.batchRows();
     const continued = new Set(rows);
-    const unread = held.flatMap((row, b) => (continued.has(row) ? [] : [b]));
+    // In batch row order: the rows that no new row continues.
+    const unread = [...batchRow.keys()].filter((b) => !continued.has(this.held?.[b] ?? b));
     const next = new Array<number>(rows.length);
     const stays = new Set<number>();
     rows.forEach((source, i) => {
