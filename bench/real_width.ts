@@ -40,7 +40,6 @@ import { readManifest } from "../src/model/manifest.js";
 import { writeOnnxModel } from "../src/model/onnx-writer.js";
 import type { OrtTensor, Session } from "../src/model/ort.js";
 import { createSession, DEFAULT_SESSION_OPTIONS } from "../src/model/session.js";
-import { logSoftmaxGraph } from "../src/llm/graphs.js";
 import { HostKvCache, type KvCacheFactory, type KvCacheShape } from "../src/llm/kv-cache.js";
 import { LlmStage } from "../src/llm/stage.js";
 import { attentionWorker, type AttentionOut } from "./attention_forms.js";
@@ -287,7 +286,7 @@ interface PairedRun {
   bareOwnMs: number;
   /** Bare step on the past this run is about to read: the run's own feeds, in the memory emu2's cache holds them. */
   bareSameMs: number;
-  /** emu2's own session runs (decoder, lm_head, log_softmax) from the first decoder run to this one's start. */
+  /** emu2's own session runs (decoder, lm_head) from the first decoder run to this one's start. */
   sessionMsBefore: number;
   /** This run's own time. */
   ms: number;
@@ -481,7 +480,7 @@ async function decodeSessions(weights: Weights) {
  */
 async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): Promise<Record<string, unknown>> {
   const loadStart = performance.now();
-  const { manifest, shape, options, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
+  const { manifest, shape, open, decoder, lmHead, embed } = await decodeSessions(spec.weights);
   const projectUp = await open(shape.project_up_file);
   const projectDown = await open(shape.project_down_file);
   const loadMs = performance.now() - loadStart;
@@ -507,9 +506,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
   const result: Record<string, unknown> = { session_load_ms: loadMs };
 
   if (spec.generate) {
-    // With the log_softmax graph Emu2.llm() builds beside lm_head (beam search's scores).
-    const logSoftmax = await createSession(logSoftmaxGraph(), options);
-    const { runs, stop } = pairRuns(decoder, [lmHead, logSoftmax], bareStep, read);
+    const { runs, stop } = pairRuns(decoder, [lmHead], bareStep, read);
     const cacheShape = {
       layers: shape.num_layers,
       heads: shape.num_heads,
@@ -518,7 +515,7 @@ async function rowWorker(spec: RowSpec, rowIndex: number, floorBytes: number): P
     };
     const selections: Selection[] = [];
     const llm = new LlmStage(
-      { embedTokens: embed, projectUp, decoder, lmHead, projectDown, logSoftmax },
+      { embedTokens: embed, projectUp, decoder, lmHead, projectDown },
       manifest,
       recordingCache(cacheShape, selections),
     );

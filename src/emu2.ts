@@ -15,7 +15,6 @@ import { describeSource, type ImageSource, type PromptInput } from "./prompt/typ
 import { mergeFeatureRows } from "./llm/embed.js";
 import { DeviceKvCache, deviceCacheOutputs, deviceCacheSessions } from "./llm/device-kv-cache.js";
 import { HostKvCache, PartCaches, type KvCacheShape } from "./llm/kv-cache.js";
-import { logSoftmaxGraph } from "./llm/graphs.js";
 import { LlmStage, type GenerationSettings, type KvCacheFactory, type StopReason } from "./llm/stage.js";
 import { StopStrings } from "./llm/stop-strings.js";
 import { Emu2Tokenizer, TextStream } from "./tokenizer/tokenizer.js";
@@ -270,8 +269,6 @@ export class Emu2 {
     );
     // The embedding graph is one lookup: its rows are read from the file when it is a plain one.
     const embedTokens = this.pkg.lookupTable("embed_tokens") ?? (await this.pkg.session("embed_tokens"));
-    // Beside lm_head, whose logits it reads.
-    const logSoftmax = await this.pkg.builtSession("log_softmax", logSoftmaxGraph(), {}, "lm_head");
     const sessions = decoders.map((d) => d.session);
     return new LlmStage(
       {
@@ -280,7 +277,6 @@ export class Emu2 {
         decoder: sessions.length === 1 ? sessions[0] : sessions,
         lmHead,
         projectDown,
-        logSoftmax: logSoftmax.session,
       },
       this.manifest,
       factories.length === 1 ? factories[0] : PartCaches.factory(factories),

@@ -9,7 +9,14 @@ import { embedPrompt } from "./embed.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LlmGraphs } from "./graphs.js";
 import type { KvCache, KvCacheFactory } from "./kv-cache.js";
-import { applyProcessors, drawFromProbs, logitsProcessors, logitsWarpers, softmax } from "./processors.js";
+import {
+  applyProcessors,
+  drawFromProbs,
+  logitsProcessors,
+  logitsWarpers,
+  logSoftmaxRows,
+  softmax,
+} from "./processors.js";
 import { argmax } from "./scores.js";
 import type { GenerationSettings } from "./settings.js";
 import { shouldStop, stoppingCriteria, type StopReason } from "./stopping.js";
@@ -214,7 +221,7 @@ async function beamSearch(
     let last: Float32Array = new Float32Array(scorer.rows * hidden);
     expand.forEach((b, i) => last.set(promptLast.subarray(b * hidden, (b + 1) * hidden), i * hidden));
     for (;;) {
-      const rows = await ctx.graphs.logSoftmax(await ctx.graphs.lmHead(last, scorer.rows), scorer.rows);
+      const rows = logSoftmaxRows(await ctx.graphs.lmHead(last, scorer.rows), scorer.rows);
       // Processors run on the log-probs (HF's beam_search: log_softmax first).
       const scores = rows.map((row, i) =>
         scorer.rowDone(i) ? null : applyProcessors(processors, row, scorer.beam(i).tokens),
@@ -276,7 +283,7 @@ export async function scoreContinuations(
   // The candidates run on forks of this cache: it holds the context alone.
   const { cache, mask, last } = await prefill(ctx, [context], features, 0);
   try {
-    const [firstLogprobs] = await ctx.graphs.logSoftmax(await ctx.graphs.lmHead(last, 1), 1);
+    const [firstLogprobs] = logSoftmaxRows(await ctx.graphs.lmHead(last, 1), 1);
     const results: ContinuationScore[] = [];
     for (const candidate of candidates) {
       let sum = firstLogprobs[candidate[0]];
@@ -289,7 +296,7 @@ export async function scoreContinuations(
             await ctx.graphs.decoder(embeds, [[...mask[0], ...fed.map(() => 1)]], branch),
             1,
           );
-          const logprobs = await ctx.graphs.logSoftmax(logits, fed.length);
+          const logprobs = logSoftmaxRows(logits, fed.length);
           for (let i = 1; i < candidate.length; i++) sum += logprobs[i - 1][candidate[i]];
         } finally {
           branch.release();

@@ -5,9 +5,7 @@ import type { Dtype } from "../model/manifest.js";
 import { fromOrt, int64Feed, int64Tensor, toOrt, type OrtTensor, type Session } from "../model/ort.js";
 import { LookupTable } from "../model/lookup-table.js";
 import type { Tensor } from "../model/tensor.js";
-import { writeOnnxModel } from "../model/onnx-writer.js";
 import type { KvCache } from "./kv-cache.js";
-import { logSoftmax } from "./processors.js";
 
 export interface LlmSessions {
   /** The embedding graph's session, or its table read from the file (model/lookup-table.ts). */
@@ -17,23 +15,6 @@ export interface LlmSessions {
   decoder: Session | readonly Session[];
   lmHead: Session;
   projectDown: Session;
-  /**
-   * logSoftmaxGraph(), for beam search and continuation scoring: ONNX Runtime's vectorized exp takes a fifth of
-   * the time of a JS loop over 5 x 32k scores (0.5 against 2.4 ms on one core here). Without it the rows are
-   * computed in JS (processors.ts).
-   */
-  logSoftmax?: Session;
-}
-
-/** log_softmax over the last axis of float32 scores [B,V] (the runtime's own graph, not a package's). */
-export function logSoftmaxGraph(): Uint8Array {
-  return writeOnnxModel({
-    name: "log_softmax",
-    opset: 17,
-    inputs: [{ name: "scores", type: "float32", dims: ["rows", "vocab"] }],
-    outputs: [{ name: "logprobs", type: "float32", dims: ["rows", "vocab"] }],
-    nodes: [{ op: "LogSoftmax", inputs: ["scores"], outputs: ["logprobs"], ints: { axis: -1 } }],
-  });
 }
 
 /** HF generation's position ids (LlamaForCausalLM.prepare_inputs_for_generation): cumsum(mask) - 1, with padded positions set to 1. */
@@ -212,17 +193,6 @@ export class LlmGraphs {
       hidden_states: await this.activations(hidden, [batch, t, this.hidden]),
     });
     return fromOrt(out.logits, "lm_head logits").data;
-  }
-
-  /** log_softmax of each of `rows` rows of float32 scores [rows,V] (lm_head's logits as they come) -> a row each. */
-  async logSoftmax(scores: Float32Array, rows: number): Promise<Float32Array[]> {
-    const v = scores.length / rows;
-    const row = (data: Float32Array, i: number) => data.subarray(i * v, (i + 1) * v);
-    const session = this.sessions.logSoftmax;
-    if (!session || rows === 0) return Array.from({ length: rows }, (_, i) => logSoftmax(row(scores, i)));
-    const out = await session.run({ scores: toOrt({ data: scores, dims: [rows, v] }, "float32") });
-    const logprobs = fromOrt(out.logprobs, "log_softmax logprobs").data;
-    return Array.from({ length: rows }, (_, i) => row(logprobs, i));
   }
 
   /** project_down of hidden states [B,T,H] -> visual embeddings [B,T,W]. */

@@ -3,21 +3,29 @@
 // applies RepetitionPenalty then MinNewTokens for every decoding strategy, and for sampling then warps with
 // Temperature, TopK and TopP (in that order) before drawing from the softmax.
 
+import { logSoftmaxInPlace } from "./scores.js";
+
 const f = Math.fround;
 
-/** log_softmax of one row in float32, as torch computes it: (x - max) - log(sum(exp(x - max))). */
+/** log_softmax of one row in float32, as torch computes it: (x - max) - log(sum(exp(x - max))), as a new row. */
 export function logSoftmax(row: Float32Array): Float32Array {
-  // Indexed loops: beam search runs this on every beam's 32k scores per token, and for-of over a typed array
-  // costs several times more in V8.
-  const n = row.length;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (row[i] > max) max = row[i];
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(row[i] - max);
-  const logSum = Math.log(sum);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = f(row[i] - max) - logSum;
+  const out = Float32Array.from(row);
+  logSoftmaxInPlace(out);
   return out;
+}
+
+/**
+ * log_softmax of each of `rows` rows of float32 scores [rows,V], in place (lm_head's logits as they come, which
+ * nothing else reads): the rows, as views of `scores`. Beam search runs it on every step's 5 x 32k scores a prompt;
+ * in place, a step allocates nothing for it.
+ */
+export function logSoftmaxRows(scores: Float32Array, rows: number): Float32Array[] {
+  const v = scores.length / rows;
+  return Array.from({ length: rows }, (_, i) => {
+    const row = scores.subarray(i * v, (i + 1) * v);
+    logSoftmaxInPlace(row);
+    return row;
+  });
 }
 
 /** RepetitionPenaltyLogitsProcessor: a token already generated has its score divided (> 0) or multiplied (< 0) by `penalty`. */

@@ -7,6 +7,9 @@ interface ScoresModule {
   memory: WebAssembly.Memory;
   argmax: (n: number) => number;
   firstAbove: (start: number, n: number, base: number, bar: number) => number;
+  rowMax: (n: number) => number;
+  sumExp: (n: number, max: number) => number;
+  shift: (n: number, max: number, logSum: number) => void;
   /** The row's place in the module's memory (a new view whenever the memory grows). */
   row: Float32Array;
 }
@@ -22,6 +25,9 @@ function instance(): ScoresModule {
       memory,
       argmax: exports.argmax as ScoresModule["argmax"],
       firstAbove: exports.first_above as ScoresModule["firstAbove"],
+      rowMax: exports.row_max as ScoresModule["rowMax"],
+      sumExp: exports.sum_exp as ScoresModule["sumExp"],
+      shift: exports.shift as ScoresModule["shift"],
       row: new Float32Array(memory.buffer),
     };
   }
@@ -55,4 +61,18 @@ export function argmax(row: ArrayLike<number>): number {
  */
 export function firstAbove(start: number, n: number, base: number, bar: number): number {
   return instance().firstAbove(start, n, base, bar);
+}
+
+/**
+ * log_softmax of a row of float32 scores, in place, as torch computes it in float32: (x - max) - log(sum(exp(x -
+ * max))), the logarithm of the float32 sum rounded to float32. About 1 us per thousand scores with the copies in and
+ * out; within 2 float32 ulps of a float64 computation (test/llm/scores.test.ts).
+ */
+export function logSoftmaxInPlace(row: Float32Array): void {
+  loadRow(row);
+  const scores = instance();
+  const n = row.length;
+  const max = scores.rowMax(n);
+  scores.shift(n, max, Math.fround(Math.log(scores.sumExp(n, max))));
+  row.set(scores.row.subarray(0, n));
 }
