@@ -471,7 +471,7 @@ async function decodeSessions(weights: Weights) {
   // The rows come from the file until the table's background read ends (seconds: this VM's page cache drops the
   // file): the rows measure decode after that, as any generation but the first seconds' sees it.
   if (embed instanceof LookupTable) await embed.whenRead();
-  return { manifest, shape, options, open, decoder, lmHead, embed };
+  return { manifest, shape, open, decoder, lmHead, embed };
 }
 
 /**

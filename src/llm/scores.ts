@@ -65,8 +65,9 @@ export function firstAbove(start: number, n: number, base: number, bar: number):
 
 /**
  * log_softmax of a row of float32 scores, in place, as torch computes it in float32: (x - max) - log(sum(exp(x -
- * max))), the logarithm of the float32 sum rounded to float32. About 1 us per thousand scores with the copies in and
- * out; within 2 float32 ulps of a float64 computation (test/llm/scores.test.ts).
+ * max))), the logarithm of the sum (taken in float64) rounded to float32. About 2 us per thousand scores with the
+ * copies in and out (1.2 ms for 20 rows of 32,274); within 2 float32 ulps of a float64 computation
+ * (test/llm/scores.test.ts).
  */
 export function logSoftmaxInPlace(row: Float32Array): void {
   loadRow(row);

@@ -14,53 +14,15 @@
 ;;   float32, (x - max) - log(sum(exp(x - max))), with the logarithm taken by the caller (one per row). Beam search and
 ;;   continuation scoring run it on every row of every step (20 x 32k scores a step for beam 5 at batch 4), where
 ;;   ONNX Runtime's LogSoftmax session cost 3-5.6 ms a step at real width, most of it copying its output into new
-;;   memory. The row's maximum propagates NaN (torch's max does), so a NaN score makes the whole row NaN, as in torch.
+;;   memory. row_max skips NaN scores, but a NaN score reaches the sum of exps, so the whole row comes out NaN, as
+;;   in torch.
 (module
   (memory (export "memory") 1)
   (func (export "argmax") (param $n i32) (result i32)
-    (local $i i32) (local $end i32) (local $address i32)
-    (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128)
-    (local $max f32) (local $score f32)
-    ;; Pass 1, the largest score. Four accumulators of four lanes over 16 scores per iteration: pmax's latency, not
-    ;; its throughput, bounds one accumulator.
-    (local.set $m0 (v128.const f32x4 -inf -inf -inf -inf))
-    (local.set $m1 (local.get $m0))
-    (local.set $m2 (local.get $m0))
-    (local.set $m3 (local.get $m0))
-    (local.set $end (i32.and (local.get $n) (i32.const -16)))
-    (block $done16
-      (loop $by16
-        (br_if $done16 (i32.ge_u (local.get $i) (local.get $end)))
-        (local.set $address (i32.shl (local.get $i) (i32.const 2)))
-        (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load offset=0 (local.get $address))))
-        (local.set $m1 (f32x4.pmax (local.get $m1) (v128.load offset=16 (local.get $address))))
-        (local.set $m2 (f32x4.pmax (local.get $m2) (v128.load offset=32 (local.get $address))))
-        (local.set $m3 (f32x4.pmax (local.get $m3) (v128.load offset=48 (local.get $address))))
-        (local.set $i (i32.add (local.get $i) (i32.const 16)))
-        (br $by16)))
-    (local.set $m0 (f32x4.pmax (f32x4.pmax (local.get $m0) (local.get $m1))
-                               (f32x4.pmax (local.get $m2) (local.get $m3))))
+    (local $i i32) (local $end i32) (local $m0 v128) (local $max f32)
+    ;; Pass 1, the largest score (row_max).
+    (local.set $max (call $row_max (local.get $n)))
     (local.set $end (i32.and (local.get $n) (i32.const -4)))
-    (block $done4
-      (loop $by4
-        (br_if $done4 (i32.ge_u (local.get $i) (local.get $end)))
-        (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load (i32.shl (local.get $i) (i32.const 2)))))
-        (local.set $i (i32.add (local.get $i) (i32.const 4)))
-        (br $by4)))
-    (local.set $max (f32x4.extract_lane 0 (local.get $m0)))
-    (if (f32.gt (f32x4.extract_lane 1 (local.get $m0)) (local.get $max))
-      (then (local.set $max (f32x4.extract_lane 1 (local.get $m0)))))
-    (if (f32.gt (f32x4.extract_lane 2 (local.get $m0)) (local.get $max))
-      (then (local.set $max (f32x4.extract_lane 2 (local.get $m0)))))
-    (if (f32.gt (f32x4.extract_lane 3 (local.get $m0)) (local.get $max))
-      (then (local.set $max (f32x4.extract_lane 3 (local.get $m0)))))
-    (block $done1
-      (loop $by1
-        (br_if $done1 (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $score (f32.load (i32.shl (local.get $i) (i32.const 2))))
-        (if (f32.gt (local.get $score) (local.get $max)) (then (local.set $max (local.get $score))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $by1)))
     ;; Pass 2, the first index holding it: four at a time until a group holds it, then one by one.
     (local.set $m0 (f32x4.splat (local.get $max)))
     (local.set $i (i32.const 0))
@@ -109,10 +71,13 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $by1)))
     (local.get $i))
-  ;; The row's largest score; NaN scores are skipped here (pmax), and reach the sum of exps instead.
-  (func (export "row_max") (param $n i32) (result f32)
+  ;; The row's largest score, -inf for an empty row; NaN scores are skipped (pmax keeps its first operand unless the
+  ;; second is greater). Four accumulators of four lanes over 16 scores per iteration: pmax's latency, not its
+  ;; throughput, bounds one accumulator.
+  (func $row_max (export "row_max") (param $n i32) (result f32)
     (local $i i32) (local $end i32) (local $address i32)
-    (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128) (local $max f32) (local $score f32)
+    (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128)
+    (local $max f32) (local $score f32)
     (local.set $m0 (v128.const f32x4 -inf -inf -inf -inf))
     (local.set $m1 (local.get $m0))
     (local.set $m2 (local.get $m0))
@@ -130,6 +95,13 @@
         (br $by16)))
     (local.set $m0 (f32x4.pmax (f32x4.pmax (local.get $m0) (local.get $m1))
                                (f32x4.pmax (local.get $m2) (local.get $m3))))
+    (local.set $end (i32.and (local.get $n) (i32.const -4)))
+    (block $done4
+      (loop $by4
+        (br_if $done4 (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $by4)))
     (local.set $max (f32x4.extract_lane 0 (local.get $m0)))
     (if (f32.gt (f32x4.extract_lane 1 (local.get $m0)) (local.get $max))
       (then (local.set $max (f32x4.extract_lane 1 (local.get $m0)))))
